@@ -1,0 +1,121 @@
+//! The command line, as clap types only.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::raw::ColorChoice;
+
+/// OAuth 2.0 email accounts as code: plan, apply, prove the SMTP login.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mailform",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// The desired-state file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "MAILFORM_CONFIG",
+        default_value = "assets.toml",
+        value_name = "PATH"
+    )]
+    pub config: PathBuf,
+
+    /// When to use colour [default: auto; env MAILFORM_COLOR; NO_COLOR is respected].
+    #[arg(long, global = true, value_enum, value_name = "WHEN")]
+    pub color: Option<ColorChoice>,
+
+    /// How long to wait for the state lock, e.g. 30s [env MAILFORM_LOCK_TIMEOUT].
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub lock_timeout: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write assets.toml (from the example) and .mailform/ (state and key), and git-ignore .mailform/.
+    Init,
+    /// Check assets.toml offline: syntax, schema, lints.
+    Validate {
+        /// Fail on warnings too.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Show what apply would change, and why.
+    Plan(PlanArgs),
+    /// Show what state holds (tokens redacted).
+    Show {
+        /// Only this asset.
+        name: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the fields an email-asset form asks for.
+    Export {
+        /// The asset.
+        name: String,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Webex)]
+        format: ExportFormat,
+    },
+    /// Print a JSON Schema.
+    Schema {
+        #[arg(value_enum, default_value_t = SchemaKind::Config)]
+        kind: SchemaKind,
+    },
+    /// Remove a state lock whose holder is gone.
+    ForceUnlock {
+        /// The lock ID, as printed by the command that waited for it.
+        id: String,
+    },
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Do not contact providers or SMTP servers; decide from state alone.
+    #[arg(long)]
+    pub offline: bool,
+    /// Also prove each SMTP login (live plans only).
+    #[arg(long, conflicts_with = "offline")]
+    pub check_smtp: bool,
+    /// Print the plan as JSON (schema: `mailform schema plan`).
+    #[arg(long)]
+    pub json: bool,
+    /// Save the plan for `apply`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 2 when there are changes or drift, 0 when none, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Plan only these assets (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub target: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    /// Webex Contact Center "email asset" form.
+    Webex,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaKind {
+    /// assets.toml
+    Config,
+    /// .mailform/state.json
+    State,
+    /// plan --json / plan --out
+    Plan,
+}

@@ -1,0 +1,17 @@
+//! `mailform export NAME --format webex`.
+
+use super::{Context, ExitStatus, known_asset};
+use crate::cli::ExportFormat;
+use crate::error::Error;
+use crate::render;
+
+pub fn run(ctx: &Context<'_>, name: &str, format: ExportFormat) -> Result<ExitStatus, Error> {
+    let (config, _settings) = ctx.config()?;
+    known_asset(name, config.assets.keys().map(String::as_str), &config)?;
+    let asset = &config.assets[name];
+    let text = match format {
+        ExportFormat::Webex => render::export::webex(&config, asset),
+    };
+    ctx.printer.out(&text)?;
+    Ok(ExitStatus::Success)
+}

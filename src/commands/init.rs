@@ -1,0 +1,136 @@
+//! `mailform init`: create what is missing, never overwrite.
+//!
+//! Writes `assets.toml` from the example, `schemas/assets.schema.json` for
+//! editors, the key (0600) and an empty state in `.mailform/`, and a
+//! `.gitignore` line for `.mailform/`. Running it again is harmless.
+
+use std::path::Path;
+
+use super::{Context, ExitStatus};
+use crate::cli::SchemaKind;
+use crate::error::Error;
+use crate::state::State;
+use crate::store::{StateStore as _, key};
+
+/// The example config that `init` writes.
+pub const EXAMPLE: &str = include_str!("../../assets.toml.example");
+
+pub fn run(ctx: &Context<'_>) -> Result<ExitStatus, Error> {
+    let path = &ctx.cli.config;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut report = String::new();
+    if path.exists() {
+        report.push_str(&format!("Kept {} (it exists).\n", path.display()));
+    } else {
+        write_new(path, EXAMPLE)?;
+        report.push_str(&format!(
+            "Wrote {} from the example; edit it, then run mailform validate.\n",
+            path.display()
+        ));
+    }
+    let schema = dir.join("schemas/assets.schema.json");
+    if !schema.exists() {
+        fs_err::create_dir_all(dir.join("schemas")).map_err(|source| Error::Io {
+            action: "create folder",
+            path: dir.join("schemas"),
+            source,
+        })?;
+        write_new(&schema, &crate::schema::json(SchemaKind::Config))?;
+        report.push_str(&format!(
+            "Wrote {} (for editor completion).\n",
+            schema.display()
+        ));
+    }
+
+    let (config, settings) = ctx.config()?;
+    let state_dir = config.state_dir();
+    let store = Context::store(&config);
+    let _lock = store.lock("init", settings.lock_timeout, &mut |info| {
+        let _ = ctx.printer.err(&format!(
+            "Waiting for the state lock held by {} ({})...\n",
+            info.who, info.operation
+        ));
+    })?;
+
+    let key = match key::load(&state_dir)? {
+        Some((k, source)) => {
+            report.push_str(&format!("Using the key from {source}.\n"));
+            k
+        }
+        None => {
+            let (k, path) = key::create(&state_dir)?;
+            report.push_str(&format!(
+                "Created the token-encryption key {} (mode 0600). Back it up: without it stored tokens are lost.\n",
+                path.display()
+            ));
+            k
+        }
+    };
+    match store.load()? {
+        Some(state) => {
+            key::check_matches(
+                &state,
+                &key,
+                &key::KeySource::File(state_dir.join(key::KEY_FILE)),
+            )?;
+            report.push_str(&format!(
+                "Kept the state {} (serial {}).\n",
+                store.path().display(),
+                state.serial
+            ));
+        }
+        None => {
+            let mut state = State::new();
+            state.key_id = Some(key.id().to_string());
+            store.save(&mut state)?;
+            report.push_str(&format!(
+                "Created an empty state {} (lineage {}).\n",
+                store.path().display(),
+                state.lineage
+            ));
+        }
+    }
+
+    if let Ok(rel) = state_dir.strip_prefix(dir) {
+        let line = format!("{}/", rel.display());
+        let gitignore = dir.join(".gitignore");
+        let existing = std::fs::read_to_string(&gitignore).unwrap_or_default();
+        if !existing
+            .lines()
+            .any(|l| l.trim() == line || l.trim() == line.trim_end_matches('/'))
+        {
+            let mut text = existing;
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&format!(
+                "# mailform state and token key: never commit\n{line}\n"
+            ));
+            fs_err::write(&gitignore, text).map_err(|source| Error::Io {
+                action: "write",
+                path: gitignore.clone(),
+                source,
+            })?;
+            report.push_str(&format!("Added {line} to {}.\n", gitignore.display()));
+        }
+    }
+    ctx.printer.err(&report)?;
+    Ok(ExitStatus::Success)
+}
+
+fn write_new(path: &Path, text: &str) -> Result<(), Error> {
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|source| Error::Io {
+            action: "write",
+            path: path.to_path_buf(),
+            source,
+        })
+}

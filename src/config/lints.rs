@@ -1,0 +1,183 @@
+//! Lints: a config that parses but will fail, or surprise, in the real world.
+//!
+//! Every lint names the asset or provider and the field, points at the text,
+//! and says what to do. Most are warnings (`validate --strict` fails on them);
+//! a few are errors because the provider is certain to refuse.
+
+use super::model::{Asset, Config, Provider};
+use super::presets::Preset;
+use super::raw::{PublishingStatus, Security, UserType};
+use super::resolve::is_loopback_host;
+use crate::diagnostic::{Diagnostic, Diagnostics};
+
+/// Ports on which SMTP submission is normally offered. 2525 is a common
+/// alternative where 587 is blocked.
+const SUBMISSION_PORTS: [u16; 3] = [587, 465, 2525];
+
+/// Google allows at most this many test users on an app in Testing.
+const MAX_TEST_USERS: usize = 100;
+
+/// Google expires refresh tokens of Testing-mode external apps after this many days.
+pub const TESTING_REFRESH_TOKEN_DAYS: i64 = 7;
+
+pub fn lint(config: &Config) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    for provider in config.providers.values() {
+        lint_provider(provider, &mut diags);
+    }
+    for asset in config.assets.values() {
+        lint_asset(asset, config.provider_of(asset), &mut diags);
+    }
+    diags.sort();
+    diags
+}
+
+fn lint_provider(p: &Provider, diags: &mut Diagnostics) {
+    let name = &p.name;
+    let offline_scope = p.scopes.iter().any(|s| s == "offline_access");
+    let offline_param = p
+        .auth_params
+        .get("access_type")
+        .is_some_and(|v| v == "offline");
+    let needs_offline_param = p.preset == Some(Preset::Google);
+    if needs_offline_param && !offline_param {
+        diags.push(
+            Diagnostic::warning(format!(
+                "provider `{name}`: auth_params lacks access_type = \"offline\"; Google will issue no refresh token"
+            ))
+            .at(p.span.clone())
+            .help("keep the preset's auth_params = { access_type = \"offline\", prompt = \"consent\" }"),
+        );
+    } else if !needs_offline_param && !offline_scope && !offline_param {
+        diags.push(
+            Diagnostic::warning(format!(
+                "provider `{name}`: scopes lack `offline_access`; the provider may issue no refresh token and mail will stop when the first access token expires"
+            ))
+            .at(p.scopes_span.clone().or(p.span.clone()))
+            .help("add \"offline_access\" to scopes (or the provider's equivalent auth_params)"),
+        );
+    }
+
+    let Some(console) = &p.console else { return };
+    if console.publishing_status == Some(PublishingStatus::Testing) {
+        diags.push(
+            Diagnostic::warning(format!(
+                "provider `{name}`: console.publishing_status is \"testing\": refresh tokens expire after {TESTING_REFRESH_TOKEN_DAYS} days"
+            ))
+            .at(console.publishing_status_span.clone())
+            .help("publish the app (In production) so tokens do not expire weekly, or plan a re-consent every week"),
+        );
+        if console.user_type == Some(UserType::External)
+            && console.test_users.len() > MAX_TEST_USERS
+        {
+            diags.push(
+                Diagnostic::warning(format!(
+                    "provider `{name}`: console.test_users has {} users; Google allows at most {MAX_TEST_USERS} on an app in testing",
+                    console.test_users.len()
+                ))
+                .at(console.test_users_span.clone())
+                .help("publish the app, or trim the list to the mailboxes that need it"),
+            );
+        }
+    }
+    if let Some(uri) = &p.redirect_uri {
+        let host = uri.host_str().unwrap_or_default().to_ascii_lowercase();
+        let loopback = uri.host().is_some_and(|h| is_loopback_host(&h));
+        if !loopback
+            && !console.authorized_domains.is_empty()
+            && !console
+                .authorized_domains
+                .iter()
+                .any(|d| host == *d || host.ends_with(&format!(".{d}")))
+        {
+            diags.push(
+                Diagnostic::warning(format!(
+                    "provider `{name}`: redirect_uri host `{host}` is not under any of console.authorized_domains"
+                ))
+                .at(p.redirect_uri_span.clone())
+                .help(format!("add `{}` to the consent screen's authorized domains (and here), or use a loopback redirect URI", registrable_guess(&host))),
+            );
+        }
+    }
+}
+
+fn lint_asset(a: &Asset, p: &Provider, diags: &mut Diagnostics) {
+    let name = &a.name;
+    let smtp = &a.smtp;
+    let local = url::Host::parse(&smtp.host).is_ok_and(|h| is_loopback_host(&h));
+    match (smtp.security, smtp.port) {
+        (Security::Tls, 587) => diags.push(
+            Diagnostic::error(format!(
+                "asset `{name}`: smtp.security \"tls\" on port 587, which speaks STARTTLS"
+            ))
+            .at(smtp
+                .security_span
+                .clone()
+                .or(smtp.port_span.clone())
+                .or(a.email_span.clone()))
+            .help("use security = \"starttls\" with 587, or port 465 with \"tls\""),
+        ),
+        (Security::Starttls, 465) => diags.push(
+            Diagnostic::error(format!(
+                "asset `{name}`: smtp.security \"starttls\" on port 465, which speaks implicit TLS"
+            ))
+            .at(smtp
+                .security_span
+                .clone()
+                .or(smtp.port_span.clone())
+                .or(a.email_span.clone()))
+            .help("use security = \"tls\" with 465, or port 587 with \"starttls\""),
+        ),
+        (_, port) if !local && !SUBMISSION_PORTS.contains(&port) => diags.push(
+            Diagnostic::warning(format!(
+                "asset `{name}`: smtp.port {port} is not an SMTP submission port"
+            ))
+            .at(smtp.port_span.clone().or(a.email_span.clone()))
+            .help("did you mean 587 (STARTTLS) or 465 (TLS)?"),
+        ),
+        _ => {}
+    }
+
+    let missing: Vec<&str> = p
+        .scopes
+        .iter()
+        .filter(|s| !a.scopes.contains(s))
+        .map(String::as_str)
+        .collect();
+    if missing.contains(&"offline_access") {
+        diags.push(
+            Diagnostic::warning(format!("asset `{name}`: scopes drop the provider's `offline_access`; no refresh token will be issued"))
+                .at(a.email_span.clone())
+                .help("keep \"offline_access\" in the asset's scopes"),
+        );
+    }
+
+    if let Some(console) = &p.console {
+        let testing_external = console.publishing_status == Some(PublishingStatus::Testing)
+            && console.user_type == Some(UserType::External);
+        if testing_external
+            && !console
+                .test_users
+                .iter()
+                .any(|u| u.eq_ignore_ascii_case(&a.email))
+        {
+            diags.push(
+                Diagnostic::error(format!(
+                    "asset `{name}`: {} is not among provider `{}`'s console.test_users; Google refuses consent to others while the app is in testing",
+                    a.email, p.name
+                ))
+                .at(a.email_span.clone())
+                .help("add the address to the consent screen's test users (and to console.test_users), or publish the app"),
+            );
+        }
+    }
+}
+
+/// The last two labels of a host, for a hint; good enough for a suggestion.
+fn registrable_guess(host: &str) -> String {
+    let labels: Vec<&str> = host.rsplitn(3, '.').collect();
+    match labels.as_slice() {
+        [tld, sld, ..] => format!("{sld}.{tld}"),
+        _ => host.to_string(),
+    }
+}

@@ -1,0 +1,112 @@
+//! `assets.toml`: the desired state.
+//!
+//! [`load`] reads the file, resolves it ([`resolve`]) and lints it ([`lints`]),
+//! returning the [`Config`] (when it has no errors) together with every
+//! diagnostic. The raw serde types ([`raw`]) are also the source of the
+//! config's JSON Schema.
+
+pub mod lints;
+pub mod model;
+pub mod presets;
+pub mod raw;
+pub mod resolve;
+
+use std::path::{Path, PathBuf};
+
+pub use model::{Asset, Config, Provider, SecretSource, SmtpEndpoint};
+pub use raw::Security;
+
+use crate::diagnostic::Diagnostics;
+use crate::error::Error;
+use crate::secret::Secret;
+use crate::state::AppliedAsset;
+
+/// A config file read from disk, with what was found in it.
+#[derive(Debug)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub source: String,
+    /// `Some` when the file has no errors (warnings allowed).
+    pub config: Option<Config>,
+    pub diagnostics: Diagnostics,
+}
+
+/// Reads, resolves and lints a config file.
+pub fn load(path: &Path) -> Result<Loaded, Error> {
+    let source = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(parse(path, source))
+}
+
+/// Resolves and lints config text that was read from `path`.
+pub fn parse(path: &Path, source: String) -> Loaded {
+    let (mut config, mut diagnostics) = resolve::resolve(path, &source);
+    if let Some(c) = &config {
+        diagnostics.extend(lints::lint(c));
+    }
+    diagnostics.sort();
+    if diagnostics.has_errors() {
+        config = None;
+    }
+    Loaded {
+        path: path.to_path_buf(),
+        source,
+        config,
+        diagnostics,
+    }
+}
+
+impl Config {
+    /// The record of an asset as it would be applied: every non-secret field
+    /// that `plan` compares against state.
+    pub fn applied(&self, asset: &Asset) -> AppliedAsset {
+        let p = self.provider_of(asset);
+        AppliedAsset {
+            email: asset.email.clone(),
+            username: asset.username.clone(),
+            provider: p.name.clone(),
+            client_id: p.client_id.clone(),
+            authorization_url: p.authorization_url.to_string(),
+            token_url: p.token_url.to_string(),
+            revocation_url: p.revocation_url.as_ref().map(ToString::to_string),
+            device_authorization_url: p.device_authorization_url.as_ref().map(ToString::to_string),
+            redirect_uri: p.redirect_uri.as_ref().map(ToString::to_string),
+            auth_params: p.auth_params.clone(),
+            scopes: asset.scopes.clone(),
+            smtp_host: asset.smtp.host.clone(),
+            smtp_port: asset.smtp.port,
+            smtp_security: asset.smtp.security,
+            forwarding_address: asset.forwarding_address.clone(),
+            labels: asset.labels.clone(),
+        }
+    }
+}
+
+impl Provider {
+    /// Reads the client secret from where the config points. `Ok(None)` for a
+    /// public client (PKCE only).
+    pub fn client_secret(&self) -> Result<Option<Secret>, Error> {
+        let missing = |why: String| Error::Secret {
+            provider: self.name.clone(),
+            why,
+        };
+        match &self.client_secret {
+            None => Ok(None),
+            Some(SecretSource::Env(var)) => match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => Ok(Some(Secret::new(v.trim()))),
+                Ok(_) => Err(missing(format!("environment variable {var} is empty"))),
+                Err(_) => Err(missing(format!(
+                    "environment variable {var} is not set (client_secret = {{ env = \"{var}\" }})"
+                ))),
+            },
+            Some(SecretSource::File(path)) => match std::fs::read_to_string(path) {
+                Ok(v) if !v.trim().is_empty() => Ok(Some(Secret::new(v.trim()))),
+                Ok(_) => Err(missing(format!("{} is empty", path.display()))),
+                Err(e) => Err(missing(format!("cannot read {}: {e}", path.display()))),
+            },
+            Some(SecretSource::CredentialsFile { secret, .. }) => Ok(Some(secret.clone())),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The resolved config: presets applied, defaults filled, every value checked.
+//!
+//! A [`Config`] is what the rest of mailform works with. It holds no secret
+//! values except a client secret read from a `credentials_file`, which is kept
+//! in a [`Secret`]. Spans are kept so lints can point at the text.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::PathBuf;
+
+use url::Url;
+
+use super::presets::Preset;
+use super::raw::{Backend, PublishingStatus, RawSettings, Security, UserType};
+use crate::secret::Secret;
+
+pub type Span = Option<Range<usize>>;
+
+/// The whole resolved `assets.toml`.
+#[derive(Debug)]
+pub struct Config {
+    /// The config file as named on the command line.
+    pub path: PathBuf,
+    /// The folder relative paths in the config are resolved against.
+    pub dir: PathBuf,
+    pub settings: RawSettings,
+    pub state: StateConfig,
+    pub providers: BTreeMap<String, Provider>,
+    pub assets: BTreeMap<String, Asset>,
+    /// SHA-256 of the config file's bytes, recorded in saved plans.
+    pub digest: String,
+}
+
+/// Where state lives, resolved.
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    pub backend: Backend,
+    /// The state file; the lock and key live beside it.
+    pub path: PathBuf,
+}
+
+/// Where a client secret comes from.
+#[derive(Debug)]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+    /// Read from Google's client JSON at load time.
+    CredentialsFile {
+        path: PathBuf,
+        secret: Secret,
+    },
+}
+
+/// An SMTP submission endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpEndpoint {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub port_span: Span,
+    pub security_span: Span,
+}
+
+/// `[providers.NAME.console]`, resolved.
+#[derive(Debug, Clone, Default)]
+pub struct Console {
+    pub user_type: Option<UserType>,
+    pub publishing_status: Option<PublishingStatus>,
+    pub publishing_status_span: Span,
+    pub authorized_domains: Vec<String>,
+    pub authorized_domains_span: Span,
+    pub test_users: Vec<String>,
+    pub test_users_span: Span,
+}
+
+/// An OAuth 2.0 provider with every endpoint known.
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    pub preset: Option<Preset>,
+    pub client_id: String,
+    pub client_secret: Option<SecretSource>,
+    pub redirect_uri: Option<Url>,
+    pub authorization_url: Url,
+    pub token_url: Url,
+    pub revocation_url: Option<Url>,
+    pub device_authorization_url: Option<Url>,
+    pub scopes: Vec<String>,
+    pub auth_params: BTreeMap<String, String>,
+    pub smtp: SmtpEndpoint,
+    pub ca_file: Option<PathBuf>,
+    pub console: Option<Console>,
+    /// The `[providers.NAME]` header.
+    pub span: Span,
+    pub redirect_uri_span: Span,
+    pub scopes_span: Span,
+}
+
+/// One mailbox, with the provider's defaults applied.
+#[derive(Debug, Clone)]
+pub struct Asset {
+    pub name: String,
+    pub email: String,
+    pub username: String,
+    pub provider: String,
+    pub scopes: Vec<String>,
+    pub smtp: SmtpEndpoint,
+    pub forwarding_address: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub email_span: Span,
+}
+
+impl Config {
+    /// The provider an asset names; resolution guarantees it exists.
+    pub fn provider_of(&self, asset: &Asset) -> &Provider {
+        &self.providers[&asset.provider]
+    }
+
+    /// The folder that holds state, lock and key (`.mailform/` by default).
+    pub fn state_dir(&self) -> PathBuf {
+        self.state
+            .path
+            .parent()
+            .map_or_else(|| self.dir.clone(), std::path::Path::to_path_buf)
+    }
+}

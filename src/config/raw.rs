@@ -1,0 +1,308 @@
+//! The shape of `assets.toml` exactly as written: serde types with spans kept.
+//!
+//! These types are strict (`deny_unknown_fields`) and carry `Spanned` values
+//! wherever a later check needs to point at the text. They are also the source
+//! of `schemas/assets.schema.json`, so a field added here shows up in editors.
+//! Nothing here applies defaults or presets; `resolve` does that.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_spanned::Spanned;
+
+/// The current and only config format version.
+pub const CONFIG_VERSION: i64 = 1;
+
+/// Desired state of mailform's email assets (`assets.toml`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "mailform assets.toml")]
+pub struct RawConfig {
+    /// Config format version; must be 1.
+    #[schemars(range(min = 1, max = 1))]
+    pub version: i64,
+    /// The tool's own settings (overridden by `MAILFORM_*` variables and flags).
+    #[serde(default)]
+    pub settings: RawSettings,
+    /// Where state is kept.
+    #[serde(default)]
+    pub state: RawStateConfig,
+    /// OAuth 2.0 providers: built-in presets (`google`, `microsoft`) or custom ones.
+    #[serde(default)]
+    pub providers: BTreeMap<String, RawProvider>,
+    /// Email assets: the table key is the asset's name.
+    #[serde(default)]
+    pub assets: BTreeMap<String, RawAsset>,
+}
+
+/// How consent is obtained when tokens are needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsentMode {
+    /// Listen on the redirect URI's loopback port and open a browser (RFC 8252).
+    Loopback,
+    /// Print the URL, read the pasted redirect URL.
+    Manual,
+    /// Device authorization grant (RFC 8628).
+    Device,
+    /// Never ask a person; fail with a clear message.
+    Never,
+}
+
+/// When to colour human output.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ColorChoice {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// `[settings]`: defaults for the tool; `MAILFORM_*` variables and flags win.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    /// Network steps run at once during plan and apply (default 10).
+    #[schemars(range(min = 1, max = 256))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u32>,
+    /// Consent mode (default: loopback on a terminal, never otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consent: Option<ConsentMode>,
+    /// How long to wait for the state lock, e.g. "30s" or "2m" (default "0s").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_timeout: Option<String>,
+    /// Colour for human output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub color: Option<ColorChoice>,
+}
+
+/// The state backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// A JSON file beside the config (`.mailform/state.json`).
+    #[default]
+    File,
+}
+
+/// `[state]`: where state lives.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawStateConfig {
+    /// Backend kind; only "file" today.
+    #[serde(default)]
+    pub backend: Backend,
+    /// State file path, relative to the config file's folder (default `.mailform/state.json`).
+    #[schemars(with = "Option<String>")]
+    pub path: Option<Spanned<String>>,
+}
+
+/// A reference to a secret kept outside `assets.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawSecret {
+    /// Written literally in the config: always refused.
+    Literal,
+    /// `{ env = "NAME" }`
+    Env(String),
+    /// `{ file = "path" }`, relative to the config file's folder.
+    File(String),
+}
+
+/// Only for the schema: the forms of secret reference that are accepted.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // reason: exists only to describe the schema
+enum SecretRefSchema {
+    /// Read the secret from this environment variable.
+    Env { env: String },
+    /// Read the secret from this file (relative to assets.toml), trimmed.
+    File { file: String },
+}
+
+impl<'de> Deserialize<'de> for RawSecret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SecretVisitor;
+
+        impl<'de> Visitor<'de> for SecretVisitor {
+            type Value = RawSecret;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a secret reference: { env = "NAME" } or { file = "path" }"#)
+            }
+
+            fn visit_str<E: de::Error>(self, _value: &str) -> Result<RawSecret, E> {
+                // The value itself is dropped here and never reaches a message.
+                Ok(RawSecret::Literal)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawSecret, A::Error> {
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(de::Error::custom(
+                        r#"empty secret reference: use { env = "NAME" } or { file = "path" }"#,
+                    ));
+                };
+                let secret = match key.as_str() {
+                    "env" => RawSecret::Env(map.next_value()?),
+                    "file" => RawSecret::File(map.next_value()?),
+                    other => return Err(de::Error::unknown_field(other, &["env", "file"])),
+                };
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(de::Error::custom(format!(
+                        "a secret reference takes one key, `env` or `file`; `{extra}` is one too many"
+                    )));
+                }
+                Ok(secret)
+            }
+        }
+
+        deserializer.deserialize_any(SecretVisitor)
+    }
+}
+
+/// `security`: how the SMTP connection is encrypted. Plaintext is not offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Plain connect, then STARTTLS before anything else (port 587).
+    Starttls,
+    /// Implicit TLS from the first byte (port 465); "ssl" is accepted as an alias.
+    #[serde(alias = "ssl")]
+    Tls,
+}
+
+impl fmt::Display for Security {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Security::Starttls => "starttls",
+            Security::Tls => "tls",
+        })
+    }
+}
+
+/// SMTP submission endpoint; every field falls back to the provider's.
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    /// SMTP server host name.
+    #[schemars(with = "Option<String>")]
+    pub host: Option<Spanned<String>>,
+    /// SMTP submission port, normally 587 (STARTTLS) or 465 (TLS).
+    #[schemars(with = "Option<u16>")]
+    pub port: Option<Spanned<i64>>,
+    /// "starttls" or "tls" (alias "ssl").
+    #[schemars(with = "Option<Security>")]
+    pub security: Option<Spanned<Security>>,
+}
+
+/// Google Cloud console app type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UserType {
+    Internal,
+    External,
+}
+
+/// Google Cloud console publishing status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishingStatus {
+    Testing,
+    #[serde(alias = "in_production")]
+    Production,
+}
+
+/// `[providers.NAME.console]`: what was set up by hand in the provider's console.
+/// Never applied; only checked by lints.
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsole {
+    #[schemars(with = "Option<UserType>")]
+    pub user_type: Option<Spanned<UserType>>,
+    #[schemars(with = "Option<PublishingStatus>")]
+    pub publishing_status: Option<Spanned<PublishingStatus>>,
+    #[schemars(with = "Option<Vec<String>>")]
+    pub authorized_domains: Option<Spanned<Vec<String>>>,
+    #[schemars(with = "Option<Vec<String>>")]
+    pub test_users: Option<Spanned<Vec<String>>>,
+}
+
+/// `[providers.NAME]`: an OAuth 2.0 provider. `google` and `microsoft` are presets
+/// whose fields may be overridden; any other name is custom unless `preset` says so.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    /// Start from this built-in preset ("google" or "microsoft").
+    #[schemars(with = "Option<String>")]
+    pub preset: Option<Spanned<String>>,
+    /// OAuth client id.
+    #[schemars(with = "Option<String>")]
+    pub client_id: Option<Spanned<String>>,
+    /// OAuth client secret, by reference; a literal is refused.
+    #[schemars(with = "Option<SecretRefSchema>")]
+    pub client_secret: Option<Spanned<RawSecret>>,
+    /// Google's downloaded client JSON ("installed" or "web"), relative to assets.toml.
+    #[schemars(with = "Option<String>")]
+    pub credentials_file: Option<Spanned<String>>,
+    /// Where the provider sends the user back after consent.
+    #[schemars(with = "Option<String>")]
+    pub redirect_uri: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub authorization_url: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub token_url: Option<Spanned<String>>,
+    /// RFC 7009 revocation endpoint.
+    #[schemars(with = "Option<String>")]
+    pub revocation_url: Option<Spanned<String>>,
+    /// RFC 8628 device authorization endpoint.
+    #[schemars(with = "Option<String>")]
+    pub device_authorization_url: Option<Spanned<String>>,
+    /// Scopes every asset of this provider asks for.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub scopes: Option<Spanned<Vec<String>>>,
+    /// Extra authorization request parameters (Google: access_type, prompt).
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
+    pub auth_params: Option<Spanned<BTreeMap<String, String>>>,
+    /// Microsoft tenant id or domain ("organizations", "common", or a GUID).
+    #[schemars(with = "Option<String>")]
+    pub tenant: Option<Spanned<String>>,
+    /// SMTP submission endpoint for this provider's mailboxes.
+    pub smtp: Option<RawSmtp>,
+    /// Extra trusted root certificate (PEM), relative to assets.toml.
+    #[schemars(with = "Option<String>")]
+    pub ca_file: Option<Spanned<String>>,
+    /// What was configured by hand in the provider's console.
+    pub console: Option<RawConsole>,
+}
+
+/// `[assets.NAME]`: one mailbox.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAsset {
+    /// The mailbox address.
+    #[schemars(with = "String")]
+    pub email: Spanned<String>,
+    /// Name of a `[providers.*]` table.
+    #[schemars(with = "String")]
+    pub provider: Spanned<String>,
+    /// SMTP login name (default: email).
+    #[schemars(with = "Option<String>")]
+    pub username: Option<Spanned<String>>,
+    /// Scopes (default: the provider's).
+    #[schemars(with = "Option<Vec<String>>")]
+    pub scopes: Option<Spanned<Vec<String>>>,
+    /// SMTP endpoint overrides (default: the provider's).
+    pub smtp: Option<RawSmtp>,
+    /// Informational forwarding address, e.g. for a contact-center inbox.
+    #[schemars(with = "Option<String>")]
+    pub forwarding_address: Option<Spanned<String>>,
+    /// Free-form labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}

@@ -1,0 +1,836 @@
+//! `assets.toml` text → [`Config`], collecting every problem on the way.
+//!
+//! The document is parsed once into a spanned tree; each section (`settings`,
+//! `state`, every provider, every asset) is then deserialized on its own, so a
+//! type error in one asset does not hide the errors in the next. Presets and
+//! defaults are applied and every value is checked here; whether the result is
+//! *wise* is the business of `lints`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use url::Url;
+
+use super::model::{
+    Asset, Config, Console, Provider, SecretSource, SmtpEndpoint, Span, StateConfig,
+};
+use super::presets::Preset;
+use super::raw::{
+    CONFIG_VERSION, RawAsset, RawConsole, RawProvider, RawSecret, RawSettings, RawSmtp,
+    RawStateConfig,
+};
+use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use crate::secret::Secret;
+
+/// Top-level keys of `assets.toml`.
+const TOP_LEVEL_KEYS: [&str; 5] = ["version", "settings", "state", "providers", "assets"];
+
+/// The default state file, relative to the config's folder.
+pub const DEFAULT_STATE_PATH: &str = ".mailform/state.json";
+
+/// Parses and resolves a config. Returns `None` when any error was found; the
+/// diagnostics then say why. Warnings from lints are added by the caller.
+pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
+    let mut diags = Diagnostics::default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+
+    let (root, errors) = DeTable::parse_recoverable(text);
+    if !errors.is_empty() {
+        for e in errors {
+            diags.push(toml_error(&e));
+        }
+        return (None, diags);
+    }
+    let root_span = root.span();
+    let root = root.into_inner();
+
+    let mut version = None;
+    let mut settings = RawSettings::default();
+    let mut state = RawStateConfig::default();
+    let mut raw_providers = Vec::new();
+    let mut raw_assets = Vec::new();
+    for (key, value) in &root {
+        match key.get_ref().as_ref() {
+            "version" => version = section::<Spanned<i64>>(value, &mut diags),
+            "settings" => settings = section(value, &mut diags).unwrap_or_default(),
+            "state" => state = section(value, &mut diags).unwrap_or_default(),
+            "providers" => raw_providers = entries::<RawProvider>(value, "providers", &mut diags),
+            "assets" => raw_assets = entries::<RawAsset>(value, "assets", &mut diags),
+            other => {
+                let mut d = Diagnostic::error(format!("unknown top-level key `{other}`"))
+                    .at(Some(key.span()));
+                if let Some(s) = did_you_mean(other, TOP_LEVEL_KEYS) {
+                    d = d.help(format!("did you mean `{s}`?"));
+                }
+                diags.push(d.help(format!(
+                    "the top-level keys are {}",
+                    TOP_LEVEL_KEYS.map(|k| format!("`{k}`")).join(", ")
+                )));
+            }
+        }
+    }
+
+    match &version {
+        None if root.get("version").is_none() => diags.push(
+            Diagnostic::error("missing `version`")
+                .at(Some(root_span.start..root_span.start))
+                .help(format!("start the file with `version = {CONFIG_VERSION}`")),
+        ),
+        Some(v) if *v.get_ref() != CONFIG_VERSION => diags.push(
+            Diagnostic::error(format!(
+                "unsupported config version {}; this mailform reads version {CONFIG_VERSION}",
+                v.get_ref()
+            ))
+            .at(Some(v.span()))
+            .help(format!("set `version = {CONFIG_VERSION}` (or use the mailform release that wrote this file)")),
+        ),
+        _ => {}
+    }
+
+    if let Some(lock_timeout) = &settings.lock_timeout {
+        if let Err(e) = humantime::parse_duration(lock_timeout) {
+            diags.push(
+                Diagnostic::error(format!(
+                    "settings.lock_timeout `{lock_timeout}` is not a duration: {e}"
+                ))
+                .at(span_of(&root, &["settings", "lock_timeout"]))
+                .help("write it like \"30s\" or \"2m\""),
+            );
+        }
+    }
+
+    let state_path = state.path.as_ref().map_or_else(
+        || PathBuf::from(DEFAULT_STATE_PATH),
+        |p| PathBuf::from(p.get_ref()),
+    );
+    let state = StateConfig {
+        backend: state.backend,
+        path: dir.join(state_path),
+    };
+
+    let mut providers = BTreeMap::new();
+    for (name, span, raw) in raw_providers {
+        if let Some(p) = resolve_provider(&name, span, raw, &dir, &mut diags) {
+            providers.insert(name, p);
+        }
+    }
+    let declared: Vec<&str> = root
+        .get("providers")
+        .and_then(|v| match v.get_ref() {
+            DeValue::Table(t) => Some(t.keys().map(|k| k.get_ref().as_ref()).collect()),
+            _ => None,
+        })
+        .unwrap_or_default();
+
+    let mut assets = BTreeMap::new();
+    let mut emails: HashMap<String, String> = HashMap::new();
+    for (name, _span, raw) in raw_assets {
+        let Some(asset) = resolve_asset(&name, raw, &providers, &declared, &mut diags) else {
+            continue;
+        };
+        let key = asset.email.to_ascii_lowercase();
+        if let Some(other) = emails.get(&key) {
+            diags.push(
+                Diagnostic::error(format!(
+                    "asset `{name}`: email `{}` is also used by asset `{other}`",
+                    asset.email
+                ))
+                .at(asset.email_span.clone())
+                .help("each mailbox is declared once; remove one of the two or fix the address"),
+            );
+        } else {
+            emails.insert(key, name.clone());
+        }
+        assets.insert(name, asset);
+    }
+
+    if diags.has_errors() {
+        return (None, diags);
+    }
+    let config = Config {
+        path: path.to_path_buf(),
+        dir,
+        settings,
+        state,
+        providers,
+        assets,
+        digest: crate::state::crypto::sha256_hex(text.as_bytes()),
+    };
+    (Some(config), diags)
+}
+
+/// Turns a toml error into a diagnostic, adding "did you mean" to unknown fields.
+fn toml_error(e: &toml::de::Error) -> Diagnostic {
+    let message = e.message().trim().to_string();
+    let mut d = Diagnostic::error(message.clone()).at(e.span());
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let quoted: Vec<&str> = rest.split('`').collect();
+        // quoted = [field, ", expected one of ", a, ", ", b, ...]
+        if let Some((field, others)) = quoted.split_first() {
+            let expected: Vec<&str> = others.iter().skip(1).step_by(2).copied().collect();
+            if let Some(s) = did_you_mean(field, expected.iter().copied()) {
+                d = d.help(format!("did you mean `{s}`?"));
+            }
+        }
+    }
+    d
+}
+
+/// Deserializes one section; on failure records the error and yields `None`.
+fn section<T: for<'de> Deserialize<'de>>(
+    value: &Spanned<DeValue<'_>>,
+    diags: &mut Diagnostics,
+) -> Option<T> {
+    match T::deserialize(ValueDeserializer::from(value.clone())) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            diags.push(toml_error(&e));
+            None
+        }
+    }
+}
+
+/// Deserializes each entry of a table of tables (`[providers.*]`, `[assets.*]`)
+/// on its own, so every broken entry is reported.
+fn entries<T: for<'de> Deserialize<'de>>(
+    value: &Spanned<DeValue<'_>>,
+    what: &str,
+    diags: &mut Diagnostics,
+) -> Vec<(String, Range<usize>, T)> {
+    let DeValue::Table(table) = value.get_ref() else {
+        diags.push(
+            Diagnostic::error(format!("`{what}` must be a table of tables"))
+                .at(Some(value.span()))
+                .help(format!("write each entry as [{what}.NAME]")),
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(table.len());
+    for (key, entry) in table {
+        let name = key.get_ref().to_string();
+        if let Some(v) = section::<T>(entry, diags) {
+            out.push((name, key.span(), v));
+        }
+    }
+    out
+}
+
+/// Span of a nested key's value, for errors found after deserialization.
+fn span_of(root: &DeTable<'_>, path: &[&str]) -> Span {
+    let (first, rest) = path.split_first()?;
+    let mut value = root.get(*first)?;
+    for key in rest {
+        let DeValue::Table(t) = value.get_ref() else {
+            return None;
+        };
+        value = t.get(*key)?;
+    }
+    Some(value.span())
+}
+
+fn resolve_provider(
+    name: &str,
+    span: Range<usize>,
+    raw: RawProvider,
+    dir: &Path,
+    diags: &mut Diagnostics,
+) -> Option<Provider> {
+    let before = diags.error_count();
+    let span = Some(span);
+    let ctx = |field: &str| format!("provider `{name}`: {field}");
+
+    let preset = match &raw.preset {
+        Some(p) => match Preset::from_name(p.get_ref()) {
+            Some(preset) => Some(preset),
+            None => {
+                let mut d = Diagnostic::error(format!(
+                    "{}: unknown preset `{}`",
+                    ctx("preset"),
+                    p.get_ref()
+                ))
+                .at(Some(p.span()));
+                if let Some(s) = did_you_mean(p.get_ref(), Preset::NAMES) {
+                    d = d.help(format!("did you mean `{s}`?"));
+                }
+                diags.push(d.help("the built-in presets are `google` and `microsoft`; leave `preset` out for a custom provider"));
+                return None;
+            }
+        },
+        None => Preset::from_name(name),
+    };
+
+    // Google's "Download JSON" client file.
+    let credentials = raw.credentials_file.as_ref().and_then(|f| {
+        if raw.client_id.is_some() || raw.client_secret.is_some() {
+            diags.push(
+                Diagnostic::error(format!("{}: set either credentials_file or client_id/client_secret, not both", ctx("credentials_file")))
+                    .at(Some(f.span()))
+                    .help("credentials_file already holds the client id and secret"),
+            );
+            return None;
+        }
+        match read_credentials_file(&dir.join(f.get_ref())) {
+            Ok(c) => Some(c),
+            Err(why) => {
+                diags.push(
+                    Diagnostic::error(format!("{}: cannot use `{}`: {why}", ctx("credentials_file"), f.get_ref()))
+                        .at(Some(f.span()))
+                        .help("download the OAuth client's JSON from the Cloud console (Credentials → your client → Download JSON); the path is relative to assets.toml"),
+                );
+                None
+            }
+        }
+    });
+
+    let client_id = match (&raw.client_id, &credentials) {
+        (Some(id), _) if id.get_ref().trim().is_empty() => {
+            diags.push(
+                Diagnostic::error(format!("{} is empty", ctx("client_id"))).at(Some(id.span())),
+            );
+            String::new()
+        }
+        (Some(id), _) => id.get_ref().clone(),
+        (None, Some(c)) => c.client_id.clone(),
+        (None, None) if raw.credentials_file.is_some() => String::new(), // already reported
+        (None, None) => {
+            diags.push(
+                Diagnostic::error(format!("provider `{name}` has no client_id"))
+                    .at(span.clone())
+                    .help("add client_id = \"...\" (from the provider's console), or credentials_file = \"client_secret.json\""),
+            );
+            String::new()
+        }
+    };
+
+    let client_secret = match &raw.client_secret {
+        Some(s) => match s.get_ref() {
+            RawSecret::Literal => {
+                diags.push(
+                    Diagnostic::error(format!("{} is written literally in the config", ctx("client_secret")))
+                        .at(Some(s.span()))
+                        .help("assets.toml is committed to git, so secrets are not written in it: use client_secret = { env = \"VAR\" } or { file = \"path\" }, or credentials_file"),
+                );
+                None
+            }
+            RawSecret::Env(var) if var.is_empty() => {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "{}: empty environment variable name",
+                        ctx("client_secret")
+                    ))
+                    .at(Some(s.span())),
+                );
+                None
+            }
+            RawSecret::Env(var) => Some(SecretSource::Env(var.clone())),
+            RawSecret::File(f) => Some(SecretSource::File(dir.join(f))),
+        },
+        None => credentials.as_ref().and_then(|c| {
+            c.client_secret
+                .as_ref()
+                .map(|secret| SecretSource::CredentialsFile {
+                    path: dir.join(raw.credentials_file.as_ref().map_or("", |f| f.get_ref())),
+                    secret: secret.clone(),
+                })
+        }),
+    };
+
+    let tenant = match (&raw.tenant, preset) {
+        (Some(t), Some(p)) if p.needs_tenant() => {
+            if t.get_ref().trim().is_empty() || t.get_ref().contains(['/', '?', '#', ' ']) {
+                diags.push(
+                    Diagnostic::error(format!("{}: `{}` is not a tenant id or domain", ctx("tenant"), t.get_ref()))
+                        .at(Some(t.span()))
+                        .help("use the directory (tenant) id, a verified domain such as example.com, or \"organizations\""),
+                );
+            }
+            t.get_ref().clone()
+        }
+        (Some(t), _) => {
+            diags.push(
+                Diagnostic::error(format!(
+                    "{}: only the `microsoft` preset takes a tenant",
+                    ctx("tenant")
+                ))
+                .at(Some(t.span()))
+                .help("write the tenant into authorization_url and token_url instead"),
+            );
+            String::new()
+        }
+        (None, Some(p)) if p.needs_tenant() => {
+            diags.push(
+                Diagnostic::error(format!("provider `{name}` (preset microsoft) has no tenant"))
+                    .at(span.clone())
+                    .help("add tenant = \"<directory id or domain>\" (\"organizations\" for any work account)"),
+            );
+            String::new()
+        }
+        (None, _) => String::new(),
+    };
+
+    let defaults = preset.map(|p| p.defaults(&tenant));
+    let missing = |field: &str, diags: &mut Diagnostics| {
+        diags.push(
+            Diagnostic::error(format!("custom provider `{name}` must name {field}"))
+                .at(span.clone())
+                .help(format!("no preset supplies it; add {field} = ... (or preset = \"google\" / \"microsoft\")")),
+        );
+    };
+
+    let url_field = |field: &str,
+                     raw: &Option<Spanned<String>>,
+                     fallback: Option<String>,
+                     required: bool,
+                     diags: &mut Diagnostics|
+     -> Option<Url> {
+        match raw {
+            Some(v) => check_url(&ctx(field), v.get_ref(), Some(v.span()), diags),
+            None => match fallback {
+                Some(f) => Url::parse(&f).ok(),
+                None => {
+                    if required {
+                        missing(field, diags);
+                    }
+                    None
+                }
+            },
+        }
+    };
+    let authorization_url = url_field(
+        "authorization_url",
+        &raw.authorization_url,
+        defaults
+            .as_ref()
+            .map(|d| d.authorization_url.clone())
+            .or_else(|| credentials.as_ref().and_then(|c| c.auth_uri.clone())),
+        true,
+        diags,
+    );
+    let token_url = url_field(
+        "token_url",
+        &raw.token_url,
+        defaults
+            .as_ref()
+            .map(|d| d.token_url.clone())
+            .or_else(|| credentials.as_ref().and_then(|c| c.token_uri.clone())),
+        true,
+        diags,
+    );
+    let revocation_url = url_field(
+        "revocation_url",
+        &raw.revocation_url,
+        defaults.as_ref().and_then(|d| d.revocation_url.clone()),
+        false,
+        diags,
+    );
+    let device_authorization_url = url_field(
+        "device_authorization_url",
+        &raw.device_authorization_url,
+        defaults
+            .as_ref()
+            .and_then(|d| d.device_authorization_url.clone()),
+        false,
+        diags,
+    );
+    let redirect_uri = url_field(
+        "redirect_uri",
+        &raw.redirect_uri,
+        credentials.as_ref().and_then(|c| c.redirect_uri.clone()),
+        false,
+        diags,
+    );
+
+    let scopes = match &raw.scopes {
+        Some(s) => {
+            check_scopes(&ctx("scopes"), s, diags);
+            s.get_ref().clone()
+        }
+        None => match &defaults {
+            Some(d) => d.scopes.clone(),
+            None => {
+                missing("scopes", diags);
+                Vec::new()
+            }
+        },
+    };
+
+    let mut auth_params = defaults
+        .as_ref()
+        .map(|d| d.auth_params.clone())
+        .unwrap_or_default();
+    if let Some(p) = &raw.auth_params {
+        auth_params.extend(p.get_ref().iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+
+    let base_smtp = defaults.as_ref().map(|d| SmtpEndpoint {
+        host: d.smtp_host.clone(),
+        port: d.smtp_port,
+        security: d.smtp_security,
+        port_span: None,
+        security_span: None,
+    });
+    let smtp = merge_smtp(&ctx("smtp"), base_smtp.as_ref(), raw.smtp.as_ref(), diags);
+    if smtp.is_none() && base_smtp.is_none() {
+        let have = raw.smtp.as_ref();
+        for (field, present) in [
+            ("smtp.host", have.is_some_and(|s| s.host.is_some())),
+            ("smtp.port", have.is_some_and(|s| s.port.is_some())),
+            ("smtp.security", have.is_some_and(|s| s.security.is_some())),
+        ] {
+            if !present {
+                missing(field, diags);
+            }
+        }
+    }
+
+    let ca_file = raw.ca_file.as_ref().and_then(|f| {
+        let path = dir.join(f.get_ref());
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => Some(path),
+            Ok(_) => {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "{}: `{}` is not a file",
+                        ctx("ca_file"),
+                        f.get_ref()
+                    ))
+                    .at(Some(f.span())),
+                );
+                None
+            }
+            Err(e) => {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "{}: cannot read `{}`: {e}",
+                        ctx("ca_file"),
+                        f.get_ref()
+                    ))
+                    .at(Some(f.span()))
+                    .help("the path is relative to assets.toml"),
+                );
+                None
+            }
+        }
+    });
+
+    let console = raw
+        .console
+        .as_ref()
+        .map(|c| resolve_console(name, c, diags));
+
+    if diags.error_count() > before {
+        return None;
+    }
+    Some(Provider {
+        name: name.to_string(),
+        preset,
+        client_id,
+        client_secret,
+        redirect_uri,
+        authorization_url: authorization_url?,
+        token_url: token_url?,
+        revocation_url,
+        device_authorization_url,
+        scopes,
+        auth_params,
+        smtp: smtp?,
+        ca_file,
+        console,
+        span,
+        redirect_uri_span: raw.redirect_uri.as_ref().map(Spanned::span),
+        scopes_span: raw.scopes.as_ref().map(Spanned::span),
+    })
+}
+
+fn resolve_console(provider: &str, raw: &RawConsole, diags: &mut Diagnostics) -> Console {
+    let test_users = raw
+        .test_users
+        .as_ref()
+        .map(|t| t.get_ref().clone())
+        .unwrap_or_default();
+    let test_users_span = raw.test_users.as_ref().map(Spanned::span);
+    for user in &test_users {
+        if !email_address::EmailAddress::is_valid(user) {
+            diags.push(
+                Diagnostic::error(format!(
+                    "provider `{provider}`: console.test_users: `{user}` is not an email address"
+                ))
+                .at(test_users_span.clone()),
+            );
+        }
+    }
+    Console {
+        user_type: raw.user_type.as_ref().map(|v| *v.get_ref()),
+        publishing_status: raw.publishing_status.as_ref().map(|v| *v.get_ref()),
+        publishing_status_span: raw.publishing_status.as_ref().map(Spanned::span),
+        authorized_domains: raw
+            .authorized_domains
+            .as_ref()
+            .map(|d| d.get_ref().iter().map(|d| d.to_ascii_lowercase()).collect())
+            .unwrap_or_default(),
+        authorized_domains_span: raw.authorized_domains.as_ref().map(Spanned::span),
+        test_users,
+        test_users_span,
+    }
+}
+
+fn resolve_asset(
+    name: &str,
+    raw: RawAsset,
+    providers: &BTreeMap<String, Provider>,
+    declared: &[&str],
+    diags: &mut Diagnostics,
+) -> Option<Asset> {
+    let before = diags.error_count();
+    let ctx = |field: &str| format!("asset `{name}`: {field}");
+
+    check_email(&ctx("email"), &raw.email, diags);
+    if let Some(u) = &raw.username {
+        if u.get_ref().trim().is_empty() {
+            diags.push(
+                Diagnostic::error(format!("{} is empty", ctx("username")))
+                    .at(Some(u.span()))
+                    .help("leave username out to log in as the email address"),
+            );
+        }
+    }
+    if let Some(f) = &raw.forwarding_address {
+        check_email(&ctx("forwarding_address"), f, diags);
+    }
+    if let Some(s) = &raw.scopes {
+        check_scopes(&ctx("scopes"), s, diags);
+    }
+
+    let provider_name = raw.provider.get_ref();
+    let Some(provider) = providers.get(provider_name) else {
+        if !declared.contains(&provider_name.as_str()) {
+            let mut d = Diagnostic::error(format!(
+                "{}: no provider named `{provider_name}`",
+                ctx("provider")
+            ))
+            .at(Some(raw.provider.span()));
+            if let Some(s) = did_you_mean(provider_name, declared.iter().copied()) {
+                d = d.help(format!("did you mean `{s}`?"));
+            } else if Preset::from_name(provider_name).is_some() {
+                d = d.help(format!("`{provider_name}` is a preset, but it still needs a [providers.{provider_name}] table with your client_id and client_secret"));
+            } else {
+                d = d.help(format!("declare it as [providers.{provider_name}]"));
+            }
+            diags.push(d);
+        }
+        // A declared provider that failed to resolve has its own errors already.
+        return None;
+    };
+
+    let smtp = merge_smtp(&ctx("smtp"), Some(&provider.smtp), raw.smtp.as_ref(), diags);
+    if diags.error_count() > before {
+        return None;
+    }
+    Some(Asset {
+        name: name.to_string(),
+        email: raw.email.get_ref().clone(),
+        username: raw
+            .username
+            .map_or_else(|| raw.email.get_ref().clone(), Spanned::into_inner),
+        provider: provider_name.clone(),
+        scopes: raw
+            .scopes
+            .map_or_else(|| provider.scopes.clone(), Spanned::into_inner),
+        smtp: smtp?,
+        forwarding_address: raw.forwarding_address.map(Spanned::into_inner),
+        labels: raw.labels,
+        email_span: Some(raw.email.span()),
+    })
+}
+
+/// Layers `over` onto `base`; `None` when a field is missing or invalid.
+fn merge_smtp(
+    what: &str,
+    base: Option<&SmtpEndpoint>,
+    over: Option<&RawSmtp>,
+    diags: &mut Diagnostics,
+) -> Option<SmtpEndpoint> {
+    let empty = RawSmtp::default();
+    let over = over.unwrap_or(&empty);
+    let port = match &over.port {
+        Some(p) => {
+            match u16::try_from(*p.get_ref()) {
+                Ok(port) if port != 0 => Some((port, Some(p.span()))),
+                _ => {
+                    diags.push(
+                    Diagnostic::error(format!("{what}.port {} is out of range", p.get_ref()))
+                        .at(Some(p.span()))
+                        .help("a port is 1–65535; SMTP submission uses 587 (STARTTLS) or 465 (TLS)"),
+                );
+                    return None;
+                }
+            }
+        }
+        None => base.map(|b| (b.port, b.port_span.clone())),
+    };
+    if let Some(h) = &over.host {
+        let host = h.get_ref();
+        if host.is_empty()
+            || url::Host::parse(host).is_err()
+            || host.contains(':') && host.parse::<IpAddr>().is_err()
+        {
+            diags.push(
+                Diagnostic::error(format!("{what}.host `{host}` is not a host name"))
+                    .at(Some(h.span()))
+                    .help("write the bare host, e.g. \"smtp.gmail.com\"; the port goes in `port`"),
+            );
+            return None;
+        }
+    }
+    let host = over
+        .host
+        .as_ref()
+        .map(|h| h.get_ref().clone())
+        .or_else(|| base.map(|b| b.host.clone()));
+    let security = over
+        .security
+        .as_ref()
+        .map(|s| (*s.get_ref(), Some(s.span())))
+        .or_else(|| base.map(|b| (b.security, b.security_span.clone())));
+    let ((port, port_span), (security, security_span)) = (port?, security?);
+    Some(SmtpEndpoint {
+        host: host?,
+        port,
+        security,
+        port_span,
+        security_span,
+    })
+}
+
+fn check_email(what: &str, value: &Spanned<String>, diags: &mut Diagnostics) {
+    if !email_address::EmailAddress::is_valid(value.get_ref()) {
+        diags.push(
+            Diagnostic::error(format!(
+                "{what} `{}` is not a valid email address",
+                value.get_ref()
+            ))
+            .at(Some(value.span()))
+            .help("write it as local@domain, e.g. \"support@example.com\""),
+        );
+    }
+}
+
+fn check_scopes(what: &str, scopes: &Spanned<Vec<String>>, diags: &mut Diagnostics) {
+    if scopes.get_ref().is_empty() {
+        diags.push(
+            Diagnostic::error(format!("{what} is empty"))
+                .at(Some(scopes.span()))
+                .help("list at least one scope, or leave `scopes` out to use the provider's"),
+        );
+    } else if let Some(bad) = scopes
+        .get_ref()
+        .iter()
+        .find(|s| s.is_empty() || s.contains(char::is_whitespace))
+    {
+        diags.push(
+            Diagnostic::error(format!(
+                "{what}: `{bad}` is not a scope (empty or contains spaces)"
+            ))
+            .at(Some(scopes.span()))
+            .help("write one scope per list item: [\"mail\", \"offline_access\"]"),
+        );
+    }
+}
+
+/// Whether `host` is a loopback host, where plain `http://` is allowed.
+pub fn is_loopback_host<S: AsRef<str>>(host: &url::Host<S>) -> bool {
+    match host {
+        url::Host::Domain(d) => d.as_ref().eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    }
+}
+
+/// Parses an endpoint URL: https, or http on a loopback host.
+fn check_url(what: &str, value: &str, span: Span, diags: &mut Diagnostics) -> Option<Url> {
+    let url = match Url::parse(value) {
+        Ok(u) => u,
+        Err(e) => {
+            diags.push(
+                Diagnostic::error(format!("{what} `{value}` is not a valid URL: {e}"))
+                    .at(span)
+                    .help("write an absolute URL such as \"https://idp.example/token\""),
+            );
+            return None;
+        }
+    };
+    let loopback = url.host().is_some_and(|h| is_loopback_host(&h));
+    match url.scheme() {
+        "https" => Some(url),
+        "http" if loopback => Some(url),
+        "http" => {
+            diags.push(
+                Diagnostic::error(format!(
+                    "{what} uses http:// on `{}`, which is not a loopback host",
+                    url.host_str().unwrap_or_default()
+                ))
+                .at(span)
+                .help("use https:// (plain http is allowed only on 127.0.0.1, ::1 and localhost)"),
+            );
+            None
+        }
+        other => {
+            diags.push(
+                Diagnostic::error(format!("{what}: scheme `{other}` is not supported"))
+                    .at(span)
+                    .help("use https://"),
+            );
+            None
+        }
+    }
+}
+
+/// What mailform takes from Google's client JSON.
+struct Credentials {
+    client_id: String,
+    client_secret: Option<Secret>,
+    auth_uri: Option<String>,
+    token_uri: Option<String>,
+    redirect_uri: Option<String>,
+}
+
+/// Reads Google's "Download JSON" file, in its `installed` or `web` form.
+fn read_credentials_file(path: &Path) -> Result<Credentials, String> {
+    #[derive(Deserialize)]
+    struct File {
+        installed: Option<Client>,
+        web: Option<Client>,
+    }
+    #[derive(Deserialize)]
+    struct Client {
+        client_id: String,
+        client_secret: Option<String>,
+        auth_uri: Option<String>,
+        token_uri: Option<String>,
+        #[serde(default)]
+        redirect_uris: Vec<String>,
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    // serde_json quotes a value only when its type is wrong; client_secret
+    // takes any string, so its value cannot reach this message.
+    let file: File =
+        serde_json::from_str(&text).map_err(|e| format!("not a Google client JSON file ({e})"))?;
+    let client = file.installed.or(file.web).ok_or_else(|| {
+        "expected an \"installed\" or \"web\" object (Google's client JSON)".to_string()
+    })?;
+    Ok(Credentials {
+        client_id: client.client_id,
+        client_secret: client.client_secret.map(Secret::new),
+        auth_uri: client.auth_uri,
+        token_uri: client.token_uri,
+        redirect_uri: client.redirect_uris.into_iter().next(),
+    })
+}

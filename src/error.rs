@@ -1,0 +1,111 @@
+//! mailform's errors. Each names the file, asset or holder it is about and says
+//! what to do; none carries a secret value. `lib::run` is the one place they
+//! become exit codes.
+
+use std::path::PathBuf;
+
+use crate::store::LockInfo;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {}: {source}", path.display())]
+    ConfigRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("{} has {errors} error{}", path.display(), if *errors == 1 { "" } else { "s" })]
+    ConfigInvalid { path: PathBuf, errors: usize },
+
+    #[error("{} has {warnings} warning{} and --strict is set", path.display(), if *warnings == 1 { "" } else { "s" })]
+    StrictWarnings { path: PathBuf, warnings: usize },
+
+    #[error("provider `{provider}`: client_secret: {why}")]
+    Secret { provider: String, why: String },
+
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("state file {} is not valid: {why}; it was left untouched — restore it from a backup or fix it by hand", path.display())]
+    StateCorrupt { path: PathBuf, why: String },
+
+    #[error(
+        "state file {} has format version {found}, newer than this mailform reads ({supported}); it was left untouched — upgrade mailform",
+        path.display()
+    )]
+    StateTooNew {
+        path: PathBuf,
+        found: u64,
+        supported: u32,
+    },
+
+    #[error(
+        "the state is locked by {} ({} since {}, lock ID {}); wait for it to finish, or if no such mailform is running: mailform force-unlock {}",
+        info.who, info.operation, info.created.format("%Y-%m-%d %H:%M:%S UTC"), info.id, info.id
+    )]
+    Locked { info: LockInfo },
+
+    #[error("no lock is held on {}", path.display())]
+    NotLocked { path: PathBuf },
+
+    #[error("lock ID {given} does not match the lock held on {} (ID {held}); nothing was removed", path.display())]
+    LockIdMismatch {
+        path: PathBuf,
+        given: String,
+        held: String,
+    },
+
+    #[error("{why}")]
+    Key { why: String },
+
+    #[error(
+        "the key ({source_name}, id {key_id}) is not the one this state was written with (id {state_key_id}); set MAILFORM_KEY to the original key or restore .mailform/key"
+    )]
+    WrongKey {
+        source_name: String,
+        key_id: String,
+        state_key_id: String,
+    },
+
+    #[error("asset `{asset}`: stored tokens cannot be read: {source}")]
+    TokenDecrypt {
+        asset: String,
+        source: crate::state::crypto::CryptoError,
+    },
+
+    #[error("no asset named `{name}` in {}{}", path.display(), suggestion.as_ref().map(|s| format!("; did you mean `{s}`?")).unwrap_or_default())]
+    UnknownAsset {
+        name: String,
+        path: PathBuf,
+        suggestion: Option<String>,
+    },
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("{what} is not available yet: {hint}")]
+    NotAvailable {
+        what: &'static str,
+        hint: &'static str,
+    },
+
+    #[error("cannot write output: {0}")]
+    Output(std::io::Error),
+}
+
+impl Error {
+    /// The process exit code for this error. Every error is 1; 2 is reserved
+    /// for `plan --detailed-exitcode` reporting changes.
+    pub fn exit_code(&self) -> u8 {
+        1
+    }
+
+    /// Whether this is a closed stdout (e.g. `| head`), which exits quietly.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}

@@ -1,0 +1,386 @@
+//! The planner: desired config + state + live observations + time → [`Plan`].
+//!
+//! [`plan`] is a pure function. It decides, per asset, one [`Action`] and the
+//! [`Reason`]s for it, lists field changes (before → after, and whether each
+//! forces re-consent), and adds warnings such as a refresh token about to
+//! expire. Rendering and applying a plan are someone else's job.
+
+pub mod observation;
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use observation::{AssetObservation, Observations, SmtpObservation, TokenObservation};
+
+use crate::config::Config;
+use crate::config::lints::TESTING_REFRESH_TOKEN_DAYS;
+use crate::config::raw::{PublishingStatus, UserType};
+use crate::state::{AppliedAsset, AssetRecord, Field, State, Value};
+
+/// The plan JSON format this mailform writes and reads.
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+/// Scopes that shape the grant rather than name a permission; providers do not
+/// always echo them back in the token response, so they are not required to
+/// appear among the granted scopes.
+const GRANT_SHAPING_SCOPES: [&str; 2] = ["offline_access", "openid"];
+
+/// Warn about a refresh token's death this long in advance.
+const EXPIRY_WARNING_DAYS: i64 = 14;
+
+/// A plan: what `apply` would do, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "mailform plan")]
+pub struct Plan {
+    pub format_version: u32,
+    pub mailform_version: String,
+    /// Lineage of the state planned against (`null` when there was no state yet).
+    pub lineage: Option<Uuid>,
+    /// Serial of the state planned against; `apply` refuses a plan whose state moved on.
+    pub serial: u64,
+    /// SHA-256 of the config file planned from.
+    pub config_digest: String,
+    /// Whether tokens and SMTP logins were checked live.
+    pub live: bool,
+    /// `--target` names; empty means every asset.
+    pub targets: Vec<String>,
+    pub changes: Vec<Change>,
+    pub summary: Summary,
+}
+
+/// What happens to one asset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// In config, not in state: consent will be needed.
+    Create,
+    /// Fields changed that keep the tokens valid.
+    Update,
+    /// Tokens unusable or unfit: revoke them, then consent again.
+    Reconsent,
+    /// In state, not in config: revoke tokens, then forget.
+    Delete,
+    NoOp,
+}
+
+/// Why an asset gets its action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reason {
+    NotInState,
+    NotInConfig,
+    /// No tokens were ever stored (or consent did not finish).
+    TokenMissing,
+    /// The provider answered `invalid_grant` (or similar) to a refresh.
+    TokenRevoked {
+        error: String,
+        description: Option<String>,
+    },
+    /// The refresh token's lifetime is over (or there is none and the access token expired).
+    TokenExpired {
+        at: DateTime<Utc>,
+    },
+    /// The grant lacks scopes the config requires.
+    ScopesShort {
+        missing: Vec<String>,
+    },
+    /// A field the tokens are bound to changed.
+    BindingChanged {
+        fields: Vec<Field>,
+    },
+    /// Fields changed that keep the tokens valid.
+    FieldsChanged {
+        fields: Vec<Field>,
+    },
+    /// The SMTP server refused the XOAUTH2 login.
+    SmtpLoginRefused {
+        detail: String,
+    },
+}
+
+/// One field, before → after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FieldChange {
+    pub field: Field,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub forces_reconsent: bool,
+}
+
+/// One asset's entry in a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Change {
+    pub asset: String,
+    pub email: String,
+    pub provider: String,
+    pub action: Action,
+    pub reasons: Vec<Reason>,
+    pub fields: Vec<FieldChange>,
+    pub warnings: Vec<String>,
+}
+
+/// Counts by action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub reconsent: usize,
+    pub delete: usize,
+    pub no_op: usize,
+}
+
+impl Plan {
+    /// True when nothing would change: the CI drift check passes.
+    pub fn is_empty(&self) -> bool {
+        self.changes.iter().all(|c| c.action == Action::NoOp)
+    }
+}
+
+/// Plans `config` against `state` (None: nothing applied yet).
+pub fn plan(
+    config: &Config,
+    state: Option<&State>,
+    observations: &Observations,
+    now: DateTime<Utc>,
+    targets: &[String],
+) -> Plan {
+    let empty = std::collections::BTreeMap::new();
+    let applied = state.map_or(&empty, |s| &s.assets);
+    let names: BTreeSet<&String> = config.assets.keys().chain(applied.keys()).collect();
+    let wanted = |name: &str| targets.is_empty() || targets.iter().any(|t| t == name);
+
+    let mut changes = Vec::with_capacity(names.len());
+    for name in names.into_iter().filter(|n| wanted(n)) {
+        let observed = observations.assets.get(name.as_str());
+        let change = match (config.assets.get(name), applied.get(name)) {
+            (Some(asset), None) => {
+                let p = config.provider_of(asset);
+                let mut warnings = Vec::new();
+                if let Some(c) = &p.console {
+                    if c.publishing_status == Some(PublishingStatus::Testing)
+                        && c.user_type != Some(UserType::Internal)
+                    {
+                        warnings.push(format!(
+                            "provider `{}` is in testing: the refresh token will expire {TESTING_REFRESH_TOKEN_DAYS} days after consent",
+                            p.name
+                        ));
+                    }
+                }
+                Change {
+                    asset: name.clone(),
+                    email: asset.email.clone(),
+                    provider: asset.provider.clone(),
+                    action: Action::Create,
+                    reasons: vec![Reason::NotInState],
+                    fields: Vec::new(),
+                    warnings,
+                }
+            }
+            (None, Some(record)) => {
+                let mut warnings = Vec::new();
+                if record.token.is_some() && record.applied.revocation_url.is_none() {
+                    warnings.push(format!(
+                        "provider `{}` has no revocation endpoint: the tokens will only be forgotten; remove the app's access in the account's security settings",
+                        record.applied.provider
+                    ));
+                }
+                Change {
+                    asset: name.clone(),
+                    email: record.applied.email.clone(),
+                    provider: record.applied.provider.clone(),
+                    action: Action::Delete,
+                    reasons: vec![Reason::NotInConfig],
+                    fields: Vec::new(),
+                    warnings,
+                }
+            }
+            (Some(asset), Some(record)) => {
+                compare(name, &config.applied(asset), record, observed, now)
+            }
+            (None, None) => unreachable!("name came from one of the maps"),
+        };
+        changes.push(change);
+    }
+
+    let mut summary = Summary::default();
+    for c in &changes {
+        *match c.action {
+            Action::Create => &mut summary.create,
+            Action::Update => &mut summary.update,
+            Action::Reconsent => &mut summary.reconsent,
+            Action::Delete => &mut summary.delete,
+            Action::NoOp => &mut summary.no_op,
+        } += 1;
+    }
+    Plan {
+        format_version: PLAN_FORMAT_VERSION,
+        mailform_version: env!("CARGO_PKG_VERSION").to_string(),
+        lineage: state.map(|s| s.lineage),
+        serial: state.map_or(0, |s| s.serial),
+        config_digest: config.digest.clone(),
+        live: !observations.assets.is_empty(),
+        targets: targets.to_vec(),
+        changes,
+        summary,
+    }
+}
+
+/// Plans an asset that is both desired and applied.
+fn compare(
+    name: &str,
+    desired: &AppliedAsset,
+    record: &AssetRecord,
+    observed: Option<&AssetObservation>,
+    now: DateTime<Utc>,
+) -> Change {
+    let fields: Vec<FieldChange> = desired
+        .fields()
+        .into_iter()
+        .zip(record.applied.fields())
+        .filter(|((_, after), (_, before))| after != before)
+        .map(|((field, after), (_, before))| FieldChange {
+            field,
+            before,
+            after,
+            forces_reconsent: field.binds_tokens(),
+        })
+        .collect();
+    let mut reasons = Vec::new();
+    let mut warnings = Vec::new();
+
+    let binding_changed = desired.binding_fingerprint() != record.binding;
+    if binding_changed {
+        let fields = fields
+            .iter()
+            .filter(|f| f.forces_reconsent)
+            .map(|f| f.field)
+            .collect();
+        reasons.push(Reason::BindingChanged { fields });
+    }
+
+    let token_seen = observed.and_then(|o| o.token.as_ref());
+    match (&record.token, token_seen) {
+        (None, _) => reasons.push(Reason::TokenMissing),
+        (Some(_), Some(TokenObservation::Revoked { error, description })) => {
+            reasons.push(Reason::TokenRevoked {
+                error: error.clone(),
+                description: description.clone(),
+            });
+        }
+        (Some(token), seen) => {
+            if let Some(TokenObservation::Transient { detail }) = seen {
+                warnings.push(format!(
+                    "token check failed for a passing reason ({detail}); judged from state"
+                ));
+            }
+            let refresh_dead = token.refresh_expires_at.filter(|at| *at <= now);
+            let access_dead = token
+                .access_expires_at
+                .filter(|at| !token.has_refresh_token && *at <= now);
+            if let Some(at) = refresh_dead.or(access_dead) {
+                reasons.push(Reason::TokenExpired { at });
+            } else if let Some(at) = token.refresh_expires_at {
+                let days = (at - now).num_days();
+                if days < EXPIRY_WARNING_DAYS {
+                    warnings.push(format!(
+                        "refresh token expires in {} ({} UTC); consent will be needed again",
+                        plural(days, "day"),
+                        at.format("%Y-%m-%d %H:%M")
+                    ));
+                }
+            }
+            if !token.has_refresh_token && refresh_dead.is_none() && access_dead.is_none() {
+                warnings.push(
+                    "no refresh token was issued: mail stops when the access token expires".into(),
+                );
+            }
+            if !binding_changed {
+                let granted = match seen {
+                    Some(TokenObservation::Valid {
+                        granted_scopes: Some(g),
+                        ..
+                    }) => g,
+                    _ => &token.granted_scopes,
+                };
+                let missing: Vec<String> = desired
+                    .scopes
+                    .iter()
+                    .filter(|s| !GRANT_SHAPING_SCOPES.contains(&s.as_str()) && !granted.contains(s))
+                    .cloned()
+                    .collect();
+                if !missing.is_empty() {
+                    reasons.push(Reason::ScopesShort { missing });
+                }
+            }
+        }
+    }
+
+    match observed.and_then(|o| o.smtp.as_ref()) {
+        Some(SmtpObservation::Refused { detail }) => reasons.push(Reason::SmtpLoginRefused {
+            detail: detail.clone(),
+        }),
+        Some(SmtpObservation::Transient { detail }) => {
+            warnings.push(format!("SMTP check failed for a passing reason ({detail})"))
+        }
+        _ => {}
+    }
+    if let Some(check) = &record.smtp_check {
+        if !check.ok && observed.is_none_or(|o| o.smtp.is_none()) {
+            warnings.push(format!(
+                "the last SMTP login check failed: {}",
+                check.detail
+            ));
+        }
+    }
+
+    let other: Vec<Field> = fields
+        .iter()
+        .filter(|f| !f.forces_reconsent)
+        .map(|f| f.field)
+        .collect();
+    if !other.is_empty() {
+        reasons.push(Reason::FieldsChanged { fields: other });
+    }
+    let reconsent = reasons.iter().any(|r| {
+        matches!(
+            r,
+            Reason::TokenMissing
+                | Reason::TokenRevoked { .. }
+                | Reason::TokenExpired { .. }
+                | Reason::ScopesShort { .. }
+                | Reason::BindingChanged { .. }
+        )
+    });
+    let action = if reconsent {
+        Action::Reconsent
+    } else if reasons.is_empty() {
+        Action::NoOp
+    } else {
+        Action::Update
+    };
+    Change {
+        asset: name.to_string(),
+        email: desired.email.clone(),
+        provider: desired.provider.clone(),
+        action,
+        reasons,
+        fields,
+        warnings,
+    }
+}
+
+fn plural(n: i64, unit: &str) -> String {
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
+}

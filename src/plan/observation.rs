@@ -1,0 +1,52 @@
+//! What live checks saw, as input to the planner.
+//!
+//! The planner never does I/O: `observe` (token refresh, introspection, SMTP
+//! login probe) fills [`Observations`], and an offline plan passes an empty
+//! one. An asset absent from the map was not checked; the planner then decides
+//! from state alone.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Live findings, by asset name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observations {
+    pub assets: BTreeMap<String, AssetObservation>,
+}
+
+/// Findings about one asset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AssetObservation {
+    pub token: Option<TokenObservation>,
+    pub smtp: Option<SmtpObservation>,
+}
+
+/// What the token endpoint said when the refresh token was used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum TokenObservation {
+    /// A refresh worked; the provider granted these scopes (when it says).
+    Valid {
+        granted_scopes: Option<Vec<String>>,
+        access_expires_at: Option<DateTime<Utc>>,
+    },
+    /// The grant is gone: `invalid_grant` (revoked, expired, password change).
+    Revoked {
+        error: String,
+        description: Option<String>,
+    },
+    /// Timeout, 429, 5xx: says nothing about the grant. Never drift.
+    Transient { detail: String },
+}
+
+/// What the SMTP server said to an XOAUTH2 login.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum SmtpObservation {
+    Accepted { detail: String },
+    Refused { detail: String },
+    Transient { detail: String },
+}

@@ -1,0 +1,76 @@
+//! Everything mailform prints goes through here.
+//!
+//! [`Printer`] owns stdout (data: plans, `show`, `export`, schemas) and stderr
+//! (diagnostics, progress, errors). Colour is decided once: only on a terminal,
+//! never with `NO_COLOR`, or as `--color` / `MAILFORM_COLOR` say. Renderers
+//! build text with ANSI styles; the streams strip them when colour is off.
+
+pub mod diagnostic;
+pub mod export;
+pub mod plan;
+pub mod show;
+
+use std::io::Write as _;
+
+use crate::config::raw::ColorChoice;
+use crate::error::Error;
+
+/// The terminal's two streams.
+#[derive(Debug)]
+pub struct Printer {
+    quiet: bool,
+}
+
+impl Printer {
+    pub fn new(color: ColorChoice) -> Self {
+        anstream::ColorChoice::write_global(match color {
+            ColorChoice::Auto => anstream::ColorChoice::Auto,
+            ColorChoice::Always => anstream::ColorChoice::Always,
+            ColorChoice::Never => anstream::ColorChoice::Never,
+        });
+        Printer { quiet: false }
+    }
+
+    /// Data for stdout.
+    pub fn out(&self, text: &str) -> Result<(), Error> {
+        let mut out = anstream::stdout().lock();
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(Error::Output)
+    }
+
+    /// Diagnostics and progress for stderr.
+    pub fn err(&self, text: &str) -> Result<(), Error> {
+        if self.quiet {
+            return Ok(());
+        }
+        let mut err = anstream::stderr().lock();
+        err.write_all(text.as_bytes())
+            .and_then(|()| err.flush())
+            .map_err(Error::Output)
+    }
+
+    /// A fatal error, as the last thing printed.
+    pub fn error(&self, error: &Error) {
+        let style = anstyle::Style::new()
+            .bold()
+            .fg_color(Some(anstyle::AnsiColor::Red.into()));
+        let _ = self.err(&format!("{style}error{style:#}: {error}\n"));
+    }
+}
+
+/// Styles used across renderers.
+pub(crate) mod style {
+    use anstyle::{AnsiColor, Style};
+
+    pub const CREATE: Style = Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Green)));
+    pub const UPDATE: Style = Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Yellow)));
+    pub const RECONSENT: Style =
+        Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Magenta)));
+    pub const DELETE: Style = Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Red)));
+    pub const WARN: Style = Style::new()
+        .bold()
+        .fg_color(Some(anstyle::Color::Ansi(AnsiColor::Yellow)));
+    pub const DIM: Style = Style::new().dimmed();
+    pub const BOLD: Style = Style::new().bold();
+}

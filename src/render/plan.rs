@@ -1,0 +1,183 @@
+//! A plan for people: one line per asset that changes, its field diffs, its
+//! warnings, then a summary line. `+` create, `~` update, `!` re-consent,
+//! `-` delete.
+
+use std::fmt::Write as _;
+
+use similar::{ChangeTag, TextDiff};
+
+use super::style;
+use crate::plan::{Action, Change, FieldChange, Plan, Reason};
+use crate::state::Value;
+
+/// The human rendering of `plan`.
+pub fn human(plan: &Plan) -> String {
+    let mut out = String::new();
+    let shown: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp || !c.warnings.is_empty())
+        .collect();
+    if plan.is_empty() {
+        let n = plan.changes.len();
+        let _ = writeln!(
+            out,
+            "No changes. {} match{} the configuration.",
+            if n == 1 {
+                "1 asset".to_string()
+            } else {
+                format!("{n} assets")
+            },
+            if n == 1 { "es" } else { "" }
+        );
+    } else {
+        out.push_str("mailform will:\n\n");
+    }
+    let width = shown.iter().map(|c| c.asset.len()).max().unwrap_or(0);
+    for change in &shown {
+        render_change(&mut out, change, width);
+    }
+    if !shown.is_empty() {
+        out.push('\n');
+    }
+    if !plan.is_empty() {
+        let s = &plan.summary;
+        let _ = writeln!(
+            out,
+            "{b}Plan:{b:#} {} to create, {} to update, {} to re-consent, {} to delete, {} unchanged.",
+            s.create,
+            s.update,
+            s.reconsent,
+            s.delete,
+            s.no_op,
+            b = style::BOLD
+        );
+    }
+    if !plan.live {
+        let _ = writeln!(
+            out,
+            "{d}Offline plan: tokens and SMTP logins were not checked live; decisions come from state.{d:#}",
+            d = style::DIM
+        );
+    }
+    out
+}
+
+fn render_change(out: &mut String, c: &Change, width: usize) {
+    let (mark, verb, st) = match c.action {
+        Action::Create => ("+", "create", style::CREATE),
+        Action::Update => ("~", "update", style::UPDATE),
+        Action::Reconsent => ("!", "re-consent", style::RECONSENT),
+        Action::Delete => ("-", "delete", style::DELETE),
+        Action::NoOp => (" ", "no change", style::DIM),
+    };
+    let why = headline(c);
+    let _ = writeln!(
+        out,
+        "  {st}{mark} {:<width$}  {verb:<10}{st:#}  {} ({}){}",
+        c.asset,
+        c.email,
+        c.provider,
+        if why.is_empty() {
+            String::new()
+        } else {
+            format!(": {why}")
+        },
+    );
+    for f in &c.fields {
+        render_field(out, f);
+    }
+    for w in &c.warnings {
+        let _ = writeln!(out, "      {st}warning:{st:#} {w}", st = style::WARN);
+    }
+}
+
+/// The reasons, in a few words.
+fn headline(c: &Change) -> String {
+    let parts: Vec<String> = c
+        .reasons
+        .iter()
+        .filter_map(|r| match r {
+            Reason::NotInState => Some("consent needed".into()),
+            Reason::NotInConfig => Some("tokens revoked at the provider, then forgotten".into()),
+            Reason::TokenMissing => Some("no tokens stored".into()),
+            Reason::TokenRevoked { error, description } => Some(match description {
+                Some(d) => format!("refresh token revoked or expired ({error}: {d})"),
+                None => format!("refresh token revoked or expired ({error})"),
+            }),
+            Reason::TokenExpired { at } => Some(format!(
+                "tokens expired {} UTC",
+                at.format("%Y-%m-%d %H:%M")
+            )),
+            Reason::ScopesShort { missing } => {
+                Some(format!("granted scopes lack {}", missing.join(", ")))
+            }
+            Reason::BindingChanged { fields } if fields.is_empty() => {
+                Some("token-binding settings changed".into())
+            }
+            Reason::BindingChanged { fields } => Some(format!(
+                "{} changed",
+                fields
+                    .iter()
+                    .map(|f| f.path())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Reason::SmtpLoginRefused { detail } => Some(format!("SMTP login refused: {detail}")),
+            Reason::FieldsChanged { .. } => None,
+        })
+        .collect();
+    parts.join("; ")
+}
+
+fn render_field(out: &mut String, f: &FieldChange) {
+    let tail = if f.forces_reconsent {
+        format!("  {s}(forces re-consent){s:#}", s = style::RECONSENT)
+    } else {
+        String::new()
+    };
+    match (&f.before, &f.after) {
+        (Some(Value::List(_)) | None, Some(Value::List(_)) | None)
+            if matches!(f.before, Some(Value::List(_)))
+                || matches!(f.after, Some(Value::List(_))) =>
+        {
+            let _ = writeln!(out, "      {}:{tail}", f.field.path());
+            let before = lines(f.before.as_ref());
+            let after = lines(f.after.as_ref());
+            let diff = TextDiff::from_slices(&before, &after);
+            for change in diff.iter_all_changes() {
+                let (sign, st) = match change.tag() {
+                    ChangeTag::Delete => ("-", style::DELETE),
+                    ChangeTag::Insert => ("+", style::CREATE),
+                    ChangeTag::Equal => (" ", style::DIM),
+                };
+                let _ = writeln!(out, "        {st}{sign} {}{st:#}", change.value());
+            }
+        }
+        (before, after) => {
+            let _ = writeln!(
+                out,
+                "      {}: {} → {}{tail}",
+                f.field.path(),
+                scalar(before.as_ref()),
+                scalar(after.as_ref())
+            );
+        }
+    }
+}
+
+fn lines(v: Option<&Value>) -> Vec<&str> {
+    match v {
+        Some(Value::List(items)) => items.iter().map(String::as_str).collect(),
+        Some(Value::Text(t)) => vec![t.as_str()],
+        None => Vec::new(),
+    }
+}
+
+fn scalar(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::Text(t)) => format!("{t:?}"),
+        Some(Value::List(items)) => format!("{items:?}"),
+        None => "(unset)".into(),
+    }
+}

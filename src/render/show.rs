@@ -1,0 +1,133 @@
+//! `mailform show`: what state holds, tokens redacted.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::style;
+use crate::secret::REDACTED;
+use crate::state::{AppliedAsset, AssetRecord, SmtpCheck, State};
+
+/// `show --json`: state without the sealed tokens.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ShowDoc<'a> {
+    pub format_version: u32,
+    pub lineage: Uuid,
+    pub serial: u64,
+    pub assets: BTreeMap<&'a str, AssetView<'a>>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct AssetView<'a> {
+    pub applied: &'a AppliedAsset,
+    pub token: Option<TokenView<'a>>,
+    pub smtp_check: Option<&'a SmtpCheck>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TokenView<'a> {
+    pub access_token: &'static str,
+    pub refresh_token: Option<&'static str>,
+    pub granted_scopes: &'a [String],
+    pub obtained_at: DateTime<Utc>,
+    pub access_expires_at: Option<DateTime<Utc>>,
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+}
+
+pub fn doc<'a>(state: &'a State, only: Option<&str>) -> ShowDoc<'a> {
+    ShowDoc {
+        format_version: state.format_version,
+        lineage: state.lineage,
+        serial: state.serial,
+        assets: state
+            .assets
+            .iter()
+            .filter(|(n, _)| only.is_none_or(|o| o == n.as_str()))
+            .map(|(n, r)| (n.as_str(), view(r)))
+            .collect(),
+    }
+}
+
+fn view(r: &AssetRecord) -> AssetView<'_> {
+    AssetView {
+        applied: &r.applied,
+        token: r.token.as_ref().map(|t| TokenView {
+            access_token: REDACTED,
+            refresh_token: t.has_refresh_token.then_some(REDACTED),
+            granted_scopes: &t.granted_scopes,
+            obtained_at: t.obtained_at,
+            access_expires_at: t.access_expires_at,
+            refresh_expires_at: t.refresh_expires_at,
+        }),
+        smtp_check: r.smtp_check.as_ref(),
+        updated_at: r.updated_at,
+    }
+}
+
+/// The human form.
+pub fn human(doc: &ShowDoc<'_>) -> String {
+    let mut out = String::new();
+    if doc.assets.is_empty() {
+        out.push_str("No assets in state.\n");
+        return out;
+    }
+    let time = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+    for (name, a) in &doc.assets {
+        let p = a.applied;
+        let _ = writeln!(
+            out,
+            "{b}{name}{b:#}  {} ({})",
+            p.email,
+            p.provider,
+            b = style::BOLD
+        );
+        let _ = writeln!(
+            out,
+            "  smtp         {}:{} ({})",
+            p.smtp_host, p.smtp_port, p.smtp_security
+        );
+        if p.username != p.email {
+            let _ = writeln!(out, "  username     {}", p.username);
+        }
+        let _ = writeln!(out, "  client_id    {}", p.client_id);
+        let _ = writeln!(out, "  scopes       {}", p.scopes.join(" "));
+        match &a.token {
+            None => {
+                let _ = writeln!(out, "  token        none (consent needed)");
+            }
+            Some(t) => {
+                let _ = writeln!(
+                    out,
+                    "  token        access {REDACTED}, refresh {}; obtained {}",
+                    t.refresh_token.unwrap_or("none"),
+                    time(t.obtained_at)
+                );
+                if let Some(at) = t.access_expires_at {
+                    let _ = writeln!(out, "  access until {}", time(at));
+                }
+                if let Some(at) = t.refresh_expires_at {
+                    let _ = writeln!(out, "  refresh until {}", time(at));
+                }
+                let _ = writeln!(out, "  granted      {}", t.granted_scopes.join(" "));
+            }
+        }
+        if let Some(c) = a.smtp_check {
+            let _ = writeln!(
+                out,
+                "  smtp check   {} at {}: {}",
+                if c.ok { "ok" } else { "FAILED" },
+                time(c.at),
+                c.detail
+            );
+        }
+        for (k, v) in &p.labels {
+            let _ = writeln!(out, "  label        {k} = {v:?}");
+        }
+    }
+    out
+}
