@@ -25,6 +25,8 @@ pub struct Diagnostic {
     pub span: Option<Range<usize>>,
     /// Extra lines such as `help: did you mean ...`.
     pub notes: Vec<String>,
+    /// A byte range of the source that must not be shown (a literal secret).
+    pub redact: Option<Range<usize>>,
 }
 
 impl Diagnostic {
@@ -34,6 +36,7 @@ impl Diagnostic {
             message: message.into(),
             span: None,
             notes: Vec::new(),
+            redact: None,
         }
     }
 
@@ -43,12 +46,20 @@ impl Diagnostic {
             message: message.into(),
             span: None,
             notes: Vec::new(),
+            redact: None,
         }
     }
 
     #[must_use]
     pub fn at(mut self, span: Option<Range<usize>>) -> Self {
         self.span = span;
+        self
+    }
+
+    /// Masks `span` wherever the source is shown.
+    #[must_use]
+    pub fn redacting(mut self, span: Range<usize>) -> Self {
+        self.redact = Some(span);
         self
     }
 
@@ -70,6 +81,10 @@ pub struct Diagnostics(pub Vec<Diagnostic>);
 impl Diagnostics {
     pub fn push(&mut self, diagnostic: Diagnostic) {
         self.0.push(diagnostic);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     pub fn has_errors(&self) -> bool {
@@ -99,15 +114,17 @@ impl Diagnostics {
     }
 }
 
-/// The closest candidate to `word`, if one is close enough to be a likely typo.
+/// The closest candidate to `word`, if one is close enough to be a likely
+/// typo: at most one edit (transpositions count as one) per three letters.
 pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    let budget = (word.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(word, c), c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(distance, c)| *distance <= budget && *c != word)
+        .min_by_key(|(distance, _)| *distance)
         .map(|(_, c)| c)
 }

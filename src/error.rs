@@ -23,6 +23,9 @@ pub enum Error {
     #[error("provider `{provider}`: client_secret: {why}")]
     Secret { provider: String, why: String },
 
+    #[error("{count} client secret{} named in {} cannot be read", if *count == 1 { "" } else { "s" }, path.display())]
+    SecretsUnavailable { path: PathBuf, count: usize },
+
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,

@@ -1,9 +1,13 @@
 //! `mailform plan`: desired vs state, rendered for people or as JSON.
 
+use std::collections::BTreeSet;
+
 use chrono::Utc;
 
 use super::{Context, ExitStatus, known_asset};
 use crate::cli::PlanArgs;
+use crate::config::Config;
+use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::error::Error;
 use crate::plan::{self, Observations};
 use crate::render;
@@ -35,15 +39,7 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
         )?;
     }
 
-    // Every secret a targeted asset will need must be reachable now, not half
-    // way through an apply.
-    for asset in config
-        .assets
-        .values()
-        .filter(|a| args.target.is_empty() || args.target.contains(&a.name))
-    {
-        config.provider_of(asset).client_secret()?;
-    }
+    check_secrets(ctx, &config, &args.target)?;
 
     if let Some(state) = &state {
         if state.key_id.is_some() {
@@ -94,5 +90,47 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
         ExitStatus::Changes
     } else {
         ExitStatus::Success
+    })
+}
+
+/// Every secret a targeted asset will need must be reachable now, not half way
+/// through an apply. Problems are shown at the `client_secret` line.
+fn check_secrets(ctx: &Context<'_>, config: &Config, targets: &[String]) -> Result<(), Error> {
+    let mut diags = Diagnostics::default();
+    let mut seen = BTreeSet::new();
+    for asset in config
+        .assets
+        .values()
+        .filter(|a| targets.is_empty() || targets.contains(&a.name))
+    {
+        let provider = config.provider_of(asset);
+        if !seen.insert(&provider.name) {
+            continue;
+        }
+        if let Err(Error::Secret {
+            provider: name,
+            why,
+        }) = provider.client_secret()
+        {
+            diags.push(
+                Diagnostic::error(format!("provider `{name}`: client_secret: {why}"))
+                    .at(provider.client_secret_span.clone())
+                    .help(
+                        "provide the secret where the config points before running plan or apply",
+                    ),
+            );
+        }
+    }
+    if diags.is_empty() {
+        return Ok(());
+    }
+    ctx.printer.err(&render::diagnostic::render(
+        &config.path,
+        &config.source,
+        &diags,
+    ))?;
+    Err(Error::SecretsUnavailable {
+        path: config.path.clone(),
+        count: diags.error_count(),
     })
 }

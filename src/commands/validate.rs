@@ -13,15 +13,16 @@ pub fn run(ctx: &Context<'_>, strict: bool) -> Result<ExitStatus, Error> {
         render::Printer::new(settings.color);
     }
     let d = &loaded.diagnostics;
-    let mut text = render::diagnostic::render(&loaded.path, &loaded.source, d);
-    text.push_str(&render::diagnostic::summary(&loaded.path, d));
-    ctx.printer.err(&text)?;
+    ctx.printer
+        .err(&render::diagnostic::render(&loaded.path, &loaded.source, d))?;
     if loaded.config.is_none() || d.has_errors() {
         return Err(Error::ConfigInvalid {
             path: loaded.path,
             errors: d.error_count(),
         });
     }
+    ctx.printer
+        .err(&render::diagnostic::summary(&loaded.path, d))?;
     if strict && d.warning_count() > 0 {
         return Err(Error::StrictWarnings {
             path: loaded.path,

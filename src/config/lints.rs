@@ -4,7 +4,7 @@
 //! and says what to do. Most are warnings (`validate --strict` fails on them);
 //! a few are errors because the provider is certain to refuse.
 
-use super::model::{Asset, Config, Provider};
+use super::model::{Asset, Config, Provider, Span};
 use super::presets::Preset;
 use super::raw::{PublishingStatus, Security, UserType};
 use super::resolve::is_loopback_host;
@@ -110,22 +110,22 @@ fn lint_asset(a: &Asset, p: &Provider, diags: &mut Diagnostics) {
             Diagnostic::error(format!(
                 "asset `{name}`: smtp.security \"tls\" on port 587, which speaks STARTTLS"
             ))
-            .at(smtp
-                .security_span
-                .clone()
-                .or(smtp.port_span.clone())
-                .or(a.email_span.clone()))
+            .at(latest_span(&[
+                &smtp.security_span,
+                &smtp.port_span,
+                &a.email_span,
+            ]))
             .help("use security = \"starttls\" with 587, or port 465 with \"tls\""),
         ),
         (Security::Starttls, 465) => diags.push(
             Diagnostic::error(format!(
                 "asset `{name}`: smtp.security \"starttls\" on port 465, which speaks implicit TLS"
             ))
-            .at(smtp
-                .security_span
-                .clone()
-                .or(smtp.port_span.clone())
-                .or(a.email_span.clone()))
+            .at(latest_span(&[
+                &smtp.security_span,
+                &smtp.port_span,
+                &a.email_span,
+            ]))
             .help("use security = \"tls\" with 465, or port 587 with \"starttls\""),
         ),
         (_, port) if !local && !SUBMISSION_PORTS.contains(&port) => diags.push(
@@ -180,4 +180,13 @@ fn registrable_guess(host: &str) -> String {
         [tld, sld, ..] => format!("{sld}.{tld}"),
         _ => host.to_string(),
     }
+}
+
+/// Of the spans that exist, the one latest in the file: an asset's own
+/// override comes after the provider it overrides.
+fn latest_span(spans: &[&Span]) -> Span {
+    spans
+        .iter()
+        .filter_map(|s| (*s).clone())
+        .max_by_key(|s| s.start)
 }

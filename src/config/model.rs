@@ -29,6 +29,8 @@ pub struct Config {
     pub assets: BTreeMap<String, Asset>,
     /// SHA-256 of the config file's bytes, recorded in saved plans.
     pub digest: String,
+    /// The file's text, for diagnostics found after loading (e.g. secrets).
+    pub source: String,
 }
 
 /// Where state lives, resolved.
@@ -94,6 +96,7 @@ pub struct Provider {
     pub span: Span,
     pub redirect_uri_span: Span,
     pub scopes_span: Span,
+    pub client_secret_span: Span,
 }
 
 /// One mailbox, with the provider's defaults applied.

@@ -137,8 +137,21 @@ impl<'de> Deserialize<'de> for RawSecret {
                 f.write_str(r#"a secret reference: { env = "NAME" } or { file = "path" }"#)
             }
 
+            // A literal of any type is dropped here, so its value never
+            // reaches an error message.
             fn visit_str<E: de::Error>(self, _value: &str) -> Result<RawSecret, E> {
-                // The value itself is dropped here and never reaches a message.
+                Ok(RawSecret::Literal)
+            }
+
+            fn visit_i64<E: de::Error>(self, _value: i64) -> Result<RawSecret, E> {
+                Ok(RawSecret::Literal)
+            }
+
+            fn visit_u64<E: de::Error>(self, _value: u64) -> Result<RawSecret, E> {
+                Ok(RawSecret::Literal)
+            }
+
+            fn visit_f64<E: de::Error>(self, _value: f64) -> Result<RawSecret, E> {
                 Ok(RawSecret::Literal)
             }
 

@@ -45,7 +45,7 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
     let (root, errors) = DeTable::parse_recoverable(text);
     if !errors.is_empty() {
         for e in errors {
-            diags.push(toml_error(&e));
+            diags.push(toml_error(&e, "TOML syntax: "));
         }
         return (None, diags);
     }
@@ -59,9 +59,9 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
     let mut raw_assets = Vec::new();
     for (key, value) in &root {
         match key.get_ref().as_ref() {
-            "version" => version = section::<Spanned<i64>>(value, &mut diags),
-            "settings" => settings = section(value, &mut diags).unwrap_or_default(),
-            "state" => state = section(value, &mut diags).unwrap_or_default(),
+            "version" => version = section::<Spanned<i64>>(value, "version: ", &mut diags),
+            "settings" => settings = section(value, "settings: ", &mut diags).unwrap_or_default(),
+            "state" => state = section(value, "state: ", &mut diags).unwrap_or_default(),
             "providers" => raw_providers = entries::<RawProvider>(value, "providers", &mut diags),
             "assets" => raw_assets = entries::<RawAsset>(value, "assets", &mut diags),
             other => {
@@ -163,14 +163,33 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
         providers,
         assets,
         digest: crate::state::crypto::sha256_hex(text.as_bytes()),
+        source: text.to_string(),
     };
     (Some(config), diags)
 }
 
+/// Rust type names in serde's messages, in the words of a TOML user.
+const TYPE_WORDS: [(&str, &str); 6] = [
+    ("expected i64", "expected an integer"),
+    ("expected u32", "expected a positive integer"),
+    ("expected u16", "expected a port number"),
+    ("expected a string", "expected a string (in quotes)"),
+    (
+        "expected a sequence",
+        "expected an array like [\"a\", \"b\"]",
+    ),
+    ("expected a map", "expected a table"),
+];
+
 /// Turns a toml error into a diagnostic, adding "did you mean" to unknown fields.
-fn toml_error(e: &toml::de::Error) -> Diagnostic {
-    let message = e.message().trim().to_string();
-    let mut d = Diagnostic::error(message.clone()).at(e.span());
+fn toml_error(e: &toml::de::Error, context: &str) -> Diagnostic {
+    let mut message = e.message().trim().to_string();
+    for (from, to) in TYPE_WORDS {
+        if message.ends_with(from) {
+            message = format!("{}{to}", &message[..message.len() - from.len()]);
+        }
+    }
+    let mut d = Diagnostic::error(format!("{context}{message}")).at(e.span());
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let quoted: Vec<&str> = rest.split('`').collect();
         // quoted = [field, ", expected one of ", a, ", ", b, ...]
@@ -187,12 +206,13 @@ fn toml_error(e: &toml::de::Error) -> Diagnostic {
 /// Deserializes one section; on failure records the error and yields `None`.
 fn section<T: for<'de> Deserialize<'de>>(
     value: &Spanned<DeValue<'_>>,
+    context: &str,
     diags: &mut Diagnostics,
 ) -> Option<T> {
     match T::deserialize(ValueDeserializer::from(value.clone())) {
         Ok(v) => Some(v),
         Err(e) => {
-            diags.push(toml_error(&e));
+            diags.push(toml_error(&e, context));
             None
         }
     }
@@ -213,10 +233,15 @@ fn entries<T: for<'de> Deserialize<'de>>(
         );
         return Vec::new();
     };
+    let kind = if what == "assets" {
+        "asset"
+    } else {
+        "provider"
+    };
     let mut out = Vec::with_capacity(table.len());
     for (key, entry) in table {
         let name = key.get_ref().to_string();
-        if let Some(v) = section::<T>(entry, diags) {
+        if let Some(v) = section::<T>(entry, &format!("{kind} `{name}`: "), diags) {
             out.push((name, key.span(), v));
         }
     }
@@ -316,7 +341,8 @@ fn resolve_provider(
                 diags.push(
                     Diagnostic::error(format!("{} is written literally in the config", ctx("client_secret")))
                         .at(Some(s.span()))
-                        .help("assets.toml is committed to git, so secrets are not written in it: use client_secret = { env = \"VAR\" } or { file = \"path\" }, or credentials_file"),
+                        .redacting(s.span())
+                        .help("assets.toml is committed to git, so secrets are not written in it: use client_secret = { env = \"VAR\" } or { file = \"path\" }, or credentials_file; and rotate this secret, since it was in the file"),
                 );
                 None
             }
@@ -547,6 +573,11 @@ fn resolve_provider(
         span,
         redirect_uri_span: raw.redirect_uri.as_ref().map(Spanned::span),
         scopes_span: raw.scopes.as_ref().map(Spanned::span),
+        client_secret_span: raw
+            .client_secret
+            .as_ref()
+            .map(Spanned::span)
+            .or(raw.credentials_file.as_ref().map(Spanned::span)),
     })
 }
 
@@ -617,8 +648,14 @@ fn resolve_asset(
                 ctx("provider")
             ))
             .at(Some(raw.provider.span()));
-            if let Some(s) = did_you_mean(provider_name, declared.iter().copied()) {
-                d = d.help(format!("did you mean `{s}`?"));
+            let candidates = declared.iter().copied().chain(Preset::NAMES);
+            if let Some(s) = did_you_mean(provider_name, candidates).filter(|s| *s != provider_name)
+            {
+                d = d.help(if declared.contains(&s) {
+                    format!("did you mean `{s}`?")
+                } else {
+                    format!("did you mean `{s}`? It is a preset, but it still needs a [providers.{s}] table with your client_id and client_secret")
+                });
             } else if Preset::from_name(provider_name).is_some() {
                 d = d.help(format!("`{provider_name}` is a preset, but it still needs a [providers.{provider_name}] table with your client_id and client_secret"));
             } else {
@@ -626,7 +663,9 @@ fn resolve_asset(
             }
             diags.push(d);
         }
-        // A declared provider that failed to resolve has its own errors already.
+        // A declared provider that failed to resolve has its own errors already;
+        // the asset's own SMTP fields can still be checked.
+        merge_smtp(&ctx("smtp"), None, raw.smtp.as_ref(), diags);
         return None;
     };
 

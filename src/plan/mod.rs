@@ -384,3 +384,6 @@ fn plural(n: i64, unit: &str) -> String {
         format!("{n} {unit}s")
     }
 }
+
+#[cfg(test)]
+mod tests;

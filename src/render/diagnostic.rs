@@ -11,7 +11,8 @@ use crate::diagnostic::{Diagnostic, Diagnostics, Severity};
 
 /// Renders all diagnostics for the config at `path` whose text is `source`.
 pub fn render(path: &Path, source: &str, diagnostics: &Diagnostics) -> String {
-    let file = SimpleFile::new(path.display().to_string(), source);
+    let source = redacted(source, diagnostics);
+    let file = SimpleFile::new(path.display().to_string(), source.as_str());
     let config = TermConfig {
         chars: Chars::ascii(),
         display_style: DisplayStyle::Rich,
@@ -29,21 +30,28 @@ pub fn render(path: &Path, source: &str, diagnostics: &Diagnostics) -> String {
     out
 }
 
-/// The closing line of `validate`.
+/// The closing line of a successful `validate`.
 pub fn summary(path: &Path, diagnostics: &Diagnostics) -> String {
-    let (e, w) = (diagnostics.error_count(), diagnostics.warning_count());
-    if e == 0 && w == 0 {
-        format!("{}: ok\n", path.display())
-    } else {
-        format!(
-            "{}: {} error{}, {} warning{}\n",
-            path.display(),
-            e,
-            if e == 1 { "" } else { "s" },
-            w,
-            if w == 1 { "" } else { "s" }
-        )
+    match diagnostics.warning_count() {
+        0 => format!("{}: ok\n", path.display()),
+        1 => format!("{}: ok, 1 warning\n", path.display()),
+        n => format!("{}: ok, {n} warnings\n", path.display()),
     }
+}
+
+/// The source with every redacted range's inside (within the quotes) masked,
+/// byte for byte so that spans stay valid.
+fn redacted(source: &str, diagnostics: &Diagnostics) -> String {
+    let mut bytes = source.as_bytes().to_vec();
+    for range in diagnostics.iter().filter_map(|d| d.redact.clone()) {
+        let inner =
+            (range.start + 1).min(bytes.len())..range.end.saturating_sub(1).min(bytes.len());
+        for b in &mut bytes[inner] {
+            *b = b'*';
+        }
+    }
+    String::from_utf8(bytes)
+        .unwrap_or_else(|_| "[source not shown: a secret could not be masked]".into())
 }
 
 fn level_name(s: Severity) -> &'static str {

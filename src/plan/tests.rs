@@ -1,0 +1,545 @@
+//! Table tests for every action and reason, and snapshots of the rendering.
+
+use std::path::Path;
+
+use chrono::{DateTime, Duration, TimeZone as _, Utc};
+
+use super::*;
+use crate::config::{self, Config};
+use crate::state::crypto::Sealed;
+use crate::state::{AssetRecord, SmtpCheck, State, TokenRecord};
+
+const BASE: &str = r#"version = 1
+[providers.lab]
+authorization_url = "https://idp.example/authorize"
+token_url = "https://idp.example/token"
+revocation_url = "https://idp.example/revoke"
+client_id = "mailform"
+scopes = ["mail", "offline_access"]
+smtp = { host = "smtp.example", port = 587, security = "starttls" }
+
+[assets.support]
+email = "support@example.com"
+provider = "lab"
+labels = { team = "care" }
+"#;
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
+}
+
+fn config(text: &str) -> Config {
+    let loaded = config::parse(Path::new("assets.toml"), text.to_string());
+    assert!(!loaded.diagnostics.has_errors(), "{:?}", loaded.diagnostics);
+    loaded.config.expect("fixture config is valid")
+}
+
+fn token() -> TokenRecord {
+    TokenRecord {
+        sealed: Sealed {
+            nonce: String::new(),
+            ciphertext: String::new(),
+        },
+        has_refresh_token: true,
+        granted_scopes: vec!["mail".into(), "offline_access".into()],
+        obtained_at: now() - Duration::days(1),
+        access_expires_at: Some(now() - Duration::minutes(5)),
+        refresh_expires_at: None,
+    }
+}
+
+/// State that matches `text` exactly, with good tokens.
+fn state_for(text: &str) -> State {
+    let c = config(text);
+    let mut state = State::new();
+    state.serial = 7;
+    for asset in c.assets.values() {
+        let applied = c.applied(asset);
+        state.assets.insert(
+            asset.name.clone(),
+            AssetRecord {
+                binding: applied.binding_fingerprint(),
+                applied,
+                token: Some(token()),
+                smtp_check: None,
+                updated_at: now(),
+            },
+        );
+    }
+    state
+}
+
+fn plan_of(text: &str, state: &State, obs: &Observations) -> Plan {
+    plan(&config(text), Some(state), obs, now(), &[])
+}
+
+fn only(plan: &Plan) -> &Change {
+    assert_eq!(plan.changes.len(), 1, "{plan:#?}");
+    &plan.changes[0]
+}
+
+fn observe(token: Option<TokenObservation>, smtp: Option<SmtpObservation>) -> Observations {
+    Observations {
+        assets: [("support".to_string(), AssetObservation { token, smtp })].into(),
+    }
+}
+
+#[test]
+fn create_when_not_in_state() {
+    let p = plan(&config(BASE), None, &Observations::default(), now(), &[]);
+    let c = only(&p);
+    assert_eq!(c.action, Action::Create);
+    assert_eq!(c.reasons, vec![Reason::NotInState]);
+    assert_eq!(p.lineage, None);
+    assert!(!p.is_empty());
+}
+
+#[test]
+fn no_op_when_state_matches_and_tokens_are_fine() {
+    let state = state_for(BASE);
+    let p = plan_of(BASE, &state, &Observations::default());
+    assert_eq!(only(&p).action, Action::NoOp);
+    assert!(only(&p).reasons.is_empty());
+    assert!(p.is_empty());
+    assert_eq!((p.lineage, p.serial), (Some(state.lineage), 7));
+    assert!(!p.live);
+}
+
+#[test]
+fn delete_when_not_in_config() {
+    let mut state = state_for(BASE);
+    let mut old = state.assets["support"].clone();
+    old.applied.email = "old@example.com".into();
+    state.assets.insert("old".into(), old);
+    let p = plan_of(BASE, &state, &Observations::default());
+    let c = p.changes.iter().find(|c| c.asset == "old").unwrap();
+    assert_eq!(
+        (c.action, c.reasons.clone()),
+        (Action::Delete, vec![Reason::NotInConfig])
+    );
+    assert_eq!(c.email, "old@example.com");
+    assert_eq!(
+        p.summary,
+        Summary {
+            delete: 1,
+            no_op: 1,
+            ..Summary::default()
+        }
+    );
+}
+
+#[test]
+fn delete_warns_when_the_provider_cannot_revoke() {
+    let mut state = state_for(BASE);
+    let mut old = state.assets["support"].clone();
+    old.applied.revocation_url = None;
+    state.assets.insert("old".into(), old);
+    let p = plan_of(BASE, &state, &Observations::default());
+    let c = p.changes.iter().find(|c| c.asset == "old").unwrap();
+    assert!(
+        c.warnings[0].contains("no revocation endpoint"),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn update_when_labels_change() {
+    let state = state_for(BASE);
+    let p = plan_of(
+        &BASE.replace("team = \"care\"", "team = \"billing\""),
+        &state,
+        &Observations::default(),
+    );
+    let c = only(&p);
+    assert_eq!(c.action, Action::Update);
+    assert_eq!(
+        c.reasons,
+        vec![Reason::FieldsChanged {
+            fields: vec![Field::Labels]
+        }]
+    );
+    assert!(!c.fields[0].forces_reconsent);
+}
+
+#[test]
+fn update_when_smtp_port_changes() {
+    let state = state_for(BASE);
+    let text = BASE.replace(
+        "port = 587, security = \"starttls\"",
+        "port = 465, security = \"tls\"",
+    );
+    let c = only(&plan_of(&text, &state, &Observations::default())).clone();
+    assert_eq!(c.action, Action::Update);
+    let fields: Vec<Field> = c.fields.iter().map(|f| f.field).collect();
+    assert_eq!(fields, vec![Field::SmtpPort, Field::SmtpSecurity]);
+    assert_eq!(c.fields[0].before, Some(Value::Text("587".into())));
+    assert_eq!(c.fields[0].after, Some(Value::Text("465".into())));
+}
+
+#[test]
+fn reconsent_when_token_missing() {
+    let mut state = state_for(BASE);
+    state.assets.get_mut("support").unwrap().token = None;
+    let c = only(&plan_of(BASE, &state, &Observations::default())).clone();
+    assert_eq!(
+        (c.action, c.reasons),
+        (Action::Reconsent, vec![Reason::TokenMissing])
+    );
+}
+
+#[test]
+fn reconsent_when_client_id_changes() {
+    let state = state_for(BASE);
+    let text = BASE.replace("client_id = \"mailform\"", "client_id = \"mailform-2\"");
+    let c = only(&plan_of(&text, &state, &Observations::default())).clone();
+    assert_eq!(c.action, Action::Reconsent);
+    assert_eq!(
+        c.reasons,
+        vec![Reason::BindingChanged {
+            fields: vec![Field::ClientId]
+        }]
+    );
+    assert!(c.fields[0].forces_reconsent);
+}
+
+#[test]
+fn reconsent_when_scopes_change_without_a_scope_shortfall_reason() {
+    let state = state_for(BASE);
+    let text = BASE.replace(
+        "[\"mail\", \"offline_access\"]",
+        "[\"mail\", \"mail.send\", \"offline_access\"]",
+    );
+    let c = only(&plan_of(&text, &state, &Observations::default())).clone();
+    assert_eq!(c.action, Action::Reconsent);
+    assert_eq!(
+        c.reasons,
+        vec![Reason::BindingChanged {
+            fields: vec![Field::Scopes]
+        }]
+    );
+}
+
+#[test]
+fn reconsent_when_binding_changes_alongside_other_fields() {
+    let state = state_for(BASE);
+    let text = BASE
+        .replace("client_id = \"mailform\"", "client_id = \"x\"")
+        .replace("\"care\"", "\"sales\"");
+    let c = only(&plan_of(&text, &state, &Observations::default())).clone();
+    assert_eq!(c.action, Action::Reconsent);
+    assert_eq!(
+        c.reasons,
+        vec![
+            Reason::BindingChanged {
+                fields: vec![Field::ClientId]
+            },
+            Reason::FieldsChanged {
+                fields: vec![Field::Labels]
+            }
+        ]
+    );
+}
+
+#[test]
+fn reconsent_when_the_fingerprint_scheme_moved() {
+    let mut state = state_for(BASE);
+    state.assets.get_mut("support").unwrap().binding = "from-an-older-mailform".into();
+    let c = only(&plan_of(BASE, &state, &Observations::default())).clone();
+    assert_eq!(c.reasons, vec![Reason::BindingChanged { fields: vec![] }]);
+}
+
+#[test]
+fn reconsent_when_refresh_token_expired() {
+    let mut state = state_for(BASE);
+    let at = now() - Duration::hours(1);
+    state
+        .assets
+        .get_mut("support")
+        .unwrap()
+        .token
+        .as_mut()
+        .unwrap()
+        .refresh_expires_at = Some(at);
+    let c = only(&plan_of(BASE, &state, &Observations::default())).clone();
+    assert_eq!(
+        (c.action, c.reasons),
+        (Action::Reconsent, vec![Reason::TokenExpired { at }])
+    );
+}
+
+#[test]
+fn reconsent_when_access_expired_and_no_refresh_token() {
+    let mut state = state_for(BASE);
+    let t = state
+        .assets
+        .get_mut("support")
+        .unwrap()
+        .token
+        .as_mut()
+        .unwrap();
+    t.has_refresh_token = false;
+    let at = t.access_expires_at.unwrap();
+    let c = only(&plan_of(BASE, &state, &Observations::default())).clone();
+    assert_eq!(
+        (c.action, c.reasons),
+        (Action::Reconsent, vec![Reason::TokenExpired { at }])
+    );
+}
+
+#[test]
+fn warns_when_no_refresh_token_but_access_still_valid() {
+    let mut state = state_for(BASE);
+    let t = state
+        .assets
+        .get_mut("support")
+        .unwrap()
+        .token
+        .as_mut()
+        .unwrap();
+    t.has_refresh_token = false;
+    t.access_expires_at = Some(now() + Duration::minutes(30));
+    let c = only(&plan_of(BASE, &state, &Observations::default())).clone();
+    assert_eq!(c.action, Action::NoOp);
+    assert!(
+        c.warnings[0].contains("no refresh token"),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn reconsent_when_granted_scopes_fall_short() {
+    let mut state = state_for(BASE);
+    state
+        .assets
+        .get_mut("support")
+        .unwrap()
+        .token
+        .as_mut()
+        .unwrap()
+        .granted_scopes = vec!["offline_access".into()];
+    let c = only(&plan_of(BASE, &state, &Observations::default())).clone();
+    assert_eq!(c.action, Action::Reconsent);
+    assert_eq!(
+        c.reasons,
+        vec![Reason::ScopesShort {
+            missing: vec!["mail".into()]
+        }]
+    );
+}
+
+#[test]
+fn offline_access_need_not_be_echoed_back() {
+    let mut state = state_for(BASE);
+    state
+        .assets
+        .get_mut("support")
+        .unwrap()
+        .token
+        .as_mut()
+        .unwrap()
+        .granted_scopes = vec!["mail".into()];
+    assert_eq!(
+        only(&plan_of(BASE, &state, &Observations::default())).action,
+        Action::NoOp
+    );
+}
+
+#[test]
+fn reconsent_when_refresh_is_observed_revoked() {
+    let state = state_for(BASE);
+    let obs = observe(
+        Some(TokenObservation::Revoked {
+            error: "invalid_grant".into(),
+            description: Some("grant request is invalid".into()),
+        }),
+        None,
+    );
+    let p = plan_of(BASE, &state, &obs);
+    let c = only(&p);
+    assert!(p.live);
+    assert_eq!(c.action, Action::Reconsent);
+    assert!(
+        matches!(&c.reasons[0], Reason::TokenRevoked { error, .. } if error == "invalid_grant")
+    );
+}
+
+#[test]
+fn transient_failures_are_warnings_never_drift() {
+    let state = state_for(BASE);
+    let obs = observe(
+        Some(TokenObservation::Transient {
+            detail: "HTTP 503".into(),
+        }),
+        Some(SmtpObservation::Transient {
+            detail: "timed out".into(),
+        }),
+    );
+    let p = plan_of(BASE, &state, &obs);
+    assert_eq!(only(&p).action, Action::NoOp);
+    assert_eq!(only(&p).warnings.len(), 2);
+    assert!(p.is_empty());
+}
+
+#[test]
+fn observed_scopes_override_stored_ones() {
+    let state = state_for(BASE);
+    let obs = observe(
+        Some(TokenObservation::Valid {
+            granted_scopes: Some(vec!["other".into()]),
+            access_expires_at: None,
+        }),
+        None,
+    );
+    let c = only(&plan_of(BASE, &state, &obs)).clone();
+    assert_eq!(
+        c.reasons,
+        vec![Reason::ScopesShort {
+            missing: vec!["mail".into()]
+        }]
+    );
+}
+
+#[test]
+fn refused_smtp_login_is_an_update() {
+    let state = state_for(BASE);
+    let obs = observe(
+        Some(TokenObservation::Valid {
+            granted_scopes: None,
+            access_expires_at: None,
+        }),
+        Some(SmtpObservation::Refused {
+            detail: "535 5.7.8 Username and Password not accepted".into(),
+        }),
+    );
+    let c = only(&plan_of(BASE, &state, &obs)).clone();
+    assert_eq!(c.action, Action::Update);
+    assert!(
+        matches!(&c.reasons[0], Reason::SmtpLoginRefused { detail } if detail.starts_with("535"))
+    );
+}
+
+#[test]
+fn last_failed_smtp_check_rides_along_offline() {
+    let mut state = state_for(BASE);
+    state.assets.get_mut("support").unwrap().smtp_check = Some(SmtpCheck {
+        at: now(),
+        ok: false,
+        detail: "535 5.7.8 rejected".into(),
+    });
+    let c = only(&plan_of(BASE, &state, &Observations::default())).clone();
+    assert_eq!(c.action, Action::NoOp);
+    assert!(c.warnings[0].contains("535 5.7.8"), "{:?}", c.warnings);
+}
+
+#[test]
+fn warns_days_before_the_refresh_token_expires() {
+    let mut state = state_for(BASE);
+    state
+        .assets
+        .get_mut("support")
+        .unwrap()
+        .token
+        .as_mut()
+        .unwrap()
+        .refresh_expires_at = Some(now() + Duration::days(2) + Duration::hours(1));
+    let c = only(&plan_of(BASE, &state, &Observations::default())).clone();
+    assert_eq!(c.action, Action::NoOp);
+    assert_eq!(
+        c.warnings,
+        vec![
+            "refresh token expires in 2 days (2026-11-27 13:00 UTC); consent will be needed again"
+        ]
+    );
+}
+
+#[test]
+fn create_warns_when_the_app_is_in_testing() {
+    let text = r#"version = 1
+[providers.google]
+client_id = "1.apps.googleusercontent.com"
+client_secret = { env = "X" }
+[providers.google.console]
+user_type = "external"
+publishing_status = "testing"
+test_users = ["support@example.com"]
+[assets.support]
+email = "support@example.com"
+provider = "google"
+"#;
+    let p = plan(&config(text), None, &Observations::default(), now(), &[]);
+    assert!(
+        only(&p).warnings[0].contains("expire 7 days after consent"),
+        "{:?}",
+        only(&p).warnings
+    );
+}
+
+#[test]
+fn targets_limit_the_plan() {
+    let text =
+        format!("{BASE}\n[assets.billing]\nemail = \"billing@example.com\"\nprovider = \"lab\"\n");
+    let p = plan(
+        &config(&text),
+        None,
+        &Observations::default(),
+        now(),
+        &["billing".into()],
+    );
+    assert_eq!(only(&p).asset, "billing");
+    assert_eq!(p.targets, vec!["billing"]);
+}
+
+fn strip(s: &str) -> String {
+    anstream::adapter::strip_str(s).to_string()
+}
+
+#[test]
+fn human_rendering_of_every_action() {
+    let text = format!(
+        "{}\n[assets.billing]\nemail = \"billing@example.com\"\nprovider = \"lab\"\n\n[assets.sales]\nemail = \"sales@example.com\"\nprovider = \"lab\"\nscopes = [\"mail\", \"mail.send\", \"offline_access\"]\n\n[assets.new]\nemail = \"new@example.com\"\nprovider = \"lab\"\n",
+        BASE.replace("team = \"care\"", "team = \"care\", tier = \"1\"")
+    );
+    let mut state = state_for(&format!(
+        "{BASE}\n[assets.billing]\nemail = \"billing@example.com\"\nprovider = \"lab\"\nsmtp = {{ port = 465, security = \"tls\" }}\n\n[assets.sales]\nemail = \"sales@example.com\"\nprovider = \"lab\"\n\n[assets.gone]\nemail = \"gone@example.com\"\nprovider = \"lab\"\n"
+    ));
+    state
+        .assets
+        .get_mut("support")
+        .unwrap()
+        .token
+        .as_mut()
+        .unwrap()
+        .refresh_expires_at = Some(now() + Duration::days(3));
+    let p = plan(
+        &config(&text),
+        Some(&state),
+        &Observations::default(),
+        now(),
+        &[],
+    );
+    insta::assert_snapshot!(strip(&crate::render::plan::human(&p)));
+}
+
+#[test]
+fn human_rendering_without_changes() {
+    let state = state_for(BASE);
+    let p = plan_of(BASE, &state, &Observations::default());
+    insta::assert_snapshot!(strip(&crate::render::plan::human(&p)));
+}
+
+#[test]
+fn human_rendering_of_a_revoked_grant() {
+    let state = state_for(BASE);
+    let obs = observe(
+        Some(TokenObservation::Revoked {
+            error: "invalid_grant".into(),
+            description: None,
+        }),
+        None,
+    );
+    insta::assert_snapshot!(strip(&crate::render::plan::human(&plan_of(
+        BASE, &state, &obs
+    ))));
+}
