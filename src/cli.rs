@@ -26,11 +26,11 @@ pub struct Cli {
     )]
     pub config: PathBuf,
 
-    /// When to use colour [default: auto; env MAILFORM_COLOR; NO_COLOR is respected].
+    /// When to use colour [default: auto; env `MAILFORM_COLOR`; `NO_COLOR` is respected].
     #[arg(long, global = true, value_enum, value_name = "WHEN")]
     pub color: Option<ColorChoice>,
 
-    /// How long to wait for the state lock, e.g. 30s [env MAILFORM_LOCK_TIMEOUT].
+    /// How long to wait for the state lock, e.g. 30s [env `MAILFORM_LOCK_TIMEOUT`].
     #[arg(long, global = true, value_name = "DURATION")]
     pub lock_timeout: Option<String>,
 
@@ -83,6 +83,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
+#[allow(clippy::struct_excessive_bools)] // reason: each bool is an independent command-line flag
 pub struct PlanArgs {
     /// Do not contact providers or SMTP servers; decide from state alone.
     #[arg(long)]

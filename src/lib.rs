@@ -39,7 +39,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         }
     };
     let printer = render::Printer::new(cli.color.unwrap_or_default());
-    match commands::dispatch(cli, &printer) {
+    match commands::dispatch(&cli, &printer) {
         Ok(status) => status.code(),
         Err(e) if e.is_broken_pipe() => 0,
         Err(e) => {

@@ -21,12 +21,12 @@ pub fn run(ctx: &Context<'_>) -> Result<ExitStatus, Error> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut report = String::new();
+    let mut report: Vec<String> = Vec::new();
     if path.exists() {
-        report.push_str(&format!("Kept {} (it exists).\n", path.display()));
+        report.push(format!("Kept {} (it exists).\n", path.display()));
     } else {
         write_new(path, EXAMPLE)?;
-        report.push_str(&format!(
+        report.push(format!(
             "Wrote {} from the example; edit it, then run mailform validate.\n",
             path.display()
         ));
@@ -39,7 +39,7 @@ pub fn run(ctx: &Context<'_>) -> Result<ExitStatus, Error> {
             source,
         })?;
         write_new(&schema, &crate::schema::json(SchemaKind::Config))?;
-        report.push_str(&format!(
+        report.push(format!(
             "Wrote {} (for editor completion).\n",
             schema.display()
         ));
@@ -55,43 +55,37 @@ pub fn run(ctx: &Context<'_>) -> Result<ExitStatus, Error> {
         ));
     })?;
 
-    let key = match key::load(&state_dir)? {
-        Some((k, source)) => {
-            report.push_str(&format!("Using the key from {source}.\n"));
-            k
-        }
-        None => {
-            let (k, path) = key::create(&state_dir)?;
-            report.push_str(&format!(
-                "Created the token-encryption key {} (mode 0600). Back it up: without it stored tokens are lost.\n",
-                path.display()
-            ));
-            k
-        }
+    let key = if let Some((k, source)) = key::load(&state_dir)? {
+        report.push(format!("Using the key from {source}.\n"));
+        k
+    } else {
+        let (k, path) = key::create(&state_dir)?;
+        report.push(format!(
+            "Created the token-encryption key {} (mode 0600). Back it up: without it stored tokens are lost.\n",
+            path.display()
+        ));
+        k
     };
-    match store.load()? {
-        Some(state) => {
-            key::check_matches(
-                &state,
-                &key,
-                &key::KeySource::File(state_dir.join(key::KEY_FILE)),
-            )?;
-            report.push_str(&format!(
-                "Kept the state {} (serial {}).\n",
-                store.path().display(),
-                state.serial
-            ));
-        }
-        None => {
-            let mut state = State::new();
-            state.key_id = Some(key.id().to_string());
-            store.save(&mut state)?;
-            report.push_str(&format!(
-                "Created an empty state {} (lineage {}).\n",
-                store.path().display(),
-                state.lineage
-            ));
-        }
+    if let Some(state) = store.load()? {
+        key::check_matches(
+            &state,
+            &key,
+            &key::KeySource::File(state_dir.join(key::KEY_FILE)),
+        )?;
+        report.push(format!(
+            "Kept the state {} (serial {}).\n",
+            store.path().display(),
+            state.serial
+        ));
+    } else {
+        let mut state = State::new();
+        state.key_id = Some(key.id().to_string());
+        store.save(&mut state)?;
+        report.push(format!(
+            "Created an empty state {} (lineage {}).\n",
+            store.path().display(),
+            state.lineage
+        ));
     }
 
     if let Ok(rel) = state_dir.strip_prefix(dir) {
@@ -106,18 +100,21 @@ pub fn run(ctx: &Context<'_>) -> Result<ExitStatus, Error> {
             if !text.is_empty() && !text.ends_with('\n') {
                 text.push('\n');
             }
-            text.push_str(&format!(
-                "# mailform state and token key: never commit\n{line}\n"
-            ));
+            text.push_str(
+                "# mailform state and token key: never commit
+",
+            );
+            text.push_str(&line);
+            text.push('\n');
             fs_err::write(&gitignore, text).map_err(|source| Error::Io {
                 action: "write",
                 path: gitignore.clone(),
                 source,
             })?;
-            report.push_str(&format!("Added {line} to {}.\n", gitignore.display()));
+            report.push(format!("Added {line} to {}.\n", gitignore.display()));
         }
     }
-    ctx.printer.err(&report)?;
+    ctx.printer.err(&report.concat())?;
     Ok(ExitStatus::Success)
 }
 

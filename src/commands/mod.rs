@@ -35,13 +35,13 @@ impl ExitStatus {
 }
 
 /// Runs the parsed command line.
-pub fn dispatch(cli: Cli, printer: &Printer) -> Result<ExitStatus, Error> {
+pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<ExitStatus, Error> {
     let flags = Flags {
         color: cli.color,
         lock_timeout: cli.lock_timeout.clone(),
     };
     let ctx = Context {
-        cli: &cli,
+        cli,
         flags,
         printer,
     };

@@ -279,7 +279,7 @@ pub struct RawProvider {
     /// Scopes every asset of this provider asks for.
     #[schemars(with = "Option<Vec<String>>")]
     pub scopes: Option<Spanned<Vec<String>>>,
-    /// Extra authorization request parameters (Google: access_type, prompt).
+    /// Extra authorization request parameters (Google: `access_type`, prompt).
     #[schemars(with = "Option<BTreeMap<String, String>>")]
     pub auth_params: Option<Spanned<BTreeMap<String, String>>>,
     /// Microsoft tenant id or domain ("organizations", "common", or a GUID).

@@ -95,16 +95,16 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
         _ => {}
     }
 
-    if let Some(lock_timeout) = &settings.lock_timeout {
-        if let Err(e) = humantime::parse_duration(lock_timeout) {
-            diags.push(
-                Diagnostic::error(format!(
-                    "settings.lock_timeout `{lock_timeout}` is not a duration: {e}"
-                ))
-                .at(span_of(&root, &["settings", "lock_timeout"]))
-                .help("write it like \"30s\" or \"2m\""),
-            );
-        }
+    if let Some(lock_timeout) = &settings.lock_timeout
+        && let Err(e) = humantime::parse_duration(lock_timeout)
+    {
+        diags.push(
+            Diagnostic::error(format!(
+                "settings.lock_timeout `{lock_timeout}` is not a duration: {e}"
+            ))
+            .at(span_of(&root, &["settings", "lock_timeout"]))
+            .help("write it like \"30s\" or \"2m\""),
+        );
     }
 
     let state_path = state.path.as_ref().map_or_else(
@@ -118,7 +118,7 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
 
     let mut providers = BTreeMap::new();
     for (name, span, raw) in raw_providers {
-        if let Some(p) = resolve_provider(&name, span, raw, &dir, &mut diags) {
+        if let Some(p) = resolve_provider(&name, span, &raw, &dir, &mut diags) {
             providers.insert(name, p);
         }
     }
@@ -264,7 +264,7 @@ fn span_of(root: &DeTable<'_>, path: &[&str]) -> Span {
 fn resolve_provider(
     name: &str,
     span: Range<usize>,
-    raw: RawProvider,
+    raw: &RawProvider,
     dir: &Path,
     diags: &mut Diagnostics,
 ) -> Option<Provider> {
@@ -273,9 +273,10 @@ fn resolve_provider(
     let ctx = |field: &str| format!("provider `{name}`: {field}");
 
     let preset = match &raw.preset {
-        Some(p) => match Preset::from_name(p.get_ref()) {
-            Some(preset) => Some(preset),
-            None => {
+        Some(p) => {
+            if let Some(preset) = Preset::from_name(p.get_ref()) {
+                Some(preset)
+            } else {
                 let mut d = Diagnostic::error(format!(
                     "{}: unknown preset `{}`",
                     ctx("preset"),
@@ -288,7 +289,7 @@ fn resolve_provider(
                 diags.push(d.help("the built-in presets are `google` and `microsoft`; leave `preset` out for a custom provider"));
                 return None;
             }
-        },
+        }
         None => Preset::from_name(name),
     };
 
@@ -419,15 +420,16 @@ fn resolve_provider(
      -> Option<Url> {
         match raw {
             Some(v) => check_url(&ctx(field), v.get_ref(), Some(v.span()), diags),
-            None => match fallback {
-                Some(f) => Url::parse(&f).ok(),
-                None => {
+            None => {
+                if let Some(f) = fallback {
+                    Url::parse(&f).ok()
+                } else {
                     if required {
                         missing(field, diags);
                     }
                     None
                 }
-            },
+            }
         }
     };
     let authorization_url = url_field(
@@ -479,13 +481,14 @@ fn resolve_provider(
             check_scopes(&ctx("scopes"), s, diags);
             s.get_ref().clone()
         }
-        None => match &defaults {
-            Some(d) => d.scopes.clone(),
-            None => {
+        None => {
+            if let Some(d) = &defaults {
+                d.scopes.clone()
+            } else {
                 missing("scopes", diags);
                 Vec::new()
             }
-        },
+        }
     };
 
     let mut auth_params = defaults
@@ -624,14 +627,14 @@ fn resolve_asset(
     let ctx = |field: &str| format!("asset `{name}`: {field}");
 
     check_email(&ctx("email"), &raw.email, diags);
-    if let Some(u) = &raw.username {
-        if u.get_ref().trim().is_empty() {
-            diags.push(
-                Diagnostic::error(format!("{} is empty", ctx("username")))
-                    .at(Some(u.span()))
-                    .help("leave username out to log in as the email address"),
-            );
-        }
+    if let Some(u) = &raw.username
+        && u.get_ref().trim().is_empty()
+    {
+        diags.push(
+            Diagnostic::error(format!("{} is empty", ctx("username")))
+                .at(Some(u.span()))
+                .help("leave username out to log in as the email address"),
+        );
     }
     if let Some(f) = &raw.forwarding_address {
         check_email(&ctx("forwarding_address"), f, diags);
@@ -849,6 +852,7 @@ fn read_credentials_file(path: &Path) -> Result<Credentials, String> {
         web: Option<Client>,
     }
     #[derive(Deserialize)]
+    #[allow(clippy::struct_field_names)] // reason: Google's JSON names them so
     struct Client {
         client_id: String,
         client_secret: Option<String>,

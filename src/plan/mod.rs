@@ -164,15 +164,14 @@ pub fn plan(
             (Some(asset), None) => {
                 let p = config.provider_of(asset);
                 let mut warnings = Vec::new();
-                if let Some(c) = &p.console {
-                    if c.publishing_status == Some(PublishingStatus::Testing)
-                        && c.user_type != Some(UserType::Internal)
-                    {
-                        warnings.push(format!(
+                if let Some(c) = &p.console
+                    && c.publishing_status == Some(PublishingStatus::Testing)
+                    && c.user_type != Some(UserType::Internal)
+                {
+                    warnings.push(format!(
                             "provider `{}` is in testing: the refresh token will expire {TESTING_REFRESH_TOKEN_DAYS} days after consent",
                             p.name
                         ));
-                    }
                 }
                 Change {
                     asset: name.clone(),
@@ -328,17 +327,18 @@ fn compare(
             detail: detail.clone(),
         }),
         Some(SmtpObservation::Transient { detail }) => {
-            warnings.push(format!("SMTP check failed for a passing reason ({detail})"))
+            warnings.push(format!("SMTP check failed for a passing reason ({detail})"));
         }
         _ => {}
     }
-    if let Some(check) = &record.smtp_check {
-        if !check.ok && observed.is_none_or(|o| o.smtp.is_none()) {
-            warnings.push(format!(
-                "the last SMTP login check failed: {}",
-                check.detail
-            ));
-        }
+    if let Some(check) = &record.smtp_check
+        && !check.ok
+        && observed.is_none_or(|o| o.smtp.is_none())
+    {
+        warnings.push(format!(
+            "the last SMTP login check failed: {}",
+            check.detail
+        ));
     }
 
     let other: Vec<Field> = fields

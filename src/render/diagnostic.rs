@@ -1,5 +1,6 @@
 //! Diagnostics as `file:line:col`, the offending line, a caret and a hint.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use codespan_reporting::diagnostic::{Diagnostic as Report, Label, Severity as Level};
@@ -19,12 +20,14 @@ pub fn render(path: &Path, source: &str, diagnostics: &Diagnostics) -> String {
         ..TermConfig::default()
     };
     let mut out = String::new();
-    for d in diagnostics.iter() {
+    for d in diagnostics {
         let report = to_report(d, source.len());
         match term::emit_into_string(&config, &file, &report) {
             Ok(text) => out.push_str(&text),
             // A span outside the file would be a bug; still say the message.
-            Err(_) => out.push_str(&format!("{}: {}\n", level_name(d.severity), d.message)),
+            Err(_) => {
+                let _ = writeln!(out, "{}: {}", level_name(d.severity), d.message);
+            }
         }
     }
     out

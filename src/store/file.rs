@@ -158,7 +158,7 @@ impl StateStore for FileStore {
                     }));
                 }
                 // Unlinked by force-unlock or a releasing holder after we opened it: retry.
-                Ok(()) => continue,
+                Ok(()) => {}
                 Err(TryLockError::WouldBlock) => {
                     let info = self.read_lock_info().unwrap_or_else(|| LockInfo {
                         id: "unknown".into(),
@@ -328,11 +328,10 @@ mod tests {
         let (_dir, store) = store();
         let held = store.lock("apply", Duration::ZERO, &mut |_| {}).unwrap();
         let mut seen = None;
-        let err = match store.lock("plan", Duration::from_millis(120), &mut |i| {
-            seen = Some(i.clone())
-        }) {
-            Err(e) => e,
-            Ok(_) => panic!("second lock must fail"),
+        let Err(err) = store.lock("plan", Duration::from_millis(120), &mut |i| {
+            seen = Some(i.clone());
+        }) else {
+            panic!("second lock must fail")
         };
         assert_eq!(seen.as_ref(), Some(held.info()));
         let Error::Locked { info } = &err else {

@@ -1,5 +1,5 @@
 //! Where state is kept. [`StateStore`] is the role; [`FileStore`] the embedded
-//! default (a JSON file, an OS file lock, atomic replace). A PostgreSQL store
+//! default (a JSON file, an OS file lock, atomic replace). A `PostgreSQL` store
 //! will implement the same trait (row/advisory lock, serial checked on write).
 //!
 //! The token-encryption key is found here too ([`key`]): it lives beside the

@@ -1,0 +1,90 @@
+//! The committed schemas match the types, and the example obeys its schema.
+//! Regenerate with: `UPDATE_SCHEMAS=1 cargo test --test mailform schemas`.
+
+use crate::support::{Mailform, root};
+
+#[test]
+fn committed_schemas_are_up_to_date() {
+    let update = std::env::var_os("UPDATE_SCHEMAS").is_some();
+    let mut stale = Vec::new();
+    for (kind, file) in [
+        ("config", "assets.schema.json"),
+        ("state", "state.schema.json"),
+        ("plan", "plan.schema.json"),
+    ] {
+        let fresh = Mailform::new(&root()).run(["schema", kind]).ok().stdout;
+        let path = root().join("schemas").join(file);
+        if update {
+            std::fs::write(&path, &fresh).unwrap();
+        }
+        if std::fs::read_to_string(&path).unwrap_or_default() != fresh {
+            stale.push(format!("schemas/{file}"));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "stale: {}; regenerate with: UPDATE_SCHEMAS=1 cargo test --test mailform schemas",
+        stale.join(", ")
+    );
+}
+
+fn validator(file: &str) -> jsonschema::Validator {
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("schemas").join(file)).unwrap())
+            .unwrap();
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+fn toml_as_json(text: &str) -> serde_json::Value {
+    serde_json::to_value(toml::from_str::<toml::Table>(text).unwrap()).unwrap()
+}
+
+#[test]
+fn the_example_obeys_the_config_schema() {
+    let v = validator("assets.schema.json");
+    let example =
+        toml_as_json(&std::fs::read_to_string(root().join("assets.toml.example")).unwrap());
+    let errors: Vec<String> = v
+        .iter_errors(&example)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert!(
+        std::fs::read_to_string(root().join("assets.toml.example"))
+            .unwrap()
+            .starts_with("#:schema ./schemas/assets.schema.json\n")
+    );
+}
+
+#[test]
+fn the_config_schema_rejects_what_mailform_rejects() {
+    let v = validator("assets.schema.json");
+    for bad in [
+        "version = 1\n[assets.a]\nemail = \"a@b.c\"\nprovider = \"p\"\nemial = \"x\"\n",
+        "version = 1\n[providers.p]\nclient_secret = \"literal\"\n",
+        "version = 1\n[assets.a]\nemail = \"a@b.c\"\nprovider = \"p\"\nsmtp = { security = \"plain\" }\n",
+        "version = 2\n",
+    ] {
+        assert!(!v.is_valid(&toml_as_json(bad)), "schema accepted:\n{bad}");
+    }
+}
+
+#[test]
+fn plan_and_state_json_obey_their_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    Mailform::new(dir.path()).run(["init"]).ok();
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(".mailform/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(validator("state.schema.json").is_valid(&state));
+    let run = Mailform::new(dir.path())
+        .env("GOOGLE_CLIENT_SECRET", "x")
+        .env("MICROSOFT_CLIENT_SECRET", "y")
+        .run(["plan", "--offline", "--json"])
+        .ok();
+    let plan: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let v = validator("plan.schema.json");
+    let errors: Vec<String> = v.iter_errors(&plan).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
