@@ -1,1 +1,168 @@
-fn main() {}
+//! Offline plan cost vs. merely reading and parsing the same files.
+//!
+//! For N generated assets (with a state that matches, tokens sealed), times
+//! - baseline: read `assets.toml` and `state.json`, parse them (toml into the
+//!   raw config types, serde_json into `State`);
+//! - plan: what `mailform plan --offline` does: load, resolve and lint the
+//!   config, load the state, plan, render the human plan.
+//! Reports medians and their ratio; DESIGN.md's target is at most 2.0x.
+//!
+//! Run: `cargo bench --bench plan` (add `-- 1000` for one size).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use mailform::config::{self, raw::RawConfig};
+use mailform::plan::{self, Observations};
+use mailform::secret::Secret;
+use mailform::state::crypto::Key;
+use mailform::state::{AssetRecord, State, TokenRecord, Tokens};
+use mailform::store::{FileStore, StateStore as _};
+
+fn config_text(n: usize) -> String {
+    let mut s = String::from(
+        "version = 1\n\n[providers.lab]\nauthorization_url = \"https://idp.example.com/authorize\"\ntoken_url = \"https://idp.example.com/token\"\nrevocation_url = \"https://idp.example.com/revoke\"\nclient_id = \"mailform\"\nscopes = [\"mail\", \"offline_access\"]\nsmtp = { host = \"smtp.example.com\", port = 587, security = \"starttls\" }\n",
+    );
+    for i in 0..n {
+        s.push_str(&format!(
+            "\n[assets.mailbox-{i:05}]\nemail = \"mailbox-{i:05}@example.com\"\nprovider = \"lab\"\nforwarding_address = \"fwd-{i:05}@mail.example.com\"\nlabels = {{ team = \"team-{}\", queue = \"tier{}\" }}\n",
+            i % 17,
+            i % 3
+        ));
+    }
+    s
+}
+
+fn write_project(dir: &Path, n: usize) {
+    let text = config_text(n);
+    std::fs::write(dir.join("assets.toml"), &text).unwrap();
+    let config = config::parse(&dir.join("assets.toml"), text)
+        .config
+        .expect("generated config is valid");
+    let (key, _) = Key::generate();
+    let mut state = State::new();
+    state.key_id = Some(key.id().to_string());
+    for asset in config.assets.values() {
+        let applied = config.applied(asset);
+        let tokens = Tokens {
+            access_token: Secret::new("a".repeat(180)),
+            refresh_token: Some(Secret::new("r".repeat(100))),
+        };
+        state.assets.insert(
+            asset.name.clone(),
+            AssetRecord {
+                binding: applied.binding_fingerprint(),
+                applied,
+                token: Some(TokenRecord {
+                    sealed: tokens.seal(&key, &asset.name),
+                    has_refresh_token: true,
+                    granted_scopes: asset.scopes.clone(),
+                    obtained_at: Utc::now(),
+                    access_expires_at: Some(Utc::now()),
+                    refresh_expires_at: None,
+                }),
+                smtp_check: None,
+                updated_at: Utc::now(),
+            },
+        );
+    }
+    FileStore::new(dir.join(".mailform/state.json"))
+        .save(&mut state)
+        .unwrap();
+}
+
+fn baseline(dir: &Path) -> usize {
+    let text = std::fs::read_to_string(dir.join("assets.toml")).unwrap();
+    let raw: RawConfig = toml::from_str(&text).unwrap();
+    let state_text = std::fs::read_to_string(dir.join(".mailform/state.json")).unwrap();
+    let state: State = serde_json::from_str(&state_text).unwrap();
+    raw.assets.len() + state.assets.len()
+}
+
+fn offline_plan(dir: &Path) -> usize {
+    let loaded = config::load(&dir.join("assets.toml")).unwrap();
+    let config = loaded.config.unwrap();
+    let state = FileStore::new(&config.state.path).load().unwrap();
+    let plan = plan::plan(
+        &config,
+        state.as_ref(),
+        &Observations::default(),
+        Utc::now(),
+        &[],
+    );
+    assert!(plan.is_empty());
+    mailform::render::plan::human(&plan).len() + plan.changes.len()
+}
+
+/// The same work as `offline_plan`, timed by stage.
+fn stages(dir: &Path) -> [Duration; 4] {
+    let t = Instant::now();
+    let config = config::load(&dir.join("assets.toml"))
+        .unwrap()
+        .config
+        .unwrap();
+    let a = t.elapsed();
+    let t = Instant::now();
+    let state = FileStore::new(&config.state.path).load().unwrap();
+    let b = t.elapsed();
+    let t = Instant::now();
+    let plan = plan::plan(
+        &config,
+        state.as_ref(),
+        &Observations::default(),
+        Utc::now(),
+        &[],
+    );
+    let c = t.elapsed();
+    let t = Instant::now();
+    std::hint::black_box(mailform::render::plan::human(&plan));
+    [a, b, c, t.elapsed()]
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect::<Vec<_>>();
+    let sizes = if sizes.is_empty() {
+        vec![1_000, 10_000]
+    } else {
+        sizes
+    };
+    println!("offline plan vs read+parse (median of interleaved runs)");
+    for n in sizes {
+        let dir = tempfile::tempdir().unwrap();
+        write_project(dir.path(), n);
+        let runs = if n >= 10_000 { 9 } else { 31 };
+        // Warm the page cache and allocator once.
+        baseline(dir.path());
+        offline_plan(dir.path());
+        let (mut base, mut full) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let t = Instant::now();
+            std::hint::black_box(baseline(dir.path()));
+            base.push(t.elapsed());
+            let t = Instant::now();
+            std::hint::black_box(offline_plan(dir.path()));
+            full.push(t.elapsed());
+        }
+        let (b, f) = (median(base), median(full));
+        println!(
+            "{n:>6} assets: read+parse {:>9.2?}  offline plan {:>9.2?}  ratio {:.2}x (target <= 2.00x)",
+            b,
+            f,
+            f.as_secs_f64() / b.as_secs_f64()
+        );
+        let s = stages(dir.path());
+        println!(
+            "        stages: config {:.2?}, state {:.2?}, plan {:.2?}, render {:.2?}",
+            s[0], s[1], s[2], s[3]
+        );
+    }
+}

@@ -51,13 +51,25 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
     }
     let root_span = root.span();
     let root = root.into_inner();
+    // Read what later checks need, then consume the tree section by section
+    // (no copies of the parsed values).
+    let has_version = root.get("version").is_some();
+    let lock_timeout_span = span_of(&root, &["settings", "lock_timeout"]);
+    let declared: Vec<String> = root
+        .get("providers")
+        .and_then(|v| match v.get_ref() {
+            DeValue::Table(t) => Some(t.keys().map(|k| k.get_ref().to_string()).collect()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let declared: Vec<&str> = declared.iter().map(String::as_str).collect();
 
     let mut version = None;
     let mut settings = RawSettings::default();
     let mut state = RawStateConfig::default();
     let mut raw_providers = Vec::new();
     let mut raw_assets = Vec::new();
-    for (key, value) in &root {
+    for (key, value) in root {
         match key.get_ref().as_ref() {
             "version" => version = section::<Spanned<i64>>(value, "version: ", &mut diags),
             "settings" => settings = section(value, "settings: ", &mut diags).unwrap_or_default(),
@@ -79,7 +91,7 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
     }
 
     match &version {
-        None if root.get("version").is_none() => diags.push(
+        None if !has_version => diags.push(
             Diagnostic::error("missing `version`")
                 .at(Some(root_span.start..root_span.start))
                 .help(format!("start the file with `version = {CONFIG_VERSION}`")),
@@ -102,7 +114,7 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
             Diagnostic::error(format!(
                 "settings.lock_timeout `{lock_timeout}` is not a duration: {e}"
             ))
-            .at(span_of(&root, &["settings", "lock_timeout"]))
+            .at(lock_timeout_span)
             .help("write it like \"30s\" or \"2m\""),
         );
     }
@@ -122,14 +134,6 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
             providers.insert(name, p);
         }
     }
-    let declared: Vec<&str> = root
-        .get("providers")
-        .and_then(|v| match v.get_ref() {
-            DeValue::Table(t) => Some(t.keys().map(|k| k.get_ref().as_ref()).collect()),
-            _ => None,
-        })
-        .unwrap_or_default();
-
     let mut assets = BTreeMap::new();
     let mut emails: HashMap<String, String> = HashMap::new();
     for (name, _span, raw) in raw_assets {
@@ -205,11 +209,11 @@ fn toml_error(e: &toml::de::Error, context: &str) -> Diagnostic {
 
 /// Deserializes one section; on failure records the error and yields `None`.
 fn section<T: for<'de> Deserialize<'de>>(
-    value: &Spanned<DeValue<'_>>,
+    value: Spanned<DeValue<'_>>,
     context: &str,
     diags: &mut Diagnostics,
 ) -> Option<T> {
-    match T::deserialize(ValueDeserializer::from(value.clone())) {
+    match T::deserialize(ValueDeserializer::from(value)) {
         Ok(v) => Some(v),
         Err(e) => {
             diags.push(toml_error(&e, context));
@@ -221,14 +225,15 @@ fn section<T: for<'de> Deserialize<'de>>(
 /// Deserializes each entry of a table of tables (`[providers.*]`, `[assets.*]`)
 /// on its own, so every broken entry is reported.
 fn entries<T: for<'de> Deserialize<'de>>(
-    value: &Spanned<DeValue<'_>>,
+    value: Spanned<DeValue<'_>>,
     what: &str,
     diags: &mut Diagnostics,
 ) -> Vec<(String, Range<usize>, T)> {
-    let DeValue::Table(table) = value.get_ref() else {
+    let span = value.span();
+    let DeValue::Table(table) = value.into_inner() else {
         diags.push(
             Diagnostic::error(format!("`{what}` must be a table of tables"))
-                .at(Some(value.span()))
+                .at(Some(span))
                 .help(format!("write each entry as [{what}.NAME]")),
         );
         return Vec::new();

@@ -19,7 +19,7 @@ pub use observation::{AssetObservation, Observations, SmtpObservation, TokenObse
 use crate::config::Config;
 use crate::config::lints::TESTING_REFRESH_TOKEN_DAYS;
 use crate::config::raw::{PublishingStatus, UserType};
-use crate::state::{AppliedAsset, AssetRecord, Field, State, Value};
+use crate::state::{self, AppliedAsset, AssetRecord, Field, State, Value};
 
 /// The plan JSON format this mailform writes and reads.
 pub const PLAN_FORMAT_VERSION: u32 = 1;
@@ -240,22 +240,26 @@ fn compare(
     observed: Option<&AssetObservation>,
     now: DateTime<Utc>,
 ) -> Change {
-    let fields: Vec<FieldChange> = desired
-        .fields()
-        .into_iter()
-        .zip(record.applied.fields())
-        .filter(|((_, after), (_, before))| after != before)
-        .map(|((field, after), (_, before))| FieldChange {
-            field,
-            before,
-            after,
-            forces_reconsent: field.binds_tokens(),
-        })
-        .collect();
+    let (wanted, had) = (desired.fields(), record.applied.fields());
+    let binding_changed = state::fingerprint(&wanted) != record.binding;
+    let fields: Vec<FieldChange> = if desired == &record.applied {
+        Vec::new()
+    } else {
+        wanted
+            .into_iter()
+            .zip(had)
+            .filter(|((_, after), (_, before))| after != before)
+            .map(|((field, after), (_, before))| FieldChange {
+                field,
+                before: before.as_ref().map(state::FieldValue::to_value),
+                after: after.as_ref().map(state::FieldValue::to_value),
+                forces_reconsent: field.binds_tokens(),
+            })
+            .collect()
+    };
     let mut reasons = Vec::new();
     let mut warnings = Vec::new();
 
-    let binding_changed = desired.binding_fingerprint() != record.binding;
     if binding_changed {
         let fields = fields
             .iter()

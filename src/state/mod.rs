@@ -249,10 +249,37 @@ pub enum Value {
     List(Vec<String>),
 }
 
+/// A field's value as listed from an [`AppliedAsset`], borrowed so that
+/// comparing and fingerprinting thousands of assets copies nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum FieldValue<'a> {
+    Text(&'a str),
+    Port(u16),
+    Security(Security),
+    List(&'a [String]),
+    Map(&'a BTreeMap<String, String>),
+}
+
+impl FieldValue<'_> {
+    /// The owned form used in plans.
+    pub fn to_value(&self) -> Value {
+        match self {
+            FieldValue::Text(s) => Value::Text((*s).to_string()),
+            FieldValue::Port(p) => Value::Text(p.to_string()),
+            FieldValue::Security(s) => Value::Text(s.to_string()),
+            FieldValue::List(items) => Value::List(items.to_vec()),
+            FieldValue::Map(m) => {
+                Value::List(m.iter().map(|(k, v)| format!("{k} = {v:?}")).collect())
+            }
+        }
+    }
+}
+
 impl AppliedAsset {
     /// Every field with its value (`None` when unset). The destructuring has
     /// no `..`, so a new field cannot be forgotten here.
-    pub fn fields(&self) -> [(Field, Option<Value>); 16] {
+    pub fn fields(&self) -> [(Field, Option<FieldValue<'_>>); 16] {
         let AppliedAsset {
             email,
             username,
@@ -271,12 +298,15 @@ impl AppliedAsset {
             forwarding_address,
             labels,
         } = self;
-        let text = |s: &String| Some(Value::Text(s.clone()));
-        let opt = |s: &Option<String>| s.clone().map(Value::Text);
-        let map = |m: &BTreeMap<String, String>| {
-            (!m.is_empty())
-                .then(|| Value::List(m.iter().map(|(k, v)| format!("{k} = {v:?}")).collect()))
-        };
+        fn text(s: &str) -> Option<FieldValue<'_>> {
+            Some(FieldValue::Text(s))
+        }
+        fn opt(s: Option<&String>) -> Option<FieldValue<'_>> {
+            s.map(|s| FieldValue::Text(s))
+        }
+        fn map(m: &BTreeMap<String, String>) -> Option<FieldValue<'_>> {
+            (!m.is_empty()).then_some(FieldValue::Map(m))
+        }
         [
             (Field::Email, text(email)),
             (Field::Username, text(username)),
@@ -284,32 +314,38 @@ impl AppliedAsset {
             (Field::ClientId, text(client_id)),
             (Field::AuthorizationUrl, text(authorization_url)),
             (Field::TokenUrl, text(token_url)),
-            (Field::RevocationUrl, opt(revocation_url)),
-            (Field::DeviceAuthorizationUrl, opt(device_authorization_url)),
-            (Field::RedirectUri, opt(redirect_uri)),
+            (Field::RevocationUrl, opt(revocation_url.as_ref())),
+            (
+                Field::DeviceAuthorizationUrl,
+                opt(device_authorization_url.as_ref()),
+            ),
+            (Field::RedirectUri, opt(redirect_uri.as_ref())),
             (Field::AuthParams, map(auth_params)),
-            (Field::Scopes, Some(Value::List(scopes.clone()))),
+            (Field::Scopes, Some(FieldValue::List(scopes))),
             (Field::SmtpHost, text(smtp_host)),
-            (Field::SmtpPort, Some(Value::Text(smtp_port.to_string()))),
+            (Field::SmtpPort, Some(FieldValue::Port(*smtp_port))),
             (
                 Field::SmtpSecurity,
-                Some(Value::Text(smtp_security.to_string())),
+                Some(FieldValue::Security(*smtp_security)),
             ),
-            (Field::ForwardingAddress, opt(forwarding_address)),
+            (Field::ForwardingAddress, opt(forwarding_address.as_ref())),
             (Field::Labels, map(labels)),
         ]
     }
 
     /// A hash of the token-binding fields ([`Field::binds_tokens`]).
     pub fn binding_fingerprint(&self) -> String {
-        let binding: Vec<(Field, Option<Value>)> = self
-            .fields()
-            .into_iter()
-            .filter(|(f, _)| f.binds_tokens())
-            .collect();
-        let json = serde_json::to_vec(&binding).expect("fields serialize");
-        crypto::sha256_hex(&json)
+        fingerprint(&self.fields())
     }
+}
+
+/// [`AppliedAsset::binding_fingerprint`] of fields already listed: SHA-256
+/// of the JSON list of `[field, value]` pairs whose field binds tokens.
+pub fn fingerprint(fields: &[(Field, Option<FieldValue<'_>>)]) -> String {
+    let binding: Vec<&(Field, Option<FieldValue<'_>>)> =
+        fields.iter().filter(|(f, _)| f.binds_tokens()).collect();
+    let json = serde_json::to_vec(&binding).expect("fields serialize");
+    crypto::sha256_hex(&json)
 }
 
 #[cfg(test)]

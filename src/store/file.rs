@@ -111,8 +111,10 @@ impl StateStore for FileStore {
                 .suffix(".tmp")
                 .permissions(owner_only())
                 .tempfile_in(dir)?;
-            serde_json::to_writer_pretty(tmp.as_file_mut(), state)?;
-            tmp.as_file_mut().write_all(b"\n")?;
+            // One buffer, one write: serde_json writes token by token.
+            let mut bytes = serde_json::to_vec_pretty(state)?;
+            bytes.push(b'\n');
+            tmp.as_file_mut().write_all(&bytes)?;
             tmp.as_file().sync_all()?;
             tmp.persist(&self.path).map_err(|e| e.error)?;
             sync_dir(dir)
