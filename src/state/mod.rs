@@ -276,6 +276,16 @@ impl FieldValue<'_> {
     }
 }
 
+fn text(s: &str) -> Option<FieldValue<'_>> {
+    Some(FieldValue::Text(s))
+}
+fn opt(s: Option<&String>) -> Option<FieldValue<'_>> {
+    s.map(|s| FieldValue::Text(s))
+}
+fn map(m: &BTreeMap<String, String>) -> Option<FieldValue<'_>> {
+    (!m.is_empty()).then_some(FieldValue::Map(m))
+}
+
 impl AppliedAsset {
     /// Every field with its value (`None` when unset). The destructuring has
     /// no `..`, so a new field cannot be forgotten here.
@@ -298,15 +308,6 @@ impl AppliedAsset {
             forwarding_address,
             labels,
         } = self;
-        fn text(s: &str) -> Option<FieldValue<'_>> {
-            Some(FieldValue::Text(s))
-        }
-        fn opt(s: Option<&String>) -> Option<FieldValue<'_>> {
-            s.map(|s| FieldValue::Text(s))
-        }
-        fn map(m: &BTreeMap<String, String>) -> Option<FieldValue<'_>> {
-            (!m.is_empty()).then_some(FieldValue::Map(m))
-        }
         [
             (Field::Email, text(email)),
             (Field::Username, text(username)),
