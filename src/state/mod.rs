@@ -276,9 +276,6 @@ impl FieldValue<'_> {
     }
 }
 
-fn text(s: &str) -> Option<FieldValue<'_>> {
-    Some(FieldValue::Text(s))
-}
 fn opt(s: Option<&String>) -> Option<FieldValue<'_>> {
     s.map(|s| FieldValue::Text(s))
 }
@@ -309,12 +306,15 @@ impl AppliedAsset {
             labels,
         } = self;
         [
-            (Field::Email, text(email)),
-            (Field::Username, text(username)),
-            (Field::Provider, text(provider)),
-            (Field::ClientId, text(client_id)),
-            (Field::AuthorizationUrl, text(authorization_url)),
-            (Field::TokenUrl, text(token_url)),
+            (Field::Email, Some(FieldValue::Text(email))),
+            (Field::Username, Some(FieldValue::Text(username))),
+            (Field::Provider, Some(FieldValue::Text(provider))),
+            (Field::ClientId, Some(FieldValue::Text(client_id))),
+            (
+                Field::AuthorizationUrl,
+                Some(FieldValue::Text(authorization_url)),
+            ),
+            (Field::TokenUrl, Some(FieldValue::Text(token_url))),
             (Field::RevocationUrl, opt(revocation_url.as_ref())),
             (
                 Field::DeviceAuthorizationUrl,
@@ -323,7 +323,7 @@ impl AppliedAsset {
             (Field::RedirectUri, opt(redirect_uri.as_ref())),
             (Field::AuthParams, map(auth_params)),
             (Field::Scopes, Some(FieldValue::List(scopes))),
-            (Field::SmtpHost, text(smtp_host)),
+            (Field::SmtpHost, Some(FieldValue::Text(smtp_host))),
             (Field::SmtpPort, Some(FieldValue::Port(*smtp_port))),
             (
                 Field::SmtpSecurity,
