@@ -2,10 +2,11 @@
 //!
 //! For N generated assets (with a state that matches, tokens sealed), times
 //! - baseline: read `assets.toml` and `state.json`, parse them (toml into the
-//!   raw config types, serde_json into `State`);
+//!   raw config types, `serde_json` into `State`);
 //! - plan: what `mailform plan --offline` does: load, resolve and lint the
 //!   config, load the state, plan, render the human plan.
-//! Reports medians and their ratio; DESIGN.md's target is at most 2.0x.
+//!
+//! Reports medians and their ratio; the target in DESIGN.md is at most 2.0x.
 //!
 //! Run: `cargo bench --bench plan` (add `-- 1000` for one size).
 
