@@ -10,6 +10,7 @@
 //!
 //! Run: `cargo bench --bench plan` (add `-- 1000` for one size).
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -26,11 +27,12 @@ fn config_text(n: usize) -> String {
         "version = 1\n\n[providers.lab]\nauthorization_url = \"https://idp.example.com/authorize\"\ntoken_url = \"https://idp.example.com/token\"\nrevocation_url = \"https://idp.example.com/revoke\"\nclient_id = \"mailform\"\nscopes = [\"mail\", \"offline_access\"]\nsmtp = { host = \"smtp.example.com\", port = 587, security = \"starttls\" }\n",
     );
     for i in 0..n {
-        s.push_str(&format!(
+        let _ = write!(
+            s,
             "\n[assets.mailbox-{i:05}]\nemail = \"mailbox-{i:05}@example.com\"\nprovider = \"lab\"\nforwarding_address = \"fwd-{i:05}@mail.example.com\"\nlabels = {{ team = \"team-{}\", queue = \"tier{}\" }}\n",
             i % 17,
             i % 3
-        ));
+        );
     }
     s
 }
