@@ -3,5 +3,6 @@
 
 mod cli;
 mod corpus;
+mod peers;
 mod schemas;
 mod support;

@@ -88,3 +88,4 @@ pub fn project(config: &str) -> tempfile::TempDir {
     std::fs::write(dir.path().join("assets.toml"), config).unwrap();
     dir
 }
+pub mod peers;

@@ -1,0 +1,352 @@
+//! The real OAuth 2.0 and SMTP servers of `tests/peers` (oidc-provider and
+//! smtp-server under Node), started once per test binary on free loopback
+//! ports with a test CA made here by rcgen, and stopped when the binary exits
+//! (the Node process exits when its stdin, held here, closes — also when a
+//! test panics or the binary is killed).
+//!
+//! Everything a test needs is on [`Peers`]: URLs, ports, clients, users, the
+//! CA file, the consent driver, the mailbox, and admin actions that play "the
+//! user removed access" and "the access token expired".
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock, mpsc};
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use serde::Deserialize;
+
+/// How long the peers may take to say they are ready.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Deserialize)]
+pub struct Endpoints {
+    pub authorization: String,
+    pub token: String,
+    pub revocation: String,
+    pub introspection: String,
+    pub device_authorization: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Admin {
+    pub token: String,
+    pub revoke_grants: String,
+    pub expire_access_tokens: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Smtp {
+    pub host: String,
+    pub starttls_port: u16,
+    pub tls_port: u16,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Client {
+    pub client_id: String,
+    pub client_secret: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Clients {
+    /// A native client with a secret (HTTP Basic at the token endpoint).
+    pub confidential: Client,
+    /// A native public client: PKCE only.
+    pub public: Client,
+    /// What the SMTP server introspects with.
+    pub introspector: Client,
+}
+
+/// What the peers said when ready, plus what the harness made for them.
+#[derive(Debug, Deserialize)]
+pub struct Ready {
+    pub issuer: String,
+    pub endpoints: Endpoints,
+    pub admin: Admin,
+    pub smtp: Smtp,
+    pub clients: Clients,
+    /// email → password
+    pub users: BTreeMap<String, String>,
+    pub mailbox: PathBuf,
+    pub latency_ms: u64,
+}
+
+/// Running peers.
+pub struct Peers {
+    pub ready: Ready,
+    /// The test CA certificate (PEM file): trust it to talk to the peers.
+    pub ca_file: PathBuf,
+    /// The `$BROWSER` stand-in: a headless person at the consent screen.
+    pub consent_browser: PathBuf,
+    /// From spawning Node to the ready line.
+    pub startup: Duration,
+    stdin: Mutex<Option<ChildStdin>>,
+    child: Mutex<Child>,
+}
+
+impl std::ops::Deref for Peers {
+    type Target = Ready;
+    fn deref(&self) -> &Ready {
+        &self.ready
+    }
+}
+
+impl Drop for Peers {
+    fn drop(&mut self) {
+        drop(self.stdin.lock().unwrap().take());
+        let mut child = self.child.lock().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+    }
+}
+
+/// The shared peers of this test binary, started on first use.
+pub fn peers() -> &'static Peers {
+    static PEERS: OnceLock<Peers> = OnceLock::new();
+    PEERS.get_or_init(|| Peers::start(0).unwrap_or_else(|e| panic!("{e}")))
+}
+
+fn peers_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers")
+}
+
+/// Refuses early, naming the fix, when Node or the packages are missing.
+pub fn check_node(peers_dir: &Path) -> Result<(), String> {
+    let out = Command::new("node").arg("--version").output().map_err(|e| {
+        format!("the test servers need Node.js 20 or newer on PATH, and `node` could not run ({e}); install it (e.g. apt-get install nodejs npm), then: npm ci --prefix tests/peers")
+    })?;
+    let version = String::from_utf8_lossy(&out.stdout);
+    let major: u32 = version
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if major < 20 {
+        return Err(format!(
+            "the test servers need Node.js 20 or newer; `node --version` says {}",
+            version.trim()
+        ));
+    }
+    for package in ["oidc-provider", "smtp-server"] {
+        if !peers_dir
+            .join("node_modules")
+            .join(package)
+            .join("package.json")
+            .is_file()
+        {
+            return Err(format!(
+                "the test servers' node package `{package}` is not installed; run: npm ci --prefix tests/peers"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A CA and a server certificate for `127.0.0.1`, `::1` and `localhost`.
+fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "mailform test CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+
+    let mut server = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ])
+    .unwrap();
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = server.signed_by(&server_key, &issuer).unwrap();
+
+    let files = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&files.0, ca_cert.pem()).unwrap();
+    std::fs::write(&files.1, server_cert.pem()).unwrap();
+    std::fs::write(&files.2, server_key.serialize_pem()).unwrap();
+    (files.0, files.1, files.2)
+}
+
+impl Peers {
+    /// Starts a fresh set of peers; `latency_ms` is added to every
+    /// client→server chunk (every round trip) for benchmarks.
+    pub fn start(latency_ms: u64) -> Result<Peers, String> {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        check_node(&peers_dir())?;
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "peers-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let (ca_file, cert, key) = make_certificates(&dir);
+        // Beside the folder, not in it: the folder goes when the peers exit,
+        // and their last words should not.
+        let stderr_path = dir.with_extension("stderr");
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+
+        let started = Instant::now();
+        let mut child = Command::new("node")
+            .arg(peers_dir().join("peers.mjs"))
+            .current_dir(peers_dir())
+            .env("PEERS_CERT", &cert)
+            .env("PEERS_KEY", &key)
+            .env("PEERS_CA", &ca_file)
+            .env("PEERS_MAILBOX", dir.join("mailbox"))
+            .env("PEERS_LATENCY_MS", latency_ms.to_string())
+            .env("PEERS_CLEANUP_DIR", &dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("cannot start node tests/peers/peers.mjs: {e}"))?;
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = tx.send(line);
+            // Keep the pipe drained so a stray write never kills the peers.
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let line = rx.recv_timeout(STARTUP_TIMEOUT).unwrap_or_default();
+        let startup = started.elapsed();
+        let Ok(ready) = serde_json::from_str::<Ready>(&line) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let words = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(format!(
+                "the test servers did not start within {STARTUP_TIMEOUT:?}:\n{line}{words}"
+            ));
+        };
+        let stdin = child.stdin.take();
+        Ok(Peers {
+            ready,
+            ca_file,
+            consent_browser: peers_dir().join("consent-browser"),
+            startup,
+            stdin: Mutex::new(stdin),
+            child: Mutex::new(child),
+        })
+    }
+
+    /// A blocking HTTP client that trusts the test CA and follows no redirects.
+    pub fn http(&self) -> reqwest::blocking::Client {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(&self.ca_file).unwrap()).unwrap();
+        reqwest::blocking::Client::builder()
+            .add_root_certificate(ca)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap()
+    }
+
+    /// The password of a test user.
+    pub fn password(&self, user: &str) -> &str {
+        &self.users[user]
+    }
+
+    /// Runs the consent driver on `url` as `user`, with extra driver flags;
+    /// returns what it printed (the redirect URL) or its complaint.
+    pub fn consent(&self, url: &str, user: &str, flags: &[&str]) -> Result<String, String> {
+        let mut cmd = Command::new(&self.consent_browser);
+        cmd.args(["--user", user]);
+        if !flags.contains(&"--password") {
+            cmd.args(["--password", self.password(user)]);
+        }
+        let out = cmd
+            .args(flags)
+            .arg(url)
+            .env("PEERS_CA", &self.ca_file)
+            .output()
+            .expect("the consent driver runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if out.status.success() {
+            Ok(stdout)
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn admin(&self, url: &str, user: &str) -> serde_json::Value {
+        let res = self
+            .http()
+            .post(url)
+            .bearer_auth(&self.admin.token)
+            .form(&[("user", user)])
+            .send()
+            .unwrap();
+        assert!(
+            res.status().is_success(),
+            "admin call failed: {}",
+            res.status()
+        );
+        res.json().unwrap()
+    }
+
+    /// "The user removed access": revokes every grant of `user`, with its tokens.
+    pub fn revoke_grants(&self, user: &str) -> u64 {
+        self.admin(&self.admin.revoke_grants, user)["grants_revoked"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// Removes `user`'s access tokens only; refresh tokens keep working.
+    pub fn expire_access_tokens(&self, user: &str) -> u64 {
+        self.admin(&self.admin.expire_access_tokens, user)["access_tokens_removed"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// Accepted messages: (envelope, raw message), oldest first.
+    pub fn messages(&self) -> Vec<(serde_json::Value, String)> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&self.mailbox)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        names.retain(|p| p.extension().is_some_and(|e| e == "json"));
+        names.sort();
+        names
+            .iter()
+            .map(|p| {
+                let envelope = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+                (
+                    envelope,
+                    std::fs::read_to_string(p.with_extension("eml")).unwrap(),
+                )
+            })
+            .collect()
+    }
+}

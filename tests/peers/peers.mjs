@@ -1,0 +1,453 @@
+// Real protocol peers for mailform's tests, on loopback only:
+//
+// - an OAuth 2.0 authorization server: `oidc-provider` over HTTPS, with
+//   authorization code + PKCE (required), refresh tokens (also Google-style via
+//   `access_type=offline`), revocation (RFC 7009), introspection (RFC 7662) and
+//   the device flow (RFC 8628); its own login and consent pages with real
+//   users and passwords; and admin routes that play "the user removed access"
+//   (revoke all of a user's grants) and "the access token expired" (kill only
+//   access tokens);
+// - an SMTP submission server: `smtp-server` on a STARTTLS port and an
+//   implicit-TLS port, AUTH XOAUTH2 only and never before TLS, checking each
+//   bearer token by introspection at the OAuth server (active, that user, a
+//   mail scope) and answering a bad token as Gmail does: 334 with a base64
+//   JSON status, then 535 after the client's empty line. Accepted messages are
+//   written to the mailbox folder (NAME.eml plus NAME.json with the envelope).
+//
+// Configuration comes from the environment (the Rust harness sets it):
+//   PEERS_CERT, PEERS_KEY   server certificate and key (PEM) for 127.0.0.1/localhost/::1
+//   PEERS_CA                the CA that signed it (the SMTP server trusts it for introspection)
+//   PEERS_MAILBOX           folder for accepted messages
+//   PEERS_LATENCY_MS        added to every client→server chunk (so to every round trip); default 0
+//   PEERS_ACCESS_TTL        access token lifetime in seconds; default 3600
+//   PEERS_SMTP_SCOPES       scopes of which a token needs one for SMTP; default "mail https://mail.google.com/"
+//   PEERS_CLEANUP_DIR       a folder to remove on exit (the harness's temporary files)
+// When ready it prints one JSON line describing URLs, ports, clients and users,
+// and it exits when its standard input closes (so it dies with the harness).
+
+import { randomBytes, generateKeyPairSync } from 'node:crypto';
+import { readFileSync, writeFileSync, renameSync, mkdirSync, rmSync } from 'node:fs';
+import https from 'node:https';
+import net from 'node:net';
+import path from 'node:path';
+
+import Provider from 'oidc-provider';
+import { SMTPServer } from 'smtp-server';
+
+// Stdout carries exactly one line, the ready line; library notices
+// (oidc-provider prints some with console.log) go to stderr.
+for (const level of ['log', 'info', 'warn', 'debug']) {
+  console[level] = (...parts) => process.stderr.write(`${parts.join(' ')}\n`);
+}
+
+const HOST = '127.0.0.1';
+const env = (name, fallback) => process.env[name] ?? fallback;
+const required = (name) => {
+  const value = process.env[name];
+  if (!value) {
+    process.stderr.write(`peers: ${name} is not set\n`);
+    process.exit(2);
+  }
+  return value;
+};
+
+const tls = { key: readFileSync(required('PEERS_KEY')), cert: readFileSync(required('PEERS_CERT')) };
+const ca = readFileSync(required('PEERS_CA'));
+const mailbox = required('PEERS_MAILBOX');
+mkdirSync(mailbox, { recursive: true });
+const latency = Number(env('PEERS_LATENCY_MS', '0'));
+const accessTtl = Number(env('PEERS_ACCESS_TTL', '3600'));
+const smtpScopes = env('PEERS_SMTP_SCOPES', 'mail https://mail.google.com/').split(' ').filter(Boolean);
+
+const secret = () => randomBytes(24).toString('base64url');
+const adminToken = secret();
+
+// The people who can consent. Account ids are the email addresses, so the
+// introspected `sub` is what an SMTP login names.
+const USERS = new Map([
+  ['alice@example.test', { password: 'alice-password' }],
+  ['bob@example.test', { password: 'bob-password' }],
+  ['carol@example.test', { password: 'carol-password' }],
+  ['dave@example.test', { password: 'dave-password' }],
+  ['erin@example.test', { password: 'erin-password' }],
+]);
+
+const SCOPES = ['openid', 'offline_access', 'mail', 'https://mail.google.com/'];
+const GRANTS = ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'];
+// Native clients: any loopback port is accepted for these paths (RFC 8252 §7.3).
+const REDIRECTS = ['http://127.0.0.1/callback', 'http://localhost/callback', 'http://[::1]/callback'];
+const clients = {
+  confidential: { client_id: 'mailform-confidential', client_secret: secret() },
+  public: { client_id: 'mailform-public' },
+  introspector: { client_id: 'smtp-server', client_secret: secret() },
+};
+
+// ---- in-memory storage that admin routes can search ------------------------
+
+const stores = new Map();
+class MemoryAdapter {
+  constructor(name) {
+    this.name = name;
+    if (!stores.has(name)) stores.set(name, new Map());
+    this.store = stores.get(name);
+  }
+
+  async upsert(id, payload, expiresIn) {
+    this.store.set(id, { payload, expiresAt: expiresIn ? Date.now() + expiresIn * 1000 : undefined });
+  }
+
+  async find(id) {
+    const entry = this.store.get(id);
+    if (!entry) return undefined;
+    if (entry.expiresAt && entry.expiresAt < Date.now()) {
+      this.store.delete(id);
+      return undefined;
+    }
+    return entry.payload;
+  }
+
+  async findByUserCode(userCode) {
+    for (const [id, { payload }] of this.store) if (payload.userCode === userCode) return this.find(id);
+    return undefined;
+  }
+
+  async findByUid(uid) {
+    for (const [id, { payload }] of this.store) if (payload.uid === uid) return this.find(id);
+    return undefined;
+  }
+
+  async consume(id) {
+    const entry = this.store.get(id);
+    if (entry) entry.payload.consumed = Math.floor(Date.now() / 1000);
+  }
+
+  async destroy(id) {
+    this.store.delete(id);
+  }
+
+  async revokeByGrantId(grantId) {
+    for (const [id, { payload }] of this.store) if (payload.grantId === grantId) this.store.delete(id);
+  }
+}
+
+function revokeGrantsOf(user) {
+  const grants = stores.get('Grant') ?? new Map();
+  const ids = [...grants].filter(([, { payload }]) => payload.accountId === user).map(([id]) => id);
+  for (const store of stores.values()) {
+    for (const [id, { payload }] of store) if (ids.includes(payload.grantId) || ids.includes(id)) store.delete(id);
+  }
+  return ids.length;
+}
+
+function expireAccessTokensOf(user) {
+  const tokens = stores.get('AccessToken') ?? new Map();
+  let n = 0;
+  for (const [id, { payload }] of tokens) {
+    if (payload.accountId === user) {
+      tokens.delete(id);
+      n += 1;
+    }
+  }
+  return n;
+}
+
+// ---- listening: real servers on ephemeral ports, optionally behind a delay ---
+
+// smtp-server wraps a net.Server in `.server`.
+const listen = (server) => new Promise((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(0, HOST, () => resolve((server.server ?? server).address().port));
+});
+
+// Delays every chunk from the client by `latency` ms before passing it on, so
+// each request/response round trip costs that much more. Order is kept.
+async function front(targetPort) {
+  if (latency <= 0) return targetPort;
+  const proxy = net.createServer((client) => {
+    const upstream = net.connect(targetPort, HOST);
+    client.on('data', (chunk) => setTimeout(() => upstream.write(chunk), latency));
+    upstream.on('data', (chunk) => client.write(chunk));
+    const close = () => { client.destroy(); upstream.destroy(); };
+    client.on('close', () => setTimeout(close, latency));
+    upstream.on('close', close);
+    client.on('error', close);
+    upstream.on('error', close);
+  });
+  return listen(proxy);
+}
+
+// The OAuth server's port must be known before the provider exists (it is in
+// the issuer), so the HTTPS server starts first and gets its handler after.
+let handler = (req, res) => { res.statusCode = 503; res.end(); };
+const oauthServer = https.createServer(tls, (req, res) => handler(req, res));
+const oauthPort = await front(await listen(oauthServer));
+const issuer = `https://${HOST}:${oauthPort}`;
+
+// ---- the OAuth 2.0 authorization server -------------------------------------
+
+const offlineGrants = new Set(); // grants consented with Google's access_type=offline
+const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+
+const provider = new Provider(issuer, {
+  adapter: MemoryAdapter,
+  clients: [
+    {
+      ...clients.confidential,
+      id_token_signed_response_alg: 'ES256',
+      application_type: 'native',
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: GRANTS,
+      response_types: ['code'],
+      redirect_uris: REDIRECTS,
+    },
+    {
+      ...clients.public,
+      id_token_signed_response_alg: 'ES256',
+      application_type: 'native',
+      token_endpoint_auth_method: 'none',
+      grant_types: GRANTS,
+      response_types: ['code'],
+      redirect_uris: REDIRECTS,
+    },
+    {
+      ...clients.introspector,
+      id_token_signed_response_alg: 'ES256',
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: [],
+      response_types: [],
+      redirect_uris: [],
+    },
+  ],
+  async findAccount(ctx, id) {
+    if (!USERS.has(id)) return undefined;
+    return { accountId: id, async claims() { return { sub: id, email: id }; } };
+  },
+  jwks: { keys: [{ ...privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'ES256', kid: 'peers' }] },
+  cookies: { keys: [secret()] },
+  scopes: SCOPES,
+  claims: { openid: ['sub'], email: ['email'] },
+  extraParams: ['access_type'],
+  pkce: { required: () => true, methods: ['S256'] },
+  features: {
+    devInteractions: { enabled: false },
+    deviceFlow: { enabled: true },
+    introspection: { enabled: true },
+    revocation: { enabled: true },
+  },
+  interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
+  async issueRefreshToken(ctx, client, code) {
+    return client.grantTypeAllowed('refresh_token')
+      && (code.scopes.has('offline_access') || offlineGrants.has(code.grantId));
+  },
+  ttl: {
+    AccessToken: accessTtl,
+    AuthorizationCode: 60,
+    DeviceCode: 600,
+    Grant: 14 * 24 * 3600,
+    Interaction: 3600,
+    RefreshToken: 14 * 24 * 3600,
+    Session: 3600,
+  },
+});
+// Quiet: errors are answered to the client; the harness reads stderr only on failure.
+provider.on('server_error', (ctx, err) => process.stderr.write(`peers: oauth server_error: ${err.stack}\n`));
+
+const escape = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const page = (res, status, title, body) => {
+  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(`<!doctype html><html><head><title>${escape(title)}</title></head><body><h1>${escape(title)}</h1>${body}</body></html>`);
+};
+const readBody = async (req) => {
+  let body = '';
+  for await (const chunk of req) body += chunk;
+  return new URLSearchParams(body);
+};
+const abortForm = (uid) => `<form method="post" action="/interaction/${uid}/abort"><button type="submit">Deny</button></form>`;
+
+async function interaction(req, res, uid, action) {
+  const details = await provider.interactionDetails(req, res);
+  if (details.uid !== uid) return page(res, 400, 'Wrong interaction', '');
+  const { prompt, params, session } = details;
+  if (req.method === 'GET') {
+    if (prompt.name === 'login') {
+      return page(res, 200, 'Sign in', `<p>${escape(params.client_id)} asks you to sign in.</p>
+<form method="post" action="/interaction/${uid}/login">
+<input type="email" name="login" placeholder="email"/><input type="password" name="password"/>
+<button type="submit">Sign in</button></form>${abortForm(uid)}`);
+    }
+    const scopes = [...new Set([...(prompt.details.missingOIDCScope ?? [])])];
+    const boxes = scopes.map((s) => `<label><input type="checkbox" name="scope" value="${escape(s)}" checked/> ${escape(s)}</label>`).join('');
+    return page(res, 200, 'Allow access', `<p>${escape(params.client_id)} asks for access to ${escape(session.accountId)}.</p>
+<form method="post" action="/interaction/${uid}/confirm">${boxes}<button type="submit">Allow</button></form>${abortForm(uid)}`);
+  }
+  const form = await readBody(req);
+  if (action === 'login') {
+    const login = form.get('login') ?? '';
+    const user = USERS.get(login);
+    if (prompt.name !== 'login' || !user || user.password !== form.get('password')) {
+      return page(res, 200, 'Sign in', `<p class="error">Wrong email or password.</p>
+<form method="post" action="/interaction/${uid}/login">
+<input type="email" name="login"/><input type="password" name="password"/><button type="submit">Sign in</button></form>${abortForm(uid)}`);
+    }
+    return provider.interactionFinished(req, res, { login: { accountId: login } }, { mergeWithLastSubmission: false });
+  }
+  if (action === 'confirm') {
+    if (prompt.name !== 'consent') return page(res, 400, 'Nothing to confirm', '');
+    const asked = prompt.details.missingOIDCScope ?? [];
+    const chosen = new Set(form.getAll('scope'));
+    const grant = details.grantId
+      ? await provider.Grant.find(details.grantId)
+      : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+    const granted = asked.filter((s) => chosen.has(s));
+    const rejected = asked.filter((s) => !chosen.has(s));
+    if (granted.length) grant.addOIDCScope(granted.join(' '));
+    if (rejected.length) grant.rejectOIDCScope(rejected.join(' '));
+    const grantId = await grant.save();
+    if (params.access_type === 'offline') offlineGrants.add(grantId);
+    return provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+  }
+  return provider.interactionFinished(
+    req,
+    res,
+    { error: 'access_denied', error_description: 'The user denied access' },
+    { mergeWithLastSubmission: false },
+  );
+}
+
+async function admin(req, res, what) {
+  const json = (status, body) => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body));
+  };
+  if (req.method !== 'POST' || req.headers.authorization !== `Bearer ${adminToken}`) return json(403, { error: 'forbidden' });
+  const user = (await readBody(req)).get('user') ?? '';
+  if (!USERS.has(user)) return json(404, { error: `no user ${user}` });
+  if (what === 'revoke-grants') return json(200, { user, grants_revoked: revokeGrantsOf(user) });
+  if (what === 'expire-access-tokens') return json(200, { user, access_tokens_removed: expireAccessTokensOf(user) });
+  return json(404, { error: `no admin route ${what}` });
+}
+
+const callback = provider.callback();
+handler = async (req, res) => {
+  try {
+    const url = new URL(req.url, issuer);
+    let m = url.pathname.match(/^\/interaction\/([\w-]+)(?:\/(login|confirm|abort))?$/);
+    if (m) return await interaction(req, res, m[1], m[2]);
+    m = url.pathname.match(/^\/__admin\/([\w-]+)$/);
+    if (m) return await admin(req, res, m[1]);
+    return callback(req, res);
+  } catch (err) {
+    process.stderr.write(`peers: ${err.stack}\n`);
+    if (!res.headersSent) page(res, 500, 'Error', `<pre>${escape(err.message)}</pre>`);
+    else res.end();
+  }
+};
+
+// ---- the SMTP submission server ---------------------------------------------
+
+async function introspect(token) {
+  const body = new URLSearchParams({ token, token_type_hint: 'access_token' }).toString();
+  const auth = Buffer.from(`${clients.introspector.client_id}:${clients.introspector.client_secret}`).toString('base64');
+  return new Promise((resolve, reject) => {
+    const req = https.request(`${issuer}/token/introspection`, {
+      method: 'POST',
+      ca,
+      headers: {
+        authorization: `Basic ${auth}`,
+        'content-type': 'application/x-www-form-urlencoded',
+        'content-length': Buffer.byteLength(body),
+      },
+    }, (res) => {
+      let text = '';
+      res.on('data', (c) => { text += c; });
+      res.on('end', () => {
+        try { resolve(JSON.parse(text)); } catch (e) { reject(new Error(`introspection answered ${res.statusCode}: ${text}`)); }
+      });
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+let delivered = 0;
+const smtpOptions = (secure) => ({
+  ...tls,
+  secure,
+  name: 'smtp.peers.test',
+  banner: 'mailform test peer',
+  authMethods: ['XOAUTH2'],
+  allowInsecureAuth: false,
+  logger: false,
+  size: 10 * 1024 * 1024,
+  async onAuth(auth, session, done) {
+    const refuse = () => done(null, { data: { status: '401', schemes: 'bearer', scope: smtpScopes.join(' ') } });
+    if (auth.method !== 'XOAUTH2') return done(new Error('only XOAUTH2 is offered'));
+    try {
+      const info = await introspect(auth.accessToken);
+      const scopes = (info.scope ?? '').split(' ');
+      if (info.active && info.sub === auth.username && smtpScopes.some((s) => scopes.includes(s))) {
+        return done(null, { user: auth.username });
+      }
+      return refuse();
+    } catch (err) {
+      process.stderr.write(`peers: ${err.message}\n`);
+      return done(Object.assign(new Error('4.7.0 Temporary authentication failure'), { responseCode: 454 }));
+    }
+  },
+  onData(stream, session, done) {
+    const chunks = [];
+    stream.on('data', (c) => chunks.push(c));
+    stream.on('end', () => {
+      delivered += 1;
+      const name = `${Date.now()}-${process.pid}-${delivered}`;
+      const envelope = {
+        user: session.user,
+        from: session.envelope.mailFrom && session.envelope.mailFrom.address,
+        to: session.envelope.rcptTo.map((r) => r.address),
+        secure: session.secure,
+      };
+      // Write, then rename, so a reader never sees half a message.
+      for (const [ext, data] of [['eml', Buffer.concat(chunks)], ['json', JSON.stringify(envelope)]]) {
+        const file = path.join(mailbox, `${name}.${ext}`);
+        writeFileSync(`${file}.tmp`, data);
+        renameSync(`${file}.tmp`, file);
+      }
+      done(null, `2.0.0 accepted as ${name}`);
+    });
+  },
+});
+
+const starttlsPort = await front(await listen(new SMTPServer(smtpOptions(false))));
+const tlsPort = await front(await listen(new SMTPServer(smtpOptions(true))));
+
+// The harness holds our stdin open; when it exits (however it dies), stdin
+// closes and so do we, removing the folder it made for us.
+const cleanup = process.env.PEERS_CLEANUP_DIR;
+// Its stderr file (beside the folder) is kept only when something went wrong.
+process.on('exit', (code) => {
+  if (!cleanup) return;
+  rmSync(cleanup, { recursive: true, force: true });
+  if (code === 0) rmSync(`${cleanup}.stderr`, { force: true });
+});
+process.stdin.on('end', () => process.exit(0));
+process.stdin.on('close', () => process.exit(0));
+process.stdin.resume();
+
+process.stdout.write(`${JSON.stringify({
+  ready: true,
+  pid: process.pid,
+  issuer,
+  endpoints: {
+    authorization: `${issuer}/auth`,
+    token: `${issuer}/token`,
+    revocation: `${issuer}/token/revocation`,
+    introspection: `${issuer}/token/introspection`,
+    device_authorization: `${issuer}/device/auth`,
+  },
+  admin: { token: adminToken, revoke_grants: `${issuer}/__admin/revoke-grants`, expire_access_tokens: `${issuer}/__admin/expire-access-tokens` },
+  smtp: { host: HOST, starttls_port: starttlsPort, tls_port: tlsPort, scopes: smtpScopes },
+  clients,
+  users: Object.fromEntries([...USERS].map(([email, { password }]) => [email, password])),
+  mailbox,
+  latency_ms: latency,
+})}\n`);
