@@ -54,16 +54,9 @@ fn state_for(text: &str) -> State {
     let mut state = State::new();
     state.serial = 7;
     for asset in c.assets.values() {
-        let applied = c.applied(asset);
         state.assets.insert(
             asset.name.clone(),
-            AssetRecord {
-                binding: applied.binding_fingerprint(),
-                applied,
-                token: Some(token()),
-                smtp_check: None,
-                updated_at: now(),
-            },
+            AssetRecord::new(c.applied(asset), Some(token()), now()),
         );
     }
     state

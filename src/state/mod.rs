@@ -103,6 +103,39 @@ pub struct SmtpCheck {
     pub detail: String,
 }
 
+impl AssetRecord {
+    /// The record of an asset applied now, its binding fingerprint derived.
+    pub fn new(applied: AppliedAsset, token: Option<TokenRecord>, now: DateTime<Utc>) -> Self {
+        AssetRecord {
+            binding: applied.binding_fingerprint(),
+            applied,
+            token,
+            smtp_check: None,
+            updated_at: now,
+        }
+    }
+}
+
+impl TokenRecord {
+    /// Seals freshly obtained `tokens` of `asset` with what may be shown of them.
+    pub fn new(
+        key: &Key,
+        asset: &str,
+        tokens: &Tokens,
+        granted_scopes: Vec<String>,
+        obtained_at: DateTime<Utc>,
+    ) -> Self {
+        TokenRecord {
+            sealed: tokens.seal(key, asset),
+            has_refresh_token: tokens.refresh_token.is_some(),
+            granted_scopes,
+            obtained_at,
+            access_expires_at: None,
+            refresh_expires_at: None,
+        }
+    }
+}
+
 /// The secret half of a [`TokenRecord`].
 #[derive(Debug, Clone)]
 pub struct Tokens {

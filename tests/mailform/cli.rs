@@ -50,27 +50,16 @@ fn applied(dir: &Path, text: &str) -> (Key, State) {
     let mut state = State::new();
     state.key_id = Some(key.id().to_string());
     for asset in config.assets.values() {
-        let applied = config.applied(asset);
         let tokens = Tokens {
             access_token: Secret::new(format!("{ACCESS}-{}", asset.name)),
             refresh_token: Some(Secret::new(format!("{REFRESH}-{}", asset.name))),
         };
+        let mut token =
+            TokenRecord::new(&key, &asset.name, &tokens, asset.scopes.clone(), Utc::now());
+        token.access_expires_at = Some(Utc::now() + chrono::Duration::hours(1));
         state.assets.insert(
             asset.name.clone(),
-            AssetRecord {
-                binding: applied.binding_fingerprint(),
-                applied,
-                token: Some(TokenRecord {
-                    sealed: tokens.seal(&key, &asset.name),
-                    has_refresh_token: true,
-                    granted_scopes: asset.scopes.clone(),
-                    obtained_at: Utc::now(),
-                    access_expires_at: Some(Utc::now() + chrono::Duration::hours(1)),
-                    refresh_expires_at: None,
-                }),
-                smtp_check: None,
-                updated_at: Utc::now(),
-            },
+            AssetRecord::new(config.applied(asset), Some(token), Utc::now()),
         );
     }
     FileStore::new(dir.join(".mailform/state.json"))
