@@ -69,7 +69,7 @@ impl Context<'_> {
     pub fn config(&self) -> Result<(Config, Settings), Error> {
         let loaded = config::load(&self.cli.config)?;
         let settings = Settings::resolve(loaded.config.as_ref().map(|c| &c.settings), &self.flags)?;
-        crate::render::Printer::new(settings.color);
+        render::use_color(settings.color);
         if !loaded.diagnostics.0.is_empty() {
             self.printer.err(&render::diagnostic::render(
                 &loaded.path,

@@ -10,7 +10,7 @@ pub fn run(ctx: &Context<'_>, strict: bool) -> Result<ExitStatus, Error> {
     let loaded = config::load(&ctx.cli.config)?;
     if let Some(c) = &loaded.config {
         let settings = Settings::resolve(Some(&c.settings), &ctx.flags)?;
-        render::Printer::new(settings.color);
+        render::use_color(settings.color);
     }
     let d = &loaded.diagnostics;
     ctx.printer

@@ -15,20 +15,24 @@ use std::io::Write as _;
 use crate::config::raw::ColorChoice;
 use crate::error::Error;
 
+/// Decides colour for both streams: `auto` colours a terminal unless
+/// `NO_COLOR` is set; `always` and `never` override.
+pub fn use_color(color: ColorChoice) {
+    anstream::ColorChoice::write_global(match color {
+        ColorChoice::Auto => anstream::ColorChoice::Auto,
+        ColorChoice::Always => anstream::ColorChoice::Always,
+        ColorChoice::Never => anstream::ColorChoice::Never,
+    });
+}
+
 /// The terminal's two streams.
 #[derive(Debug)]
-pub struct Printer {
-    quiet: bool,
-}
+pub struct Printer(());
 
 impl Printer {
     pub fn new(color: ColorChoice) -> Self {
-        anstream::ColorChoice::write_global(match color {
-            ColorChoice::Auto => anstream::ColorChoice::Auto,
-            ColorChoice::Always => anstream::ColorChoice::Always,
-            ColorChoice::Never => anstream::ColorChoice::Never,
-        });
-        Printer { quiet: false }
+        use_color(color);
+        Printer(())
     }
 
     /// Data for stdout.
@@ -41,9 +45,6 @@ impl Printer {
 
     /// Diagnostics and progress for stderr.
     pub fn err(&self, text: &str) -> Result<(), Error> {
-        if self.quiet {
-            return Ok(());
-        }
         let mut err = anstream::stderr().lock();
         err.write_all(text.as_bytes())
             .and_then(|()| err.flush())

@@ -491,6 +491,12 @@ fn a_credentials_file_secret_is_never_printed() {
             run.all()
         );
     }
+    let loaded = config::load(&dir.path().join("assets.toml")).unwrap();
+    let debug = format!("{loaded:?}");
+    assert!(
+        debug.contains("[redacted]") && !debug.contains(secret),
+        "Debug shows the secret"
+    );
     let run = Mailform::new(dir.path()).run(["export", "support"]).ok();
     assert!(
         run.stdout
