@@ -277,49 +277,9 @@ fn resolve_provider(
     let span = Some(span);
     let ctx = |field: &str| format!("provider `{name}`: {field}");
 
-    let preset = match &raw.preset {
-        Some(p) => {
-            if let Some(preset) = Preset::from_name(p.get_ref()) {
-                Some(preset)
-            } else {
-                let mut d = Diagnostic::error(format!(
-                    "{}: unknown preset `{}`",
-                    ctx("preset"),
-                    p.get_ref()
-                ))
-                .at(Some(p.span()));
-                if let Some(s) = did_you_mean(p.get_ref(), Preset::NAMES) {
-                    d = d.help(format!("did you mean `{s}`?"));
-                }
-                diags.push(d.help("the built-in presets are `google` and `microsoft`; leave `preset` out for a custom provider"));
-                return None;
-            }
-        }
-        None => Preset::from_name(name),
-    };
+    let preset = resolve_preset(name, raw.preset.as_ref(), diags).ok()?;
 
-    // Google's "Download JSON" client file.
-    let credentials = raw.credentials_file.as_ref().and_then(|f| {
-        if raw.client_id.is_some() || raw.client_secret.is_some() {
-            diags.push(
-                Diagnostic::error(format!("{}: set either credentials_file or client_id/client_secret, not both", ctx("credentials_file")))
-                    .at(Some(f.span()))
-                    .help("credentials_file already holds the client id and secret"),
-            );
-            return None;
-        }
-        match read_credentials_file(&dir.join(f.get_ref())) {
-            Ok(c) => Some(c),
-            Err(why) => {
-                diags.push(
-                    Diagnostic::error(format!("{}: cannot use `{}`: {why}", ctx("credentials_file"), f.get_ref()))
-                        .at(Some(f.span()))
-                        .help("download the OAuth client's JSON from the Cloud console (Credentials → your client → Download JSON); the path is relative to assets.toml"),
-                );
-                None
-            }
-        }
-    });
+    let credentials = read_credentials(name, raw, dir, diags);
 
     let client_id = match (&raw.client_id, &credentials) {
         (Some(id), _) if id.get_ref().trim().is_empty() => {
@@ -341,72 +301,9 @@ fn resolve_provider(
         }
     };
 
-    let client_secret = match &raw.client_secret {
-        Some(s) => match s.get_ref() {
-            RawSecret::Literal => {
-                diags.push(
-                    Diagnostic::error(format!("{} is written literally in the config", ctx("client_secret")))
-                        .at(Some(s.span()))
-                        .redacting(s.span())
-                        .help("assets.toml is committed to git, so secrets are not written in it: use client_secret = { env = \"VAR\" } or { file = \"path\" }, or credentials_file; and rotate this secret, since it was in the file"),
-                );
-                None
-            }
-            RawSecret::Env(var) if var.is_empty() => {
-                diags.push(
-                    Diagnostic::error(format!(
-                        "{}: empty environment variable name",
-                        ctx("client_secret")
-                    ))
-                    .at(Some(s.span())),
-                );
-                None
-            }
-            RawSecret::Env(var) => Some(SecretSource::Env(var.clone())),
-            RawSecret::File(f) => Some(SecretSource::File(dir.join(f))),
-        },
-        None => credentials.as_ref().and_then(|c| {
-            c.client_secret
-                .as_ref()
-                .map(|secret| SecretSource::CredentialsFile {
-                    path: dir.join(raw.credentials_file.as_ref().map_or("", |f| f.get_ref())),
-                    secret: secret.clone(),
-                })
-        }),
-    };
+    let client_secret = resolve_client_secret(name, raw, credentials.as_ref(), dir, diags);
 
-    let tenant = match (&raw.tenant, preset) {
-        (Some(t), Some(p)) if p.needs_tenant() => {
-            if t.get_ref().trim().is_empty() || t.get_ref().contains(['/', '?', '#', ' ']) {
-                diags.push(
-                    Diagnostic::error(format!("{}: `{}` is not a tenant id or domain", ctx("tenant"), t.get_ref()))
-                        .at(Some(t.span()))
-                        .help("use the directory (tenant) id, a verified domain such as example.com, or \"organizations\""),
-                );
-            }
-            t.get_ref().clone()
-        }
-        (Some(t), _) => {
-            diags.push(
-                Diagnostic::error(format!(
-                    "{}: only the `microsoft` preset takes a tenant",
-                    ctx("tenant")
-                ))
-                .at(Some(t.span()))
-                .help("write the tenant into authorization_url and token_url instead"),
-            );
-            String::new()
-        }
-        (None, Some(p)) if p.needs_tenant() => {
-            diags.push(
-                Diagnostic::error(format!("provider `{name}` (preset microsoft) has no tenant"))
-                    .at(span.clone())
-                    .help("add tenant = \"<directory id or domain>\" (\"organizations\" for any work account)"),
-            );
-            String::new()
-        }
-        (None, _) => String::new(),
-    };
+    let tenant = resolve_tenant(name, span.as_ref(), raw.tenant.as_ref(), preset, diags);
 
     let defaults = preset.map(|p| p.defaults(&tenant));
     let missing = |field: &str, diags: &mut Diagnostics| {
@@ -587,6 +484,140 @@ fn resolve_provider(
             .map(Spanned::span)
             .or(raw.credentials_file.as_ref().map(Spanned::span)),
     })
+}
+
+/// The preset a provider starts from: named by `preset`, or implied by the
+/// provider's name (`Ok(None)`: a custom provider). `Err` once reported.
+fn resolve_preset(
+    name: &str,
+    raw: Option<&Spanned<String>>,
+    diags: &mut Diagnostics,
+) -> Result<Option<Preset>, ()> {
+    let Some(p) = raw else {
+        return Ok(Preset::from_name(name));
+    };
+    if let Some(preset) = Preset::from_name(p.get_ref()) {
+        return Ok(Some(preset));
+    }
+    let mut d = Diagnostic::error(format!(
+        "provider `{name}`: preset: unknown preset `{}`",
+        p.get_ref()
+    ))
+    .at(Some(p.span()));
+    if let Some(s) = did_you_mean(p.get_ref(), Preset::NAMES) {
+        d = d.help(format!("did you mean `{s}`?"));
+    }
+    diags.push(d.help("the built-in presets are `google` and `microsoft`; leave `preset` out for a custom provider"));
+    Err(())
+}
+
+/// Google's "Download JSON" client file, when the provider names one.
+fn read_credentials(
+    name: &str,
+    raw: &RawProvider,
+    dir: &Path,
+    diags: &mut Diagnostics,
+) -> Option<Credentials> {
+    let f = raw.credentials_file.as_ref()?;
+    let what = format!("provider `{name}`: credentials_file");
+    if raw.client_id.is_some() || raw.client_secret.is_some() {
+        diags.push(
+            Diagnostic::error(format!(
+                "{what}: set either credentials_file or client_id/client_secret, not both"
+            ))
+            .at(Some(f.span()))
+            .help("credentials_file already holds the client id and secret"),
+        );
+        return None;
+    }
+    read_credentials_file(&dir.join(f.get_ref()))
+        .map_err(|why| {
+            diags.push(
+                Diagnostic::error(format!("{what}: cannot use `{}`: {why}", f.get_ref()))
+                    .at(Some(f.span()))
+                    .help("download the OAuth client's JSON from the Cloud console (Credentials → your client → Download JSON); the path is relative to assets.toml"),
+            );
+        })
+        .ok()
+}
+
+/// Where the client secret comes from; a literal secret is refused (and
+/// masked wherever the line is shown).
+fn resolve_client_secret(
+    name: &str,
+    raw: &RawProvider,
+    credentials: Option<&Credentials>,
+    dir: &Path,
+    diags: &mut Diagnostics,
+) -> Option<SecretSource> {
+    let what = format!("provider `{name}`: client_secret");
+    let Some(s) = &raw.client_secret else {
+        let secret = credentials?.client_secret.clone()?;
+        let path = dir.join(raw.credentials_file.as_ref().map_or("", |f| f.get_ref()));
+        return Some(SecretSource::CredentialsFile { path, secret });
+    };
+    match s.get_ref() {
+        RawSecret::Literal => {
+            diags.push(
+                Diagnostic::error(format!("{what} is written literally in the config"))
+                    .at(Some(s.span()))
+                    .redacting(s.span())
+                    .help("assets.toml is committed to git, so secrets are not written in it: use client_secret = { env = \"VAR\" } or { file = \"path\" }, or credentials_file; and rotate this secret, since it was in the file"),
+            );
+            None
+        }
+        RawSecret::Env(var) if var.is_empty() => {
+            diags.push(
+                Diagnostic::error(format!("{what}: empty environment variable name"))
+                    .at(Some(s.span())),
+            );
+            None
+        }
+        RawSecret::Env(var) => Some(SecretSource::Env(var.clone())),
+        RawSecret::File(f) => Some(SecretSource::File(dir.join(f))),
+    }
+}
+
+/// Microsoft's tenant: required by that preset, refused elsewhere.
+fn resolve_tenant(
+    name: &str,
+    span: Option<&Range<usize>>,
+    raw: Option<&Spanned<String>>,
+    preset: Option<Preset>,
+    diags: &mut Diagnostics,
+) -> String {
+    let needs = preset.is_some_and(Preset::needs_tenant);
+    match raw {
+        Some(t) if needs => {
+            if t.get_ref().trim().is_empty() || t.get_ref().contains(['/', '?', '#', ' ']) {
+                diags.push(
+                    Diagnostic::error(format!("provider `{name}`: tenant: `{}` is not a tenant id or domain", t.get_ref()))
+                        .at(Some(t.span()))
+                        .help("use the directory (tenant) id, a verified domain such as example.com, or \"organizations\""),
+                );
+            }
+            t.get_ref().clone()
+        }
+        Some(t) => {
+            diags.push(
+                Diagnostic::error(format!(
+                    "provider `{name}`: tenant: only the `microsoft` preset takes a tenant"
+                ))
+                .at(Some(t.span()))
+                .help("write the tenant into authorization_url and token_url instead"),
+            );
+            String::new()
+        }
+        None if needs => {
+            diags.push(
+                Diagnostic::error(format!("provider `{name}` (preset microsoft) has no tenant"))
+                    .at(span.cloned())
+                    .help("add tenant = \"<directory id or domain>\" (\"organizations\" for any work account)"),
+            );
+            String::new()
+        }
+        None => String::new(),
+    }
 }
 
 fn resolve_console(provider: &str, raw: &RawConsole, diags: &mut Diagnostics) -> Console {

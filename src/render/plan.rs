@@ -141,7 +141,7 @@ fn render_field(out: &mut String, f: &FieldChange) {
             if matches!(f.before, Some(Value::List(_)))
                 || matches!(f.after, Some(Value::List(_))) =>
         {
-            let _ = writeln!(out, "      {}:{tail}", f.field.path());
+            let _ = writeln!(out, "      {}: {}", f.field.path(), tail.trim_start());
             let before = lines(f.before.as_ref());
             let after = lines(f.after.as_ref());
             let diff = TextDiff::from_slices(&before, &after);
