@@ -131,38 +131,33 @@ fn headline(c: &Change) -> String {
 }
 
 fn render_field(out: &mut String, f: &FieldChange) {
-    let tail = if f.forces_reconsent {
-        format!("  {s}(forces re-consent){s:#}", s = style::RECONSENT)
+    let note = if f.forces_reconsent {
+        format!("{s}(forces re-consent){s:#}", s = style::RECONSENT)
     } else {
         String::new()
     };
-    match (&f.before, &f.after) {
-        (Some(Value::List(_)) | None, Some(Value::List(_)) | None)
-            if matches!(f.before, Some(Value::List(_)))
-                || matches!(f.after, Some(Value::List(_))) =>
-        {
-            let _ = writeln!(out, "      {}: {}", f.field.path(), tail.trim_start());
-            let before = lines(f.before.as_ref());
-            let after = lines(f.after.as_ref());
-            let diff = TextDiff::from_slices(&before, &after);
-            for change in diff.iter_all_changes() {
-                let (sign, st) = match change.tag() {
-                    ChangeTag::Delete => ("-", style::DELETE),
-                    ChangeTag::Insert => ("+", style::CREATE),
-                    ChangeTag::Equal => (" ", style::DIM),
-                };
-                let _ = writeln!(out, "        {st}{sign} {}{st:#}", change.value());
-            }
+    let is_list = |v: &Option<Value>| matches!(v, Some(Value::List(_)));
+    if is_list(&f.before) || is_list(&f.after) {
+        let sep = if note.is_empty() { "" } else { " " };
+        let _ = writeln!(out, "      {}:{sep}{note}", f.field.path());
+        let before = lines(f.before.as_ref());
+        let after = lines(f.after.as_ref());
+        for change in TextDiff::from_slices(&before, &after).iter_all_changes() {
+            let (sign, st) = match change.tag() {
+                ChangeTag::Delete => ("-", style::DELETE),
+                ChangeTag::Insert => ("+", style::CREATE),
+                ChangeTag::Equal => (" ", style::DIM),
+            };
+            let _ = writeln!(out, "        {st}{sign} {}{st:#}", change.value());
         }
-        (before, after) => {
-            let _ = writeln!(
-                out,
-                "      {}: {} → {}{tail}",
-                f.field.path(),
-                scalar(before.as_ref()),
-                scalar(after.as_ref())
-            );
-        }
+    } else {
+        let sep = if note.is_empty() { "" } else { "  " };
+        let (before, after) = (scalar(f.before.as_ref()), scalar(f.after.as_ref()));
+        let _ = writeln!(
+            out,
+            "      {}: {before} → {after}{sep}{note}",
+            f.field.path()
+        );
     }
 }
 
