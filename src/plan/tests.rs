@@ -62,6 +62,20 @@ fn state_for(text: &str) -> State {
     state
 }
 
+fn record_of(state: &mut State) -> &mut AssetRecord {
+    state
+        .assets
+        .get_mut("support")
+        .expect("the fixture applies `support`")
+}
+
+fn token_of(state: &mut State) -> &mut TokenRecord {
+    record_of(state)
+        .token
+        .as_mut()
+        .expect("the fixture has tokens")
+}
+
 fn plan_of(text: &str, state: &State, obs: &Observations) -> Plan {
     plan(&config(text), Some(state), obs, now(), &[])
 }
@@ -173,7 +187,7 @@ fn update_when_smtp_port_changes() {
 #[test]
 fn reconsent_when_token_missing() {
     let mut state = state_for(BASE);
-    state.assets.get_mut("support").unwrap().token = None;
+    record_of(&mut state).token = None;
     let c = only(&plan_of(BASE, &state, &Observations::default())).clone();
     assert_eq!(
         (c.action, c.reasons),
@@ -237,7 +251,7 @@ fn reconsent_when_binding_changes_alongside_other_fields() {
 #[test]
 fn reconsent_when_the_fingerprint_scheme_moved() {
     let mut state = state_for(BASE);
-    state.assets.get_mut("support").unwrap().binding = "from-an-older-mailform".into();
+    record_of(&mut state).binding = "from-an-older-mailform".into();
     let c = only(&plan_of(BASE, &state, &Observations::default())).clone();
     assert_eq!(c.reasons, vec![Reason::BindingChanged { fields: vec![] }]);
 }
@@ -246,14 +260,7 @@ fn reconsent_when_the_fingerprint_scheme_moved() {
 fn reconsent_when_refresh_token_expired() {
     let mut state = state_for(BASE);
     let at = now() - Duration::hours(1);
-    state
-        .assets
-        .get_mut("support")
-        .unwrap()
-        .token
-        .as_mut()
-        .unwrap()
-        .refresh_expires_at = Some(at);
+    token_of(&mut state).refresh_expires_at = Some(at);
     let c = only(&plan_of(BASE, &state, &Observations::default())).clone();
     assert_eq!(
         (c.action, c.reasons),
@@ -264,13 +271,7 @@ fn reconsent_when_refresh_token_expired() {
 #[test]
 fn reconsent_when_access_expired_and_no_refresh_token() {
     let mut state = state_for(BASE);
-    let t = state
-        .assets
-        .get_mut("support")
-        .unwrap()
-        .token
-        .as_mut()
-        .unwrap();
+    let t = token_of(&mut state);
     t.has_refresh_token = false;
     let at = t.access_expires_at.unwrap();
     let c = only(&plan_of(BASE, &state, &Observations::default())).clone();
@@ -283,13 +284,7 @@ fn reconsent_when_access_expired_and_no_refresh_token() {
 #[test]
 fn warns_when_no_refresh_token_but_access_still_valid() {
     let mut state = state_for(BASE);
-    let t = state
-        .assets
-        .get_mut("support")
-        .unwrap()
-        .token
-        .as_mut()
-        .unwrap();
+    let t = token_of(&mut state);
     t.has_refresh_token = false;
     t.access_expires_at = Some(now() + Duration::minutes(30));
     let c = only(&plan_of(BASE, &state, &Observations::default())).clone();
@@ -304,14 +299,7 @@ fn warns_when_no_refresh_token_but_access_still_valid() {
 #[test]
 fn reconsent_when_granted_scopes_fall_short() {
     let mut state = state_for(BASE);
-    state
-        .assets
-        .get_mut("support")
-        .unwrap()
-        .token
-        .as_mut()
-        .unwrap()
-        .granted_scopes = vec!["offline_access".into()];
+    token_of(&mut state).granted_scopes = vec!["offline_access".into()];
     let c = only(&plan_of(BASE, &state, &Observations::default())).clone();
     assert_eq!(c.action, Action::Reconsent);
     assert_eq!(
@@ -325,14 +313,7 @@ fn reconsent_when_granted_scopes_fall_short() {
 #[test]
 fn offline_access_need_not_be_echoed_back() {
     let mut state = state_for(BASE);
-    state
-        .assets
-        .get_mut("support")
-        .unwrap()
-        .token
-        .as_mut()
-        .unwrap()
-        .granted_scopes = vec!["mail".into()];
+    token_of(&mut state).granted_scopes = vec!["mail".into()];
     assert_eq!(
         only(&plan_of(BASE, &state, &Observations::default())).action,
         Action::NoOp
@@ -416,7 +397,7 @@ fn refused_smtp_login_is_an_update() {
 #[test]
 fn last_failed_smtp_check_rides_along_offline() {
     let mut state = state_for(BASE);
-    state.assets.get_mut("support").unwrap().smtp_check = Some(SmtpCheck {
+    record_of(&mut state).smtp_check = Some(SmtpCheck {
         at: now(),
         ok: false,
         detail: "535 5.7.8 rejected".into(),
@@ -429,14 +410,7 @@ fn last_failed_smtp_check_rides_along_offline() {
 #[test]
 fn warns_days_before_the_refresh_token_expires() {
     let mut state = state_for(BASE);
-    state
-        .assets
-        .get_mut("support")
-        .unwrap()
-        .token
-        .as_mut()
-        .unwrap()
-        .refresh_expires_at = Some(now() + Duration::days(2) + Duration::hours(1));
+    token_of(&mut state).refresh_expires_at = Some(now() + Duration::days(2) + Duration::hours(1));
     let c = only(&plan_of(BASE, &state, &Observations::default())).clone();
     assert_eq!(c.action, Action::NoOp);
     assert_eq!(
@@ -497,14 +471,7 @@ fn human_rendering_of_every_action() {
     let mut state = state_for(&format!(
         "{BASE}\n[assets.billing]\nemail = \"billing@example.com\"\nprovider = \"lab\"\nsmtp = {{ port = 465, security = \"tls\" }}\n\n[assets.sales]\nemail = \"sales@example.com\"\nprovider = \"lab\"\n\n[assets.gone]\nemail = \"gone@example.com\"\nprovider = \"lab\"\n"
     ));
-    state
-        .assets
-        .get_mut("support")
-        .unwrap()
-        .token
-        .as_mut()
-        .unwrap()
-        .refresh_expires_at = Some(now() + Duration::days(3));
+    token_of(&mut state).refresh_expires_at = Some(now() + Duration::days(3));
     let p = plan(
         &config(&text),
         Some(&state),

@@ -117,6 +117,17 @@ fn consent_and_exchange(
     body
 }
 
+/// Tokens for `mail offline_access`, consented by `user`: the usual start.
+fn offline_tokens(p: &Peers, client: &Client, user: &str) -> Value {
+    consent_and_exchange(
+        p,
+        client,
+        user,
+        "mail offline_access",
+        &[("prompt", "consent")],
+    )
+}
+
 fn refresh(p: &Peers, client: &Client, refresh_token: &str) -> (u16, Value) {
     token_request(
         p,
@@ -203,13 +214,7 @@ fn peers_start_and_say_where_they_are() {
 fn code_with_pkce_then_refresh_then_smtp_login_on_both_ports() {
     let p = peers();
     let client = &p.clients.confidential;
-    let tokens = consent_and_exchange(
-        p,
-        client,
-        ALICE,
-        "mail offline_access",
-        &[("prompt", "consent")],
-    );
+    let tokens = offline_tokens(p, client, ALICE);
     assert_eq!(tokens["token_type"], "Bearer");
     assert!(
         tokens["scope"]
@@ -306,13 +311,7 @@ fn a_bogus_token_gets_gmail_style_334_then_535() {
 #[test]
 fn a_token_of_another_user_is_refused() {
     let p = peers();
-    let tokens = consent_and_exchange(
-        p,
-        &p.clients.public,
-        BOB,
-        "mail offline_access",
-        &[("prompt", "consent")],
-    );
+    let tokens = offline_tokens(p, &p.clients.public, BOB);
     let err = transport(p, false, ALICE, tokens["access_token"].as_str().unwrap())
         .test_connection()
         .unwrap_err();
@@ -350,13 +349,7 @@ fn a_removed_grant_gives_invalid_grant_and_smtp_refuses() {
     // A user of its own: revoking grants must not race other tests.
     let user = "carol@example.test";
     let client = &p.clients.confidential;
-    let tokens = consent_and_exchange(
-        p,
-        client,
-        user,
-        "mail offline_access",
-        &[("prompt", "consent")],
-    );
+    let tokens = offline_tokens(p, client, user);
     let access = tokens["access_token"].as_str().unwrap();
     assert!(transport(p, false, user, access).test_connection().unwrap());
 
@@ -376,13 +369,7 @@ fn an_expired_access_token_keeps_the_grant() {
     // A user of its own: expiring tokens must not race other tests.
     let user = "dave@example.test";
     let client = &p.clients.public;
-    let tokens = consent_and_exchange(
-        p,
-        client,
-        user,
-        "mail offline_access",
-        &[("prompt", "consent")],
-    );
+    let tokens = offline_tokens(p, client, user);
     let old = tokens["access_token"].as_str().unwrap();
     assert!(p.expire_access_tokens(user) >= 1);
     assert!(transport(p, true, user, old).test_connection().is_err());
@@ -401,13 +388,7 @@ fn an_expired_access_token_keeps_the_grant() {
 fn revocation_endpoint_revokes_a_refresh_token() {
     let p = peers();
     let client = &p.clients.confidential;
-    let tokens = consent_and_exchange(
-        p,
-        client,
-        ALICE,
-        "mail offline_access",
-        &[("prompt", "consent")],
-    );
+    let tokens = offline_tokens(p, client, ALICE);
     let refresh_token = tokens["refresh_token"].as_str().unwrap();
     let res = p
         .http()
@@ -619,13 +600,7 @@ fn missing_node_packages_are_named_with_the_fix() {
 #[test]
 fn introspection_tells_the_smtp_server_who_and_what() {
     let p = peers();
-    let tokens = consent_and_exchange(
-        p,
-        &p.clients.confidential,
-        ALICE,
-        "mail offline_access",
-        &[("prompt", "consent")],
-    );
+    let tokens = offline_tokens(p, &p.clients.confidential, ALICE);
     let who = &p.clients.introspector;
     let ask = |token: &str| -> Value {
         p.http()
