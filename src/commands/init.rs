@@ -33,7 +33,7 @@ pub fn run(ctx: &Context<'_>) -> Result<ExitStatus, Error> {
     }
     let schema = dir.join("schemas/assets.schema.json");
     if !schema.exists() {
-        fs_err::create_dir_all(dir.join("schemas")).map_err(|source| Error::Io {
+        std::fs::create_dir_all(dir.join("schemas")).map_err(|source| Error::Io {
             action: "create folder",
             path: dir.join("schemas"),
             source,
@@ -106,7 +106,7 @@ pub fn run(ctx: &Context<'_>) -> Result<ExitStatus, Error> {
             );
             text.push_str(&line);
             text.push('\n');
-            fs_err::write(&gitignore, text).map_err(|source| Error::Io {
+            std::fs::write(&gitignore, text).map_err(|source| Error::Io {
                 action: "write",
                 path: gitignore.clone(),
                 source,

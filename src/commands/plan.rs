@@ -68,7 +68,7 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
 
     let json = || serde_json::to_string_pretty(&plan).expect("plans serialize") + "\n";
     if let Some(out) = &args.out {
-        fs_err::write(out, json()).map_err(|source| Error::Io {
+        std::fs::write(out, json()).map_err(|source| Error::Io {
             action: "write plan file",
             path: out.clone(),
             source,

@@ -103,7 +103,7 @@ impl StateStore for FileStore {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        fs_err::create_dir_all(dir).map_err(Self::io("create state folder", dir))?;
+        std::fs::create_dir_all(dir).map_err(Self::io("create state folder", dir))?;
         state.serial += 1;
         let result = (|| {
             let mut tmp = tempfile::Builder::new()
@@ -137,7 +137,7 @@ impl StateStore for FileStore {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        fs_err::create_dir_all(dir).map_err(Self::io("create state folder", dir))?;
+        std::fs::create_dir_all(dir).map_err(Self::io("create state folder", dir))?;
         let started = Instant::now();
         let mut told = false;
         loop {
@@ -202,7 +202,7 @@ impl StateStore for FileStore {
                 held: info.id,
             });
         }
-        fs_err::remove_file(&self.lock_path)
+        std::fs::remove_file(&self.lock_path)
             .map_err(Self::io("remove lock file", &self.lock_path))?;
         Ok(info)
     }

@@ -59,7 +59,7 @@ pub fn load(state_dir: &Path) -> Result<Option<(Key, KeySource)>, Error> {
 /// that would make every stored token unreadable.
 pub fn create(state_dir: &Path) -> Result<(Key, PathBuf), Error> {
     let path = state_dir.join(KEY_FILE);
-    fs_err::create_dir_all(state_dir).map_err(|source| Error::Io {
+    std::fs::create_dir_all(state_dir).map_err(|source| Error::Io {
         action: "create state folder",
         path: state_dir.to_path_buf(),
         source,
