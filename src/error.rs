@@ -74,12 +74,6 @@ pub enum Error {
         state_key_id: String,
     },
 
-    #[error("asset `{asset}`: stored tokens cannot be read: {source}")]
-    TokenDecrypt {
-        asset: String,
-        source: crate::state::crypto::CryptoError,
-    },
-
     #[error("no asset named `{name}` in {}{}", path.display(), suggestion.as_ref().map(|s| format!("; did you mean `{s}`?")).unwrap_or_default())]
     UnknownAsset {
         name: String,

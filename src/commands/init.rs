@@ -31,11 +31,12 @@ pub fn run(ctx: &Context<'_>) -> Result<ExitStatus, Error> {
             path.display()
         ));
     }
-    let schema = dir.join("schemas/assets.schema.json");
+    let schema = dir.join(crate::schema::file_name(SchemaKind::Config));
     if !schema.exists() {
-        std::fs::create_dir_all(dir.join("schemas")).map_err(|source| Error::Io {
+        let folder = schema.parent().unwrap_or(dir).to_path_buf();
+        std::fs::create_dir_all(&folder).map_err(|source| Error::Io {
             action: "create folder",
-            path: dir.join("schemas"),
+            path: folder.clone(),
             source,
         })?;
         write_new(&schema, &crate::schema::json(SchemaKind::Config))?;

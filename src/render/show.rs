@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
-use schemars::JsonSchema;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -13,7 +12,7 @@ use crate::secret::REDACTED;
 use crate::state::{AppliedAsset, AssetRecord, SmtpCheck, State};
 
 /// `show --json`: state without the sealed tokens.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize)]
 pub struct ShowDoc<'a> {
     pub format_version: u32,
     pub lineage: Uuid,
@@ -21,7 +20,7 @@ pub struct ShowDoc<'a> {
     pub assets: BTreeMap<&'a str, AssetView<'a>>,
 }
 
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize)]
 pub struct AssetView<'a> {
     pub applied: &'a AppliedAsset,
     pub token: Option<TokenView<'a>>,
@@ -29,7 +28,7 @@ pub struct AssetView<'a> {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize)]
 pub struct TokenView<'a> {
     pub access_token: &'static str,
     pub refresh_token: Option<&'static str>,

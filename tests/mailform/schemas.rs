@@ -1,24 +1,27 @@
 //! The committed schemas match the types, and the example obeys its schema.
 //! Regenerate with: `UPDATE_SCHEMAS=1 cargo test --test mailform schemas`.
 
+use mailform::cli::SchemaKind;
+use mailform::schema;
+
 use crate::support::{Mailform, root};
 
 #[test]
 fn committed_schemas_are_up_to_date() {
     let update = std::env::var_os("UPDATE_SCHEMAS").is_some();
     let mut stale = Vec::new();
-    for (kind, file) in [
-        ("config", "assets.schema.json"),
-        ("state", "state.schema.json"),
-        ("plan", "plan.schema.json"),
+    for (arg, kind) in [
+        ("config", SchemaKind::Config),
+        ("state", SchemaKind::State),
+        ("plan", SchemaKind::Plan),
     ] {
-        let fresh = Mailform::new(&root()).run(["schema", kind]).ok().stdout;
-        let path = root().join("schemas").join(file);
+        let fresh = Mailform::new(&root()).run(["schema", arg]).ok().stdout;
+        let file = schema::file_name(kind);
         if update {
-            std::fs::write(&path, &fresh).unwrap();
+            std::fs::write(root().join(file), &fresh).unwrap();
         }
-        if std::fs::read_to_string(&path).unwrap_or_default() != fresh {
-            stale.push(format!("schemas/{file}"));
+        if std::fs::read_to_string(root().join(file)).unwrap_or_default() != fresh {
+            stale.push(file);
         }
     }
     assert!(
