@@ -32,6 +32,8 @@ pub struct Settings {
 struct Layered {
     parallelism: u32,
     consent: Option<ConsentMode>,
+    /// `MAILFORM_LOCK_TIMEOUT=30` arrives from figment as a number.
+    #[serde(deserialize_with = "text_or_number")]
     lock_timeout: String,
     color: ColorChoice,
 }
@@ -68,7 +70,7 @@ impl Settings {
                 "invalid setting: parallelism must be at least 1".into(),
             ));
         }
-        let lock_timeout = humantime::parse_duration(&layered.lock_timeout).map_err(|e| {
+        let lock_timeout = parse_duration(&layered.lock_timeout).map_err(|e| {
             Error::Usage(format!(
                 "invalid setting: lock_timeout `{}`: {e} (write e.g. 30s or 2m)",
                 layered.lock_timeout
@@ -80,5 +82,39 @@ impl Settings {
             lock_timeout,
             color: layered.color,
         })
+    }
+}
+
+/// A duration such as `30s`, `2m` or `1h 30m`; a bare number means seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
+    match text.trim().parse::<u64>() {
+        Ok(seconds) => Ok(Duration::from_secs(seconds)),
+        Err(_) => humantime::parse_duration(text),
+    }
+}
+
+fn text_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum TextOrNumber {
+        Text(String),
+        Number(u64),
+    }
+    Ok(match TextOrNumber::deserialize(deserializer)? {
+        TextOrNumber::Text(t) => t,
+        TextOrNumber::Number(n) => n.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units_or_bare_seconds() {
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("soon").is_err());
     }
 }

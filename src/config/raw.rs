@@ -75,7 +75,7 @@ pub struct RawSettings {
     /// Consent mode (default: loopback on a terminal, never otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consent: Option<ConsentMode>,
-    /// How long to wait for the state lock, e.g. "30s" or "2m" (default "0s").
+    /// How long to wait for the state lock, e.g. "30s" or "2m"; a bare number is seconds (default "0s").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lock_timeout: Option<String>,
     /// Colour for human output.

@@ -108,7 +108,7 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
     }
 
     if let Some(lock_timeout) = &settings.lock_timeout
-        && let Err(e) = humantime::parse_duration(lock_timeout)
+        && let Err(e) = crate::settings::parse_duration(lock_timeout)
     {
         diags.push(
             Diagnostic::error(format!(

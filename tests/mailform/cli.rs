@@ -576,6 +576,12 @@ fn bad_settings_from_the_environment_are_named() {
         "{}",
         run.stderr
     );
+    // A bare number is seconds, from the environment and from the flag.
+    mf(dir.path())
+        .env("MAILFORM_LOCK_TIMEOUT", "1")
+        .run(["show"])
+        .ok();
+    mf(dir.path()).run(["show", "--lock-timeout", "1"]).ok();
 }
 
 #[test]
