@@ -41,21 +41,8 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
 
     check_secrets(ctx, &config, &args.target)?;
 
-    if let Some(state) = &state
-        && state.key_id.is_some()
-    {
-        match key::load(&config.state_dir())? {
-            Some((k, source)) => key::check_matches(state, &k, &source)?,
-            None => {
-                return Err(Error::Key {
-                    why: format!(
-                        "the state holds tokens but there is no key: set {} or restore {}",
-                        key::KEY_ENV,
-                        config.state_dir().join(key::KEY_FILE).display()
-                    ),
-                });
-            }
-        }
+    if let Some(state) = &state {
+        key::for_state(&config.state_dir(), state)?;
     }
 
     let plan = plan::plan(

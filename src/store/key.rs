@@ -128,3 +128,21 @@ pub fn check_matches(
         _ => Ok(()),
     }
 }
+
+/// The key that opens `state`'s tokens: `None` when it holds none yet; an
+/// error when it holds some and the key is missing or another one.
+pub fn for_state(state_dir: &Path, state: &crate::state::State) -> Result<Option<Key>, Error> {
+    if state.key_id.is_none() {
+        return Ok(None);
+    }
+    let Some((key, source)) = load(state_dir)? else {
+        return Err(Error::Key {
+            why: format!(
+                "the state holds tokens but there is no key: set {KEY_ENV} or restore {}",
+                state_dir.join(KEY_FILE).display()
+            ),
+        });
+    };
+    check_matches(state, &key, &source)?;
+    Ok(Some(key))
+}
