@@ -4,16 +4,42 @@
 //! [`Diagnostic`]s into a [`Diagnostics`] list so that one run reports every
 //! problem. A diagnostic carries a byte span into the config source when one is
 //! known; `render::diagnostic` turns it into `file:line:col`, the offending line
-//! and a caret. Diagnostics never contain secret values: they quote the config
-//! text, and the config refuses literal secrets.
+//! and a caret. Diagnostics never contain secret values: the source lines
+//! they show are masked by text (`config::scan`), and values they quote in
+//! messages go through [`shown`], which escapes and shortens them.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
+    /// Worth knowing, never a failure (not even with `--strict`).
+    Note,
     Warning,
     Error,
+}
+
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Note => "note",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+/// Which check found a problem. The committed JSON Schema checks `Syntax` and
+/// `Shape`; `Rule` findings are what only mailform knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Not TOML.
+    Syntax,
+    /// TOML, but the wrong keys or types.
+    Shape,
+    /// Well-formed, but wrong or unwise.
+    Rule,
 }
 
 /// One finding, located in the config file when possible.
@@ -25,29 +51,33 @@ pub struct Diagnostic {
     pub span: Option<Range<usize>>,
     /// Extra lines such as `help: did you mean ...`.
     pub notes: Vec<String>,
-    /// A byte range of the source that must not be shown (a literal secret).
-    pub redact: Option<Range<usize>>,
+    /// Other places that explain this one, each with what it is.
+    pub related: Vec<(Range<usize>, String)>,
+    pub origin: Origin,
 }
 
 impl Diagnostic {
-    pub fn error(message: impl Into<String>) -> Self {
+    fn new(severity: Severity, message: impl Into<String>) -> Self {
         Self {
-            severity: Severity::Error,
+            severity,
             message: message.into(),
             span: None,
             notes: Vec::new(),
-            redact: None,
+            related: Vec::new(),
+            origin: Origin::Rule,
         }
     }
 
+    pub fn error(message: impl Into<String>) -> Self {
+        Self::new(Severity::Error, message)
+    }
+
     pub fn warning(message: impl Into<String>) -> Self {
-        Self {
-            severity: Severity::Warning,
-            message: message.into(),
-            span: None,
-            notes: Vec::new(),
-            redact: None,
-        }
+        Self::new(Severity::Warning, message)
+    }
+
+    pub fn note(message: impl Into<String>) -> Self {
+        Self::new(Severity::Note, message)
     }
 
     #[must_use]
@@ -56,10 +86,18 @@ impl Diagnostic {
         self
     }
 
-    /// Masks `span` wherever the source is shown.
     #[must_use]
-    pub fn redacting(mut self, span: Range<usize>) -> Self {
-        self.redact = Some(span);
+    pub fn origin(mut self, origin: Origin) -> Self {
+        self.origin = origin;
+        self
+    }
+
+    /// Adds another place, e.g. the asset that inherits a provider's setting.
+    #[must_use]
+    pub fn related(mut self, span: Option<Range<usize>>, what: impl Into<String>) -> Self {
+        if let Some(span) = span {
+            self.related.push((span, what.into()));
+        }
         self
     }
 
@@ -105,7 +143,10 @@ impl Diagnostics {
     }
 
     pub fn warning_count(&self) -> usize {
-        self.0.len() - self.error_count()
+        self.0
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count()
     }
 
     pub fn iter(&self) -> std::slice::Iter<'_, Diagnostic> {
@@ -123,6 +164,31 @@ impl Diagnostics {
     }
 }
 
+/// Longest value quoted in a message, in characters.
+const SHOWN_MAX_CHARS: usize = 80;
+
+/// A value as quoted in a message: control characters escaped (a raw newline
+/// would break the message's line), and long values shortened with `…`.
+pub fn shown(value: &str) -> Cow<'_, str> {
+    let plain = value.chars().count() <= SHOWN_MAX_CHARS && !value.chars().any(char::is_control);
+    if plain {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::new();
+    for (n, c) in value.chars().enumerate() {
+        if n == SHOWN_MAX_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// The closest candidate to `word`, if one is close enough to be a likely
 /// typo: at most one edit (transpositions count as one) per three letters.
 pub fn did_you_mean<'a>(
@@ -130,10 +196,29 @@ pub fn did_you_mean<'a>(
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
     let budget = (word.chars().count() / 3).max(1);
+    // A long word is no typo of a short name (and comparing it would cost).
+    if word.len() > 64 {
+        return None;
+    }
     candidates
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(word, c), c))
         .filter(|(distance, c)| *distance <= budget && *c != word)
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shown_escapes_control_characters_and_shortens() {
+        assert_eq!(shown("plain"), "plain");
+        assert_eq!(shown("a\nb\tc"), "a\\nb\\tc");
+        let long = "x".repeat(200);
+        let s = shown(&long);
+        assert_eq!(s.chars().count(), SHOWN_MAX_CHARS + 1);
+        assert!(s.ends_with('…'));
+    }
 }

@@ -14,6 +14,7 @@ pub mod commands;
 pub mod config;
 pub mod diagnostic;
 pub mod error;
+pub mod files;
 pub mod plan;
 pub mod render;
 pub mod schema;

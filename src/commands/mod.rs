@@ -67,7 +67,13 @@ pub struct Context<'a> {
 impl Context<'_> {
     /// Loads the config, prints its diagnostics, and fails if it has errors.
     pub fn config(&self) -> Result<(Config, Settings), Error> {
-        let loaded = config::load(&self.cli.config)?;
+        let mut loaded = config::load(&self.cli.config)?;
+        // Notes (e.g. an unset secret) are validate's to tell; the commands
+        // that need a secret say so in their own words.
+        loaded
+            .diagnostics
+            .0
+            .retain(|d| d.severity != crate::diagnostic::Severity::Note);
         let settings = Settings::resolve(loaded.config.as_ref().map(|c| &c.settings), &self.flags)?;
         render::use_color(settings.color);
         if !loaded.diagnostics.0.is_empty() {

@@ -10,6 +10,7 @@ pub mod model;
 pub mod presets;
 pub mod raw;
 pub mod resolve;
+pub mod scan;
 
 use std::path::{Path, PathBuf};
 

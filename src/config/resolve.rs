@@ -24,7 +24,8 @@ use super::raw::{
     CONFIG_VERSION, RawAsset, RawConsole, RawProvider, RawSecret, RawSettings, RawSmtp,
     RawStateConfig,
 };
-use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use super::scan;
+use crate::diagnostic::{Diagnostic, Diagnostics, Origin, did_you_mean, shown};
 use crate::secret::Secret;
 
 /// Top-level keys of `assets.toml`.
@@ -32,6 +33,31 @@ const TOP_LEVEL_KEYS: [&str; 5] = ["version", "settings", "state", "providers", 
 
 /// The default state file, relative to the config's folder.
 pub const DEFAULT_STATE_PATH: &str = ".mailform/state.json";
+
+/// Deepest nesting accepted. A config needs four levels
+/// (`providers.NAME.console.test_users`); the limit leaves room for style and
+/// refuses hostile nesting before the TOML parser spends time on it.
+pub const MAX_DEPTH: usize = 16;
+
+/// Longest asset or provider name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// What asset and provider names may hold, for messages.
+pub const NAME_RULE: &str =
+    "letters, digits, `-`, `_` and `.`, starting with a letter or digit, at most 64 characters";
+
+/// Whether `name` may name an asset or a provider: it is printed in plans,
+/// typed on command lines (`--target`) and used as a key in state.
+pub fn is_valid_name(name: &str) -> bool {
+    name.len() <= MAX_NAME_LEN
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
 
 /// Parses and resolves a config. Returns `None` when any error was found; the
 /// diagnostics then say why. Warnings from lints are added by the caller.
@@ -42,10 +68,22 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
 
+    let depth = scan::scan(text, MAX_DEPTH);
+    if let Some(at) = depth.too_deep_at {
+        diags.push(
+            Diagnostic::error(format!(
+                "nesting deeper than {MAX_DEPTH} levels (tables, dotted keys, arrays and inline tables)"
+            ))
+            .at(Some(at..at))
+            .origin(Origin::Syntax)
+            .help("assets.toml needs four levels at most, e.g. [providers.NAME.console] test_users = [...]"),
+        );
+        return (None, diags);
+    }
     let (root, errors) = DeTable::parse_recoverable(text);
     if !errors.is_empty() {
         for e in errors {
-            diags.push(toml_error(&e, "TOML syntax: "));
+            diags.push(toml_error(&e, "TOML syntax: ").origin(Origin::Syntax));
         }
         return (None, diags);
     }
@@ -55,6 +93,7 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
     // (no copies of the parsed values).
     let has_version = root.get("version").is_some();
     let lock_timeout_span = span_of(&root, &["settings", "lock_timeout"]);
+    let parallelism_span = span_of(&root, &["settings", "parallelism"]);
     let declared: Vec<String> = root
         .get("providers")
         .and_then(|v| match v.get_ref() {
@@ -77,7 +116,7 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
             "providers" => raw_providers = entries::<RawProvider>(value, "providers", &mut diags),
             "assets" => raw_assets = entries::<RawAsset>(value, "assets", &mut diags),
             other => {
-                let mut d = Diagnostic::error(format!("unknown top-level key `{other}`"))
+                let mut d = Diagnostic::error(format!("unknown top-level key `{}`", shown(other)))
                     .at(Some(key.span()));
                 if let Some(s) = did_you_mean(other, TOP_LEVEL_KEYS) {
                     d = d.help(format!("did you mean `{s}`?"));
@@ -112,31 +151,37 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
     {
         diags.push(
             Diagnostic::error(format!(
-                "settings.lock_timeout `{lock_timeout}` is not a duration: {e}"
+                "settings.lock_timeout `{}` is not a duration: {e}",
+                shown(lock_timeout)
             ))
             .at(lock_timeout_span)
-            .help("write it like \"30s\" or \"2m\""),
+            .help("write it like \"30s\" or \"2m\", or a number of seconds"),
+        );
+    }
+    if settings.parallelism == Some(0) {
+        diags.push(
+            Diagnostic::error("settings.parallelism must be at least 1")
+                .at(parallelism_span)
+                .help(format!(
+                    "leave it out for the default ({})",
+                    crate::settings::DEFAULT_PARALLELISM
+                )),
         );
     }
 
-    let state_path = state.path.as_ref().map_or_else(
-        || PathBuf::from(DEFAULT_STATE_PATH),
-        |p| PathBuf::from(p.get_ref()),
-    );
-    let state = StateConfig {
-        backend: state.backend,
-        path: dir.join(state_path),
-    };
+    let state = resolve_state(&state, &dir, &mut diags);
 
     let mut providers = BTreeMap::new();
     for (name, span, raw) in raw_providers {
+        check_name("provider", &name, &span, &mut diags);
         if let Some(p) = resolve_provider(&name, span, &raw, &dir, &mut diags) {
             providers.insert(name, p);
         }
     }
     let mut assets = BTreeMap::new();
     let mut emails: HashMap<String, String> = HashMap::new();
-    for (name, _span, raw) in raw_assets {
+    for (name, span, raw) in raw_assets {
+        check_name("asset", &name, &span, &mut diags);
         let Some(asset) = resolve_asset(&name, raw, &providers, &declared, &mut diags) else {
             continue;
         };
@@ -172,6 +217,84 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
     (Some(config), diags)
 }
 
+/// `[state]`, resolved: the path must name a file inside a folder of its own,
+/// because the token key is kept beside the state.
+fn resolve_state(raw: &RawStateConfig, dir: &Path, diags: &mut Diagnostics) -> StateConfig {
+    let default = || StateConfig {
+        backend: raw.backend,
+        path: dir.join(DEFAULT_STATE_PATH),
+    };
+    let Some(p) = &raw.path else {
+        return default();
+    };
+    let text = p.get_ref();
+    let bad = |diags: &mut Diagnostics, why: String, help: &str| {
+        diags.push(
+            Diagnostic::error(format!("state.path {why}"))
+                .at(Some(p.span()))
+                .help(help.to_string()),
+        );
+        default()
+    };
+    if text.trim().is_empty() {
+        return bad(
+            diags,
+            "is empty".into(),
+            "leave `path` out for the default, .mailform/state.json",
+        );
+    }
+    if text.ends_with('/') || text.ends_with(std::path::MAIN_SEPARATOR) {
+        return bad(
+            diags,
+            format!("`{}` names a folder, not a file", shown(text)),
+            "name the state file, e.g. \".mailform/state.json\"",
+        );
+    }
+    let path = dir.join(text);
+    let folder = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    if same_folder(&folder, dir) {
+        return bad(
+            diags,
+            format!(
+                "`{}` puts the state (and the token key beside it) in the config's own folder, which is committed to git",
+                shown(text)
+            ),
+            "keep state in a folder of its own, e.g. \".mailform/state.json\"",
+        );
+    }
+    StateConfig {
+        backend: raw.backend,
+        path,
+    }
+}
+
+/// Whether two folder paths name the same folder (lexically, then on disk).
+fn same_folder(a: &Path, b: &Path) -> bool {
+    let norm = |p: &Path| -> PathBuf {
+        p.components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect()
+    };
+    if norm(a) == norm(b) {
+        return true;
+    }
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Refuses an asset or provider name outside [`NAME_RULE`].
+fn check_name(kind: &str, name: &str, span: &Range<usize>, diags: &mut Diagnostics) {
+    if !is_valid_name(name) {
+        diags.push(
+            Diagnostic::error(format!("{kind} name `{}` is not allowed", shown(name)))
+                .at(Some(span.clone()))
+                .help(format!("a {kind} name has {NAME_RULE}")),
+        );
+    }
+}
+
 /// Rust type names in serde's messages, in the words of a TOML user.
 const TYPE_WORDS: [(&str, &str); 6] = [
     ("expected i64", "expected an integer"),
@@ -187,6 +310,10 @@ const TYPE_WORDS: [(&str, &str); 6] = [
 
 /// Turns a toml error into a diagnostic, adding "did you mean" to unknown fields.
 fn toml_error(e: &toml::de::Error, context: &str) -> Diagnostic {
+    toml_error_in(e, context).origin(Origin::Shape)
+}
+
+fn toml_error_in(e: &toml::de::Error, context: &str) -> Diagnostic {
     let mut message = e.message().trim().to_string();
     for (from, to) in TYPE_WORDS {
         if message.ends_with(from) {
@@ -377,6 +504,27 @@ fn resolve_provider(
         false,
         diags,
     );
+    let redirect_span = raw
+        .redirect_uri
+        .as_ref()
+        .or(raw.credentials_file.as_ref())
+        .map(Spanned::span);
+    if redirect_uri.as_ref().is_some_and(|u| u.port() == Some(0)) {
+        diags.push(
+            Diagnostic::error(format!("{} uses port 0", ctx("redirect_uri")))
+                .at(redirect_span.clone())
+                .help("name the port the consent listener waits on, e.g. http://127.0.0.1:8765/callback, and register that exact URI with the provider"),
+        );
+    }
+    if redirect_uri.is_none() && credentials.as_ref().is_some_and(|c| c.web) {
+        diags.push(
+            Diagnostic::error(format!(
+                "provider `{name}`: the credentials file holds a \"web\" client with no redirect URI, and the config names none"
+            ))
+            .at(redirect_span.clone())
+            .help("add redirect_uri = \"...\" as registered for the client in the Cloud console, or download a Desktop (\"installed\") client instead"),
+        );
+    }
 
     let scopes = match &raw.scopes {
         Some(s) => {
@@ -398,6 +546,19 @@ fn resolve_provider(
         .map(|d| d.auth_params.clone())
         .unwrap_or_default();
     if let Some(p) = &raw.auth_params {
+        for key in p.get_ref().keys() {
+            if scan::looks_secret(key) {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "{}: `{}` looks like a secret; authorization parameters are sent in the browser's address bar",
+                        ctx("auth_params"),
+                        shown(key)
+                    ))
+                    .at(Some(p.span()))
+                    .help("the client secret belongs in client_secret = { env = \"VAR\" }; if a secret was written here, rotate it"),
+                );
+            }
+        }
         auth_params.extend(p.get_ref().iter().map(|(k, v)| (k.clone(), v.clone())));
     }
 
@@ -424,32 +585,22 @@ fn resolve_provider(
 
     let ca_file = raw.ca_file.as_ref().and_then(|f| {
         let path = dir.join(f.get_ref());
-        match std::fs::metadata(&path) {
-            Ok(m) if m.is_file() => Some(path),
-            Ok(_) => {
-                diags.push(
-                    Diagnostic::error(format!(
-                        "{}: `{}` is not a file",
-                        ctx("ca_file"),
-                        f.get_ref()
-                    ))
-                    .at(Some(f.span())),
-                );
-                None
-            }
-            Err(e) => {
-                diags.push(
-                    Diagnostic::error(format!(
-                        "{}: cannot read `{}`: {e}",
-                        ctx("ca_file"),
-                        f.get_ref()
-                    ))
-                    .at(Some(f.span()))
-                    .help("the path is relative to assets.toml"),
-                );
-                None
-            }
-        }
+        let problem = match crate::files::read(&path, MAX_CA_FILE, crate::files::Links::Follow) {
+            Ok(bytes) if is_pem_certificates(&bytes) => return Some(path),
+            Ok(_) => "is not a PEM certificate file (expected -----BEGIN CERTIFICATE----- blocks)"
+                .to_string(),
+            Err(e) => format!("cannot be read: {e}"),
+        };
+        diags.push(
+            Diagnostic::error(format!(
+                "{}: `{}` {problem}",
+                ctx("ca_file"),
+                shown(f.get_ref())
+            ))
+            .at(Some(f.span()))
+            .help("name a PEM file of CA certificates; the path is relative to assets.toml"),
+        );
+        None
     });
 
     let console = raw
@@ -501,7 +652,7 @@ fn resolve_preset(
     }
     let mut d = Diagnostic::error(format!(
         "provider `{name}`: preset: unknown preset `{}`",
-        p.get_ref()
+        shown(p.get_ref())
     ))
     .at(Some(p.span()));
     if let Some(s) = did_you_mean(p.get_ref(), Preset::NAMES) {
@@ -561,7 +712,6 @@ fn resolve_client_secret(
             diags.push(
                 Diagnostic::error(format!("{what} is written literally in the config"))
                     .at(Some(s.span()))
-                    .redacting(s.span())
                     .help("assets.toml is committed to git, so secrets are not written in it: use client_secret = { env = \"VAR\" } or { file = \"path\" }, or credentials_file; and rotate this secret, since it was in the file"),
             );
             None
@@ -573,9 +723,122 @@ fn resolve_client_secret(
             );
             None
         }
-        RawSecret::Env(var) => Some(SecretSource::Env(var.clone())),
-        RawSecret::File(f) => Some(SecretSource::File(dir.join(f))),
+        // Not echoed: what is pasted where a name belongs is often the secret.
+        RawSecret::Env(var) if !scan::is_env_name(var) => {
+            diags.push(
+                Diagnostic::error(format!(
+                    "{what}: `env` takes the name of an environment variable, and this is not one"
+                ))
+                .at(Some(s.span()))
+                .help("a variable name has letters, digits and `_` and does not start with a digit, e.g. { env = \"GOOGLE_CLIENT_SECRET\" }; if you pasted the secret itself here, rotate it"),
+            );
+            None
+        }
+        RawSecret::Env(var) => {
+            check_secret_env(&what, var, Some(s.span()), diags);
+            Some(SecretSource::Env(var.clone()))
+        }
+        RawSecret::File(f) if f.trim().is_empty() => {
+            diags.push(
+                Diagnostic::error(format!("{what}: empty file name"))
+                    .at(Some(s.span()))
+                    .help("name the file that holds the secret, relative to assets.toml"),
+            );
+            None
+        }
+        RawSecret::File(f) => {
+            let path = dir.join(f);
+            if check_secret_file(&what, f, &path, Some(s.span()), diags) {
+                Some(SecretSource::File(path))
+            } else {
+                None
+            }
+        }
     }
+}
+
+/// An unset variable is a note at validate time: CI validates without
+/// secrets, and `plan` fails on it with the same words.
+fn check_secret_env(what: &str, var: &str, span: Span, diags: &mut Diagnostics) {
+    match std::env::var_os(var) {
+        None => diags.push(
+            Diagnostic::note(format!(
+                "{what}: environment variable {var} is not set; plan and apply will need it"
+            ))
+            .at(span),
+        ),
+        Some(v) if v.to_str().is_some_and(|v| v.trim().is_empty()) => diags.push(
+            Diagnostic::warning(format!("{what}: environment variable {var} is empty"))
+                .at(span)
+                .help(format!("set {var} to the OAuth client's secret")),
+        ),
+        Some(_) => {}
+    }
+}
+
+/// Checks a secret file without showing a byte of it: a folder is an error
+/// (returns false), an empty file an error, a missing one a note, one that
+/// others may read a warning.
+fn check_secret_file(
+    what: &str,
+    written: &str,
+    path: &Path,
+    span: Span,
+    diags: &mut Diagnostics,
+) -> bool {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            diags.push(
+                Diagnostic::note(format!(
+                    "{what}: `{}` does not exist yet; plan and apply will need it",
+                    shown(written)
+                ))
+                .at(span),
+            );
+            return true;
+        }
+        Err(e) => {
+            diags.push(
+                Diagnostic::warning(format!("{what}: cannot read `{}`: {e}", shown(written)))
+                    .at(span),
+            );
+            return true;
+        }
+    };
+    if !meta.is_file() {
+        diags.push(
+            Diagnostic::error(format!("{what}: `{}` is not a file", shown(written)))
+                .at(span)
+                .help("name the file that holds the secret (the path is relative to assets.toml)"),
+        );
+        return false;
+    }
+    let empty = crate::files::read_secret_file(path).is_ok_and(|text| text.trim().is_empty());
+    if empty {
+        diags.push(
+            Diagnostic::error(format!("{what}: `{}` is empty", shown(written)))
+                .at(span)
+                .help("write the OAuth client's secret into the file"),
+        );
+        return false;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            diags.push(
+                Diagnostic::warning(format!(
+                    "{what}: `{}` is readable by others (mode {mode:o})",
+                    shown(written)
+                ))
+                .at(span)
+                .help(format!("run: chmod 600 {}", path.display())),
+            );
+        }
+    }
+    true
 }
 
 /// Microsoft's tenant: required by that preset, refused elsewhere.
@@ -591,7 +854,7 @@ fn resolve_tenant(
         Some(t) if needs => {
             if t.get_ref().trim().is_empty() || t.get_ref().contains(['/', '?', '#', ' ']) {
                 diags.push(
-                    Diagnostic::error(format!("provider `{name}`: tenant: `{}` is not a tenant id or domain", t.get_ref()))
+                    Diagnostic::error(format!("provider `{name}`: tenant: `{}` is not a tenant id or domain", shown(t.get_ref())))
                         .at(Some(t.span()))
                         .help("use the directory (tenant) id, a verified domain such as example.com, or \"organizations\""),
                 );
@@ -628,13 +891,30 @@ fn resolve_console(provider: &str, raw: &RawConsole, diags: &mut Diagnostics) ->
         .unwrap_or_default();
     let test_users_span = raw.test_users.as_ref().map(Spanned::span);
     for user in &test_users {
-        if !email_address::EmailAddress::is_valid(user) {
+        if !is_bare_email(user) {
             diags.push(
                 Diagnostic::error(format!(
-                    "provider `{provider}`: console.test_users: `{user}` is not an email address"
+                    "provider `{provider}`: console.test_users: `{}` is not an email address",
+                    shown(user)
                 ))
-                .at(test_users_span.clone()),
+                .at(test_users_span.clone())
+                .help("list bare addresses, e.g. [\"support@example.com\"]"),
             );
+        }
+    }
+    if let Some(domains) = &raw.authorized_domains {
+        for d in domains.get_ref() {
+            let host = url::Host::parse(d);
+            if d.contains("://") || d.contains('/') || !matches!(host, Ok(url::Host::Domain(_))) {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "provider `{provider}`: console.authorized_domains: `{}` is not a domain",
+                        shown(d)
+                    ))
+                    .at(Some(domains.span()))
+                    .help("list domains as the consent screen shows them, e.g. [\"example.com\"], without https:// or a path"),
+                );
+            }
         }
     }
     Console {
@@ -683,8 +963,9 @@ fn resolve_asset(
     let Some(provider) = providers.get(provider_name) else {
         if !declared.contains(&provider_name.as_str()) {
             let mut d = Diagnostic::error(format!(
-                "{}: no provider named `{provider_name}`",
-                ctx("provider")
+                "{}: no provider named `{}`",
+                ctx("provider"),
+                shown(provider_name)
             ))
             .at(Some(raw.provider.span()));
             let candidates = declared.iter().copied().chain(Preset::NAMES);
@@ -761,7 +1042,7 @@ fn merge_smtp(
             || host.contains(':') && host.parse::<IpAddr>().is_err()
         {
             diags.push(
-                Diagnostic::error(format!("{what}.host `{host}` is not a host name"))
+                Diagnostic::error(format!("{what}.host `{}` is not a host name", shown(host)))
                     .at(Some(h.span()))
                     .help("write the bare host, e.g. \"smtp.gmail.com\"; the port goes in `port`"),
             );
@@ -788,15 +1069,26 @@ fn merge_smtp(
     })
 }
 
+/// Whether `address` is a bare address (`local@domain`, no display name).
+pub fn is_bare_email(address: &str) -> bool {
+    let options = email_address::Options::default().without_display_text();
+    email_address::EmailAddress::parse_with_options(address, options).is_ok()
+}
+
 fn check_email(what: &str, value: &Spanned<String>, diags: &mut Diagnostics) {
-    if !email_address::EmailAddress::is_valid(value.get_ref()) {
+    if !is_bare_email(value.get_ref()) {
+        let help = if value.get_ref().contains('<') {
+            "write the bare address without a display name, e.g. \"billing@example.com\""
+        } else {
+            "write it as local@domain, e.g. \"support@example.com\""
+        };
         diags.push(
             Diagnostic::error(format!(
                 "{what} `{}` is not a valid email address",
-                value.get_ref()
+                shown(value.get_ref())
             ))
             .at(Some(value.span()))
-            .help("write it as local@domain, e.g. \"support@example.com\""),
+            .help(help),
         );
     }
 }
@@ -815,10 +1107,24 @@ fn check_scopes(what: &str, scopes: &Spanned<Vec<String>>, diags: &mut Diagnosti
     {
         diags.push(
             Diagnostic::error(format!(
-                "{what}: `{bad}` is not a scope (empty or contains spaces)"
+                "{what}: `{}` is not a scope (empty or contains spaces)",
+                shown(bad)
             ))
             .at(Some(scopes.span()))
             .help("write one scope per list item: [\"mail\", \"offline_access\"]"),
+        );
+    }
+    let list = scopes.get_ref();
+    if let Some((i, dup)) = list
+        .iter()
+        .enumerate()
+        .find(|(i, s)| list[..*i].contains(s))
+    {
+        let _ = i;
+        diags.push(
+            Diagnostic::warning(format!("{what}: `{}` is listed twice", shown(dup)))
+                .at(Some(scopes.span()))
+                .help("list each scope once"),
         );
     }
 }
@@ -838,7 +1144,7 @@ fn check_url(what: &str, value: &str, span: Span, diags: &mut Diagnostics) -> Op
         Ok(u) => u,
         Err(e) => {
             diags.push(
-                Diagnostic::error(format!("{what} `{value}` is not a valid URL: {e}"))
+                Diagnostic::error(format!("{what} `{}` is not a valid URL: {e}", shown(value)))
                     .at(span)
                     .help("write an absolute URL such as \"https://idp.example/token\""),
             );
@@ -862,13 +1168,51 @@ fn check_url(what: &str, value: &str, span: Span, diags: &mut Diagnostics) -> Op
         }
         other => {
             diags.push(
-                Diagnostic::error(format!("{what}: scheme `{other}` is not supported"))
-                    .at(span)
-                    .help("use https://"),
+                Diagnostic::error(format!(
+                    "{what}: scheme `{}` is not supported",
+                    shown(other)
+                ))
+                .at(span)
+                .help("use https://"),
             );
             None
         }
     }
+}
+
+/// Largest CA file read.
+const MAX_CA_FILE: u64 = 1024 * 1024;
+
+/// Largest Google client JSON read.
+const MAX_CREDENTIALS_FILE: u64 = 256 * 1024;
+
+/// Whether `bytes` hold one or more PEM certificates and nothing else but
+/// comments and blank lines.
+fn is_pem_certificates(bytes: &[u8]) -> bool {
+    use base64::Engine as _;
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return false;
+    };
+    let mut count = 0;
+    let mut body: Option<String> = None;
+    for line in text.lines().map(str::trim) {
+        match (&mut body, line) {
+            (None, "-----BEGIN CERTIFICATE-----") => body = Some(String::new()),
+            (Some(b), "-----END CERTIFICATE-----") => {
+                if base64::engine::general_purpose::STANDARD
+                    .decode(b.as_bytes())
+                    .map_or(true, |der| der.is_empty())
+                {
+                    return false;
+                }
+                count += 1;
+                body = None;
+            }
+            (Some(b), line) => b.push_str(line),
+            (None, _) => {}
+        }
+    }
+    body.is_none() && count > 0
 }
 
 /// What mailform takes from Google's client JSON.
@@ -878,6 +1222,8 @@ struct Credentials {
     auth_uri: Option<String>,
     token_uri: Option<String>,
     redirect_uri: Option<String>,
+    /// A "web" client (redirect URIs registered), not "installed" (loopback).
+    web: bool,
 }
 
 /// Reads Google's "Download JSON" file, in its `installed` or `web` form.
@@ -897,19 +1243,34 @@ fn read_credentials_file(path: &Path) -> Result<Credentials, String> {
         #[serde(default)]
         redirect_uris: Vec<String>,
     }
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    // serde_json quotes a value only when its type is wrong; client_secret
-    // takes any string, so its value cannot reach this message.
-    let file: File =
-        serde_json::from_str(&text).map_err(|e| format!("not a Google client JSON file ({e})"))?;
+    let bytes = crate::files::read(path, MAX_CREDENTIALS_FILE, crate::files::Links::Follow)
+        .map_err(|e| e.to_string())?;
+    // serde_json's own message would quote a value of the wrong type, which
+    // may be the secret: say only what kind of problem it is, and where.
+    let file: File = serde_json::from_slice(&bytes).map_err(|e| {
+        let what = match e.classify() {
+            serde_json::error::Category::Data => "unexpected content",
+            _ => "not valid JSON",
+        };
+        format!(
+            "not a Google client JSON file ({what} at line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    let web = file.installed.is_none() && file.web.is_some();
     let client = file.installed.or(file.web).ok_or_else(|| {
         "expected an \"installed\" or \"web\" object (Google's client JSON)".to_string()
     })?;
+    if client.client_id.trim().is_empty() {
+        return Err("its client_id is empty".into());
+    }
     Ok(Credentials {
         client_id: client.client_id,
         client_secret: client.client_secret.map(Secret::new),
         auth_uri: client.auth_uri,
         token_uri: client.token_uri,
         redirect_uri: client.redirect_uris.into_iter().next(),
+        web,
     })
 }

@@ -1,0 +1,648 @@
+//! A forgiving scan of `assets.toml` text, independent of (and before) parsing.
+//!
+//! Two jobs need the text's rough structure even when it does not parse:
+//!
+//! - **Masking.** Every source line mailform shows is passed through
+//!   [`mask_secrets`] first. A value under a key that [`looks_secret`] is
+//!   replaced by `*`, byte for byte and keeping every newline, so line numbers,
+//!   columns of the unmasked text and spans stay valid. Syntax errors do not
+//!   defeat it: an unclosed string is masked to the end of its line, trailing
+//!   junk and comments after a secret are masked too, a misspelt key
+//!   (`client_secert`) still looks secret, and a key written without `=` is
+//!   masked after the key. Under a secret key only an `env = "NAME"` that is a
+//!   plain variable name and a `file = "path"` stay readable: they are
+//!   references, not secrets.
+//! - **Depth.** [`Scan::max_depth`] is how deeply the text nests (table
+//!   headers, dotted keys, arrays, inline tables). A config needs four levels;
+//!   a hostile file can ask for thousands, which costs the TOML parser time
+//!   and gives its recursion error no location. `resolve` refuses such text
+//!   before parsing, at the place where the nesting passed the limit.
+//!
+//! The scanner is a loop with an explicit stack, never recursion, and does
+//! O(n) work on any input.
+
+/// Words that make a key hold a secret (compared in lower case, also with one
+/// typo for the longer words).
+const SECRET_WORDS: [&str; 7] = [
+    "secret",
+    "password",
+    "passwd",
+    "passphrase",
+    "token",
+    "credential",
+    "apikey",
+];
+
+/// Short words that are secrets only when they are the whole word.
+const SECRET_SHORT_WORDS: [&str; 3] = ["pwd", "pass", "pat"];
+
+/// Key words after which the value names a place, not a secret
+/// (`token_url`, `credentials_file`).
+const PLACE_WORDS: [&str; 9] = [
+    "url", "uri", "file", "path", "env", "endpoint", "type", "name", "id",
+];
+
+/// Whether a key (one segment, e.g. `client_secret`) holds a secret.
+pub fn looks_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    let words: Vec<&str> = key
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let Some(last) = words.last() else {
+        return false;
+    };
+    if PLACE_WORDS.contains(last) && words.len() > 1 {
+        return false;
+    }
+    let joined: String = words.concat();
+    if ["apikey", "privatekey", "accesskey", "signingkey"]
+        .iter()
+        .any(|w| joined.contains(w))
+    {
+        return true;
+    }
+    words.iter().any(|w| {
+        SECRET_SHORT_WORDS.contains(w)
+            || SECRET_WORDS
+                .iter()
+                .any(|s| w.contains(s) || (w.len() >= 5 && strsim::damerau_levenshtein(w, s) <= 1))
+    })
+}
+
+/// Whether `name` can be an environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// What a scan found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    /// The text with secret values masked (same length, same newlines).
+    pub masked: String,
+    /// The deepest nesting seen.
+    pub max_depth: usize,
+    /// Where the nesting first exceeded [`Scan::limit`], when it did.
+    pub too_deep_at: Option<usize>,
+    /// The depth limit this scan was made with.
+    pub limit: usize,
+}
+
+/// The text with every secret value masked. See the module docs.
+pub fn mask_secrets(text: &str) -> String {
+    scan(text, usize::MAX).masked
+}
+
+/// Scans `text`, noting where nesting first exceeds `limit`.
+pub fn scan(text: &str, limit: usize) -> Scan {
+    let mut s = Scanner {
+        b: text.as_bytes(),
+        out: text.as_bytes().to_vec(),
+        i: 0,
+        max_depth: 0,
+        too_deep_at: None,
+        limit,
+    };
+    s.document();
+    let masked = String::from_utf8(s.out).unwrap_or_else(|e| {
+        // Masking replaces whole characters' bytes with ASCII, so this cannot
+        // happen; if it did, show nothing rather than something unmasked.
+        "*".repeat(e.as_bytes().len())
+    });
+    Scan {
+        masked,
+        max_depth: s.max_depth,
+        too_deep_at: s.too_deep_at,
+        limit,
+    }
+}
+
+/// How a value is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    Secret,
+    /// `env = "…"` under a secret key: shown only if it is a variable name.
+    EnvRef,
+    /// `file = "…"` under a secret key: a path, shown.
+    FileRef,
+}
+
+impl Mode {
+    /// The mode of `key`'s value inside a table (or dotted key) of `parent` mode.
+    fn child(parent: Mode, key: &str) -> Mode {
+        match parent {
+            Mode::Secret | Mode::EnvRef | Mode::FileRef => match key {
+                "env" if parent == Mode::Secret => Mode::EnvRef,
+                "file" if parent == Mode::Secret => Mode::FileRef,
+                _ => Mode::Secret,
+            },
+            Mode::Plain if looks_secret(key) => Mode::Secret,
+            Mode::Plain => Mode::Plain,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    Array,
+    Table,
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    out: Vec<u8>,
+    i: usize,
+    max_depth: usize,
+    too_deep_at: Option<usize>,
+    limit: usize,
+}
+
+impl Scanner<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn at(&self, s: &[u8]) -> bool {
+        self.b[self.i..].starts_with(s)
+    }
+
+    /// Notes a nesting `depth` reached at byte `at`.
+    fn depth(&mut self, depth: usize, at: usize) {
+        self.max_depth = self.max_depth.max(depth);
+        if depth > self.limit && self.too_deep_at.is_none() {
+            self.too_deep_at = Some(at);
+        }
+    }
+
+    /// Masks `range` byte for byte, keeping line breaks.
+    fn mask(&mut self, from: usize, to: usize) {
+        for b in &mut self.out[from..to] {
+            if *b != b'\n' && *b != b'\r' {
+                *b = b'*';
+            }
+        }
+    }
+
+    /// Masks `range` but keeps blanks, for junk and comments after a secret.
+    fn mask_words(&mut self, from: usize, to: usize) {
+        for b in &mut self.out[from..to] {
+            if !matches!(*b, b'\n' | b'\r' | b' ' | b'\t') {
+                *b = b'*';
+            }
+        }
+    }
+
+    fn skip_blank(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.i += 1;
+        }
+    }
+
+    fn skip_line(&mut self) -> usize {
+        while let Some(c) = self.peek() {
+            if c == b'\n' {
+                break;
+            }
+            self.i += 1;
+        }
+        self.i
+    }
+
+    fn document(&mut self) {
+        let mut table_mode = Mode::Plain;
+        let mut table_depth = 0;
+        while self.i < self.b.len() {
+            self.skip_blank();
+            match self.peek() {
+                None => break,
+                Some(b'\n' | b'\r') => self.i += 1,
+                Some(b'#') => {
+                    self.skip_line();
+                }
+                Some(b'[') => {
+                    let (mode, depth) = self.header();
+                    table_mode = mode;
+                    table_depth = depth;
+                    self.skip_line();
+                }
+                Some(_) => self.statement(table_mode, table_depth),
+            }
+        }
+    }
+
+    /// `[a.b]` or `[[a.b]]`: the mode and depth its keys start from.
+    fn header(&mut self) -> (Mode, usize) {
+        let start = self.i;
+        while self.peek() == Some(b'[') {
+            self.i += 1;
+        }
+        let (segments, _) = self.key(b"]");
+        self.depth(segments.len(), start);
+        let mode = segments.iter().fold(Mode::Plain, |m, k| Mode::child(m, k));
+        (mode, segments.len())
+    }
+
+    /// Reads a possibly dotted, possibly quoted key up to a byte in `stop`
+    /// (not consumed) or the end of the line. Returns the segments and whether
+    /// a stop byte was reached.
+    fn key(&mut self, stop: &[u8]) -> (Vec<String>, bool) {
+        let mut segments = Vec::new();
+        let mut current = String::new();
+        loop {
+            match self.peek() {
+                None | Some(b'\n') => break,
+                Some(c) if stop.contains(&c) => {
+                    segments.push(std::mem::take(&mut current));
+                    return (segments, true);
+                }
+                Some(b'.') => {
+                    segments.push(std::mem::take(&mut current));
+                    self.i += 1;
+                }
+                Some(q @ (b'"' | b'\'')) => {
+                    self.i += 1;
+                    let start = self.i;
+                    while let Some(c) = self.peek() {
+                        if c == q || c == b'\n' {
+                            break;
+                        }
+                        if c == b'\\' && q == b'"' && self.i + 1 < self.b.len() {
+                            self.i += 1;
+                        }
+                        self.i += 1;
+                    }
+                    current.push_str(&String::from_utf8_lossy(&self.b[start..self.i]));
+                    if self.peek() == Some(q) {
+                        self.i += 1;
+                    }
+                }
+                Some(b' ' | b'\t') => self.i += 1,
+                Some(c) => {
+                    current.push(char::from(c));
+                    self.i += 1;
+                }
+            }
+        }
+        segments.push(current);
+        (segments, false)
+    }
+
+    /// `key = value` (or a broken line), at the start of a line.
+    fn statement(&mut self, table_mode: Mode, table_depth: usize) {
+        let start = self.i;
+        let (segments, found) = self.key(b"=");
+        if !found {
+            // No `=`: if the line starts with a secret-looking word, mask
+            // everything after that word (`client_secret "x"`, `password: x`).
+            self.i = start;
+            while self
+                .peek()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+            {
+                self.i += 1;
+            }
+            let word = String::from_utf8_lossy(&self.b[start..self.i]).into_owned();
+            let end = self.skip_line();
+            if table_mode != Mode::Plain || looks_secret(&word) {
+                let from = if table_mode == Mode::Plain {
+                    start + word.len()
+                } else {
+                    start
+                };
+                self.mask_words(from, end);
+            }
+            return;
+        }
+        self.i += 1; // '='
+        self.depth(table_depth + segments.len(), start);
+        let mode = segments.iter().fold(table_mode, |m, k| Mode::child(m, k));
+        self.value(mode, table_depth + segments.len());
+        // Whatever follows on the line (junk, a comment) is masked after a secret.
+        let from = self.i;
+        let end = self.skip_line();
+        if mode != Mode::Plain {
+            self.mask_words(from, end);
+        }
+    }
+
+    /// One value, with everything it nests; stops after it.
+    fn value(&mut self, mode: Mode, base_depth: usize) {
+        let mut stack: Vec<(Open, Mode)> = Vec::new();
+        let mut mode = mode;
+        // Whether the next thing is a value (else a separator or a key).
+        let mut want_value = true;
+        loop {
+            let top = stack.last().copied();
+            if want_value {
+                self.skip_space(top.is_some(), mode);
+                let Some(c) = self.peek() else { return };
+                match c {
+                    b'"' | b'\'' => self.string(mode),
+                    b'[' => {
+                        self.i += 1;
+                        stack.push((Open::Array, mode));
+                        self.depth(base_depth + stack.len(), self.i - 1);
+                        continue;
+                    }
+                    b'{' => {
+                        self.i += 1;
+                        stack.push((Open::Table, mode));
+                        self.depth(base_depth + stack.len(), self.i - 1);
+                        want_value = false;
+                        continue;
+                    }
+                    b']' | b'}' | b',' if top.is_some() => {}
+                    b'\n' => return,
+                    _ => self.bare(mode),
+                }
+                want_value = false;
+                if stack.is_empty() {
+                    return;
+                }
+                continue;
+            }
+            let Some((open, open_mode)) = top else { return };
+            self.skip_space(open == Open::Array, open_mode);
+            let Some(c) = self.peek() else { return };
+            match (c, open) {
+                (b',', Open::Array) => {
+                    self.i += 1;
+                    mode = open_mode;
+                    want_value = true;
+                }
+                (b']', Open::Array) | (b'}', Open::Table) => {
+                    self.i += 1;
+                    stack.pop();
+                    if stack.is_empty() {
+                        return;
+                    }
+                }
+                (b'\n', Open::Table) => return,
+                (b',', Open::Table) => self.i += 1,
+                (_, Open::Table) => {
+                    // A key inside an inline table.
+                    let start = self.i;
+                    let (segments, found) = self.key(b"=,}");
+                    if found && self.peek() == Some(b'=') {
+                        self.i += 1;
+                        self.depth(base_depth + stack.len() + segments.len(), start);
+                        mode = segments.iter().fold(open_mode, |m, k| Mode::child(m, k));
+                        want_value = true;
+                    } else if self.i == start {
+                        // A stray `]` or the like: step over it.
+                        if open_mode != Mode::Plain {
+                            self.mask(start, start + 1);
+                        }
+                        self.i += 1;
+                    } else if open_mode != Mode::Plain {
+                        self.mask(start, self.i);
+                    }
+                }
+                (_, Open::Array) => {
+                    // Junk between items: a value without a comma, or a stray `}`.
+                    if c == b'}' {
+                        if open_mode != Mode::Plain {
+                            self.mask(self.i, self.i + 1);
+                        }
+                        self.i += 1;
+                    } else {
+                        mode = open_mode;
+                        want_value = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Skips blanks; inside arrays also line breaks and comments (masked
+    /// when the array is a secret's).
+    fn skip_space(&mut self, multiline: bool, mode: Mode) {
+        loop {
+            self.skip_blank();
+            match self.peek() {
+                Some(b'\n' | b'\r') if multiline => self.i += 1,
+                Some(b'#') if multiline => {
+                    let from = self.i;
+                    let end = self.skip_line();
+                    if mode != Mode::Plain {
+                        self.mask_words(from, end);
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// A bare token: number, boolean, date or junk.
+    fn bare(&mut self, mode: Mode) {
+        let start = self.i;
+        while let Some(c) = self.peek() {
+            if matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'}' | b'#') {
+                break;
+            }
+            self.i += 1;
+        }
+        if self.i == start {
+            self.i += 1; // a lone byte the value cannot start with
+        }
+        if mode != Mode::Plain {
+            self.mask(start, self.i);
+        }
+    }
+
+    /// A basic or literal string, single- or multi-line; the inside is masked
+    /// as `mode` says. Unclosed single-line strings end at the line's end,
+    /// unclosed multi-line ones at the end of the text.
+    fn string(&mut self, mode: Mode) {
+        let quote = self.b[self.i];
+        let triple = if quote == b'"' {
+            &b"\"\"\""[..]
+        } else {
+            b"'''"
+        };
+        let multi = self.at(triple);
+        self.i += if multi { 3 } else { 1 };
+        let start = self.i;
+        let mut end = self.b.len();
+        while let Some(c) = self.peek() {
+            if c == b'\\' && quote == b'"' {
+                self.i = (self.i + 2).min(self.b.len());
+                continue;
+            }
+            if !multi && c == b'\n' {
+                end = self.i;
+                break;
+            }
+            if multi && self.at(triple) {
+                end = self.i;
+                self.i += 3;
+                // A closing run may be four or five quotes long.
+                while self.peek() == Some(quote) && self.i - end < 5 {
+                    self.i += 1;
+                    end += 1;
+                }
+                break;
+            }
+            if !multi && c == quote {
+                end = self.i;
+                self.i += 1;
+                break;
+            }
+            self.i += 1;
+        }
+        let end = end.min(self.b.len());
+        let shown = match mode {
+            Mode::Plain | Mode::FileRef => true,
+            Mode::EnvRef => {
+                !multi && std::str::from_utf8(&self.b[start..end]).is_ok_and(is_env_name)
+            }
+            Mode::Secret => false,
+        };
+        if !shown {
+            self.mask(start, end);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(text: &str) -> String {
+        let masked = mask_secrets(text);
+        assert_eq!(masked.len(), text.len());
+        assert_eq!(
+            masked.match_indices('\n').collect::<Vec<_>>(),
+            text.match_indices('\n').collect::<Vec<_>>()
+        );
+        masked
+    }
+
+    #[test]
+    fn secret_keys_are_recognised_with_typos_and_places_are_not() {
+        for k in [
+            "client_secret",
+            "client_secert",
+            "clientSecret",
+            "password",
+            "refresh_token",
+            "api_key",
+            "secrets",
+            "pwd",
+        ] {
+            assert!(looks_secret(k), "{k}");
+        }
+        for k in [
+            "client_id",
+            "token_url",
+            "credentials_file",
+            "email",
+            "scopes",
+            "smtp",
+            "security",
+            "tenant",
+            "test_users",
+        ] {
+            assert!(!looks_secret(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn masks_well_formed_and_broken_secret_lines() {
+        let cases = [
+            (
+                "client_secret = \"hunter2\"\n",
+                "client_secret = \"*******\"\n",
+            ),
+            ("client_secret = \"hunter2\n", "client_secret = \"*******\n"),
+            (
+                "client_secret = \"hu\\qnter2\"\n",
+                "client_secret = \"*********\"\n",
+            ),
+            (
+                "client_secret = \"hunter2\" junk\n",
+                "client_secret = \"*******\" ****\n",
+            ),
+            ("client_secert = 'hunter2'\n", "client_secert = '*******'\n"),
+            (
+                "client_secret = [\"hunter2\"]\n",
+                "client_secret = [\"*******\"]\n",
+            ),
+            ("client_secret = 7\n", "client_secret = *\n"),
+            ("client_secret = 42\n", "client_secret = **\n"),
+            (
+                "client_secret = { value = \"hunter2\" }\n",
+                "client_secret = { value = \"*******\" }\n",
+            ),
+            (
+                "client_secret = { env = \"GOOGLE_SECRET\" }\n",
+                "client_secret = { env = \"GOOGLE_SECRET\" }\n",
+            ),
+            (
+                "client_secret = { env = \"GOCSPX-hunter2\" }\n",
+                "client_secret = { env = \"**************\" }\n",
+            ),
+            (
+                "client_secret = { file = \"secrets/x\", bad = 1 }\n",
+                "client_secret = { file = \"secrets/x\", bad = * }\n",
+            ),
+            (
+                "auth_params = { client_secret = \"hunter2\" }\n",
+                "auth_params = { client_secret = \"*******\" }\n",
+            ),
+            (
+                "providers.lab.client_secret = \"hunter2\"\n",
+                "providers.lab.client_secret = \"*******\"\n",
+            ),
+            ("client_secret \"hunter2\"\n", "client_secret *********\n"),
+            (
+                "\"client_secret\" = \"hunter2\" # was hunter2\n",
+                "\"client_secret\" = \"*******\" * *** *******\n",
+            ),
+            ("email = \"a@b.c\"\n", "email = \"a@b.c\"\n"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(m(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn multi_line_secrets_keep_their_lines() {
+        let text = "client_secret = \"\"\"\nhunter2\nhunter3\"\"\"\nemail = \"x\"\n";
+        assert_eq!(
+            m(text),
+            "client_secret = \"\"\"\n*******\n*******\"\"\"\nemail = \"x\"\n"
+        );
+        let text = "client_secret = [\n  \"hunter2\", # hunter2\n  \"x\",\n]\nemail = \"x\"\n";
+        assert_eq!(
+            m(text),
+            "client_secret = [\n  \"*******\", * *******\n  \"*\",\n]\nemail = \"x\"\n"
+        );
+    }
+
+    #[test]
+    fn tables_named_like_secrets_mask_their_values() {
+        let text = "[providers.lab.client_secret]\nenv = \"LAB\"\nvalue = \"hunter2\"\nhunter3\n";
+        assert_eq!(
+            m(text),
+            "[providers.lab.client_secret]\nenv = \"LAB\"\nvalue = \"*******\"\n*******\n"
+        );
+    }
+
+    #[test]
+    fn depth_is_measured_without_recursion() {
+        let deep = format!("x = {}\n", "[{ a = ".repeat(200_000));
+        let s = scan(&deep, 32);
+        assert!(s.max_depth > 100_000);
+        assert!(s.too_deep_at.is_some());
+        let dotted = format!("{}b = 1\n", "a.".repeat(300));
+        assert_eq!(scan(&dotted, 32).too_deep_at, Some(0));
+        let fine = "[providers.lab]\nsmtp = { host = \"x\" }\n";
+        assert_eq!(scan(fine, 32).too_deep_at, None);
+    }
+}
