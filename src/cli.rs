@@ -36,6 +36,59 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+
+    /// Where `--config` came from, for messages (set after parsing).
+    #[arg(skip)]
+    pub config_source: ConfigSource,
+}
+
+/// Who named the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConfigSource {
+    /// `-c` / `--config`.
+    Flag,
+    /// `MAILFORM_CONFIG`.
+    Env,
+    /// Nobody: `./assets.toml`.
+    #[default]
+    Default,
+}
+
+impl Cli {
+    /// Whether the command prints JSON (its failures then print a JSON
+    /// diagnostics document too).
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Command::Validate { json, .. } | Command::Show { json, .. } => *json,
+            Command::Plan(args) => args.json,
+            _ => false,
+        }
+    }
+}
+
+/// Terraform's single-dash spelling of a long flag (`-detailed-exitcode`,
+/// `-out=plan`, `-no-color`), answered with mailform's. `None` when `arg` is
+/// not one.
+pub fn terraform_spelling(arg: &str) -> Option<String> {
+    use clap::CommandFactory as _;
+    fn longs(cmd: &clap::Command, name: &str) -> bool {
+        cmd.get_arguments().any(|a| a.get_long() == Some(name))
+            || cmd.get_subcommands().any(|c| longs(c, name))
+    }
+    let name = arg.strip_prefix('-').filter(|n| !n.starts_with('-'))?;
+    let (name, value) = name
+        .split_once('=')
+        .map_or((name, None), |(n, v)| (n, Some(v)));
+    if name.len() < 2 {
+        return None;
+    }
+    if name == "no-color" {
+        return Some("--color never".into());
+    }
+    longs(&Cli::command(), name).then(|| match value {
+        Some(v) => format!("--{name}={v}"),
+        None => format!("--{name}"),
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,6 +100,9 @@ pub enum Command {
         /// Fail on warnings too.
         #[arg(long)]
         strict: bool,
+        /// Print the findings as JSON (schema: `mailform schema diagnostics`).
+        #[arg(long)]
+        json: bool,
     },
     /// Show what apply would change, and why.
     Plan(PlanArgs),
@@ -70,10 +126,13 @@ pub enum Command {
         #[arg(value_enum, default_value_t = SchemaKind::Config)]
         kind: SchemaKind,
     },
-    /// Remove a state lock whose holder is gone.
+    /// Remove a lock file left by a mailform that died (a live holder's lock is never broken).
     ForceUnlock {
         /// The lock ID, as printed by the command that waited for it.
         id: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        force: bool,
     },
     /// Print shell completions.
     Completions {
@@ -119,4 +178,6 @@ pub enum SchemaKind {
     State,
     /// plan --json / plan --out
     Plan,
+    /// validate --json, and the failures of every --json command
+    Diagnostics,
 }

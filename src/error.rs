@@ -14,6 +14,12 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("{}", missing_config(path, *named_by))]
+    ConfigMissing {
+        path: PathBuf,
+        named_by: crate::cli::ConfigSource,
+    },
+
     #[error("{} has {errors} error{}", path.display(), if *errors == 1 { "" } else { "s" })]
     ConfigInvalid { path: PathBuf, errors: usize },
 
@@ -81,6 +87,16 @@ pub enum Error {
         suggestion: Option<String>,
     },
 
+    #[error(
+        "asset `{name}` is declared in {} (line {line}) but not applied yet: `mailform plan` shows what applying it will do",
+        path.display()
+    )]
+    NotApplied {
+        name: String,
+        path: PathBuf,
+        line: usize,
+    },
+
     #[error("{0}")]
     Usage(String),
 
@@ -100,9 +116,20 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         1
     }
+}
 
-    /// Whether this is a closed stdout (e.g. `| head`), which exits quietly.
-    pub fn is_broken_pipe(&self) -> bool {
-        matches!(self, Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+fn missing_config(path: &std::path::Path, source: crate::cli::ConfigSource) -> String {
+    use crate::cli::ConfigSource;
+    let path = path.display();
+    match source {
+        ConfigSource::Default => format!(
+            "no {path} in this folder: run `mailform init` to create one from the example, or name your file with -c PATH"
+        ),
+        ConfigSource::Flag => format!(
+            "{path} does not exist: check the -c path, or run `mailform -c {path} init` to create it"
+        ),
+        ConfigSource::Env => format!(
+            "{path} does not exist (the path comes from MAILFORM_CONFIG): fix or unset MAILFORM_CONFIG, or run `mailform init` to create it"
+        ),
     }
 }

@@ -25,24 +25,51 @@ pub mod store;
 
 use std::ffi::OsString;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 pub use error::Error;
 
 /// Runs mailform with these arguments and returns the process exit code.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
-    let cli = match cli::Cli::try_parse_from(args) {
-        Ok(cli) => cli,
+    let args: Vec<OsString> = args.into_iter().collect();
+    let printer = render::Printer::new(config::raw::ColorChoice::Auto);
+    if let Some(hint) = args
+        .iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .filter_map(|a| a.to_str())
+        .find_map(|a| cli::terraform_spelling(a).map(|h| (a, h)))
+    {
+        printer.error(&Error::Usage(format!(
+            "unknown flag `{}`: did you mean {}? (mailform spells long flags with two dashes)",
+            diagnostic::shown(hint.0),
+            hint.1
+        )));
+        return 1;
+    }
+    let matches = match cli::Cli::command().try_get_matches_from(&args) {
+        Ok(m) => m,
         Err(e) => {
             let _ = e.print();
             // Usage errors exit 1, not clap's 2: 2 means "changes" to CI.
             return u8::from(e.use_stderr());
         }
     };
-    let printer = render::Printer::new(cli.color.unwrap_or_default());
+    let mut cli = match cli::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return 1;
+        }
+    };
+    cli.config_source = match matches.value_source("config") {
+        Some(clap::parser::ValueSource::CommandLine) => cli::ConfigSource::Flag,
+        Some(clap::parser::ValueSource::EnvVariable) => cli::ConfigSource::Env,
+        _ => cli::ConfigSource::Default,
+    };
+    render::use_color(cli.color.unwrap_or_default());
     match commands::dispatch(&cli, &printer) {
         Ok(status) => status.code(),
-        Err(e) if e.is_broken_pipe() => 0,
         Err(e) => {
             printer.error(&e);
             e.exit_code()

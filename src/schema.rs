@@ -1,5 +1,6 @@
 //! JSON Schemas generated from the types: `assets.toml` ([`RawConfig`]), the
-//! state file ([`State`]) and plan JSON ([`Plan`]). The committed copies in
+//! state file ([`State`]), plan JSON ([`Plan`]) and diagnostics JSON
+//! ([`DiagnosticsDoc`]). The committed copies in
 //! `schemas/` are checked against these by a test.
 
 use schemars::generate::SchemaSettings;
@@ -8,6 +9,7 @@ use serde_json::Value;
 use crate::cli::SchemaKind;
 use crate::config::raw::RawConfig;
 use crate::plan::Plan;
+use crate::render::diagnostic::DiagnosticsDoc;
 use crate::state::State;
 
 /// The schema as pretty JSON with a trailing newline.
@@ -29,6 +31,10 @@ pub fn json(kind: SchemaKind) -> String {
         SchemaKind::Plan => SchemaSettings::draft2020_12()
             .into_generator()
             .into_root_schema_for::<Plan>()
+            .to_value(),
+        SchemaKind::Diagnostics => SchemaSettings::draft2020_12()
+            .into_generator()
+            .into_root_schema_for::<DiagnosticsDoc>()
             .to_value(),
     };
     serde_json::to_string_pretty(&schema).expect("schemas serialize") + "\n"
@@ -70,5 +76,6 @@ pub fn file_name(kind: SchemaKind) -> &'static str {
         SchemaKind::Config => "schemas/assets.schema.json",
         SchemaKind::State => "schemas/state.schema.json",
         SchemaKind::Plan => "schemas/plan.schema.json",
+        SchemaKind::Diagnostics => "schemas/diagnostics.schema.json",
     }
 }

@@ -49,6 +49,9 @@ pub struct Flags {
 
 impl Settings {
     /// Layers defaults, the config's `[settings]` (if read), environment and flags.
+    ///
+    /// `NO_COLOR` is the user's own choice and outranks the team's committed
+    /// `[settings] color`; `MAILFORM_COLOR` and `--color` still outrank it.
     pub fn resolve(file: Option<&RawSettings>, flags: &Flags) -> Result<Settings, Error> {
         let defaults = Layered {
             parallelism: DEFAULT_PARALLELISM,
@@ -60,20 +63,28 @@ impl Settings {
         if let Some(file) = file {
             figment = figment.merge(Serialized::defaults(file));
         }
+        if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+            figment = figment.merge(Serialized::default("color", ColorChoice::Never));
+        }
         let layered: Layered = figment
-            .merge(Env::prefixed("MAILFORM_").only(&ENV_KEYS))
+            .merge(Env::prefixed(ENV_PREFIX).only(&ENV_KEYS))
             .merge(Serialized::defaults(flags))
             .extract()
-            .map_err(|e| Error::Usage(format!("invalid setting: {e}")))?;
+            .map_err(|e| Error::Usage(setting_error(&e)))?;
         if layered.parallelism == 0 {
-            return Err(Error::Usage(
-                "invalid setting: parallelism must be at least 1".into(),
-            ));
+            let from = if std::env::var_os("MAILFORM_PARALLELISM").is_some() {
+                "environment variable MAILFORM_PARALLELISM"
+            } else {
+                "setting parallelism"
+            };
+            return Err(Error::Usage(format!(
+                "invalid {from}: must be at least 1 (default {DEFAULT_PARALLELISM})"
+            )));
         }
         let lock_timeout = parse_duration(&layered.lock_timeout).map_err(|e| {
             Error::Usage(format!(
-                "invalid setting: lock_timeout `{}`: {e} (write e.g. 30s or 2m)",
-                layered.lock_timeout
+                "invalid setting: lock_timeout `{}`: {e} (write e.g. 30s or 2m, or a number of seconds)",
+                crate::diagnostic::shown(&layered.lock_timeout)
             ))
         })?;
         Ok(Settings {
@@ -85,6 +96,45 @@ impl Settings {
     }
 }
 
+/// The prefix of the environment variables that set settings.
+const ENV_PREFIX: &str = "MAILFORM_";
+
+/// A figment error in the user's words: which variable (or setting), what is
+/// wrong with the value, and what is allowed.
+fn setting_error(e: &figment::Error) -> String {
+    use figment::error::Kind;
+    let key = e.path.last().map_or("settings", String::as_str);
+    let from_env = e
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.name.contains("environment"));
+    let what = if from_env {
+        format!(
+            "environment variable {ENV_PREFIX}{}",
+            key.to_ascii_uppercase()
+        )
+    } else {
+        format!("setting {key}")
+    };
+    let why = match &e.kind {
+        Kind::UnknownVariant(found, allowed) => format!(
+            "`{}` is not one of {}",
+            crate::diagnostic::shown(found),
+            allowed.join(", ")
+        ),
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+            let expected = match key {
+                "parallelism" => "a whole number from 1 up",
+                "lock_timeout" => "a duration such as 30s or 2m, or a number of seconds",
+                _ => expected.as_str(),
+            };
+            format!("expected {expected}, found {actual}")
+        }
+        other => other.to_string(),
+    };
+    format!("invalid {what}: {why}")
+}
+
 /// A duration such as `30s`, `2m` or `1h 30m`; a bare number means seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
     match text.trim().parse::<u64>() {
@@ -94,16 +144,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> 
 }
 
 fn text_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum TextOrNumber {
-        Text(String),
-        Number(u64),
-    }
-    Ok(match TextOrNumber::deserialize(deserializer)? {
-        TextOrNumber::Text(t) => t,
-        TextOrNumber::Number(n) => n.to_string(),
-    })
+    crate::config::raw::text_or_seconds(deserializer)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use super::{Context, ExitStatus};
 use crate::error::Error;
 use crate::store::StateStore as _;
 
-pub fn run(ctx: &Context<'_>, id: &str) -> Result<ExitStatus, Error> {
+pub fn run(ctx: &Context<'_>, id: &str, _force: bool) -> Result<ExitStatus, Error> {
     let (config, _settings) = ctx.config()?;
     let info = Context::store(&config).force_unlock(id)?;
     ctx.printer.err(&format!(

@@ -4,6 +4,7 @@
 //! editors, the key (0600) and an empty state in `.mailform/`, and a
 //! `.gitignore` line for `.mailform/`. Running it again is harmless.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use super::{Context, ExitStatus};
@@ -22,24 +23,19 @@ pub fn run(ctx: &Context<'_>) -> Result<ExitStatus, Error> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let mut report: Vec<String> = Vec::new();
-    if path.exists() {
-        report.push(format!("Kept {} (it exists).\n", path.display()));
-    } else {
-        write_new(path, EXAMPLE)?;
+    create_folder(dir)?;
+    if write_new(path, EXAMPLE)? {
         report.push(format!(
-            "Wrote {} from the example; edit it, then run mailform validate.\n",
+            "Wrote {} from the example; edit it for your mailboxes.\n",
             path.display()
         ));
+    } else {
+        report.push(format!("Kept {} (it exists).\n", path.display()));
     }
     let schema = dir.join(crate::schema::file_name(SchemaKind::Config));
-    if !schema.exists() {
-        let folder = schema.parent().unwrap_or(dir).to_path_buf();
-        std::fs::create_dir_all(&folder).map_err(|source| Error::Io {
-            action: "create folder",
-            path: folder.clone(),
-            source,
-        })?;
-        write_new(&schema, &crate::schema::json(SchemaKind::Config))?;
+    let folder = schema.parent().unwrap_or(dir).to_path_buf();
+    create_folder(&folder)?;
+    if write_new(&schema, &crate::schema::json(SchemaKind::Config))? {
         report.push(format!(
             "Wrote {} (for editor completion).\n",
             schema.display()
@@ -115,20 +111,71 @@ pub fn run(ctx: &Context<'_>) -> Result<ExitStatus, Error> {
             report.push(format!("Added {line} to {}.\n", gitignore.display()));
         }
     }
+    report.push(next_steps(&config));
     ctx.printer.err(&report.concat())?;
     Ok(ExitStatus::Success)
 }
 
-fn write_new(path: &Path, text: &str) -> Result<(), Error> {
+/// The closing lines: which secrets the config names that are not there
+/// yet, then the commands to run.
+fn next_steps(config: &crate::config::Config) -> String {
+    use crate::config::SecretSource;
+    let mut missing = Vec::new();
+    for p in config.providers.values() {
+        match &p.client_secret {
+            Some(SecretSource::Env(var)) if std::env::var_os(var).is_none() => {
+                missing.push(format!("set {var} (provider `{}`)", p.name));
+            }
+            Some(SecretSource::File(f)) if !f.exists() => {
+                missing.push(format!(
+                    "write provider `{}`'s client secret to {}",
+                    p.name,
+                    f.display()
+                ));
+            }
+            _ => {}
+        }
+    }
+    let config_flag = if config.path == Path::new("assets.toml") {
+        String::new()
+    } else {
+        format!("-c {} ", config.path.display())
+    };
+    let mut out = String::from("Next:\n");
+    for m in missing {
+        let _ = writeln!(out, "  - {m}");
+    }
+    let _ = writeln!(
+        out,
+        "  - run `mailform {config_flag}validate`, then `mailform {config_flag}plan --offline`"
+    );
+    out
+}
+
+fn create_folder(folder: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(folder).map_err(|source| Error::Io {
+        action: "create folder",
+        path: folder.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes a file that does not exist yet; `Ok(false)` when it does (another
+/// `init` may have written it a moment ago: it is kept either way).
+fn write_new(path: &Path, text: &str) -> Result<bool, Error> {
     use std::io::Write as _;
-    std::fs::OpenOptions::new()
+    let io = |source| Error::Io {
+        action: "write",
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .map_err(|source| Error::Io {
-            action: "write",
-            path: path.to_path_buf(),
-            source,
-        })
+    {
+        Ok(mut f) => f.write_all(text.as_bytes()).map(|()| true).map_err(io),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(io(e)),
+    }
 }

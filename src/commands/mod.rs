@@ -10,9 +10,14 @@ mod schema;
 mod show;
 mod validate;
 
+use std::cell::Cell;
+use std::path::Path;
+
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
+use crate::diagnostic::{Diagnostics, Severity};
 use crate::error::Error;
+use crate::render::diagnostic::DiagnosticsDoc;
 use crate::render::{self, Printer};
 use crate::settings::{Flags, Settings};
 use crate::store::FileStore;
@@ -44,17 +49,28 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<ExitStatus, Error> {
         cli,
         flags,
         printer,
+        doc_printed: Cell::new(false),
     };
-    match &cli.command {
+    let result = match &cli.command {
         Command::Init => init::run(&ctx),
-        Command::Validate { strict } => validate::run(&ctx, *strict),
+        Command::Validate { strict, .. } => validate::run(&ctx, *strict),
         Command::Plan(args) => plan::run(&ctx, args),
         Command::Show { name, json } => show::run(&ctx, name.as_deref(), *json),
         Command::Export { name, format } => export::run(&ctx, name, *format),
         Command::Schema { kind } => schema::run(&ctx, *kind),
-        Command::ForceUnlock { id } => force_unlock::run(&ctx, id),
+        Command::ForceUnlock { id, force } => force_unlock::run(&ctx, id, *force),
         Command::Completions { shell } => completions::run(&ctx, *shell),
+    };
+    // A --json command that failed before printing its findings still leaves
+    // a document on stdout, so CI always has JSON to read.
+    if let Err(e) = &result
+        && cli.json()
+        && !ctx.doc_printed.get()
+    {
+        let doc = DiagnosticsDoc::failure(&cli.config, &e.to_string());
+        printer.out(&doc.to_json())?;
     }
+    result
 }
 
 /// What every command may need.
@@ -62,27 +78,65 @@ pub struct Context<'a> {
     pub cli: &'a Cli,
     pub flags: Flags,
     pub printer: &'a Printer,
+    /// Whether a JSON diagnostics document went to stdout already.
+    doc_printed: Cell<bool>,
 }
 
 impl Context<'_> {
+    /// Reads the config, or explains how to get one.
+    pub fn load(&self) -> Result<config::Loaded, Error> {
+        let path = &self.cli.config;
+        match config::load(path) {
+            Err(Error::ConfigRead { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Err(Error::ConfigMissing {
+                    path: path.clone(),
+                    named_by: self.cli.config_source,
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// Prints findings about a file: human text on stderr and, for a
+    /// `--json` command, the document on stdout.
+    pub fn report(
+        &self,
+        path: &Path,
+        source: &str,
+        diagnostics: &Diagnostics,
+        ok: bool,
+    ) -> Result<(), Error> {
+        if !diagnostics.is_empty() {
+            self.printer
+                .err(&render::diagnostic::render(path, source, diagnostics))?;
+        }
+        if self.cli.json() && (!ok || matches!(self.cli.command, Command::Validate { .. })) {
+            let doc = DiagnosticsDoc::new(path, source, diagnostics, ok);
+            self.printer.out(&doc.to_json())?;
+            self.doc_printed.set(true);
+        }
+        Ok(())
+    }
+
     /// Loads the config, prints its diagnostics, and fails if it has errors.
     pub fn config(&self) -> Result<(Config, Settings), Error> {
-        let mut loaded = config::load(&self.cli.config)?;
+        let mut loaded = self.load()?;
         // Notes (e.g. an unset secret) are validate's to tell; the commands
         // that need a secret say so in their own words.
         loaded
             .diagnostics
             .0
-            .retain(|d| d.severity != crate::diagnostic::Severity::Note);
+            .retain(|d| d.severity != Severity::Note);
         let settings = Settings::resolve(loaded.config.as_ref().map(|c| &c.settings), &self.flags)?;
         render::use_color(settings.color);
-        if !loaded.diagnostics.0.is_empty() {
-            self.printer.err(&render::diagnostic::render(
-                &loaded.path,
-                &loaded.source,
-                &loaded.diagnostics,
-            ))?;
-        }
+        self.report(
+            &loaded.path,
+            &loaded.source,
+            &loaded.diagnostics,
+            loaded.config.is_some(),
+        )?;
         match loaded.config {
             Some(c) => Ok((c, settings)),
             None => Err(Error::ConfigInvalid {

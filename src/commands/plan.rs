@@ -111,11 +111,7 @@ fn check_secrets(ctx: &Context<'_>, config: &Config, targets: &[String]) -> Resu
     if diags.is_empty() {
         return Ok(());
     }
-    ctx.printer.err(&render::diagnostic::render(
-        &config.path,
-        &config.source,
-        &diags,
-    ))?;
+    ctx.report(&config.path, &config.source, &diags, false)?;
     Err(Error::SecretsUnavailable {
         path: config.path.clone(),
         count: diags.error_count(),

@@ -83,6 +83,15 @@ fn lint_provider(p: &Provider, diags: &mut Diagnostics) {
     if let Some(uri) = &p.redirect_uri {
         let host = uri.host_str().unwrap_or_default().to_ascii_lowercase();
         let loopback = uri.host().is_some_and(|h| is_loopback_host(&h));
+        if !loopback && console.authorized_domains.is_empty() {
+            diags.push(
+                Diagnostic::warning(format!(
+                    "provider `{name}`: redirect_uri host `{host}` is not loopback, and console.authorized_domains is empty"
+                ))
+                .at(p.redirect_uri_span.clone())
+                .help(format!("the consent screen must list `{}` among its authorized domains; record it in console.authorized_domains so mailform can check", registrable_guess(&host))),
+            );
+        }
         if !loopback
             && !console.authorized_domains.is_empty()
             && !console
@@ -105,36 +114,46 @@ fn lint_asset(a: &Asset, p: &Provider, diags: &mut Diagnostics) {
     let name = &a.name;
     let smtp = &a.smtp;
     let local = url::Host::parse(&smtp.host).is_ok_and(|h| is_loopback_host(&h));
+    // Point at the asset's own setting when it has one; else at the
+    // provider's, naming the asset that inherits it.
+    let inherited = a.smtp_own_span.is_none();
+    let mismatch_at = a
+        .smtp_own_span
+        .clone()
+        .or_else(|| latest_span(&[&smtp.security_span, &smtp.port_span]))
+        .or(a.email_span.clone());
+    let with_asset = |d: Diagnostic| {
+        if inherited && mismatch_at != a.email_span {
+            d.related(
+                a.email_span.clone(),
+                format!("asset `{name}` inherits it from provider `{}`", p.name),
+            )
+        } else {
+            d
+        }
+    };
     match (smtp.security, smtp.port) {
-        (Security::Tls, 587) => diags.push(
+        (Security::Tls, 587) => diags.push(with_asset(
             Diagnostic::error(format!(
                 "asset `{name}`: smtp.security \"tls\" on port 587, which speaks STARTTLS"
             ))
-            .at(latest_span(&[
-                &smtp.security_span,
-                &smtp.port_span,
-                &a.email_span,
-            ]))
+            .at(mismatch_at.clone())
             .help("use security = \"starttls\" with 587, or port 465 with \"tls\""),
-        ),
-        (Security::Starttls, 465) => diags.push(
+        )),
+        (Security::Starttls, 465) => diags.push(with_asset(
             Diagnostic::error(format!(
                 "asset `{name}`: smtp.security \"starttls\" on port 465, which speaks implicit TLS"
             ))
-            .at(latest_span(&[
-                &smtp.security_span,
-                &smtp.port_span,
-                &a.email_span,
-            ]))
+            .at(mismatch_at.clone())
             .help("use security = \"tls\" with 465, or port 587 with \"starttls\""),
-        ),
-        (_, port) if !local && !SUBMISSION_PORTS.contains(&port) => diags.push(
+        )),
+        (_, port) if !local && !SUBMISSION_PORTS.contains(&port) => diags.push(with_asset(
             Diagnostic::warning(format!(
                 "asset `{name}`: smtp.port {port} is not an SMTP submission port"
             ))
             .at(smtp.port_span.clone().or(a.email_span.clone()))
             .help("did you mean 587 (STARTTLS) or 465 (TLS)?"),
-        ),
+        )),
         _ => {}
     }
 
@@ -147,7 +166,7 @@ fn lint_asset(a: &Asset, p: &Provider, diags: &mut Diagnostics) {
     if missing.contains(&"offline_access") {
         diags.push(
             Diagnostic::warning(format!("asset `{name}`: scopes drop the provider's `offline_access`; no refresh token will be issued"))
-                .at(a.email_span.clone())
+                .at(a.scopes_span.clone().or(a.email_span.clone()))
                 .help("keep \"offline_access\" in the asset's scopes"),
         );
     }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 pub use model::{Asset, Config, Provider, SecretSource, SmtpEndpoint};
 pub use raw::Security;
 
-use crate::diagnostic::Diagnostics;
+use crate::diagnostic::{Diagnostic, Diagnostics, Origin};
 use crate::error::Error;
 use crate::secret::Secret;
 use crate::state::AppliedAsset;
@@ -32,13 +32,48 @@ pub struct Loaded {
     pub diagnostics: Diagnostics,
 }
 
+/// Largest config file read (10,000 assets take about 2 MB).
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Reads, resolves and lints a config file.
 pub fn load(path: &Path) -> Result<Loaded, Error> {
-    let source = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+    let bytes =
+        crate::files::read(path, MAX_CONFIG_BYTES, crate::files::Links::Follow).map_err(|e| {
+            Error::ConfigRead {
+                path: path.to_path_buf(),
+                source: match e {
+                    crate::files::FileError::Io(e) => e,
+                    other => std::io::Error::other(other.to_string()),
+                },
+            }
+        })?;
+    match String::from_utf8(bytes.to_vec()) {
+        Ok(source) => Ok(parse(path, source)),
+        Err(e) => Ok(not_utf8(path, e.as_bytes(), e.utf8_error())),
+    }
+}
+
+/// A file that is not UTF-8: one error at the first bad byte, shown on the
+/// text decoded with replacement characters.
+fn not_utf8(path: &Path, bytes: &[u8], e: std::str::Utf8Error) -> Loaded {
+    let good = e.valid_up_to();
+    let bad = bytes.get(good).copied().unwrap_or_default();
+    let source = String::from_utf8_lossy(bytes).into_owned();
+    let mut diagnostics = Diagnostics::default();
+    diagnostics.push(
+        Diagnostic::error(format!(
+            "not UTF-8 text: byte 0x{bad:02x} cannot start or continue a character"
+        ))
+        .at(Some(good..good + '\u{fffd}'.len_utf8()))
+        .origin(Origin::Syntax)
+        .help("TOML files are UTF-8; save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"),
+    );
+    Loaded {
         path: path.to_path_buf(),
         source,
-    })?;
-    Ok(parse(path, source))
+        config: None,
+        diagnostics,
+    }
 }
 
 /// Resolves and lints config text that was read from `path`.

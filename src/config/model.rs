@@ -111,6 +111,10 @@ pub struct Asset {
     pub forwarding_address: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub email_span: Span,
+    pub scopes_span: Span,
+    /// The asset's own `smtp.security` or `smtp.port`, when it sets one
+    /// (otherwise the provider's apply).
+    pub smtp_own_span: Span,
 }
 
 impl Config {

@@ -69,18 +69,57 @@ pub enum ColorChoice {
 #[serde(deny_unknown_fields)]
 pub struct RawSettings {
     /// Network steps run at once during plan and apply (default 10).
-    #[schemars(range(min = 1, max = 256))]
+    #[schemars(range(min = 1))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parallelism: Option<u32>,
     /// Consent mode (default: loopback on a terminal, never otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consent: Option<ConsentMode>,
     /// How long to wait for the state lock, e.g. "30s" or "2m"; a bare number is seconds (default "0s").
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_text_or_seconds"
+    )]
+    #[schemars(with = "Option<DurationSchema>")]
     pub lock_timeout: Option<String>,
     /// Colour for human output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub color: Option<ColorChoice>,
+}
+
+/// Only for the schema: a duration is text or a number of seconds.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // reason: exists only to describe the schema
+enum DurationSchema {
+    /// e.g. "30s", "2m", "1h 30m".
+    Text(String),
+    /// Seconds.
+    Seconds(u64),
+}
+
+/// A duration written as text or as a number of seconds, kept as text.
+pub fn text_or_seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum TextOrNumber {
+        Text(String),
+        Number(u64),
+    }
+    match TextOrNumber::deserialize(deserializer) {
+        Ok(TextOrNumber::Text(t)) => Ok(t),
+        Ok(TextOrNumber::Number(n)) => Ok(n.to_string()),
+        Err(_) => Err(de::Error::custom(
+            "expected a duration such as \"30s\" or \"2m\", or a number of seconds",
+        )),
+    }
+}
+
+fn optional_text_or_seconds<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    text_or_seconds(deserializer).map(Some)
 }
 
 /// The state backend.
@@ -179,9 +218,32 @@ impl<'de> Deserialize<'de> for RawSecret {
     }
 }
 
+/// Adds an accepted alias to an enum's schema, so that editors accept what
+/// mailform accepts (serde aliases are invisible to schemars).
+fn with_alias(schema: &mut schemars::Schema, alias: &str, of: &str) {
+    if let Some(serde_json::Value::Array(variants)) = schema.get_mut("oneOf") {
+        variants.push(serde_json::json!({
+            "const": alias,
+            "description": format!("Alias of \"{of}\"."),
+            "type": "string",
+        }));
+    } else if let Some(serde_json::Value::Array(names)) = schema.get_mut("enum") {
+        names.push(alias.into());
+    }
+}
+
+fn ssl_alias(schema: &mut schemars::Schema) {
+    with_alias(schema, "ssl", "tls");
+}
+
+fn in_production_alias(schema: &mut schemars::Schema) {
+    with_alias(schema, "in_production", "production");
+}
+
 /// `security`: how the SMTP connection is encrypted. Plaintext is not offered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(transform = ssl_alias)]
 pub enum Security {
     /// Plain connect, then STARTTLS before anything else (port 587).
     Starttls,
@@ -225,6 +287,7 @@ pub enum UserType {
 /// Google Cloud console publishing status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(transform = in_production_alias)]
 pub enum PublishingStatus {
     Testing,
     #[serde(alias = "in_production")]

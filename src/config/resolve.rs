@@ -993,6 +993,13 @@ fn resolve_asset(
     if diags.error_count() > before {
         return None;
     }
+    let smtp_own_span = raw.smtp.as_ref().and_then(|s| {
+        s.security
+            .as_ref()
+            .map(Spanned::span)
+            .or(s.port.as_ref().map(Spanned::span))
+    });
+    let scopes_span = raw.scopes.as_ref().map(Spanned::span);
     Some(Asset {
         name: name.to_string(),
         email: raw.email.get_ref().clone(),
@@ -1007,6 +1014,8 @@ fn resolve_asset(
         forwarding_address: raw.forwarding_address.map(Spanned::into_inner),
         labels: raw.labels,
         email_span: Some(raw.email.span()),
+        scopes_span,
+        smtp_own_span,
     })
 }
 

@@ -10,7 +10,7 @@ pub mod export;
 pub mod plan;
 pub mod show;
 
-use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::raw::ColorChoice;
 use crate::error::Error;
@@ -26,29 +26,30 @@ pub fn use_color(color: ColorChoice) {
 }
 
 /// The terminal's two streams.
-#[derive(Debug)]
-pub struct Printer(());
+///
+/// A closed stream (`mailform plan | head`) is remembered and written no
+/// more; it is not an error, so the command still ends with the exit code it
+/// earned (1 stays 1, 2 stays 2). Any other write failure is an error.
+#[derive(Debug, Default)]
+pub struct Printer {
+    out_closed: AtomicBool,
+    err_closed: AtomicBool,
+}
 
 impl Printer {
     pub fn new(color: ColorChoice) -> Self {
         use_color(color);
-        Printer(())
+        Printer::default()
     }
 
     /// Data for stdout.
     pub fn out(&self, text: &str) -> Result<(), Error> {
-        let mut out = anstream::stdout().lock();
-        out.write_all(text.as_bytes())
-            .and_then(|()| out.flush())
-            .map_err(Error::Output)
+        write(&mut anstream::stdout().lock(), &self.out_closed, text)
     }
 
     /// Diagnostics and progress for stderr.
     pub fn err(&self, text: &str) -> Result<(), Error> {
-        let mut err = anstream::stderr().lock();
-        err.write_all(text.as_bytes())
-            .and_then(|()| err.flush())
-            .map_err(Error::Output)
+        write(&mut anstream::stderr().lock(), &self.err_closed, text)
     }
 
     /// A fatal error, as the last thing printed.
@@ -57,6 +58,23 @@ impl Printer {
             .bold()
             .fg_color(Some(anstyle::AnsiColor::Red.into()));
         let _ = self.err(&format!("{style}error{style:#}: {error}\n"));
+    }
+}
+
+fn write(stream: &mut impl std::io::Write, closed: &AtomicBool, text: &str) -> Result<(), Error> {
+    if closed.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    match stream
+        .write_all(text.as_bytes())
+        .and_then(|()| stream.flush())
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            closed.store(true, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(e) => Err(Error::Output(e)),
     }
 }
 

@@ -15,7 +15,8 @@ use crate::state::{AppliedAsset, AssetRecord, SmtpCheck, State};
 #[derive(Debug, Serialize)]
 pub struct ShowDoc<'a> {
     pub format_version: u32,
-    pub lineage: Uuid,
+    /// `null` when no state was ever written.
+    pub lineage: Option<Uuid>,
     pub serial: u64,
     pub assets: BTreeMap<&'a str, AssetView<'a>>,
 }
@@ -38,14 +39,14 @@ pub struct TokenView<'a> {
     pub refresh_expires_at: Option<DateTime<Utc>>,
 }
 
-pub fn doc<'a>(state: &'a State, only: Option<&str>) -> ShowDoc<'a> {
+pub fn doc<'a>(state: Option<&'a State>, only: Option<&str>) -> ShowDoc<'a> {
     ShowDoc {
-        format_version: state.format_version,
-        lineage: state.lineage,
-        serial: state.serial,
+        format_version: state.map_or(crate::state::STATE_FORMAT_VERSION, |s| s.format_version),
+        lineage: state.map(|s| s.lineage),
+        serial: state.map_or(0, |s| s.serial),
         assets: state
-            .assets
             .iter()
+            .flat_map(|s| s.assets.iter())
             .filter(|(n, _)| only.is_none_or(|o| o == n.as_str()))
             .map(|(n, r)| (n.as_str(), view(r)))
             .collect(),

@@ -132,7 +132,7 @@ pub fn check_matches(
 /// The key that opens `state`'s tokens: `None` when it holds none yet; an
 /// error when it holds some and the key is missing or another one.
 pub fn for_state(state_dir: &Path, state: &crate::state::State) -> Result<Option<Key>, Error> {
-    if state.key_id.is_none() {
+    if !state.assets.values().any(|a| a.token.is_some()) {
         return Ok(None);
     }
     let Some((key, source)) = load(state_dir)? else {

@@ -151,9 +151,26 @@ fn init_creates_config_state_key_and_gitignore_and_is_idempotent() {
 #[test]
 fn the_example_passes_strict_validation() {
     let run = Mailform::new(&root())
+        .env("GOOGLE_CLIENT_SECRET", "x")
+        .env("MICROSOFT_CLIENT_SECRET", "y")
         .run(["-c", "assets.toml.example", "validate", "--strict"])
         .ok();
     assert_eq!(run.stderr, "assets.toml.example: ok\n");
+    // Unset secrets are notes: validate passes (CI validates without secrets)
+    // and says what plan will need.
+    let run = Mailform::new(&root())
+        .run(["-c", "assets.toml.example", "validate", "--strict"])
+        .ok();
+    assert!(
+        run.stderr.contains("note: provider `google`: client_secret: environment variable GOOGLE_CLIENT_SECRET is not set; plan and apply will need it"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.ends_with("assets.toml.example: ok\n"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -200,7 +217,28 @@ fn mailform_config_variable_names_the_file() {
         .ok();
     let run = Mailform::new(dir.path()).run(["validate"]).code(1);
     assert!(
-        run.stderr.contains("cannot read assets.toml"),
+        run.stderr.contains(
+            "no assets.toml in this folder: run `mailform init` to create one from the example, or name your file with -c PATH"
+        ),
+        "{}",
+        run.stderr
+    );
+    let run = Mailform::new(dir.path())
+        .env("MAILFORM_CONFIG", "nope.toml")
+        .run(["validate"])
+        .code(1);
+    assert!(
+        run.stderr
+            .contains("nope.toml does not exist (the path comes from MAILFORM_CONFIG)"),
+        "{}",
+        run.stderr
+    );
+    let run = Mailform::new(dir.path())
+        .run(["-c", "nope.toml", "validate"])
+        .code(1);
+    assert!(
+        run.stderr
+            .contains("nope.toml does not exist: check the -c path"),
         "{}",
         run.stderr
     );
@@ -572,7 +610,32 @@ fn bad_settings_from_the_environment_are_named() {
         .run(["show"])
         .code(1);
     assert!(
-        run.stderr.contains("parallelism must be at least 1"),
+        run.stderr.contains(
+            "invalid environment variable MAILFORM_PARALLELISM: must be at least 1 (default 10)"
+        ),
+        "{}",
+        run.stderr
+    );
+    // figment's words are translated: which variable, what is wrong, what is allowed.
+    let run = mf(dir.path())
+        .env("MAILFORM_COLOR", "bogus")
+        .run(["show"])
+        .code(1);
+    assert!(
+        run.stderr.ends_with(
+            "error: invalid environment variable MAILFORM_COLOR: `bogus` is not one of auto, always, never\n"
+        ),
+        "{}",
+        run.stderr
+    );
+    let run = mf(dir.path())
+        .env("MAILFORM_PARALLELISM", "many")
+        .run(["show"])
+        .code(1);
+    assert!(
+        run.stderr.contains(
+            "invalid environment variable MAILFORM_PARALLELISM: expected a whole number from 1 up, found string \"many\""
+        ),
         "{}",
         run.stderr
     );
