@@ -286,13 +286,24 @@ fn same_folder(a: &Path, b: &Path) -> bool {
 
 /// Refuses an asset or provider name outside [`NAME_RULE`].
 fn check_name(kind: &str, name: &str, span: &Range<usize>, diags: &mut Diagnostics) {
-    if !is_valid_name(name) {
-        diags.push(
-            Diagnostic::error(format!("{kind} name `{}` is not allowed", shown(name)))
-                .at(Some(span.clone()))
-                .help(format!("a {kind} name has {NAME_RULE}")),
-        );
+    if is_valid_name(name) {
+        return;
     }
+    let message = if name.is_empty() {
+        format!("{kind} name is empty")
+    } else {
+        format!("{kind} name `{}` is not allowed", shown(name))
+    };
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    diags.push(
+        Diagnostic::error(message)
+            .at(Some(span.clone()))
+            .help(format!("{article} {kind} name has {NAME_RULE}")),
+    );
 }
 
 /// Rust type names in serde's messages, in the words of a TOML user.

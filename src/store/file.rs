@@ -75,6 +75,11 @@ pub fn parse_state(path: &Path, text: &str) -> Result<State, Error> {
     let probe: Probe = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
     match probe.format_version {
         None => return Err(corrupt("it has no format_version".into())),
+        Some(0) => {
+            return Err(corrupt(
+                "format_version 0 is not a mailform state format".into(),
+            ));
+        }
         Some(v) if v > u64::from(STATE_FORMAT_VERSION) => {
             return Err(Error::StateTooNew {
                 path: path.to_path_buf(),

@@ -2,7 +2,8 @@
 //!
 //! `tests/bad/NAME.toml` is run as `mailform -c NAME.toml validate` (or the
 //! command named on a `# command:` first line) from tests/bad; its stderr must
-//! equal `NAME.stderr`, stdout must be empty and the exit code 1. To update
+//! equal `NAME.stderr`, stdout must be empty and the exit code 1; and no
+//! output may contain `SENTINEL`, which the files plant where secrets go. To update
 //! after a deliberate wording change: `UPDATE_EXPECT=1 cargo test corpus`.
 
 use crate::support::{Mailform, root};
@@ -17,11 +18,11 @@ fn every_bad_config_fails_with_its_exact_message() {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     cases.sort();
-    assert!(cases.len() >= 25, "the corpus has {} files", cases.len());
+    assert!(cases.len() >= 65, "the corpus has {} files", cases.len());
     let mut failures = Vec::new();
     for case in &cases {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(case).unwrap();
+        let text = String::from_utf8_lossy(&std::fs::read(case).unwrap()).into_owned();
         let command = text
             .lines()
             .next()
@@ -39,6 +40,7 @@ fn every_bad_config_fails_with_its_exact_message() {
             || !run.stdout.is_empty()
             || run.stderr != expected
             || run.stderr.contains("panicked")
+            || run.stderr.contains("SENTINEL")
         {
             failures.push(format!(
                 "{name}: exit {} (want 1)\n--- stdout\n{}--- stderr\n{}--- expected stderr\n{}",

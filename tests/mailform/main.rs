@@ -3,6 +3,7 @@
 
 mod cli;
 mod corpus;
+mod front_door;
 mod peers;
 mod schemas;
 mod support;

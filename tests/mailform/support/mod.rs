@@ -68,6 +68,33 @@ impl Mailform {
         self
     }
 
+    pub fn env_remove(mut self, k: &str) -> Self {
+        self.cmd.env_remove(k);
+        self
+    }
+
+    /// Runs with stdout and/or stderr already closed, as `| head -n 0`
+    /// leaves them; returns the exit code.
+    pub fn run_closed<I, S>(mut self, args: I, close_out: bool, close_err: bool) -> i32
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        use std::process::Stdio;
+        let pipe = |close| if close { Stdio::piped() } else { Stdio::null() };
+        let mut child = self
+            .cmd
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(pipe(close_out))
+            .stderr(pipe(close_err))
+            .spawn()
+            .expect("mailform starts");
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+        child.wait().expect("mailform ends").code().unwrap_or(-1)
+    }
+
     pub fn run<I, S>(mut self, args: I) -> Run
     where
         I: IntoIterator<Item = S>,
