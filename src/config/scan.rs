@@ -79,6 +79,101 @@ pub fn is_env_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Where the value starts in a line that reads like `secret_key = value`
+/// (or `secret_key: value`), judged on the line's text alone. The backstop
+/// for lines the structure puts somewhere odd: commented out, or swallowed by
+/// an unclosed multi-line string.
+fn secret_assignment(line: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < line.len() && matches!(line[i], b' ' | b'\t' | b'#') {
+        i += 1;
+    }
+    let key_start = i;
+    // `secret_word rest` with no `=`: everything after the word.
+    let first_word = || {
+        let end = line[key_start..]
+            .iter()
+            .position(|c| !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-')))
+            .map_or(line.len(), |n| key_start + n);
+        let word = String::from_utf8_lossy(&line[key_start..end]);
+        (end < line.len() && looks_secret(&word)).then_some(end)
+    };
+    while i < line.len() && !matches!(line[i], b'=' | b':' | b'\n') {
+        if !(line[i].is_ascii_alphanumeric()
+            || matches!(line[i], b'_' | b'-' | b'.' | b'"' | b'\'' | b' ' | b'\t'))
+        {
+            return first_word();
+        }
+        i += 1;
+    }
+    if i >= line.len() || line[i] == b'\n' || i == key_start {
+        return first_word();
+    }
+    let key = String::from_utf8_lossy(&line[key_start..i]);
+    if key
+        .split('.')
+        .any(|k| looks_secret(k.trim().trim_matches(['"', '\''])))
+    {
+        Some(i + 1)
+    } else {
+        first_word()
+    }
+}
+
+/// Where a value that starts at `at` ends, judged on the text alone: a
+/// triple-quoted string runs to its closing quotes, an array or inline table
+/// to its closing bracket (strings inside skipped), anything else to the end
+/// of the line. Unclosed ones run to the end of the text.
+fn value_extent(b: &[u8], at: usize) -> usize {
+    let eol = |from: usize| {
+        b[from.min(b.len())..]
+            .iter()
+            .position(|c| *c == b'\n')
+            .map_or(b.len(), |n| from + n)
+    };
+    let mut i = at;
+    while i < b.len() && matches!(b[i], b' ' | b'\t') {
+        i += 1;
+    }
+    let rest = &b[i.min(b.len())..];
+    for triple in [&b"\"\"\""[..], b"'''"] {
+        if rest.starts_with(triple) {
+            let close = rest[3..]
+                .windows(3)
+                .position(|w| w == triple)
+                .map_or(b.len(), |n| i + 3 + n + 3);
+            return eol(close);
+        }
+    }
+    if !matches!(rest.first(), Some(b'[' | b'{')) {
+        return eol(i);
+    }
+    let mut depth = 0usize;
+    while i < b.len() {
+        match b[i] {
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return eol(i);
+                }
+            }
+            q @ (b'"' | b'\'') => {
+                i += 1;
+                while i < b.len() && b[i] != q && b[i] != b'\n' {
+                    if b[i] == b'\\' && q == b'"' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    b.len()
+}
+
 /// What a scan found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scan {
@@ -197,6 +292,24 @@ impl Scanner<'_> {
         }
     }
 
+    /// Applies [`secret_assignment`] to every line that starts in `from..to`.
+    fn backstop(&mut self, from: usize, to: usize) {
+        let mut start = from;
+        while start < to {
+            let end = self.b[start..to]
+                .iter()
+                .position(|c| *c == b'\n')
+                .map_or(to, |n| start + n);
+            let mut next = end + 1;
+            if let Some(at) = secret_assignment(&self.b[start..end]) {
+                let extent = value_extent(self.b, start + at);
+                self.mask_words(start + at, extent);
+                next = next.max(extent + 1);
+            }
+            start = next;
+        }
+    }
+
     fn skip_blank(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\t')) {
             self.i += 1;
@@ -222,7 +335,9 @@ impl Scanner<'_> {
                 None => break,
                 Some(b'\n' | b'\r') => self.i += 1,
                 Some(b'#') => {
-                    self.skip_line();
+                    let from = self.i;
+                    let end = self.skip_line();
+                    self.backstop(from, end);
                 }
                 Some(b'[') => {
                     let (mode, depth) = self.header();
@@ -358,6 +473,19 @@ impl Scanner<'_> {
                     }
                     b']' | b'}' | b',' if top.is_some() => {}
                     b'\n' => return,
+                    _ if top.is_some_and(|t| t.0 == Open::Array) => {
+                        // `key = value` where a value belongs (an unclosed
+                        // array swallowed the next lines): the key decides.
+                        let start = self.i;
+                        self.bare(mode);
+                        let word = String::from_utf8_lossy(&self.b[start..self.i]).into_owned();
+                        self.skip_blank();
+                        if self.peek() == Some(b'=') {
+                            self.i += 1;
+                            mode = Mode::child(mode, &word);
+                            continue;
+                        }
+                    }
                     _ => self.bare(mode),
                 }
                 want_value = false;
@@ -425,7 +553,17 @@ impl Scanner<'_> {
         loop {
             self.skip_blank();
             match self.peek() {
-                Some(b'\n' | b'\r') if multiline => self.i += 1,
+                Some(b'\n') if multiline => {
+                    // A line that starts inside an array may be one an
+                    // unclosed `[` swallowed: the backstop judges it.
+                    self.i += 1;
+                    let end = self.b[self.i..]
+                        .iter()
+                        .position(|c| *c == b'\n')
+                        .map_or(self.b.len(), |n| self.i + n);
+                    self.backstop(self.i, end);
+                }
+                Some(b'\r') if multiline => self.i += 1,
                 Some(b'#') if multiline => {
                     let from = self.i;
                     let end = self.skip_line();
@@ -505,6 +643,9 @@ impl Scanner<'_> {
         };
         if !shown {
             self.mask(start, end);
+        } else if multi {
+            // An unclosed `"""` above a secret line swallows it: still masked.
+            self.backstop(start, end);
         }
     }
 }
@@ -631,6 +772,30 @@ mod tests {
         assert_eq!(
             m(text),
             "[providers.lab.client_secret]\nenv = \"LAB\"\nvalue = \"*******\"\n*******\n"
+        );
+    }
+
+    #[test]
+    fn secret_lines_in_odd_places_are_masked_too() {
+        // Commented out.
+        assert_eq!(
+            m("# client_secret = \"hunter2\"\n"),
+            "# client_secret = *********\n"
+        );
+        // Swallowed by an unclosed multi-line string.
+        assert_eq!(
+            m("email = \"\"\"\nclient_secret = \"hunter2\"\n"),
+            "email = \"\"\"\nclient_secret = *********\n"
+        );
+        // Swallowed by an unclosed array.
+        assert_eq!(
+            m("scopes = [\"a\",\nclient_secret = \"hunter2\"\n"),
+            "scopes = [\"a\",\nclient_secret = *********\n"
+        );
+        // A plain comment stays as it is.
+        assert_eq!(
+            m("# the secret is in vault\n"),
+            "# the secret is in vault\n"
         );
     }
 

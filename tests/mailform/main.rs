@@ -5,5 +5,6 @@ mod cli;
 mod corpus;
 mod front_door;
 mod peers;
+mod properties;
 mod schemas;
 mod support;

@@ -14,6 +14,7 @@ fn committed_schemas_are_up_to_date() {
         ("config", SchemaKind::Config),
         ("state", SchemaKind::State),
         ("plan", SchemaKind::Plan),
+        ("diagnostics", SchemaKind::Diagnostics),
     ] {
         let fresh = Mailform::new(&root()).run(["schema", arg]).ok().stdout;
         let file = schema::file_name(kind);
@@ -90,4 +91,101 @@ fn plan_and_state_json_obey_their_schemas() {
     let v = validator("plan.schema.json");
     let errors: Vec<String> = v.iter_errors(&plan).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{errors:#?}");
+}
+
+/// Every good file obeys the schema and passes `validate --strict`, so
+/// editors never flag what mailform accepts.
+#[test]
+fn every_good_config_obeys_the_schema_and_passes_validate() {
+    let v = validator("assets.schema.json");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(root().join("tests/good"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.push(root().join("assets.toml.example"));
+    assert!(files.len() >= 3);
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let errors: Vec<String> = v
+            .iter_errors(&toml_as_json(&text))
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:#?}", file.display());
+        Mailform::new(&root())
+            .env("GOOGLE_CLIENT_SECRET", "x")
+            .env("MICROSOFT_CLIENT_SECRET", "y")
+            .run([
+                "-c".as_ref(),
+                file.as_os_str(),
+                "validate".as_ref(),
+                "--strict".as_ref(),
+            ])
+            .ok();
+    }
+}
+
+#[test]
+fn json_diagnostics_name_the_place_and_obey_their_schema() {
+    let v = validator("diagnostics.schema.json");
+    let bad = root().join("tests/bad");
+    let run = Mailform::new(&bad)
+        .run(["-c", "many_errors_at_once.toml", "validate", "--json"])
+        .code(1);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(v.is_valid(&doc), "{doc}");
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["errors"], 4);
+    let first = &doc["diagnostics"][0];
+    assert_eq!(
+        (first["line"].clone(), first["column"].clone()),
+        (4.into(), 13.into())
+    );
+    assert_eq!(first["severity"], "error");
+    assert!(
+        first["message"]
+            .as_str()
+            .unwrap()
+            .contains("token_url uses http://")
+    );
+    // The human words still go to stderr.
+    assert!(run.stderr.contains("--> many_errors_at_once.toml:4:13"));
+
+    // A good file: ok, with its warnings.
+    let run = Mailform::new(&root())
+        .run(["-c", "assets.toml.example", "validate", "--json"])
+        .ok();
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(v.is_valid(&doc) && doc["ok"] == true, "{doc}");
+
+    // plan --json on a bad config, and on a config whose state is corrupt.
+    let run = Mailform::new(&bad)
+        .run(["-c", "bad_email.toml", "plan", "--offline", "--json"])
+        .code(1);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(
+        v.is_valid(&doc) && doc["diagnostics"][0]["line"].is_u64(),
+        "{doc}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        root().join("tests/good/minimal_custom_provider.toml"),
+        dir.path().join("assets.toml"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join(".mailform")).unwrap();
+    std::fs::write(dir.path().join(".mailform/state.json"), "{ nope").unwrap();
+    let run = Mailform::new(dir.path())
+        .run(["plan", "--offline", "--json"])
+        .code(1);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(v.is_valid(&doc), "{doc}");
+    assert!(
+        doc["diagnostics"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not valid"),
+        "{doc}"
+    );
+    assert!(doc["diagnostics"][0]["line"].is_null());
 }
