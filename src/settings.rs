@@ -82,8 +82,15 @@ impl Settings {
             )));
         }
         let lock_timeout = parse_duration(&layered.lock_timeout).map_err(|e| {
+            let from = if flags.lock_timeout.is_some() {
+                "--lock-timeout"
+            } else if std::env::var_os("MAILFORM_LOCK_TIMEOUT").is_some() {
+                "environment variable MAILFORM_LOCK_TIMEOUT"
+            } else {
+                "setting lock_timeout"
+            };
             Error::Usage(format!(
-                "invalid setting: lock_timeout `{}`: {e} (write e.g. 30s or 2m, or a number of seconds)",
+                "invalid {from}: `{}` is not a duration: {e} (write e.g. 30s or 2m, or a number of seconds)",
                 crate::diagnostic::shown(&layered.lock_timeout)
             ))
         })?;

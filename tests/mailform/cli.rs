@@ -604,7 +604,22 @@ fn bad_settings_from_the_environment_are_named() {
         .env("MAILFORM_LOCK_TIMEOUT", "soon")
         .run(["show"])
         .code(1);
-    assert!(run.stderr.contains("lock_timeout `soon`"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "invalid environment variable MAILFORM_LOCK_TIMEOUT: `soon` is not a duration"
+        ),
+        "{}",
+        run.stderr
+    );
+    let run = mf(dir.path())
+        .run(["show", "--lock-timeout", "later"])
+        .code(1);
+    assert!(
+        run.stderr
+            .contains("invalid --lock-timeout: `later` is not a duration"),
+        "{}",
+        run.stderr
+    );
     let run = mf(dir.path())
         .env("MAILFORM_PARALLELISM", "0")
         .run(["show"])
