@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use mailform::config::{self, raw::RawConfig};
-use mailform::plan::{self, Observations};
+use mailform::observe;
+use mailform::plan;
 use mailform::secret::Secret;
-use mailform::state::crypto::Key;
-use mailform::state::{AssetRecord, State, TokenRecord, Tokens};
-use mailform::store::{FileStore, StateStore as _};
+use mailform::state::{State, Tokens};
+use mailform::store::{FileStore, StateStore as _, key};
 
 fn config_text(n: usize) -> String {
     let mut s = String::from(
@@ -43,18 +43,18 @@ fn write_project(dir: &Path, n: usize) {
     let config = config::parse(&dir.join("assets.toml"), text)
         .config
         .expect("generated config is valid");
-    let (key, _) = Key::generate();
+    let (key, _) = key::create(&dir.join(".mailform")).unwrap();
     let mut state = State::new();
-    state.key_id = Some(key.id().to_string());
     let tokens = Tokens {
         access_token: Secret::new("a".repeat(180)),
         refresh_token: Some(Secret::new("r".repeat(100))),
     };
     for asset in config.assets.values() {
-        let token = TokenRecord::new(&key, &asset.name, &tokens, asset.scopes.clone(), Utc::now());
-        state.assets.insert(
-            asset.name.clone(),
-            AssetRecord::new(config.applied(asset), Some(token), Utc::now()),
+        state.insert_applied(
+            &asset.name,
+            config.applied(asset),
+            Some((&key, &tokens, asset.scopes.clone())),
+            Utc::now(),
         );
     }
     FileStore::new(dir.join(".mailform/state.json"))
@@ -71,7 +71,8 @@ fn baseline(dir: &Path) -> usize {
 }
 
 /// What `mailform plan --offline` does, timed by stage: load, resolve and
-/// lint the config; load the state; plan; render the human plan.
+/// lint the config; load the state and open its sealed tokens; plan; render
+/// the human plan.
 fn offline_plan(dir: &Path) -> [Duration; 4] {
     let t = Instant::now();
     let config = config::load(&dir.join("assets.toml"))
@@ -81,15 +82,12 @@ fn offline_plan(dir: &Path) -> [Duration; 4] {
     let a = t.elapsed();
     let t = Instant::now();
     let state = FileStore::new(&config.state.path).load().unwrap();
+    let key = key::for_state(&config.state_dir(), state.as_ref().unwrap()).unwrap();
+    let observations = observe::sealed_tokens(state.as_ref().unwrap(), &key.unwrap(), &[]);
+    assert!(observations.assets.is_empty(), "every token opens");
     let b = t.elapsed();
     let t = Instant::now();
-    let plan = plan::plan(
-        &config,
-        state.as_ref(),
-        &Observations::default(),
-        Utc::now(),
-        &[],
-    );
+    let plan = plan::plan(&config, state.as_ref(), &observations, Utc::now(), &[]);
     assert!(plan.is_empty());
     let c = t.elapsed();
     let t = Instant::now();
@@ -138,7 +136,7 @@ fn main() {
         );
         let s = offline_plan(dir.path());
         println!(
-            "        stages: config {:.2?}, state {:.2?}, plan {:.2?}, render {:.2?}",
+            "        stages: config {:.2?}, state + open tokens {:.2?}, plan {:.2?}, render {:.2?}",
             s[0], s[1], s[2], s[3]
         );
     }

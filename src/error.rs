@@ -53,10 +53,26 @@ pub enum Error {
     },
 
     #[error(
-        "the state is locked by {} ({} since {}, lock ID {}); wait for it to finish, or if no such mailform is running: mailform force-unlock {}",
-        info.who, info.operation, info.created.format("%Y-%m-%d %H:%M:%S UTC"), info.id, info.id
+        "the state is locked by {} ({} since {}, pid {}, lock ID {}), which is still running; wait for it to finish (e.g. --lock-timeout 5m) or stop it — a lock left by a mailform that died is taken over automatically",
+        info.who, info.operation, info.created.format("%Y-%m-%d %H:%M:%S UTC"), info.pid, info.id
     )]
     Locked { info: LockInfo },
+
+    #[error(
+        "lock ID {} is held by a running mailform ({}, {} since {}, pid {}); it was not removed: wait for it, or stop that process",
+        info.id, info.who, info.operation, info.created.format("%Y-%m-%d %H:%M:%S UTC"), info.pid
+    )]
+    LockLive { info: LockInfo },
+
+    #[error("refusing {}: {why}", path.display())]
+    StateUnsafe { path: PathBuf, why: String },
+
+    #[error("{}", state_moved(path, *expected, *found))]
+    StateMoved {
+        path: PathBuf,
+        expected: Option<(uuid::Uuid, u64)>,
+        found: Option<(uuid::Uuid, u64)>,
+    },
 
     #[error("no lock is held on {}", path.display())]
     NotLocked { path: PathBuf },
@@ -97,6 +113,12 @@ pub enum Error {
         line: usize,
     },
 
+    #[error(
+        "git would commit {}: .gitignore does not ignore it (a later `!` rule, or the file is tracked already?); fix that before committing — git check-ignore -v {} shows the rules",
+        path.display(), path.display()
+    )]
+    NotIgnored { path: PathBuf },
+
     #[error("{0}")]
     Usage(String),
 
@@ -132,4 +154,24 @@ fn missing_config(path: &std::path::Path, source: crate::cli::ConfigSource) -> S
             "{path} does not exist (the path comes from MAILFORM_CONFIG): fix or unset MAILFORM_CONFIG, or run `mailform init` to create it"
         ),
     }
+}
+
+fn state_moved(
+    path: &std::path::Path,
+    expected: Option<(uuid::Uuid, u64)>,
+    found: Option<(uuid::Uuid, u64)>,
+) -> String {
+    let path = path.display();
+    let what = match (expected, found) {
+        (Some((l, a)), Some((m, b))) if l == m => {
+            format!("it changed since it was read (serial {a}, now {b})")
+        }
+        (Some(_), Some(_)) => "it now holds another state (another lineage)".to_string(),
+        (Some((_, a)), None) => format!("it was removed since it was read (serial {a})"),
+        (None, Some((_, b))) => format!("a state (serial {b}) appeared there meanwhile"),
+        (None, None) => "it changed meanwhile".to_string(),
+    };
+    format!(
+        "state file {path} was not written: {what}; nothing was overwritten — run the command again"
+    )
 }

@@ -15,6 +15,7 @@ pub mod config;
 pub mod diagnostic;
 pub mod error;
 pub mod files;
+pub mod observe;
 pub mod plan;
 pub mod render;
 pub mod schema;

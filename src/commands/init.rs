@@ -45,75 +45,174 @@ pub fn run(ctx: &Context<'_>) -> Result<ExitStatus, Error> {
     let (config, settings) = ctx.config()?;
     let state_dir = config.state_dir();
     let store = Context::store(&config);
-    let _lock = store.lock("init", settings.lock_timeout, &mut |info| {
+    store.prepare_dir()?;
+    let lock = store.lock("init", settings.lock_timeout, &mut |info| {
         let _ = ctx.printer.err(&format!(
             "Waiting for the state lock held by {} ({})...\n",
             info.who, info.operation
         ));
     })?;
-
-    let key = if let Some((k, source)) = key::load(&state_dir)? {
-        report.push(format!("Using the key from {source}.\n"));
-        k
-    } else {
-        let (k, path) = key::create(&state_dir)?;
+    if let Some(dead) = lock.taken_over() {
         report.push(format!(
-            "Created the token-encryption key {} (mode 0600). Back it up: without it stored tokens are lost.\n",
-            path.display()
-        ));
-        k
-    };
-    if let Some(state) = store.load()? {
-        key::check_matches(
-            &state,
-            &key,
-            &key::KeySource::File(state_dir.join(key::KEY_FILE)),
-        )?;
-        report.push(format!(
-            "Kept the state {} (serial {}).\n",
-            store.path().display(),
-            state.serial
-        ));
-    } else {
-        let mut state = State::new();
-        state.key_id = Some(key.id().to_string());
-        store.save(&mut state)?;
-        report.push(format!(
-            "Created an empty state {} (lineage {}).\n",
-            store.path().display(),
-            state.lineage
+            "Took over the state lock left by {} ({}, pid {}), which is no longer running.\n",
+            dead.who, dead.operation, dead.pid
         ));
     }
 
-    if let Ok(rel) = state_dir.strip_prefix(dir) {
-        let line = format!("{}/", rel.display());
-        let gitignore = dir.join(".gitignore");
-        let existing = std::fs::read_to_string(&gitignore).unwrap_or_default();
-        if !existing
-            .lines()
-            .any(|l| l.trim() == line || l.trim() == line.trim_end_matches('/'))
-        {
-            let mut text = existing;
-            if !text.is_empty() && !text.ends_with('\n') {
-                text.push('\n');
+    let mut state = store.load()?;
+    let key = match key::load(&state_dir)? {
+        Some((k, source)) => {
+            if let Some(state) = state.as_ref().filter(|s| s.has_tokens()) {
+                key::check_matches(state, &k, &source)?;
             }
-            text.push_str(
-                "# mailform state and token key: never commit
-",
-            );
-            text.push_str(&line);
-            text.push('\n');
-            std::fs::write(&gitignore, text).map_err(|source| Error::Io {
-                action: "write",
-                path: gitignore.clone(),
-                source,
-            })?;
-            report.push(format!("Added {line} to {}.\n", gitignore.display()));
+            report.push(format!("Using the key from {source}.\n"));
+            k
+        }
+        None => {
+            // Checked before a key is made: a new key cannot open old tokens,
+            // and a stray key file would only confuse the next attempt.
+            if let Some(state) = state.as_ref().filter(|s| s.has_tokens()) {
+                return Err(Error::Key {
+                    why: format!(
+                        "the state {} holds tokens sealed with key id {}, but no key was found: set {} or restore {}; init makes no new key while tokens need the old one",
+                        store.path().display(),
+                        state.key_id.as_deref().unwrap_or("unknown"),
+                        key::KEY_ENV,
+                        state_dir.join(key::KEY_FILE).display()
+                    ),
+                });
+            }
+            let (k, path) = key::create(&state_dir)?;
+            report.push(format!(
+                "Created the token-encryption key {} (mode 0600). Back it up: without it stored tokens are lost.\n",
+                path.display()
+            ));
+            k
+        }
+    };
+    match &mut state {
+        Some(state) if state.key_id.as_deref() == Some(key.id()) => {
+            report.push(format!(
+                "Kept the state {} (serial {}).\n",
+                store.path().display(),
+                state.serial
+            ));
+        }
+        Some(state) => {
+            // No tokens (checked above): the state simply adopts this key.
+            state.key_id = Some(key.id().to_string());
+            store.save(state)?;
+            report.push(format!(
+                "Kept the state {} and recorded the key's id in it (serial {}).\n",
+                store.path().display(),
+                state.serial
+            ));
+        }
+        None => {
+            let mut state = State::new();
+            state.key_id = Some(key.id().to_string());
+            store.save(&mut state)?;
+            report.push(format!(
+                "Created an empty state {} (lineage {}).\n",
+                store.path().display(),
+                state.lineage
+            ));
         }
     }
+    drop(lock);
+
+    let unignored = ignore_state(dir, &state_dir, store.path(), &mut report)?;
     report.push(next_steps(&config));
     ctx.printer.err(&report.concat())?;
+    if let Some(path) = unignored {
+        return Err(Error::NotIgnored { path });
+    }
     Ok(ExitStatus::Success)
+}
+
+/// Adds the state folder to `.gitignore` (anchored, so exactly that folder),
+/// never through a symlink; then asks git, when this is a work tree, whether
+/// the key and state are really ignored. Returns a path git would commit.
+fn ignore_state(
+    dir: &Path,
+    state_dir: &Path,
+    state: &Path,
+    report: &mut Vec<String>,
+) -> Result<Option<std::path::PathBuf>, Error> {
+    let Ok(rel) = state_dir.strip_prefix(dir) else {
+        return Ok(None); // state lives outside the project
+    };
+    let rel = rel.display().to_string();
+    if rel.is_empty() {
+        return Ok(None); // refused by config validation; nothing to ignore safely
+    }
+    let line = format!("/{rel}/");
+    let gitignore = dir.join(".gitignore");
+    let io = |source| Error::Io {
+        action: "write",
+        path: gitignore.clone(),
+        source,
+    };
+    match std::fs::symlink_metadata(&gitignore) {
+        Ok(m) if m.file_type().is_symlink() => {
+            report.push(format!(
+                "Did not touch {}: it is a symbolic link. Add the line {line} to the file it points to.\n",
+                gitignore.display()
+            ));
+        }
+        _ => {
+            let existing = match std::fs::read_to_string(&gitignore) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) => return Err(io(e)),
+            };
+            let bare = rel.trim_end_matches('/');
+            let present = existing.lines().map(str::trim).any(|l| {
+                [
+                    format!("/{bare}/"),
+                    format!("/{bare}"),
+                    format!("{bare}/"),
+                    bare.to_string(),
+                ]
+                .contains(&l.to_string())
+            });
+            if !present {
+                let mut text = String::new();
+                if !existing.is_empty() && !existing.ends_with('\n') {
+                    text.push('\n');
+                }
+                text.push_str("# mailform state and token key: never commit\n");
+                text.push_str(&line);
+                text.push('\n');
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&gitignore)
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+                    .map_err(io)?;
+                report.push(format!("Added {line} to {}.\n", gitignore.display()));
+            }
+        }
+    }
+    for path in [state_dir.join(key::KEY_FILE), state.to_path_buf()] {
+        let Ok(rel) = path.strip_prefix(dir) else {
+            continue;
+        };
+        let status = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["check-ignore", "-q", "--"])
+            .arg(rel)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        // 0: ignored; 1: not ignored; 128 or no git: not a work tree, nothing to check.
+        if status.is_ok_and(|s| s.code() == Some(1)) {
+            return Ok(Some(path));
+        }
+    }
+    Ok(None)
 }
 
 /// The closing lines: which secrets the config names that are not there

@@ -9,6 +9,7 @@ use crate::cli::PlanArgs;
 use crate::config::Config;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::error::Error;
+use crate::observe;
 use crate::plan::{self, Observations};
 use crate::render;
 use crate::store::{StateStore as _, key};
@@ -41,14 +42,17 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
 
     check_secrets(ctx, &config, &args.target)?;
 
-    if let Some(state) = &state {
-        key::for_state(&config.state_dir(), state)?;
+    let mut observations = Observations::default();
+    if let Some(state) = &state
+        && let Some(key) = key::for_state(&config.state_dir(), state)?
+    {
+        observations = observe::sealed_tokens(state, &key, &args.target);
     }
 
     let plan = plan::plan(
         &config,
         state.as_ref(),
-        &Observations::default(),
+        &observations,
         Utc::now(),
         &args.target,
     );

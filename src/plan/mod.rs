@@ -81,6 +81,10 @@ pub enum Reason {
         error: String,
         description: Option<String>,
     },
+    /// The sealed tokens do not open where they are (edited or copied state).
+    TokenUnreadable {
+        why: String,
+    },
     /// The refresh token's lifetime is over (or there is none and the access token expired).
     TokenExpired {
         at: DateTime<Utc>,
@@ -278,6 +282,9 @@ fn compare(
                 description: description.clone(),
             });
         }
+        (Some(_), Some(TokenObservation::Unreadable { why })) => {
+            reasons.push(Reason::TokenUnreadable { why: why.clone() });
+        }
         (Some(token), seen) => {
             if let Some(TokenObservation::Transient { detail }) = seen {
                 warnings.push(format!(
@@ -358,6 +365,7 @@ fn compare(
             r,
             Reason::TokenMissing
                 | Reason::TokenRevoked { .. }
+                | Reason::TokenUnreadable { .. }
                 | Reason::TokenExpired { .. }
                 | Reason::ScopesShort { .. }
                 | Reason::BindingChanged { .. }

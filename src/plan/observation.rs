@@ -40,6 +40,9 @@ pub enum TokenObservation {
     },
     /// Timeout, 429, 5xx: says nothing about the grant. Never drift.
     Transient { detail: String },
+    /// The sealed tokens do not open with this key where they are: the state
+    /// file was edited or copied (or the key is another one).
+    Unreadable { why: String },
 }
 
 /// What the SMTP server said to an XOAUTH2 login.

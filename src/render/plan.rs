@@ -105,6 +105,9 @@ fn headline(c: &Change) -> String {
                 Some(d) => format!("refresh token revoked or expired ({error}: {d})"),
                 None => format!("refresh token revoked or expired ({error})"),
             }),
+            Reason::TokenUnreadable { why } => {
+                Some(format!("stored tokens cannot be opened ({why})"))
+            }
             Reason::TokenExpired { at } => Some(format!(
                 "tokens expired {} UTC",
                 at.format("%Y-%m-%d %H:%M")

@@ -1,7 +1,13 @@
 //! Encryption of tokens at rest: ChaCha20-Poly1305 (ring), one random nonce per
-//! seal, the asset name as associated data so a sealed record cannot be moved
-//! to another asset. The key is 32 random bytes, kept base64-encoded in
-//! `.mailform/key` (mode 0600) or given as `MAILFORM_KEY`.
+//! seal. The caller passes associated data that binds the record to where it
+//! belongs (the state's lineage, the asset, the token-binding fingerprint;
+//! see `state::token_aad`), so a sealed record cannot be moved to another
+//! asset or state, nor kept while the fields it was granted under are edited.
+//! The key is 32 random bytes, kept base64-encoded in `.mailform/key` (mode
+//! 0600) or given as `MAILFORM_KEY`.
+//!
+//! Secret bytes live only in `Zeroizing` buffers sized up front, so no
+//! reallocation leaves a copy behind.
 //!
 //! A key has a short public *id* (a hash of it) recorded in the state file, so a
 //! wrong key is reported as such before any decryption is attempted.
@@ -80,11 +86,15 @@ impl Key {
 
     /// Reads a key from its base64 text.
     pub fn from_base64(text: &str) -> Result<Key, CryptoError> {
-        let bytes = Zeroizing::new(B64.decode(text.trim()).map_err(|_| CryptoError::BadKey)?);
-        if bytes.len() != KEY_LEN {
+        // Decoded into a fixed buffer: a Vec could grow and leave copies.
+        let mut bytes = Zeroizing::new([0u8; KEY_LEN * 2]);
+        let n = B64
+            .decode_slice(text.trim().as_bytes(), bytes.as_mut())
+            .map_err(|_| CryptoError::BadKey)?;
+        if n != KEY_LEN {
             return Err(CryptoError::BadKey);
         }
-        Ok(Key::from_bytes(&bytes))
+        Ok(Key::from_bytes(&bytes[..KEY_LEN]))
     }
 
     fn from_bytes(bytes: &[u8]) -> Key {
@@ -104,28 +114,30 @@ impl Key {
         &self.id
     }
 
-    /// Encrypts `plaintext` for `asset`.
-    pub fn seal(&self, asset: &str, plaintext: &[u8]) -> Sealed {
+    /// Encrypts `plaintext`, bound to `aad`.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Sealed {
         let mut nonce = [0u8; aead::NONCE_LEN];
         SystemRandom::new()
             .fill(&mut nonce)
             .expect("the system random source failed");
-        let mut buf = plaintext.to_vec();
+        let tag_len = aead::CHACHA20_POLY1305.tag_len();
+        let mut buf = Zeroizing::new(Vec::with_capacity(plaintext.len() + tag_len));
+        buf.extend_from_slice(plaintext);
         self.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(asset.as_bytes()),
-                &mut buf,
+                Aad::from(aad),
+                &mut *buf,
             )
             .expect("ChaCha20-Poly1305 sealing cannot fail for in-memory sizes");
         Sealed {
             nonce: B64.encode(nonce),
-            ciphertext: B64.encode(buf),
+            ciphertext: B64.encode(buf.as_slice()),
         }
     }
 
-    /// Decrypts a record sealed for `asset`.
-    pub fn open(&self, asset: &str, sealed: &Sealed) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    /// Decrypts a record sealed with `aad`.
+    pub fn open(&self, aad: &[u8], sealed: &Sealed) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let nonce: [u8; aead::NONCE_LEN] = B64
             .decode(&sealed.nonce)
             .ok()
@@ -139,7 +151,7 @@ impl Key {
             .key
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(asset.as_bytes()),
+                Aad::from(aad),
                 buf.as_mut_slice(),
             )
             .map_err(|_| CryptoError::Open)?
@@ -156,8 +168,8 @@ mod tests {
     #[test]
     fn seal_then_open_round_trips() {
         let (key, _) = Key::generate();
-        let sealed = key.seal("support", b"hello");
-        assert_eq!(key.open("support", &sealed).unwrap().as_slice(), b"hello");
+        let sealed = key.seal(b"support", b"hello");
+        assert_eq!(key.open(b"support", &sealed).unwrap().as_slice(), b"hello");
     }
 
     #[test]
@@ -165,27 +177,27 @@ mod tests {
         let (a, _) = Key::generate();
         let (b, _) = Key::generate();
         assert_ne!(a.id(), b.id());
-        let sealed = a.seal("support", b"hello");
-        assert_eq!(b.open("support", &sealed), Err(CryptoError::Open));
+        let sealed = a.seal(b"support", b"hello");
+        assert_eq!(b.open(b"support", &sealed), Err(CryptoError::Open));
     }
 
     #[test]
     fn a_record_cannot_move_to_another_asset() {
         let (key, _) = Key::generate();
-        let sealed = key.seal("support", b"hello");
-        assert_eq!(key.open("billing", &sealed), Err(CryptoError::Open));
+        let sealed = key.seal(b"support", b"hello");
+        assert_eq!(key.open(b"billing", &sealed), Err(CryptoError::Open));
     }
 
     #[test]
     fn tampering_is_detected() {
         let (key, _) = Key::generate();
-        let mut sealed = key.seal("support", b"hello");
+        let mut sealed = key.seal(b"support", b"hello");
         let mut bytes = B64.decode(&sealed.ciphertext).unwrap();
         bytes[0] ^= 1;
         sealed.ciphertext = B64.encode(bytes);
-        assert_eq!(key.open("support", &sealed), Err(CryptoError::Open));
+        assert_eq!(key.open(b"support", &sealed), Err(CryptoError::Open));
         sealed.nonce = "not base64!".into();
-        assert_eq!(key.open("support", &sealed), Err(CryptoError::Malformed));
+        assert_eq!(key.open(b"support", &sealed), Err(CryptoError::Malformed));
     }
 
     #[test]

@@ -23,8 +23,9 @@ use crate::config::Security;
 use crate::secret::Secret;
 use crypto::{Key, Sealed};
 
-/// The state file format this mailform reads and writes.
-pub const STATE_FORMAT_VERSION: u32 = 1;
+/// The state file format this mailform writes. Format 1 (before tokens were
+/// bound to lineage and binding) is read when it holds no tokens.
+pub const STATE_FORMAT_VERSION: u32 = 2;
 
 /// The whole state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -60,6 +61,70 @@ impl Default for State {
     fn default() -> Self {
         Self::new()
     }
+}
+
+impl State {
+    /// Whether any asset holds tokens (and so a key is needed to use them).
+    pub fn has_tokens(&self) -> bool {
+        self.assets.values().any(|a| a.token.is_some())
+    }
+
+    /// What a state read from disk must satisfy beyond its shape; the reason
+    /// when it does not. Checked on every load.
+    pub fn inconsistency(&self) -> Option<String> {
+        if self.has_tokens() && self.key_id.is_none() {
+            return Some(
+                "it holds sealed tokens but no key_id, so no key can be checked against it".into(),
+            );
+        }
+        if self.format_version < 2 && self.has_tokens() {
+            return Some(format!(
+                "it is format version {} and holds tokens sealed the pre-release way, which this mailform cannot open; remove the token entries and consent again",
+                self.format_version
+            ));
+        }
+        None
+    }
+
+    /// Records `applied` as `name`'s applied config, with freshly obtained
+    /// tokens (and the scopes granted) sealed for this state, this asset and
+    /// the config's binding fingerprint.
+    pub fn insert_applied(
+        &mut self,
+        name: &str,
+        applied: AppliedAsset,
+        tokens: Option<(&Key, &Tokens, Vec<String>)>,
+        now: DateTime<Utc>,
+    ) -> &mut AssetRecord {
+        let mut record = AssetRecord::new(applied, None, now);
+        if let Some((key, tokens, granted)) = tokens {
+            let aad = self.token_aad(name, &record.binding);
+            record.token = Some(TokenRecord::new(key, &aad, tokens, granted, now));
+            self.key_id = Some(key.id().to_string());
+        }
+        self.assets.insert(name.to_string(), record);
+        self.assets.get_mut(name).expect("just inserted")
+    }
+
+    /// The associated data a token of `asset` is sealed with in this state.
+    pub fn token_aad(&self, asset: &str, binding: &str) -> Vec<u8> {
+        token_aad(&self.lineage, asset, binding)
+    }
+}
+
+/// Associated data of a sealed token: the state's lineage, the asset and its
+/// binding fingerprint. A record copied to another state or asset, or kept
+/// while the token-binding fields (and their fingerprint) are edited by hand,
+/// no longer opens.
+pub fn token_aad(lineage: &Uuid, asset: &str, binding: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(64 + asset.len() + binding.len());
+    aad.extend_from_slice(b"mailform token v2\0");
+    aad.extend_from_slice(lineage.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(asset.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(binding.as_bytes());
+    aad
 }
 
 /// What is known about one applied asset.
@@ -117,16 +182,17 @@ impl AssetRecord {
 }
 
 impl TokenRecord {
-    /// Seals freshly obtained `tokens` of `asset` with what may be shown of them.
+    /// Seals freshly obtained `tokens` with what may be shown of them; `aad`
+    /// comes from [`State::token_aad`] for the asset and its binding.
     pub fn new(
         key: &Key,
-        asset: &str,
+        aad: &[u8],
         tokens: &Tokens,
         granted_scopes: Vec<String>,
         obtained_at: DateTime<Utc>,
     ) -> Self {
         TokenRecord {
-            sealed: tokens.seal(key, asset),
+            sealed: tokens.seal(key, aad),
             has_refresh_token: tokens.refresh_token.is_some(),
             granted_scopes,
             obtained_at,
@@ -143,33 +209,77 @@ pub struct Tokens {
     pub refresh_token: Option<Secret>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct TokensPlain<'a> {
-    access_token: &'a str,
-    refresh_token: Option<&'a str>,
-}
+/// The plaintext format inside a sealed record: a version byte, then each
+/// token as a big-endian u32 length and its bytes (the refresh token after a
+/// presence byte). Binary rather than JSON so every byte a provider may put in
+/// a token (quotes, backslashes, control characters) round-trips, and so
+/// nothing is unescaped through a scratch buffer that would keep a copy.
+const PLAIN_V1: u8 = 1;
 
 impl Tokens {
-    /// Encrypts the tokens for `asset`.
-    pub fn seal(&self, key: &Key, asset: &str) -> Sealed {
-        let plain = TokensPlain {
-            access_token: self.access_token.expose(),
-            refresh_token: self.refresh_token.as_ref().map(Secret::expose),
-        };
-        let bytes = Zeroizing::new(serde_json::to_vec(&plain).expect("two strings serialize"));
-        key.seal(asset, &bytes)
+    /// Encrypts the tokens, bound to `aad` ([`State::token_aad`]).
+    pub fn seal(&self, key: &Key, aad: &[u8]) -> Sealed {
+        let access = self.access_token.expose().as_bytes();
+        let refresh = self.refresh_token.as_ref().map(|r| r.expose().as_bytes());
+        let len = 1 + 4 + access.len() + 1 + refresh.map_or(0, |r| 4 + r.len());
+        let mut plain = Zeroizing::new(Vec::with_capacity(len));
+        plain.push(PLAIN_V1);
+        push_field(&mut plain, access);
+        match refresh {
+            Some(r) => {
+                plain.push(1);
+                push_field(&mut plain, r);
+            }
+            None => plain.push(0),
+        }
+        key.seal(aad, &plain)
     }
 
-    /// Decrypts the tokens of `asset`.
-    pub fn open(key: &Key, asset: &str, sealed: &Sealed) -> Result<Tokens, crypto::CryptoError> {
-        let bytes = key.open(asset, sealed)?;
-        let plain: TokensPlain<'_> =
-            serde_json::from_slice(&bytes).map_err(|_| crypto::CryptoError::Malformed)?;
+    /// Decrypts tokens sealed with `aad`.
+    pub fn open(key: &Key, aad: &[u8], sealed: &Sealed) -> Result<Tokens, crypto::CryptoError> {
+        use crypto::CryptoError::Malformed;
+        let plain = key.open(aad, sealed)?;
+        let (version, rest) = plain.split_first().ok_or(Malformed)?;
+        if *version != PLAIN_V1 {
+            return Err(Malformed);
+        }
+        let (access, rest) = take_field(rest)?;
+        let (refresh, rest) = match rest.split_first() {
+            Some((0, rest)) => (None, rest),
+            Some((1, rest)) => {
+                let (r, rest) = take_field(rest)?;
+                (Some(r), rest)
+            }
+            _ => return Err(Malformed),
+        };
+        if !rest.is_empty() {
+            return Err(Malformed);
+        }
         Ok(Tokens {
-            access_token: Secret::new(plain.access_token),
-            refresh_token: plain.refresh_token.map(Secret::new),
+            access_token: access,
+            refresh_token: refresh,
         })
     }
+}
+
+fn push_field(buf: &mut Vec<u8>, bytes: &[u8]) {
+    let len = u32::try_from(bytes.len()).expect("a token is shorter than 4 GiB");
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(bytes);
+}
+
+/// One length-prefixed token, copied once into a buffer of exactly its size
+/// (so the `Secret` it becomes is never reallocated).
+fn take_field(bytes: &[u8]) -> Result<(Secret, &[u8]), crypto::CryptoError> {
+    use crypto::CryptoError::Malformed;
+    let (len, rest) = bytes.split_first_chunk::<4>().ok_or(Malformed)?;
+    let len = usize::try_from(u32::from_be_bytes(*len)).map_err(|_| Malformed)?;
+    if rest.len() < len {
+        return Err(Malformed);
+    }
+    let (field, rest) = rest.split_at(len);
+    let text = std::str::from_utf8(field).map_err(|_| Malformed)?;
+    Ok((Secret::new(text.to_owned()), rest))
 }
 
 /// The non-secret config of an asset as applied. Secrets are not here: a
@@ -425,9 +535,84 @@ mod tests {
             access_token: Secret::new("at"),
             refresh_token: Some(Secret::new("rt")),
         };
-        let sealed = t.seal(&key, "support");
-        let back = Tokens::open(&key, "support", &sealed).unwrap();
+        let state = State::new();
+        let aad = state.token_aad("support", "binding");
+        let sealed = t.seal(&key, &aad);
+        let back = Tokens::open(&key, &aad, &sealed).unwrap();
         assert_eq!(back.access_token.expose(), "at");
         assert_eq!(back.refresh_token.unwrap().expose(), "rt");
+    }
+
+    #[test]
+    fn a_token_opens_only_where_it_was_sealed() {
+        let (key, _) = Key::generate();
+        let t = Tokens {
+            access_token: Secret::new("at"),
+            refresh_token: None,
+        };
+        let state = State::new();
+        let sealed = t.seal(&key, &state.token_aad("support", "b1"));
+        for aad in [
+            state.token_aad("billing", "b1"),
+            state.token_aad("support", "b2"),
+            State::new().token_aad("support", "b1"),
+        ] {
+            assert_eq!(
+                Tokens::open(&key, &aad, &sealed).unwrap_err(),
+                crypto::CryptoError::Open
+            );
+        }
+        let back = Tokens::open(&key, &state.token_aad("support", "b1"), &sealed).unwrap();
+        assert!(back.refresh_token.is_none());
+    }
+
+    #[test]
+    fn tokens_require_a_key_id() {
+        let mut state = State::new();
+        state.assets.insert(
+            "support".into(),
+            AssetRecord::new(
+                applied(),
+                Some(TokenRecord {
+                    sealed: Sealed {
+                        nonce: String::new(),
+                        ciphertext: String::new(),
+                    },
+                    has_refresh_token: false,
+                    granted_scopes: Vec::new(),
+                    obtained_at: Utc::now(),
+                    access_expires_at: None,
+                    refresh_expires_at: None,
+                }),
+                Utc::now(),
+            ),
+        );
+        assert!(state.inconsistency().unwrap().contains("no key_id"));
+        state.key_id = Some("k".into());
+        assert_eq!(state.inconsistency(), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, failure_persistence: None, ..Default::default() })]
+
+        /// Every string a provider may send round-trips: quotes, backslashes,
+        /// control characters, any Unicode, and Microsoft-sized lengths.
+        #[test]
+        fn every_token_round_trips(
+            access in proptest::string::string_regex("(?s).{0,64}").unwrap(),
+            refresh in proptest::option::of(proptest::string::string_regex("[\\x00-\\x7f\"\\\\]{0,4096}").unwrap()),
+            long in 0usize..3,
+        ) {
+            let (key, _) = Key::generate();
+            let access = format!("{access}{}", "\"\\\u{1}é".repeat(long * 700));
+            let t = Tokens {
+                access_token: Secret::new(access.clone()),
+                refresh_token: refresh.clone().map(Secret::new),
+            };
+            let aad = State::new().token_aad("support", "b");
+            let back = Tokens::open(&key, &aad, &t.seal(&key, &aad)).unwrap();
+            proptest::prop_assert_eq!(back.access_token.expose(), access.as_str());
+            proptest::prop_assert_eq!(back.refresh_token.map(|r| r.expose().to_string()), refresh);
+        }
     }
 }

@@ -1,41 +1,67 @@
 //! The embedded state store: `.mailform/state.json`.
 //!
+//! - **Folder**: the state folder is mailform's own. It is created 0700, and
+//!   every command refuses it when it is a symlink, belongs to someone else,
+//!   or is writable by group or others: whoever can write there can delete or
+//!   replace the state and plant a key. Files in it are created 0600, whatever
+//!   the umask.
+//! - **Files**: state, lock and backup are opened with `O_NOFOLLOW` and
+//!   without blocking, then checked on the opened descriptor (a regular file
+//!   of ours, of bounded size) rather than by path, so a planted symlink or
+//!   FIFO is refused, never followed or waited on.
 //! - **Lock**: an OS file lock on `state.json.lock`, which also holds the
-//!   holder's [`LockInfo`]. The kernel drops the lock when its process dies, so
-//!   a crash leaves no lock behind; `force-unlock` exists for a holder that
-//!   hangs, and works by unlinking the file (a later taker checks that the file
-//!   it locked is still the one at the path).
-//! - **Write**: temp file in the same folder, mode 0600, fsync, rename over the
-//!   old file, fsync the folder. A reader sees the old state or the new one.
+//!   holder's [`LockInfo`]. The kernel drops the lock when its holder dies, so
+//!   "locked" always means a live holder, and a lock file left by a dead one is
+//!   taken over by the next command (which says so). `force-unlock` therefore
+//!   only ever removes a dead holder's file: it takes the OS lock first and
+//!   refuses while someone holds it, and it compares the ID and the inode on
+//!   the same open file it then unlinks.
+//! - **Write**: a compare-and-swap on (lineage, serial): the file on disk must
+//!   still be the state the caller loaded. Then the previous state is kept as
+//!   `state.json.backup` (a hard link: same bytes, same mode), the new one is
+//!   written to a temp file (0600, fsync) and renamed over, and the folder is
+//!   fsynced. A reader sees the old state or the new one.
 //! - **Read**: a corrupt or newer-format file is an error and is never written
 //!   over.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{LockGuard, LockInfo, StateStore};
 use crate::error::Error;
+use crate::files::{self, FileError, Links};
 use crate::state::{STATE_FORMAT_VERSION, State};
 
 /// How often a waiting command retries the lock.
 const LOCK_POLL: Duration = Duration::from_millis(50);
 
+/// Largest state file read (10,000 assets with tokens take about 15 MB).
+pub const MAX_STATE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Largest lock file read (one small JSON object).
+const MAX_LOCK_BYTES: u64 = 64 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct FileStore {
     path: PathBuf,
     lock_path: PathBuf,
+    backup_path: PathBuf,
 }
 
 impl FileStore {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
-        let mut lock = path.clone().into_os_string();
-        lock.push(".lock");
+        let beside = |suffix: &str| {
+            let mut p = path.clone().into_os_string();
+            p.push(suffix);
+            PathBuf::from(p)
+        };
         FileStore {
+            lock_path: beside(".lock"),
+            backup_path: beside(".backup"),
             path,
-            lock_path: lock.into(),
         }
     }
 
@@ -47,9 +73,69 @@ impl FileStore {
         &self.lock_path
     }
 
-    fn read_lock_info(&self) -> Option<LockInfo> {
-        let text = std::fs::read_to_string(&self.lock_path).ok()?;
-        serde_json::from_str(&text).ok()
+    pub fn backup_path(&self) -> &Path {
+        &self.backup_path
+    }
+
+    /// The state folder.
+    pub fn dir(&self) -> &Path {
+        self.path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    }
+
+    /// Creates the state folder (0700) if needed and checks it is private.
+    pub fn prepare_dir(&self) -> Result<(), Error> {
+        files::create_private_dir(self.dir()).map_err(|e| unsafe_dir(self.dir(), &e))
+    }
+
+    /// Checks an existing state folder; `Ok(false)` when there is none.
+    fn check_dir(&self) -> Result<bool, Error> {
+        match files::check_private_dir(self.dir()) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(unsafe_dir(self.dir(), &e)),
+        }
+    }
+
+    /// The lineage and serial of the file on disk, if there is one.
+    fn on_disk(&self) -> Result<Option<(uuid::Uuid, u64)>, Error> {
+        #[derive(serde::Deserialize)]
+        struct Probe {
+            lineage: uuid::Uuid,
+            serial: u64,
+        }
+        let Some(bytes) = self.read(&self.path, MAX_STATE_BYTES, "read state file")? else {
+            return Ok(None);
+        };
+        let probe: Probe = serde_json::from_slice(&bytes).map_err(|e| Error::StateCorrupt {
+            path: self.path.clone(),
+            why: e.to_string(),
+        })?;
+        Ok(Some((probe.lineage, probe.serial)))
+    }
+
+    /// Reads one of the store's files; `None` when it does not exist.
+    fn read(
+        &self,
+        path: &Path,
+        limit: u64,
+        action: &'static str,
+    ) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, Error> {
+        match files::read(path, limit, Links::Refuse) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(FileError::Io(source)) => Err(Error::Io {
+                action,
+                path: path.to_path_buf(),
+                source,
+            }),
+            Err(e) => Err(Error::StateUnsafe {
+                path: path.to_path_buf(),
+                why: e.to_string(),
+            }),
+        }
     }
 
     fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
@@ -60,10 +146,45 @@ impl FileStore {
             source,
         }
     }
+
+    /// Opens (creating, 0600) the lock file, checked on the descriptor.
+    fn open_lock(&self, create: bool) -> Result<Option<File>, Error> {
+        let mut options = files::private_create();
+        options.create(create);
+        match files::open(&self.lock_path, &options, Links::Refuse) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.is_not_found() && !create => Ok(None),
+            Err(FileError::Io(source)) => Err(Self::io("open lock file", &self.lock_path)(source)),
+            Err(e) => Err(Error::StateUnsafe {
+                path: self.lock_path.clone(),
+                why: e.to_string(),
+            }),
+        }
+    }
+}
+
+fn unsafe_dir(dir: &Path, e: &FileError) -> Error {
+    match e {
+        FileError::Io(source) if source.kind() != std::io::ErrorKind::PermissionDenied => {
+            Error::Io {
+                action: "use state folder",
+                path: dir.to_path_buf(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            }
+        }
+        FileError::NotRegular => Error::StateUnsafe {
+            path: dir.to_path_buf(),
+            why: "it is not a folder".into(),
+        },
+        other => Error::StateUnsafe {
+            path: dir.to_path_buf(),
+            why: other.to_string(),
+        },
+    }
 }
 
 /// Parses state text, refusing what this mailform cannot read faithfully.
-pub fn parse_state(path: &Path, text: &str) -> Result<State, Error> {
+pub fn parse_state(path: &Path, text: &[u8]) -> Result<State, Error> {
     #[derive(serde::Deserialize)]
     struct Probe {
         format_version: Option<u64>,
@@ -72,7 +193,7 @@ pub fn parse_state(path: &Path, text: &str) -> Result<State, Error> {
         path: path.to_path_buf(),
         why,
     };
-    let probe: Probe = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+    let probe: Probe = serde_json::from_slice(text).map_err(|e| corrupt(e.to_string()))?;
     match probe.format_version {
         None => return Err(corrupt("it has no format_version".into())),
         Some(0) => {
@@ -89,27 +210,39 @@ pub fn parse_state(path: &Path, text: &str) -> Result<State, Error> {
         }
         Some(_) => {}
     }
-    serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))
+    let state: State = serde_json::from_slice(text).map_err(|e| corrupt(e.to_string()))?;
+    if let Some(why) = state.inconsistency() {
+        return Err(corrupt(why));
+    }
+    Ok(state)
 }
 
 impl StateStore for FileStore {
     fn load(&self) -> Result<Option<State>, Error> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Self::io("read state file", &self.path)(e)),
-        };
-        parse_state(&self.path, &text).map(Some)
+        if !self.check_dir()? {
+            return Ok(None);
+        }
+        match self.read(&self.path, MAX_STATE_BYTES, "read state file")? {
+            Some(bytes) => parse_state(&self.path, &bytes).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn save(&self, state: &mut State) -> Result<(), Error> {
-        let dir = self
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(Self::io("create state folder", dir))?;
+        self.prepare_dir()?;
+        let dir = self.dir();
+        let expected = (state.serial > 0).then_some((state.lineage, state.serial));
+        let found = self.on_disk()?;
+        if found != expected {
+            return Err(Error::StateMoved {
+                path: self.path.clone(),
+                expected,
+                found,
+            });
+        }
+        let previous = (state.serial, state.format_version);
         state.serial += 1;
+        state.format_version = STATE_FORMAT_VERSION;
         let result = (|| {
             let mut tmp = tempfile::Builder::new()
                 .prefix(".state-")
@@ -121,11 +254,14 @@ impl StateStore for FileStore {
             bytes.push(b'\n');
             tmp.as_file_mut().write_all(&bytes)?;
             tmp.as_file().sync_all()?;
+            if found.is_some() {
+                keep_backup(&self.path, &self.backup_path, dir)?;
+            }
             tmp.persist(&self.path).map_err(|e| e.error)?;
             sync_dir(dir)
         })();
         if let Err(e) = result {
-            state.serial -= 1;
+            (state.serial, state.format_version) = previous;
             return Err(Self::io("write state file", &self.path)(e));
         }
         Ok(())
@@ -137,24 +273,18 @@ impl StateStore for FileStore {
         timeout: Duration,
         waiting: &mut dyn FnMut(&LockInfo),
     ) -> Result<Box<dyn LockGuard>, Error> {
-        let dir = self
-            .lock_path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(Self::io("create state folder", dir))?;
+        self.prepare_dir()?;
         let started = Instant::now();
         let mut told = false;
         loop {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&self.lock_path)
-                .map_err(Self::io("open lock file", &self.lock_path))?;
+            let file = self.open_lock(true)?.expect("created");
             match file.try_lock() {
                 Ok(()) if is_current(&file, &self.lock_path) => {
+                    // Content left in a lock file we could lock is a dead
+                    // holder's: the kernel released its lock when it died.
+                    let left_by = files::read_open(&file, MAX_LOCK_BYTES)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<LockInfo>(&b).ok());
                     let info = LockInfo::new(operation);
                     write_info(&file, &info)
                         .map_err(Self::io("write lock file", &self.lock_path))?;
@@ -162,19 +292,23 @@ impl StateStore for FileStore {
                         file,
                         path: self.lock_path.clone(),
                         info,
+                        left_by,
                     }));
                 }
-                // Unlinked by force-unlock or a releasing holder after we opened it: retry.
+                // Unlinked by a releasing holder after we opened it: retry.
                 Ok(()) => {}
                 Err(TryLockError::WouldBlock) => {
-                    let info = self.read_lock_info().unwrap_or_else(|| LockInfo {
-                        id: "unknown".into(),
-                        operation: "unknown".into(),
-                        who: "another process".into(),
-                        pid: 0,
-                        created: chrono::Utc::now(),
-                        version: String::new(),
-                    });
+                    let info = files::read_open(&file, MAX_LOCK_BYTES)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<LockInfo>(&b).ok())
+                        .unwrap_or_else(|| LockInfo {
+                            id: "unknown".into(),
+                            operation: "unknown".into(),
+                            who: "another process".into(),
+                            pid: 0,
+                            created: chrono::Utc::now(),
+                            version: String::new(),
+                        });
                     if started.elapsed() >= timeout {
                         return Err(Error::Locked { info });
                     }
@@ -189,16 +323,36 @@ impl StateStore for FileStore {
         }
     }
 
-    fn force_unlock(&self, id: &str) -> Result<LockInfo, Error> {
-        if !self.lock_path.exists() {
-            return Err(Error::NotLocked {
-                path: self.lock_path.clone(),
-            });
+    fn force_unlock(
+        &self,
+        id: &str,
+        confirm: &mut dyn FnMut(&LockInfo) -> Result<bool, Error>,
+    ) -> Result<LockInfo, Error> {
+        let not_locked = || Error::NotLocked {
+            path: self.lock_path.clone(),
+        };
+        if !self.check_dir()? {
+            return Err(not_locked());
         }
-        let Some(info) = self.read_lock_info() else {
-            return Err(Error::NotLocked {
-                path: self.lock_path.clone(),
-            });
+        let Some(file) = self.open_lock(false)? else {
+            return Err(not_locked());
+        };
+        let info = files::read_open(&file, MAX_LOCK_BYTES)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<LockInfo>(&b).ok());
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::LockLive {
+                    info: info.ok_or_else(not_locked)?,
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(Self::io("lock", &self.lock_path)(e)),
+        }
+        // We hold the OS lock on this very file: nobody can take it while we
+        // look, and what we read and unlink is one inode.
+        let Some(info) = info else {
+            return Err(not_locked());
         };
         if info.id != id {
             return Err(Error::LockIdMismatch {
@@ -207,10 +361,27 @@ impl StateStore for FileStore {
                 held: info.id,
             });
         }
-        std::fs::remove_file(&self.lock_path)
-            .map_err(Self::io("remove lock file", &self.lock_path))?;
+        if !confirm(&info)? {
+            return Err(Error::Usage("nothing was removed".into()));
+        }
+        if is_current(&file, &self.lock_path) {
+            std::fs::remove_file(&self.lock_path)
+                .map_err(Self::io("remove lock file", &self.lock_path))?;
+        }
+        let _ = file.unlock();
         Ok(info)
     }
+}
+
+/// Keeps the current state file as the backup: a hard link to it under a
+/// temp name, renamed over the old backup (so the backup is never missing or
+/// half written, and has the state's own mode).
+fn keep_backup(path: &Path, backup: &Path, dir: &Path) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".backup-{}.tmp", uuid::Uuid::new_v4()));
+    std::fs::hard_link(path, &tmp)?;
+    std::fs::rename(&tmp, backup).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 /// The lock held by this process.
@@ -218,11 +389,16 @@ struct FileLock {
     file: File,
     path: PathBuf,
     info: LockInfo,
+    left_by: Option<LockInfo>,
 }
 
 impl LockGuard for FileLock {
     fn info(&self) -> &LockInfo {
         &self.info
+    }
+
+    fn taken_over(&self) -> Option<&LockInfo> {
+        self.left_by.as_ref()
     }
 }
 
@@ -248,7 +424,7 @@ fn write_info(mut file: &File, info: &LockInfo) -> std::io::Result<()> {
 #[cfg(unix)]
 fn is_current(file: &File, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt as _;
-    match (file.metadata(), std::fs::metadata(path)) {
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
         _ => false,
     }
@@ -292,6 +468,10 @@ mod tests {
         (dir, store)
     }
 
+    fn yes(_: &LockInfo) -> Result<bool, Error> {
+        Ok(true)
+    }
+
     #[test]
     fn missing_state_loads_as_none_and_save_bumps_serial() {
         let (_dir, store) = store();
@@ -306,21 +486,19 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn state_file_is_owner_only() {
+    fn state_folder_and_files_are_owner_only() {
         use std::os::unix::fs::PermissionsExt as _;
         let (_dir, store) = store();
         store.save(&mut State::new()).unwrap();
-        let mode = std::fs::metadata(store.path())
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(store.path()), 0o600);
+        assert_eq!(mode(store.dir()), 0o700);
     }
 
     #[test]
     fn corrupt_and_newer_files_are_refused_and_left_alone() {
         let (_dir, store) = store();
-        std::fs::create_dir_all(store.path().parent().unwrap()).unwrap();
+        store.prepare_dir().unwrap();
         std::fs::write(store.path(), "{ not json").unwrap();
         assert!(matches!(store.load(), Err(Error::StateCorrupt { .. })));
         let newer = r#"{"format_version": 99, "lineage": "x", "serial": 1}"#;
@@ -328,6 +506,49 @@ mod tests {
         let err = store.load().unwrap_err();
         assert!(matches!(err, Error::StateTooNew { found: 99, .. }), "{err}");
         assert_eq!(std::fs::read_to_string(store.path()).unwrap(), newer);
+    }
+
+    #[test]
+    fn a_write_is_a_compare_and_swap_on_lineage_and_serial() {
+        let (_dir, store) = store();
+        let mut first = State::new();
+        store.save(&mut first).unwrap();
+        let mut a = store.load().unwrap().unwrap();
+        let mut b = store.load().unwrap().unwrap();
+        store.save(&mut a).unwrap();
+        let err = store.save(&mut b).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("changed since it was read (serial 1, now 2)"),
+            "{err}"
+        );
+        assert_eq!(b.serial, 1, "a refused save leaves the caller's serial");
+        // Another lineage, or a brand-new state over an existing file.
+        assert!(matches!(
+            store.save(&mut State::new()),
+            Err(Error::StateMoved { .. })
+        ));
+        assert_eq!(store.load().unwrap().unwrap().serial, 2);
+    }
+
+    #[test]
+    fn every_save_keeps_the_previous_state_as_a_backup() {
+        let (_dir, store) = store();
+        let mut state = State::new();
+        store.save(&mut state).unwrap();
+        assert!(!store.backup_path().exists());
+        let first = std::fs::read(store.path()).unwrap();
+        store.save(&mut state).unwrap();
+        assert_eq!(std::fs::read(store.backup_path()).unwrap(), first);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(store.backup_path())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
     }
 
     #[test]
@@ -346,32 +567,137 @@ mod tests {
         };
         assert_eq!(info, held.info());
         assert!(err.to_string().contains(&held.info().id));
+        assert!(
+            err.to_string()
+                .contains("a lock left by a mailform that died is taken over automatically"),
+            "{err}"
+        );
         drop(held);
-        store.lock("plan", Duration::ZERO, &mut |_| {}).unwrap();
+        let next = store.lock("plan", Duration::ZERO, &mut |_| {}).unwrap();
+        assert!(
+            next.taken_over().is_none(),
+            "a clean release leaves nothing"
+        );
     }
 
     #[test]
-    fn force_unlock_needs_the_right_id_and_frees_the_lock() {
+    fn a_live_lock_is_never_force_unlocked() {
         let (_dir, store) = store();
         let held = store.lock("apply", Duration::ZERO, &mut |_| {}).unwrap();
         let id = held.info().id.clone();
-        assert!(matches!(
-            store.force_unlock("nope"),
-            Err(Error::LockIdMismatch { .. })
-        ));
-        assert_eq!(store.force_unlock(&id).unwrap().id, id);
-        let next = store.lock("plan", Duration::ZERO, &mut |_| {}).unwrap();
-        // The old holder's release must not remove the new holder's file.
-        drop(held);
+        let err = store.force_unlock(&id, &mut yes).unwrap_err();
+        assert!(matches!(err, Error::LockLive { .. }), "{err}");
         assert!(store.lock_path().exists());
+        drop(held);
         assert!(matches!(
-            store.lock("x", Duration::ZERO, &mut |_| {}),
-            Err(Error::Locked { .. })
-        ));
-        drop(next);
-        assert!(matches!(
-            store.force_unlock(&id),
+            store.force_unlock(&id, &mut yes),
             Err(Error::NotLocked { .. })
         ));
+    }
+
+    #[test]
+    fn a_dead_holders_lock_file_is_taken_over_or_force_unlocked() {
+        let (_dir, store) = store();
+        store.prepare_dir().unwrap();
+        let dead = LockInfo::new("apply");
+        std::fs::write(store.lock_path(), serde_json::to_vec(&dead).unwrap()).unwrap();
+        assert!(matches!(
+            store.force_unlock("nope", &mut yes),
+            Err(Error::LockIdMismatch { .. })
+        ));
+        assert!(matches!(
+            store.force_unlock(&dead.id, &mut |_| Ok(false)),
+            Err(Error::Usage(_))
+        ));
+        assert!(
+            store.lock_path().exists(),
+            "a refused confirmation removes nothing"
+        );
+        {
+            let next = store.lock("plan", Duration::ZERO, &mut |_| {}).unwrap();
+            assert_eq!(next.taken_over(), Some(&dead));
+        }
+        std::fs::write(store.lock_path(), serde_json::to_vec(&dead).unwrap()).unwrap();
+        assert_eq!(store.force_unlock(&dead.id, &mut yes).unwrap(), dead);
+        assert!(!store.lock_path().exists());
+    }
+
+    #[test]
+    fn two_writers_never_overlap() {
+        // Each thread takes the lock, reads, bumps, writes: with the lock and
+        // the compare-and-swap, no increment is lost.
+        let (_dir, store) = store();
+        store.save(&mut State::new()).unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        let _lock = store
+                            .lock("test", Duration::from_secs(30), &mut |_| {})
+                            .unwrap();
+                        let mut s = store.load().unwrap().unwrap();
+                        store.save(&mut s).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(store.load().unwrap().unwrap().serial, 201);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn planted_symlinks_are_refused_and_their_targets_untouched() {
+        let (dir, store) = store();
+        store.prepare_dir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, store.lock_path()).unwrap();
+        let err = store
+            .lock("init", Duration::ZERO, &mut |_| {})
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        std::fs::remove_file(store.lock_path()).unwrap();
+        std::os::unix::fs::symlink(&victim, store.path()).unwrap();
+        assert!(
+            store
+                .load()
+                .unwrap_err()
+                .to_string()
+                .contains("symbolic link")
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+
+        // A symlinked state folder is refused too.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let linked = dir.path().join("linked");
+        std::os::unix::fs::symlink(elsewhere.path(), &linked).unwrap();
+        let store = FileStore::new(linked.join("state.json"));
+        assert!(
+            store
+                .save(&mut State::new())
+                .unwrap_err()
+                .to_string()
+                .contains("symbolic link")
+        );
+        assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_folder_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (_dir, store) = store();
+        store.save(&mut State::new()).unwrap();
+        std::fs::set_permissions(store.dir(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = store.load().unwrap_err();
+        assert!(
+            err.to_string().contains("writable by others (mode 777)"),
+            "{err}"
+        );
     }
 }

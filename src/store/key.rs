@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
+use crate::files::{self, FileError, Links};
 use crate::state::crypto::Key;
 
 /// The environment variable that carries the key (CI, teams).
@@ -28,66 +29,128 @@ impl std::fmt::Display for KeySource {
     }
 }
 
+/// Largest key file read (the key is 45 bytes of text).
+const MAX_KEY_FILE: u64 = 4096;
+
 /// Loads the key, or `Ok(None)` when there is none yet.
+///
+/// `MAILFORM_KEY` wins when set; set but empty or not UTF-8 is an error, not
+/// a silent fall-back to the file. The key file must be a regular file (no
+/// link), owned by the current user and readable by nobody else, all checked
+/// on the opened file.
 pub fn load(state_dir: &Path) -> Result<Option<(Key, KeySource)>, Error> {
-    if let Ok(text) = std::env::var(KEY_ENV) {
+    if let Some(raw) = std::env::var_os(KEY_ENV) {
+        let Ok(text) = raw.into_string().map(zeroize::Zeroizing::new) else {
+            return Err(Error::Key {
+                why: format!(
+                    "{KEY_ENV} is not valid text; it must be the base64 key that `mailform init` wrote"
+                ),
+            });
+        };
+        if text.trim().is_empty() {
+            return Err(Error::Key {
+                why: format!("{KEY_ENV} is set but empty (a CI secret that is not defined?)"),
+            });
+        }
         let key = Key::from_base64(&text).map_err(|e| Error::Key {
             why: format!("{KEY_ENV}: {e}"),
         })?;
         return Ok(Some((key, KeySource::Env)));
     }
     let path = state_dir.join(KEY_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => zeroize::Zeroizing::new(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
+    let refused = |why: String| Error::Key {
+        why: format!("key file {}: {why}", path.display()),
+    };
+    match crate::files::check_private_dir(state_dir) {
+        Ok(()) => {}
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => {
+            return Err(Error::StateUnsafe {
+                path: state_dir.to_path_buf(),
+                why: e.to_string(),
+            });
+        }
+    }
+    let file = match files::open(&path, std::fs::OpenOptions::new().read(true), Links::Refuse) {
+        Ok(f) => f,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(FileError::NotOwned { owner }) => {
+            return Err(refused(format!(
+                "it belongs to another user (uid {owner}), and only your own key is trusted; if it is yours, chown it to yourself, otherwise remove it"
+            )));
+        }
+        Err(FileError::Io(source)) => {
             return Err(Error::Io {
                 action: "read key file",
                 path,
                 source,
             });
         }
+        Err(e) => return Err(refused(e.to_string())),
     };
-    check_private(&path)?;
-    let key = Key::from_base64(&text).map_err(|e| Error::Key {
-        why: format!("{}: {e}", path.display()),
-    })?;
+    check_private(&file, &path)?;
+    let bytes = files::read_open(&file, MAX_KEY_FILE).map_err(|e| refused(e.to_string()))?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| refused("it is not base64 text".into()))?;
+    let key = Key::from_base64(text).map_err(|e| refused(e.to_string()))?;
     Ok(Some((key, KeySource::File(path))))
 }
 
-/// Creates a new key file (mode 0600). Refuses to replace an existing one:
-/// that would make every stored token unreadable.
+/// Creates a new key file (mode 0600) atomically: written to a temp file,
+/// fsynced, then linked into place only if no key is there. A full disk
+/// leaves no empty key behind, and an existing key is never replaced (that
+/// would make every stored token unreadable).
 pub fn create(state_dir: &Path) -> Result<(Key, PathBuf), Error> {
     let path = state_dir.join(KEY_FILE);
-    std::fs::create_dir_all(state_dir).map_err(|source| Error::Io {
-        action: "create state folder",
+    files::create_private_dir(state_dir).map_err(|e| Error::StateUnsafe {
         path: state_dir.to_path_buf(),
-        source,
+        why: e.to_string(),
     })?;
-    let (key, text) = Key::generate();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&path).map_err(|source| Error::Io {
-        action: "create key file",
-        path: path.clone(),
-        source,
-    })?;
-    std::io::Write::write_all(&mut file, format!("{}\n", text.as_str()).as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|source| Error::Io {
-            action: "write key file",
-            path: path.clone(),
+    let io = |action: &'static str| {
+        let path = path.clone();
+        move |source| Error::Io {
+            action,
+            path,
             source,
-        })?;
+        }
+    };
+    let (key, text) = Key::generate();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".key-")
+        .suffix(".tmp")
+        .permissions(owner_only())
+        .tempfile_in(state_dir)
+        .map_err(io("create key file"))?;
+    // Key text and newline written apart: no formatted copy of the key.
+    std::io::Write::write_all(tmp.as_file_mut(), text.as_bytes())
+        .and_then(|()| std::io::Write::write_all(tmp.as_file_mut(), b"\n"))
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(io("write key file"))?;
+    tmp.persist_noclobber(&path)
+        .map_err(|e| io("create key file")(e.error))?;
+    std::fs::File::open(state_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("sync the folder of"))?;
     Ok((key, path))
 }
 
 #[cfg(unix)]
-fn check_private(path: &Path) -> Result<(), Error> {
+fn owner_only() -> std::fs::Permissions {
     use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(path)
+    std::fs::Permissions::from_mode(0o600)
+}
+
+#[cfg(not(unix))]
+fn owner_only() -> std::fs::Permissions {
+    std::fs::metadata(".")
+        .map(|m| m.permissions())
+        .expect("cwd has metadata")
+}
+
+#[cfg(unix)]
+fn check_private(file: &std::fs::File, path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = file
+        .metadata()
         .map_err(|source| Error::Io {
             action: "inspect key file",
             path: path.to_path_buf(),
@@ -109,7 +172,7 @@ fn check_private(path: &Path) -> Result<(), Error> {
 }
 
 #[cfg(not(unix))]
-fn check_private(_path: &Path) -> Result<(), Error> {
+fn check_private(_file: &std::fs::File, _path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
@@ -132,7 +195,7 @@ pub fn check_matches(
 /// The key that opens `state`'s tokens: `None` when it holds none yet; an
 /// error when it holds some and the key is missing or another one.
 pub fn for_state(state_dir: &Path, state: &crate::state::State) -> Result<Option<Key>, Error> {
-    if !state.assets.values().any(|a| a.token.is_some()) {
+    if !state.has_tokens() {
         return Ok(None);
     }
     let Some((key, source)) = load(state_dir)? else {

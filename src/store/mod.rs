@@ -51,6 +51,10 @@ impl LockInfo {
 /// A held lock; released when dropped.
 pub trait LockGuard {
     fn info(&self) -> &LockInfo;
+
+    /// The holder whose lock was left behind when it died, if this lock took
+    /// one over (for a note to the user).
+    fn taken_over(&self) -> Option<&LockInfo>;
 }
 
 /// A place that keeps state.
@@ -58,7 +62,10 @@ pub trait StateStore {
     /// The state, or `None` when none was ever written.
     fn load(&self) -> Result<Option<State>, Error>;
 
-    /// Writes `state` with its serial increased by one.
+    /// Writes `state` with its serial increased by one, if what is stored is
+    /// still the state it was loaded from (same lineage and serial; nothing
+    /// stored when the serial is 0). Otherwise [`Error::StateMoved`], and
+    /// nothing is written.
     fn save(&self, state: &mut State) -> Result<(), Error>;
 
     /// Takes the exclusive lock, waiting up to `timeout`; `waiting` is called
@@ -70,6 +77,11 @@ pub trait StateStore {
         waiting: &mut dyn FnMut(&LockInfo),
     ) -> Result<Box<dyn LockGuard>, Error>;
 
-    /// Removes a lock whose holder is gone, if `id` names it.
-    fn force_unlock(&self, id: &str) -> Result<LockInfo, Error>;
+    /// Removes a lock whose holder is gone, if `id` names it and `confirm`
+    /// agrees. A lock whose holder is alive is never removed.
+    fn force_unlock(
+        &self,
+        id: &str,
+        confirm: &mut dyn FnMut(&LockInfo) -> Result<bool, Error>,
+    ) -> Result<LockInfo, Error>;
 }

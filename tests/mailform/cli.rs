@@ -7,7 +7,7 @@ use chrono::Utc;
 use mailform::config;
 use mailform::secret::Secret;
 use mailform::state::crypto::Key;
-use mailform::state::{AssetRecord, State, TokenRecord, Tokens};
+use mailform::state::{State, Tokens};
 use mailform::store::{FileStore, StateStore as _, key};
 
 use crate::support::{Mailform, Run, project, root};
@@ -48,19 +48,19 @@ fn applied(dir: &Path, text: &str) -> (Key, State) {
     let loaded = config::parse(Path::new("assets.toml"), text.to_string());
     let config = loaded.config.expect("valid fixture");
     let mut state = State::new();
-    state.key_id = Some(key.id().to_string());
     for asset in config.assets.values() {
         let tokens = Tokens {
             access_token: Secret::new(format!("{ACCESS}-{}", asset.name)),
             refresh_token: Some(Secret::new(format!("{REFRESH}-{}", asset.name))),
         };
-        let mut token =
-            TokenRecord::new(&key, &asset.name, &tokens, asset.scopes.clone(), Utc::now());
-        token.access_expires_at = Some(Utc::now() + chrono::Duration::hours(1));
-        state.assets.insert(
-            asset.name.clone(),
-            AssetRecord::new(config.applied(asset), Some(token), Utc::now()),
+        let record = state.insert_applied(
+            &asset.name,
+            config.applied(asset),
+            Some((&key, &tokens, asset.scopes.clone())),
+            Utc::now(),
         );
+        record.token.as_mut().unwrap().access_expires_at =
+            Some(Utc::now() + chrono::Duration::hours(1));
     }
     FileStore::new(dir.join(".mailform/state.json"))
         .save(&mut state)
@@ -111,7 +111,7 @@ fn init_creates_config_state_key_and_gitignore_and_is_idempotent() {
         std::fs::read_to_string(p.join(".gitignore"))
             .unwrap()
             .lines()
-            .any(|l| l == ".mailform/")
+            .any(|l| l == "/.mailform/")
     );
     let key_text = std::fs::read_to_string(p.join(".mailform/key")).unwrap();
     #[cfg(unix)]
@@ -445,8 +445,8 @@ fn corrupt_or_newer_state_is_refused_and_left_untouched() {
             "is not valid: EOF while parsing",
         ),
         (
-            "{\"format_version\": 2, \"lineage\": \"x\"}",
-            "has format version 2, newer than this mailform reads (1)",
+            "{\"format_version\": 3, \"lineage\": \"x\"}",
+            "has format version 3, newer than this mailform reads (2)",
         ),
     ] {
         std::fs::write(&state, text).unwrap();
@@ -551,7 +551,7 @@ fn a_credentials_file_secret_is_never_printed() {
 }
 
 #[test]
-fn a_waiting_command_names_the_lock_holder_and_force_unlock_frees_it() {
+fn a_waiting_command_names_the_live_holder_and_force_unlock_never_breaks_it() {
     let dir = project(CONFIG);
     let store = FileStore::new(dir.path().join(".mailform/state.json"));
     let held = store.lock("apply", Duration::ZERO, &mut |_| {}).unwrap();
@@ -567,7 +567,11 @@ fn a_waiting_command_names_the_lock_holder_and_force_unlock_frees_it() {
         run.stderr
     );
     assert!(
-        run.stderr.contains(&format!("mailform force-unlock {id}")),
+        run.stderr.contains("which is still running")
+            && run
+                .stderr
+                .contains("a lock left by a mailform that died is taken over automatically")
+            && !run.stderr.contains("force-unlock"),
         "{}",
         run.stderr
     );
@@ -577,24 +581,69 @@ fn a_waiting_command_names_the_lock_holder_and_force_unlock_frees_it() {
         run.stderr
     );
 
+    // The holder is alive: force-unlock refuses, even with --force.
     let run = Mailform::new(dir.path())
-        .run(["force-unlock", "wrong-id"])
+        .run(["force-unlock", &id, "--force"])
+        .code(1);
+    assert!(
+        run.stderr
+            .contains(&format!("lock ID {id} is held by a running mailform"))
+            && run.stderr.contains("it was not removed"),
+        "{}",
+        run.stderr
+    );
+    assert!(store.lock_path().exists());
+    drop(held);
+    let run = Mailform::new(dir.path()).run(["force-unlock", &id]).code(1);
+    assert!(run.stderr.contains("no lock is held"), "{}", run.stderr);
+}
+
+#[test]
+fn a_dead_holders_lock_is_taken_over_or_removed_with_confirmation() {
+    let dir = project(CONFIG);
+    Mailform::new(dir.path()).run(["init"]).ok();
+    // What a mailform killed mid-apply leaves: a lock file with its info,
+    // and no OS lock (the kernel released it with the process).
+    let dead = mailform::store::LockInfo::new("apply");
+    let lock = dir.path().join(".mailform/state.json.lock");
+    std::fs::write(&lock, serde_json::to_vec(&dead).unwrap()).unwrap();
+
+    let run = Mailform::new(dir.path())
+        .run(["force-unlock", "wrong-id", "--force"])
         .code(1);
     assert!(
         run.stderr.contains("does not match the lock held"),
         "{}",
         run.stderr
     );
-    let run = Mailform::new(dir.path()).run(["force-unlock", &id]).ok();
+    // Not on a terminal and no --force: it asks for --force, removes nothing.
+    let run = Mailform::new(dir.path())
+        .run(["force-unlock", &dead.id])
+        .code(1);
+    assert!(run.stderr.contains("pass --force"), "{}", run.stderr);
+    assert!(lock.exists());
+    let run = Mailform::new(dir.path())
+        .run(["force-unlock", &dead.id, "--force"])
+        .ok();
     assert!(
-        run.stderr.contains(&format!("Removed lock {id}")),
+        run.stderr.contains(&format!("Removed lock {}", dead.id)),
         "{}",
         run.stderr
     );
-    Mailform::new(dir.path()).run(["init"]).ok();
-    drop(held);
-    let run = Mailform::new(dir.path()).run(["force-unlock", &id]).code(1);
-    assert!(run.stderr.contains("no lock is held"), "{}", run.stderr);
+    assert!(!lock.exists());
+
+    // Or the next command simply takes it over, and says so.
+    std::fs::write(&lock, serde_json::to_vec(&dead).unwrap()).unwrap();
+    let run = Mailform::new(dir.path()).run(["init"]).ok();
+    assert!(
+        run.stderr.contains(&format!(
+            "Took over the state lock left by {} (apply, pid {}), which is no longer running.",
+            dead.who, dead.pid
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(!lock.exists(), "released at the end");
 }
 
 #[test]
