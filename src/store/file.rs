@@ -106,7 +106,7 @@ impl FileStore {
             lineage: uuid::Uuid,
             serial: u64,
         }
-        let Some(bytes) = self.read(&self.path, MAX_STATE_BYTES, "read state file")? else {
+        let Some(bytes) = Self::read(&self.path, MAX_STATE_BYTES, "read state file")? else {
             return Ok(None);
         };
         let probe: Probe = serde_json::from_slice(&bytes).map_err(|e| Error::StateCorrupt {
@@ -118,7 +118,6 @@ impl FileStore {
 
     /// Reads one of the store's files; `None` when it does not exist.
     fn read(
-        &self,
         path: &Path,
         limit: u64,
         action: &'static str,
@@ -222,7 +221,7 @@ impl StateStore for FileStore {
         if !self.check_dir()? {
             return Ok(None);
         }
-        match self.read(&self.path, MAX_STATE_BYTES, "read state file")? {
+        match Self::read(&self.path, MAX_STATE_BYTES, "read state file")? {
             Some(bytes) => parse_state(&self.path, &bytes).map(Some),
             None => Ok(None),
         }
@@ -468,6 +467,7 @@ mod tests {
         (dir, store)
     }
 
+    #[allow(clippy::unnecessary_wraps)] // reason: it has the confirm callback's signature
     fn yes(_: &LockInfo) -> Result<bool, Error> {
         Ok(true)
     }

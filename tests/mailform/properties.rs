@@ -179,7 +179,7 @@ fn config(cases: u32) -> ProptestConfig {
     let base = ProptestConfig::default();
     let rng_seed = match base.rng_seed {
         RngSeed::Random => RngSeed::Fixed(0x6d61_696c_666f_726d),
-        fixed => fixed,
+        fixed @ RngSeed::Fixed(_) => fixed,
     };
     let cases = if std::env::var_os("PROPTEST_CASES").is_some() {
         base.cases
