@@ -7,4 +7,5 @@ mod front_door;
 mod peers;
 mod properties;
 mod schemas;
+mod state_attacks;
 mod support;
