@@ -550,6 +550,17 @@ fn a_secret_file_others_can_read_is_warned_about() {
     Mailform::new(dir.path()).run(["validate", "--strict"]).ok();
 }
 
+/// Unmounts a test's tmpfs when the test ends, however it ends.
+#[cfg(target_os = "linux")]
+struct Unmount<'a>(&'a Path);
+
+#[cfg(target_os = "linux")]
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0).status();
+    }
+}
+
 /// Key creation on a full disk leaves no empty key behind (which used to
 /// break every later init).
 #[cfg(target_os = "linux")]
@@ -565,12 +576,6 @@ fn a_full_disk_leaves_no_empty_key() {
     if !mounted {
         eprintln!("skipped: cannot mount a small tmpfs here (needs root and mount rights)");
         return;
-    }
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(self.0).status();
-        }
     }
     let _unmount = Unmount(mnt.path());
     let state_dir = mnt.path().join(".mailform");
