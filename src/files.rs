@@ -53,21 +53,38 @@ pub fn read(path: &Path, limit: u64, links: Links) -> Result<Zeroizing<Vec<u8>>,
     read_open(&file, limit)
 }
 
-/// Reads an opened regular file, at most `limit` bytes.
-pub fn read_open(mut file: &File, limit: u64) -> Result<Zeroizing<Vec<u8>>, FileError> {
+/// Reads an opened regular file, at most `limit` bytes, into a buffer that
+/// is zeroized when dropped.
+pub fn read_open(file: &File, limit: u64) -> Result<Zeroizing<Vec<u8>>, FileError> {
+    // Sized up front so the buffer holding a secret is never reallocated
+    // (a reallocation would leave a copy behind).
+    let mut buf = Zeroizing::new(Vec::with_capacity(capacity(file, limit)?));
+    read_into(file, limit, &mut buf)?;
+    Ok(buf)
+}
+
+/// Reads an opened regular file that holds no secret in clear (the state:
+/// its tokens are sealed), at most `limit` bytes.
+pub fn read_open_plain(file: &File, limit: u64) -> Result<Vec<u8>, FileError> {
+    let mut buf = Vec::with_capacity(capacity(file, limit)?);
+    read_into(file, limit, &mut buf)?;
+    Ok(buf)
+}
+
+fn capacity(file: &File, limit: u64) -> Result<usize, FileError> {
     let len = file.metadata()?.len();
     if len > limit {
         return Err(FileError::TooLarge { limit });
     }
-    // Sized up front so the buffer holding a secret is never reallocated
-    // (a reallocation would leave a copy behind).
-    let capacity = usize::try_from(len).unwrap_or(0).saturating_add(1);
-    let mut buf = Zeroizing::new(Vec::with_capacity(capacity));
-    (&mut file).take(limit + 1).read_to_end(&mut buf)?;
+    Ok(usize::try_from(len).unwrap_or(0).saturating_add(1))
+}
+
+fn read_into(mut file: &File, limit: u64, buf: &mut Vec<u8>) -> Result<(), FileError> {
+    (&mut file).take(limit + 1).read_to_end(buf)?;
     if buf.len() as u64 > limit {
         return Err(FileError::TooLarge { limit });
     }
-    Ok(buf)
+    Ok(())
 }
 
 /// Reads a secret file named in the config (links allowed), trimmed by the

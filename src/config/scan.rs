@@ -43,31 +43,73 @@ const PLACE_WORDS: [&str; 9] = [
 ];
 
 /// Whether a key (one segment, e.g. `client_secret`) holds a secret.
+///
+/// Called for every key of every config, so it allocates nothing for the
+/// common case of a key that is plainly not a secret.
 pub fn looks_secret(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    let words: Vec<&str> = key
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .collect();
-    let Some(last) = words.last() else {
+    const MAX: usize = 128;
+    if key.len() > MAX {
+        return key.to_ascii_lowercase().contains("secret");
+    }
+    let mut buf = [0u8; MAX];
+    let lower = &mut buf[..key.len()];
+    for (l, b) in lower.iter_mut().zip(key.bytes()) {
+        *l = b.to_ascii_lowercase();
+    }
+    let lower = &*lower;
+    let words = || {
+        lower
+            .split(|c| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+    };
+    let Some(last) = words().last() else {
         return false;
     };
-    if PLACE_WORDS.contains(last) && words.len() > 1 {
+    if words().nth(1).is_some() && PLACE_WORDS.iter().any(|p| p.as_bytes() == last) {
         return false;
     }
-    let joined: String = words.concat();
-    if ["apikey", "privatekey", "accesskey", "signingkey"]
+    let mut joined = [0u8; MAX];
+    let mut n = 0;
+    for w in words() {
+        joined[n..n + w.len()].copy_from_slice(w);
+        n += w.len();
+    }
+    let joined = &joined[..n];
+    if [&b"apikey"[..], b"privatekey", b"accesskey", b"signingkey"]
         .iter()
-        .any(|w| joined.contains(w))
+        .any(|w| contains(joined, w))
     {
         return true;
     }
-    words.iter().any(|w| {
-        SECRET_SHORT_WORDS.contains(w)
-            || SECRET_WORDS
-                .iter()
-                .any(|s| w.contains(s) || (w.len() >= 5 && strsim::damerau_levenshtein(w, s) <= 1))
+    words().any(|w| {
+        SECRET_SHORT_WORDS.iter().any(|s| s.as_bytes() == w)
+            || SECRET_WORDS.iter().any(|s| {
+                let s = s.as_bytes();
+                contains(w, s) || (w.len() >= 5 && within_one_edit(w, s))
+            })
     })
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Whether `a` becomes `b` by at most one substitution, insertion, deletion
+/// or swap of neighbours (the typos a person makes: `secert`, `secet`).
+fn within_one_edit(a: &[u8], b: &[u8]) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    if long.len() - short.len() > 1 {
+        return false;
+    }
+    let prefix = short.iter().zip(long).take_while(|(x, y)| x == y).count();
+    if short.len() == long.len() {
+        let (sa, sb) = (&short[prefix..], &long[prefix..]);
+        sa.len() <= 1
+            || sa[1..] == sb[1..]
+            || (sa[0] == sb[1] && sa[1] == sb[0] && sa[2..] == sb[2..])
+    } else {
+        short[prefix..] == long[prefix + 1..]
+    }
 }
 
 /// Whether `name` can be an environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
@@ -189,18 +231,29 @@ pub struct Scan {
 
 /// The text with every secret value masked. See the module docs.
 pub fn mask_secrets(text: &str) -> String {
-    scan(text, usize::MAX).masked
+    run(text, usize::MAX, true).masked
 }
 
-/// Scans `text`, noting where nesting first exceeds `limit`.
+/// Scans `text` for depth only (no masking), noting where nesting first
+/// exceeds `limit`; `masked` is empty. This runs on every config load, so it
+/// neither copies the text nor classifies keys.
 pub fn scan(text: &str, limit: usize) -> Scan {
+    run(text, limit, false)
+}
+
+fn run(text: &str, limit: usize, masking: bool) -> Scan {
     let mut s = Scanner {
         b: text.as_bytes(),
-        out: text.as_bytes().to_vec(),
+        out: if masking {
+            text.as_bytes().to_vec()
+        } else {
+            Vec::new()
+        },
         i: 0,
         max_depth: 0,
         too_deep_at: None,
         limit,
+        masking,
     };
     s.document();
     let masked = String::from_utf8(s.out).unwrap_or_else(|e| {
@@ -255,9 +308,20 @@ struct Scanner<'a> {
     max_depth: usize,
     too_deep_at: Option<usize>,
     limit: usize,
+    /// Off for a depth-only scan: no key is classified, nothing is masked.
+    masking: bool,
 }
 
 impl Scanner<'_> {
+    /// [`Mode::child`], or always plain when not masking.
+    fn child(&self, parent: Mode, key: &str) -> Mode {
+        if self.masking {
+            Mode::child(parent, key)
+        } else {
+            Mode::Plain
+        }
+    }
+
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
@@ -276,6 +340,9 @@ impl Scanner<'_> {
 
     /// Masks `range` byte for byte, keeping line breaks.
     fn mask(&mut self, from: usize, to: usize) {
+        if !self.masking {
+            return;
+        }
         for b in &mut self.out[from..to] {
             if *b != b'\n' && *b != b'\r' {
                 *b = b'*';
@@ -285,6 +352,9 @@ impl Scanner<'_> {
 
     /// Masks `range` but keeps blanks, for junk and comments after a secret.
     fn mask_words(&mut self, from: usize, to: usize) {
+        if !self.masking {
+            return;
+        }
         for b in &mut self.out[from..to] {
             if !matches!(*b, b'\n' | b'\r' | b' ' | b'\t') {
                 *b = b'*';
@@ -294,6 +364,9 @@ impl Scanner<'_> {
 
     /// Applies [`secret_assignment`] to every line that starts in `from..to`.
     fn backstop(&mut self, from: usize, to: usize) {
+        if !self.masking {
+            return;
+        }
         let mut start = from;
         while start < to {
             let end = self.b[start..to]
@@ -358,7 +431,7 @@ impl Scanner<'_> {
         }
         let (segments, _) = self.key(b"]");
         self.depth(segments.len(), start);
-        let mode = segments.iter().fold(Mode::Plain, |m, k| Mode::child(m, k));
+        let mode = segments.iter().fold(Mode::Plain, |m, k| self.child(m, k));
         (mode, segments.len())
     }
 
@@ -382,6 +455,7 @@ impl Scanner<'_> {
                 Some(q @ (b'"' | b'\'')) => {
                     self.i += 1;
                     let start = self.i;
+                    let keep = self.masking;
                     while let Some(c) = self.peek() {
                         if c == q || c == b'\n' {
                             break;
@@ -391,14 +465,18 @@ impl Scanner<'_> {
                         }
                         self.i += 1;
                     }
-                    current.push_str(&String::from_utf8_lossy(&self.b[start..self.i]));
+                    if keep {
+                        current.push_str(&String::from_utf8_lossy(&self.b[start..self.i]));
+                    }
                     if self.peek() == Some(q) {
                         self.i += 1;
                     }
                 }
                 Some(b' ' | b'\t') => self.i += 1,
                 Some(c) => {
-                    current.push(char::from(c));
+                    if self.masking {
+                        current.push(char::from(c));
+                    }
                     self.i += 1;
                 }
             }
@@ -435,7 +513,7 @@ impl Scanner<'_> {
         }
         self.i += 1; // '='
         self.depth(table_depth + segments.len(), start);
-        let mode = segments.iter().fold(table_mode, |m, k| Mode::child(m, k));
+        let mode = segments.iter().fold(table_mode, |m, k| self.child(m, k));
         self.value(mode, table_depth + segments.len());
         // Whatever follows on the line (junk, a comment) is masked after a secret.
         let from = self.i;
@@ -482,7 +560,7 @@ impl Scanner<'_> {
                         self.skip_blank();
                         if self.peek() == Some(b'=') {
                             self.i += 1;
-                            mode = Mode::child(mode, &word);
+                            mode = self.child(mode, &word);
                             continue;
                         }
                     }
@@ -519,7 +597,7 @@ impl Scanner<'_> {
                     if found && self.peek() == Some(b'=') {
                         self.i += 1;
                         self.depth(base_depth + stack.len() + segments.len(), start);
-                        mode = segments.iter().fold(open_mode, |m, k| Mode::child(m, k));
+                        mode = segments.iter().fold(open_mode, |m, k| self.child(m, k));
                         want_value = true;
                     } else if self.i == start {
                         // A stray `]` or the like: step over it.
@@ -662,6 +740,27 @@ mod tests {
             text.match_indices('\n').collect::<Vec<_>>()
         );
         masked
+    }
+
+    #[test]
+    fn one_edit_means_one_typo() {
+        for (a, b) in [
+            ("secert", "secret"),
+            ("secet", "secret"),
+            ("secrets", "secret"),
+            ("sxcret", "secret"),
+            ("secret", "secret"),
+        ] {
+            assert!(within_one_edit(a.as_bytes(), b.as_bytes()), "{a}");
+        }
+        for (a, b) in [
+            ("scerte", "secret"),
+            ("sec", "secret"),
+            ("email", "token"),
+            ("tkoen!", "token"),
+        ] {
+            assert!(!within_one_edit(a.as_bytes(), b.as_bytes()), "{a}");
+        }
     }
 
     #[test]

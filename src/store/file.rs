@@ -116,13 +116,12 @@ impl FileStore {
         Ok(Some((probe.lineage, probe.serial)))
     }
 
-    /// Reads one of the store's files; `None` when it does not exist.
-    fn read(
-        path: &Path,
-        limit: u64,
-        action: &'static str,
-    ) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, Error> {
-        match files::read(path, limit, Links::Refuse) {
+    /// Reads one of the store's files (which hold no secret in clear);
+    /// `None` when it does not exist.
+    fn read(path: &Path, limit: u64, action: &'static str) -> Result<Option<Vec<u8>>, Error> {
+        let read = files::open(path, std::fs::OpenOptions::new().read(true), Links::Refuse)
+            .and_then(|f| files::read_open_plain(&f, limit));
+        match read {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(FileError::Io(source)) => Err(Error::Io {
@@ -377,7 +376,13 @@ impl StateStore for FileStore {
 /// half written, and has the state's own mode).
 fn keep_backup(path: &Path, backup: &Path, dir: &Path) -> std::io::Result<()> {
     let tmp = dir.join(format!(".backup-{}.tmp", uuid::Uuid::new_v4()));
-    std::fs::hard_link(path, &tmp)?;
+    if std::fs::hard_link(path, &tmp).is_err() {
+        // A file system without hard links: a private copy instead.
+        let mut from = File::open(path)?;
+        let mut to = files::private_create().create_new(true).open(&tmp)?;
+        std::io::copy(&mut from, &mut to)?;
+        to.sync_all()?;
+    }
     std::fs::rename(&tmp, backup).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })
