@@ -74,27 +74,33 @@ fn baseline(dir: &Path) -> usize {
 /// lint the config; load the state and open its sealed tokens; plan; render
 /// the human plan.
 fn offline_plan(dir: &Path) -> [Duration; 5] {
-    let t = Instant::now();
+    let started = Instant::now();
     let config = config::load(&dir.join("assets.toml"))
         .unwrap()
         .config
         .unwrap();
-    let a = t.elapsed();
-    let t = Instant::now();
+    let config_time = started.elapsed();
+    let started = Instant::now();
     let state = FileStore::new(&config.state.path).load().unwrap();
-    let b = t.elapsed();
-    let t = Instant::now();
+    let state_time = started.elapsed();
+    let started = Instant::now();
     let key = key::for_state(&config.state_dir(), state.as_ref().unwrap()).unwrap();
     let observations = observe::sealed_tokens(state.as_ref().unwrap(), &key.unwrap(), &[]);
     assert!(observations.assets.is_empty(), "every token opens");
-    let o = t.elapsed();
-    let t = Instant::now();
+    let open_time = started.elapsed();
+    let started = Instant::now();
     let plan = plan::plan(&config, state.as_ref(), &observations, Utc::now(), &[]);
     assert!(plan.is_empty());
-    let c = t.elapsed();
-    let t = Instant::now();
+    let plan_time = started.elapsed();
+    let started = Instant::now();
     std::hint::black_box(mailform::render::plan::human(&plan));
-    [a, b, o, c, t.elapsed()]
+    [
+        config_time,
+        state_time,
+        open_time,
+        plan_time,
+        started.elapsed(),
+    ]
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

@@ -62,7 +62,7 @@ pub fn looks_secret(key: &str) -> bool {
             .split(|c| !c.is_ascii_alphanumeric())
             .filter(|w| !w.is_empty())
     };
-    let Some(last) = words().last() else {
+    let Some(last) = words().next_back() else {
         return false;
     };
     if words().nth(1).is_some() && PLACE_WORDS.iter().any(|p| p.as_bytes() == last) {

@@ -182,6 +182,9 @@ fn unsafe_dir(dir: &Path, e: &FileError) -> Error {
 }
 
 /// Parses state text, refusing what this mailform cannot read faithfully.
+///
+/// One parse on the happy path; only a file that does not parse as a state
+/// is parsed again, for its format version, to say why.
 pub fn parse_state(path: &Path, text: &[u8]) -> Result<State, Error> {
     #[derive(serde::Deserialize)]
     struct Probe {
@@ -191,28 +194,34 @@ pub fn parse_state(path: &Path, text: &[u8]) -> Result<State, Error> {
         path: path.to_path_buf(),
         why,
     };
-    let probe: Probe = serde_json::from_slice(text).map_err(|e| corrupt(e.to_string()))?;
-    match probe.format_version {
-        None => return Err(corrupt("it has no format_version".into())),
-        Some(0) => {
-            return Err(corrupt(
-                "format_version 0 is not a mailform state format".into(),
-            ));
+    let version = |v: u64| match v {
+        0 => Err(corrupt(
+            "format_version 0 is not a mailform state format".into(),
+        )),
+        v if v > u64::from(STATE_FORMAT_VERSION) => Err(Error::StateTooNew {
+            path: path.to_path_buf(),
+            found: v,
+            supported: STATE_FORMAT_VERSION,
+        }),
+        _ => Ok(()),
+    };
+    match serde_json::from_slice::<State>(text) {
+        Ok(state) => {
+            version(u64::from(state.format_version))?;
+            if let Some(why) = state.inconsistency() {
+                return Err(corrupt(why));
+            }
+            Ok(state)
         }
-        Some(v) if v > u64::from(STATE_FORMAT_VERSION) => {
-            return Err(Error::StateTooNew {
-                path: path.to_path_buf(),
-                found: v,
-                supported: STATE_FORMAT_VERSION,
-            });
+        Err(e) => {
+            match serde_json::from_slice::<Probe>(text).map(|p| p.format_version) {
+                Ok(Some(v)) => version(v)?,
+                Ok(None) => return Err(corrupt("it has no format_version".into())),
+                Err(_) => {}
+            }
+            Err(corrupt(e.to_string()))
         }
-        Some(_) => {}
     }
-    let state: State = serde_json::from_slice(text).map_err(|e| corrupt(e.to_string()))?;
-    if let Some(why) = state.inconsistency() {
-        return Err(corrupt(why));
-    }
-    Ok(state)
 }
 
 impl StateStore for FileStore {
