@@ -911,7 +911,7 @@ mod tests {
         let deep = format!("x = {}\n", "[{ a = ".repeat(200_000));
         let s = scan(&deep, 32);
         assert!(
-            s.max_depth > 32 && s.too_deep_at == Some(4),
+            s.max_depth > 32 && s.too_deep_at.is_some_and(|at| at < 200),
             "{:?}",
             s.too_deep_at
         );
