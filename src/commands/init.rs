@@ -136,13 +136,37 @@ fn ignore_state(
     state: &Path,
     report: &mut Vec<String>,
 ) -> Result<Option<std::path::PathBuf>, Error> {
-    let Ok(rel) = state_dir.strip_prefix(dir) else {
-        return Ok(None); // state lives outside the project
-    };
-    let rel = rel.display().to_string();
-    if rel.is_empty() {
-        return Ok(None); // refused by config validation; nothing to ignore safely
+    if let Ok(rel) = state_dir.strip_prefix(dir)
+        && !rel.as_os_str().is_empty()
+    {
+        add_ignore_line(dir, &rel.display().to_string(), report)?;
     }
+    // Asked of git whatever the paths look like (absolute, or elsewhere in
+    // the work tree): git knows best what it would commit.
+    for path in [state_dir.join(key::KEY_FILE), state.to_path_buf()] {
+        let Ok(absolute) = std::path::absolute(&path) else {
+            continue;
+        };
+        let status = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["check-ignore", "-q", "--"])
+            .arg(&absolute)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        // 0: ignored; 1: not ignored; 128 or no git: not in a work tree.
+        if status.is_ok_and(|s| s.code() == Some(1)) {
+            return Ok(Some(path));
+        }
+    }
+    Ok(None)
+}
+
+/// Adds `/REL/` to `dir`'s `.gitignore` unless a line already ignores it;
+/// never writes through a symlink.
+fn add_ignore_line(dir: &Path, rel: &str, report: &mut Vec<String>) -> Result<(), Error> {
     let line = format!("/{rel}/");
     let gitignore = dir.join(".gitignore");
     let io = |source| Error::Io {
@@ -150,66 +174,46 @@ fn ignore_state(
         path: gitignore.clone(),
         source,
     };
-    match std::fs::symlink_metadata(&gitignore) {
-        Ok(m) if m.file_type().is_symlink() => {
-            report.push(format!(
-                "Did not touch {}: it is a symbolic link. Add the line {line} to the file it points to.\n",
-                gitignore.display()
-            ));
-        }
-        _ => {
-            let existing = match std::fs::read_to_string(&gitignore) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-                Err(e) => return Err(io(e)),
-            };
-            let bare = rel.trim_end_matches('/');
-            let present = existing.lines().map(str::trim).any(|l| {
-                [
-                    format!("/{bare}/"),
-                    format!("/{bare}"),
-                    format!("{bare}/"),
-                    bare.to_string(),
-                ]
-                .contains(&l.to_string())
-            });
-            if !present {
-                let mut text = String::new();
-                if !existing.is_empty() && !existing.ends_with('\n') {
-                    text.push('\n');
-                }
-                text.push_str("# mailform state and token key: never commit\n");
-                text.push_str(&line);
-                text.push('\n');
-                std::fs::OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .open(&gitignore)
-                    .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
-                    .map_err(io)?;
-                report.push(format!("Added {line} to {}.\n", gitignore.display()));
-            }
-        }
+    if std::fs::symlink_metadata(&gitignore).is_ok_and(|m| m.file_type().is_symlink()) {
+        report.push(format!(
+            "Did not touch {}: it is a symbolic link. Add the line {line} to the file it points to.\n",
+            gitignore.display()
+        ));
+        return Ok(());
     }
-    for path in [state_dir.join(key::KEY_FILE), state.to_path_buf()] {
-        let Ok(rel) = path.strip_prefix(dir) else {
-            continue;
-        };
-        let status = std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(["check-ignore", "-q", "--"])
-            .arg(rel)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
-        // 0: ignored; 1: not ignored; 128 or no git: not a work tree, nothing to check.
-        if status.is_ok_and(|s| s.code() == Some(1)) {
-            return Ok(Some(path));
-        }
+    let existing = match std::fs::read_to_string(&gitignore) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io(e)),
+    };
+    let bare = rel.trim_end_matches('/');
+    let accepted = [
+        format!("/{bare}/"),
+        format!("/{bare}"),
+        format!("{bare}/"),
+        bare.to_string(),
+    ];
+    if existing
+        .lines()
+        .any(|l| accepted.iter().any(|a| a == l.trim()))
+    {
+        return Ok(());
     }
-    Ok(None)
+    let mut text = String::new();
+    if !existing.is_empty() && !existing.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("# mailform state and token key: never commit\n");
+    text.push_str(&line);
+    text.push('\n');
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&gitignore)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+        .map_err(io)?;
+    report.push(format!("Added {line} to {}.\n", gitignore.display()));
+    Ok(())
 }
 
 /// The closing lines: which secrets the config names that are not there

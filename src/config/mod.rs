@@ -137,7 +137,7 @@ impl Provider {
                     "environment variable {var} is not set (client_secret = {{ env = \"{var}\" }})"
                 ))),
             },
-            Some(SecretSource::File(path)) => match std::fs::read_to_string(path) {
+            Some(SecretSource::File(path)) => match crate::files::read_secret_file(path) {
                 Ok(v) if !v.trim().is_empty() => Ok(Some(Secret::new(v.trim()))),
                 Ok(_) => Err(missing(format!("{} is empty", path.display()))),
                 Err(e) => Err(missing(format!("cannot read {}: {e}", path.display()))),

@@ -379,6 +379,6 @@ pub struct RawAsset {
     #[schemars(with = "Option<String>")]
     pub forwarding_address: Option<Spanned<String>>,
     /// Free-form labels.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
+    pub labels: Option<Spanned<BTreeMap<String, String>>>,
 }

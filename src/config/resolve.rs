@@ -243,6 +243,16 @@ fn resolve_state(raw: &RawStateConfig, dir: &Path, diags: &mut Diagnostics) -> S
             "leave `path` out for the default, .mailform/state.json",
         );
     }
+    if Path::new(text)
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return bad(
+            diags,
+            format!("`{}` climbs out with `..`", shown(text)),
+            "name the state file without `..`, e.g. \".mailform/state.json\", or an absolute path",
+        );
+    }
     if text.ends_with('/') || text.ends_with(std::path::MAIN_SEPARATOR) {
         return bad(
             diags,
@@ -738,10 +748,10 @@ fn resolve_client_secret(
         RawSecret::Env(var) if !scan::is_env_name(var) => {
             diags.push(
                 Diagnostic::error(format!(
-                    "{what}: `env` takes the name of an environment variable, and this is not one"
+                    "{what}: `env` takes the name of an environment variable, and this does not read as one (it is not shown, in case it is the secret)"
                 ))
                 .at(Some(s.span()))
-                .help("a variable name has letters, digits and `_` and does not start with a digit, e.g. { env = \"GOOGLE_CLIENT_SECRET\" }; if you pasted the secret itself here, rotate it"),
+                .help("write the variable's name in upper case: letters, digits and `_`, not starting with a digit, at most 64 characters, e.g. { env = \"GOOGLE_CLIENT_SECRET\" }; if you pasted the secret itself here, rotate it"),
             );
             None
         }
@@ -825,14 +835,24 @@ fn check_secret_file(
         );
         return false;
     }
-    let empty = crate::files::read_secret_file(path).is_ok_and(|text| text.trim().is_empty());
-    if empty {
-        diags.push(
-            Diagnostic::error(format!("{what}: `{}` is empty", shown(written)))
-                .at(span)
-                .help("write the OAuth client's secret into the file"),
-        );
-        return false;
+    match crate::files::read_secret_file(path) {
+        Ok(text) if text.trim().is_empty() => {
+            diags.push(
+                Diagnostic::error(format!("{what}: `{}` is empty", shown(written)))
+                    .at(span)
+                    .help("write the OAuth client's secret into the file"),
+            );
+            return false;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            diags.push(
+                Diagnostic::error(format!("{what}: `{}` cannot be used: {e}", shown(written)))
+                    .at(span)
+                    .help("the file holds the client secret as text, nothing else"),
+            );
+            return false;
+        }
     }
     #[cfg(unix)]
     {
@@ -969,6 +989,19 @@ fn resolve_asset(
     if let Some(s) = &raw.scopes {
         check_scopes(&ctx("scopes"), s, diags);
     }
+    if let Some(labels) = &raw.labels
+        && let Some(key) = labels.get_ref().keys().find(|k| scan::looks_secret(k))
+    {
+        diags.push(
+            Diagnostic::error(format!(
+                "{}: `{}` looks like a secret; labels are shown by plan and show, and kept in state",
+                ctx("labels"),
+                shown(key)
+            ))
+            .at(Some(labels.span()))
+            .help("labels are for names like team or queue; if a secret was written here, rotate it"),
+        );
+    }
 
     let provider_name = raw.provider.get_ref();
     let Some(provider) = providers.get(provider_name) else {
@@ -1023,7 +1056,7 @@ fn resolve_asset(
             .map_or_else(|| provider.scopes.clone(), Spanned::into_inner),
         smtp: smtp?,
         forwarding_address: raw.forwarding_address.map(Spanned::into_inner),
-        labels: raw.labels,
+        labels: raw.labels.map(Spanned::into_inner).unwrap_or_default(),
         email_span: Some(raw.email.span()),
         scopes_span,
         smtp_own_span,
@@ -1134,13 +1167,8 @@ fn check_scopes(what: &str, scopes: &Spanned<Vec<String>>, diags: &mut Diagnosti
             .help("write one scope per list item: [\"mail\", \"offline_access\"]"),
         );
     }
-    let list = scopes.get_ref();
-    if let Some((i, dup)) = list
-        .iter()
-        .enumerate()
-        .find(|(i, s)| list[..*i].contains(s))
-    {
-        let _ = i;
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = scopes.get_ref().iter().find(|s| !seen.insert(s.as_str())) {
         diags.push(
             Diagnostic::warning(format!("{what}: `{}` is listed twice", shown(dup)))
                 .at(Some(scopes.span()))

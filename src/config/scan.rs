@@ -44,19 +44,29 @@ const PLACE_WORDS: [&str; 9] = [
 
 /// Whether a key (one segment, e.g. `client_secret`) holds a secret.
 ///
-/// Called for every key of every config, so it allocates nothing for the
-/// common case of a key that is plainly not a secret.
+/// Words are split at non-letters and at camelCase humps; a word holds a
+/// secret word, or something one typo away from one (`clientSecert`,
+/// `refresh_tokn`). Called for every key of every config, so it allocates
+/// nothing.
 pub fn looks_secret(key: &str) -> bool {
     const MAX: usize = 128;
     if key.len() > MAX {
-        return key.to_ascii_lowercase().contains("secret");
+        let lower = key.to_ascii_lowercase();
+        return SECRET_WORDS.iter().any(|w| lower.contains(w));
     }
-    let mut buf = [0u8; MAX];
-    let lower = &mut buf[..key.len()];
-    for (l, b) in lower.iter_mut().zip(key.bytes()) {
-        *l = b.to_ascii_lowercase();
+    // Lower case, with a separator at each camelCase hump.
+    let mut buf = [0u8; MAX * 2];
+    let mut n = 0;
+    let bytes = key.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if i > 0 && b.is_ascii_uppercase() && bytes[i - 1].is_ascii_lowercase() {
+            buf[n] = b'_';
+            n += 1;
+        }
+        buf[n] = b.to_ascii_lowercase();
+        n += 1;
     }
-    let lower = &*lower;
+    let lower = &buf[..n];
     let words = || {
         lower
             .split(|c| !c.is_ascii_alphanumeric())
@@ -68,26 +78,34 @@ pub fn looks_secret(key: &str) -> bool {
     if words().nth(1).is_some() && PLACE_WORDS.iter().any(|p| p.as_bytes() == last) {
         return false;
     }
-    let mut joined = [0u8; MAX];
-    let mut n = 0;
+    let mut joined = [0u8; MAX * 2];
+    let mut len = 0;
     for w in words() {
-        joined[n..n + w.len()].copy_from_slice(w);
-        n += w.len();
+        joined[len..len + w.len()].copy_from_slice(w);
+        len += w.len();
     }
-    let joined = &joined[..n];
+    let joined = &joined[..len];
     if [&b"apikey"[..], b"privatekey", b"accesskey", b"signingkey"]
         .iter()
         .any(|w| contains(joined, w))
     {
         return true;
     }
-    words().any(|w| {
+    words().chain(std::iter::once(joined)).any(|w| {
         SECRET_SHORT_WORDS.iter().any(|s| s.as_bytes() == w)
-            || SECRET_WORDS.iter().any(|s| {
-                let s = s.as_bytes();
-                contains(w, s) || (w.len() >= 5 && within_one_edit(w, s))
-            })
+            || SECRET_WORDS
+                .iter()
+                .any(|s| contains_within_one_edit(w, s.as_bytes()))
     })
+}
+
+/// Whether some stretch of `word` is `secret` or one typo away from it.
+fn contains_within_one_edit(word: &[u8], secret: &[u8]) -> bool {
+    if contains(word, secret) {
+        return true;
+    }
+    (secret.len() - 1..=secret.len() + 1)
+        .any(|len| len <= word.len() && word.windows(len).any(|w| within_one_edit(w, secret)))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -112,13 +130,20 @@ fn within_one_edit(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
-/// Whether `name` can be an environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+/// Longest environment variable name accepted in a secret reference.
+pub const MAX_ENV_NAME: usize = 64;
+
+/// Whether `name` reads as an environment variable name: upper case,
+/// `[A-Z_][A-Z0-9_]*`, at most 64 characters. Stricter than the shell, on
+/// purpose: only what reads as a name is ever shown, and a pasted secret
+/// rarely does (they mix cases and punctuation).
 pub fn is_env_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    name.len() <= MAX_ENV_NAME
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// Where the value starts in a line that reads like `secret_key = value`
@@ -174,8 +199,15 @@ fn value_extent(b: &[u8], at: usize) -> usize {
             .map_or(b.len(), |n| from + n)
     };
     let mut i = at;
-    while i < b.len() && matches!(b[i], b' ' | b'\t') {
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\r') {
         i += 1;
+    }
+    // `key =` with nothing after it: the value is on the next line.
+    if b.get(i) == Some(&b'\n') {
+        i += 1;
+        while i < b.len() && matches!(b[i], b' ' | b'\t') {
+            i += 1;
+        }
     }
     let rest = &b[i.min(b.len())..];
     for triple in [&b"\"\"\""[..], b"'''"] {
@@ -203,7 +235,7 @@ fn value_extent(b: &[u8], at: usize) -> usize {
             q @ (b'"' | b'\'') => {
                 i += 1;
                 while i < b.len() && b[i] != q && b[i] != b'\n' {
-                    if b[i] == b'\\' && q == b'"' {
+                    if b[i] == b'\\' && q == b'"' && b.get(i + 1).is_some_and(|n| *n != b'\n') {
                         i += 1;
                     }
                     i += 1;
@@ -214,6 +246,11 @@ fn value_extent(b: &[u8], at: usize) -> usize {
         i += 1;
     }
     b.len()
+}
+
+/// A byte that may stand in a bare key (and, leniently, any non-ASCII one).
+fn is_key_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.') || c >= 0x80
 }
 
 /// What a scan found.
@@ -254,6 +291,8 @@ fn run(text: &str, limit: usize, masking: bool) -> Scan {
         too_deep_at: None,
         limit,
         masking,
+        masked_to: 0,
+        searched_to: 0,
     };
     s.document();
     let masked = String::from_utf8(s.out).unwrap_or_else(|e| {
@@ -310,6 +349,11 @@ struct Scanner<'a> {
     limit: usize,
     /// Off for a depth-only scan: no key is classified, nothing is masked.
     masking: bool,
+    /// Everything before this was masked by a backstop already (so a run of
+    /// hostile lines costs one pass, not one pass each).
+    masked_to: usize,
+    /// Everything before this was searched by [`Scanner::anywhere`] already.
+    searched_to: usize,
 }
 
 impl Scanner<'_> {
@@ -374,13 +418,70 @@ impl Scanner<'_> {
                 .position(|c| *c == b'\n')
                 .map_or(to, |n| start + n);
             let mut next = end + 1;
-            if let Some(at) = secret_assignment(&self.b[start..end]) {
-                let extent = value_extent(self.b, start + at);
-                self.mask_words(start + at, extent);
-                next = next.max(extent + 1);
+            if start >= self.masked_to {
+                if let Some(at) = secret_assignment(&self.b[start..end]) {
+                    let extent = value_extent(self.b, start + at);
+                    self.mask_words(start + at, extent);
+                    self.masked_to = self.masked_to.max(extent);
+                    next = next.max(extent + 1);
+                } else {
+                    self.anywhere(start, end);
+                }
             }
             start = next;
         }
+    }
+
+    /// Searches `from..to` (one line's rest) for a secret-looking key, bare
+    /// or quoted, followed by `=` or `:`, and masks the value after it: the
+    /// backstop for lines whose structure the scan could not follow (a
+    /// pasted JSON line, text after a table header or a value).
+    fn anywhere(&mut self, from: usize, to: usize) {
+        if !self.masking {
+            return;
+        }
+        let b = self.b;
+        let mut i = from.max(self.searched_to);
+        while i < to {
+            let (key, after) = match b[i] {
+                q @ (b'"' | b'\'') => {
+                    let close = b[i + 1..to]
+                        .iter()
+                        .position(|c| *c == q)
+                        .map_or(to, |n| i + 1 + n);
+                    (&b[i + 1..close], (close + 1).min(to))
+                }
+                c if is_key_byte(c) => {
+                    let end = b[i..to]
+                        .iter()
+                        .position(|c| !is_key_byte(*c))
+                        .map_or(to, |n| i + n);
+                    (&b[i..end], end)
+                }
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            let mut j = after;
+            while j < to && matches!(b[j], b' ' | b'\t') {
+                j += 1;
+            }
+            let secret = j < to
+                && matches!(b[j], b'=' | b':')
+                && String::from_utf8_lossy(key)
+                    .split('.')
+                    .any(|k| looks_secret(k.trim()));
+            if secret {
+                let extent = value_extent(b, j + 1).max(j + 1);
+                self.mask_words(j + 1, extent);
+                self.masked_to = self.masked_to.max(extent);
+                i = extent;
+            } else {
+                i = after.max(i + 1);
+            }
+        }
+        self.searched_to = self.searched_to.max(to);
     }
 
     fn skip_blank(&mut self) {
@@ -421,7 +522,16 @@ impl Scanner<'_> {
                     let (mode, depth) = self.header();
                     table_mode = mode;
                     table_depth = depth;
-                    self.skip_line();
+                    while self.peek() == Some(b']') {
+                        self.i += 1;
+                    }
+                    let from = self.i;
+                    let end = self.skip_line();
+                    if mode == Mode::Plain {
+                        self.anywhere(from, end);
+                    } else {
+                        self.mask_words(from, end);
+                    }
                 }
                 Some(_) => self.statement(table_mode, table_depth),
             }
@@ -446,6 +556,9 @@ impl Scanner<'_> {
     fn key(&mut self, stop: &[u8]) -> (Vec<String>, bool) {
         let mut segments = Vec::new();
         let mut current = String::new();
+        // This segment has a word already, and a blank came after it: a
+        // second word without a dot between means this is no key.
+        let (mut has_word, mut gap) = (false, false);
         loop {
             match self.peek() {
                 None | Some(b'\n') => break,
@@ -455,7 +568,16 @@ impl Scanner<'_> {
                 }
                 Some(b'.') => {
                     segments.push(std::mem::take(&mut current));
+                    (has_word, gap) = (false, false);
                     self.i += 1;
+                }
+                Some(b' ' | b'\t') => {
+                    gap = has_word;
+                    self.i += 1;
+                }
+                Some(c) if gap && (is_key_byte(c) || c == b'"' || c == b'\'') => {
+                    segments.push(current);
+                    return (segments, false);
                 }
                 Some(q @ (b'"' | b'\'')) => {
                     self.i += 1;
@@ -465,7 +587,10 @@ impl Scanner<'_> {
                         if c == q || c == b'\n' {
                             break;
                         }
-                        if c == b'\\' && q == b'"' && self.i + 1 < self.b.len() {
+                        if c == b'\\'
+                            && q == b'"'
+                            && self.b.get(self.i + 1).is_some_and(|n| *n != b'\n')
+                        {
                             self.i += 1;
                         }
                         self.i += 1;
@@ -476,13 +601,20 @@ impl Scanner<'_> {
                     if self.peek() == Some(q) {
                         self.i += 1;
                     }
+                    has_word = true;
                 }
-                Some(b' ' | b'\t') => self.i += 1,
-                Some(c) => {
+                Some(c) if is_key_byte(c) => {
                     if self.masking {
                         current.push(char::from(c));
                     }
+                    has_word = true;
                     self.i += 1;
+                }
+                // `:` of a YAML or JSON habit, `=` inside base64, anything a
+                // key cannot hold: this is no `key =` line.
+                Some(_) => {
+                    segments.push(current);
+                    return (segments, false);
                 }
             }
         }
@@ -514,16 +646,34 @@ impl Scanner<'_> {
                 };
                 self.mask_words(from, end);
             }
+            self.anywhere(start, end);
             return;
         }
         self.i += 1; // '='
         self.depth(table_depth + segments.len(), start);
         let mode = segments.iter().fold(table_mode, |m, k| self.child(m, k));
+        let value_start = self.i;
         self.value(mode, table_depth + segments.len());
-        // Whatever follows on the line (junk, a comment) is masked after a secret.
+        let nothing = self.b[value_start..self.i]
+            .iter()
+            .all(|c| matches!(c, b' ' | b'\t' | b'\r'));
+        if mode != Mode::Plain && nothing && self.peek() == Some(b'\n') {
+            // `client_secret =` with the value on the next line.
+            let mut next = self.i + 1;
+            while self.b.get(next).is_some_and(|c| matches!(c, b' ' | b'\t')) {
+                next += 1;
+            }
+            let extent = value_extent(self.b, next);
+            self.mask_words(next, extent);
+            self.masked_to = self.masked_to.max(extent);
+        }
+        // Whatever follows on the line (junk, a comment) is masked after a
+        // secret, and searched for one after anything else.
         let from = self.i;
         let end = self.skip_line();
-        if mode != Mode::Plain {
+        if mode == Mode::Plain {
+            self.anywhere(from, end);
+        } else {
             self.mask_words(from, end);
         }
     }
@@ -581,7 +731,7 @@ impl Scanner<'_> {
                 continue;
             }
             let Some((open, open_mode)) = top else { return };
-            self.skip_space(open == Open::Array, open_mode);
+            self.skip_space(true, open_mode);
             let Some(c) = self.peek() else { return };
             match (c, open) {
                 (b',', Open::Array) => {
@@ -596,7 +746,6 @@ impl Scanner<'_> {
                         return;
                     }
                 }
-                (b'\n', Open::Table) => return,
                 (b',', Open::Table) => self.i += 1,
                 (_, Open::Table) => {
                     // A key inside an inline table.
@@ -607,14 +756,20 @@ impl Scanner<'_> {
                         self.depth(base_depth + stack.len() + segments.len(), start);
                         mode = segments.iter().fold(open_mode, |m, k| self.child(m, k));
                         want_value = true;
-                    } else if self.i == start {
-                        // A stray `]` or the like: step over it.
-                        if open_mode != Mode::Plain {
-                            self.mask(start, start + 1);
+                    } else {
+                        // Not `key =`: JSON's `"key": value`, a stray `]`.
+                        if self.i == start {
+                            self.i += 1;
                         }
-                        self.i += 1;
-                    } else if open_mode != Mode::Plain {
-                        self.mask(start, self.i);
+                        if open_mode == Mode::Plain {
+                            let eol = self.b[start..]
+                                .iter()
+                                .position(|c| *c == b'\n')
+                                .map_or(self.b.len(), |n| start + n);
+                            self.anywhere(start, eol);
+                        } else {
+                            self.mask(start, self.i);
+                        }
                     }
                 }
                 (_, Open::Array) => {
@@ -695,7 +850,12 @@ impl Scanner<'_> {
         let mut end = self.b.len();
         while let Some(c) = self.peek() {
             if c == b'\\' && quote == b'"' {
-                self.i = (self.i + 2).min(self.b.len());
+                let skip = if !multi && self.b.get(self.i + 1) == Some(&b'\n') {
+                    1
+                } else {
+                    2
+                };
+                self.i = (self.i + skip).min(self.b.len());
                 continue;
             }
             if !multi && c == b'\n' {
@@ -703,13 +863,14 @@ impl Scanner<'_> {
                 break;
             }
             if multi && self.at(triple) {
-                end = self.i;
+                // A closing run may be four or five quotes long: the first
+                // one or two belong to the string.
+                let close = self.i;
                 self.i += 3;
-                // A closing run may be four or five quotes long.
-                while self.peek() == Some(quote) && self.i - end < 5 {
+                while self.peek() == Some(quote) && self.i - close < 5 {
                     self.i += 1;
-                    end += 1;
                 }
+                end = self.i - 3;
                 break;
             }
             if !multi && c == quote {
@@ -904,6 +1065,49 @@ mod tests {
             m("# the secret is in vault\n"),
             "# the secret is in vault\n"
         );
+    }
+
+    /// Shapes a review found unmasked: each line's SECRET must go.
+    #[test]
+    fn secrets_in_shapes_the_structure_cannot_follow() {
+        let cases = [
+            "\"client_secret\": \"GOCSPX-SECRET\",\n",
+            "client = {\"client_id\":\"x\",\"client_secret\":\"GOCSPX-SECRET\"}\n",
+            "{\"installed\":{\"client_id\":\"x\",\"client_secret\":\"SECRET\"}}\n",
+            "[providers.lab] client_secret = \"SECRET\"\n",
+            "[client_secret] \"SECRET\"\n",
+            "[providers.lab] # client_secret = SECRET\n",
+            "client_secret: c2VjcmV0SECRET==\n",
+            "client_secret c2VjcmV0SECRET==\n",
+            "client_id = \"x\", client_secret = \"SECRET\"\n",
+            "email = \"a@b\" # client_secret = SECRET\n",
+            "client_secret =\n  \"SECRET\"\n",
+            "clientSecert = \"SECRET\"\n",
+            "clientsecrt = \"SECRET\"\n",
+            "refresh_tokn = \"SECRET\"\n",
+            "path = \"C:\\dir\\\nclient_secret = \"SECRET\"\n",
+            "client_secret = {\n  value = \"SECRET\n}\n",
+            "x = {\n  client_secret = \"SECRET\",\n}\n",
+        ];
+        for text in cases {
+            let masked = m(text);
+            assert!(!masked.contains("SECRET"), "{text:?} -> {masked:?}");
+        }
+        // And references stay readable where the structure is sound.
+        assert_eq!(
+            m("client_secret = { env = \"LAB_SECRET\" }\n"),
+            "client_secret = { env = \"LAB_SECRET\" }\n"
+        );
+        assert!(!looks_secret("security") && !looks_secret("smtpSecurity"));
+    }
+
+    #[test]
+    fn hostile_runs_of_lines_cost_one_pass() {
+        // Each `#pwd=[` line opens an array that never closes; masking must
+        // not rescan the rest of the text for every one of them.
+        let text = "#pwd=[\n".repeat(200_000);
+        let masked = m(&text);
+        assert!(masked.starts_with("#pwd=*"));
     }
 
     #[test]

@@ -92,8 +92,9 @@ fn one(out: &mut String, file: &str, source: &str, index: &LineIndex, d: &Diagno
     let text = index.line_text(source, line);
     let chars: Vec<char> = text.chars().collect();
     let start = col - 1;
+    let from = span.start.min(source.len());
     let span_chars = source
-        .get(span.start.min(source.len())..span.end.clamp(span.start, source.len()))
+        .get(from..span.end.max(from).min(source.len()))
         .map_or(1, |s| s.chars().take_while(|c| *c != '\n').count())
         .max(1);
     let (shown, caret_at) = window(&chars, start);

@@ -264,14 +264,18 @@ impl StateStore for FileStore {
             if found.is_some() {
                 keep_backup(&self.path, &self.backup_path, dir)?;
             }
-            tmp.persist(&self.path).map_err(|e| e.error)?;
-            sync_dir(dir)
+            tmp.persist(&self.path).map_err(|e| e.error)
         })();
         if let Err(e) = result {
             (state.serial, state.format_version) = previous;
             return Err(Self::io("write state file", &self.path)(e));
         }
-        Ok(())
+        // The new state is in place (and the caller's serial with it); only
+        // its durability across a power cut is in doubt if this fails.
+        sync_dir(dir).map_err(Self::io(
+            "fsync the folder after writing (the new state is in place)",
+            &self.path,
+        ))
     }
 
     fn lock(
@@ -289,9 +293,7 @@ impl StateStore for FileStore {
                 Ok(()) if is_current(&file, &self.lock_path) => {
                     // Content left in a lock file we could lock is a dead
                     // holder's: the kernel released its lock when it died.
-                    let left_by = files::read_open(&file, MAX_LOCK_BYTES)
-                        .ok()
-                        .and_then(|b| serde_json::from_slice::<LockInfo>(&b).ok());
+                    let left_by = lock_info(&file);
                     let info = LockInfo::new(operation);
                     write_info(&file, &info)
                         .map_err(Self::io("write lock file", &self.lock_path))?;
@@ -305,17 +307,7 @@ impl StateStore for FileStore {
                 // Unlinked by a releasing holder after we opened it: retry.
                 Ok(()) => {}
                 Err(TryLockError::WouldBlock) => {
-                    let info = files::read_open(&file, MAX_LOCK_BYTES)
-                        .ok()
-                        .and_then(|b| serde_json::from_slice::<LockInfo>(&b).ok())
-                        .unwrap_or_else(|| LockInfo {
-                            id: "unknown".into(),
-                            operation: "unknown".into(),
-                            who: "another process".into(),
-                            pid: 0,
-                            created: chrono::Utc::now(),
-                            version: String::new(),
-                        });
+                    let info = lock_info(&file).unwrap_or_else(LockInfo::unknown);
                     if started.elapsed() >= timeout {
                         return Err(Error::Locked { info });
                     }
@@ -344,21 +336,18 @@ impl StateStore for FileStore {
         let Some(file) = self.open_lock(false)? else {
             return Err(not_locked());
         };
-        let info = files::read_open(&file, MAX_LOCK_BYTES)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<LockInfo>(&b).ok());
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(Error::LockLive {
-                    info: info.ok_or_else(not_locked)?,
-                });
-            }
-            Err(TryLockError::Error(e)) => return Err(Self::io("lock", &self.lock_path)(e)),
-        }
-        // We hold the OS lock on this very file: nobody can take it while we
-        // look, and what we read and unlink is one inode.
-        let Some(info) = info else {
+        // Is the holder alive? Asked without keeping the lock, so nobody
+        // waits on us while a person reads the question.
+        let probe = |file: &File| match file.try_lock() {
+            Ok(()) => Ok(true),
+            Err(TryLockError::WouldBlock) => Err(Error::LockLive {
+                info: lock_info(file).unwrap_or_else(LockInfo::unknown),
+            }),
+            Err(TryLockError::Error(e)) => Err(Self::io("lock", &self.lock_path)(e)),
+        };
+        probe(&file)?;
+        let _ = file.unlock();
+        let Some(info) = lock_info(&file) else {
             return Err(not_locked());
         };
         if info.id != id {
@@ -371,13 +360,31 @@ impl StateStore for FileStore {
         if !confirm(&info)? {
             return Err(Error::Usage("nothing was removed".into()));
         }
-        if is_current(&file, &self.lock_path) {
+        // Now hold it, and make sure it is still that dead holder's file.
+        probe(&file)?;
+        let same = lock_info(&file).is_some_and(|now| now.id == info.id);
+        let current = is_current(&file, &self.lock_path);
+        if same && current {
             std::fs::remove_file(&self.lock_path)
                 .map_err(Self::io("remove lock file", &self.lock_path))?;
         }
         let _ = file.unlock();
-        Ok(info)
+        match (same, current) {
+            (true, true) => Ok(info),
+            (false, _) => Err(Error::Usage(
+                "the lock changed hands while you were asked; nothing was removed".into(),
+            )),
+            (true, false) => Err(not_locked()),
+        }
     }
+}
+
+/// The holder's details in an opened lock file, if it holds any.
+fn lock_info(mut file: &File) -> Option<LockInfo> {
+    file.rewind().ok()?;
+    files::read_open(file, MAX_LOCK_BYTES)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<LockInfo>(&b).ok())
 }
 
 /// Keeps the current state file as the backup: a hard link to it under a
@@ -387,7 +394,11 @@ fn keep_backup(path: &Path, backup: &Path, dir: &Path) -> std::io::Result<()> {
     let tmp = dir.join(format!(".backup-{}.tmp", uuid::Uuid::new_v4()));
     if std::fs::hard_link(path, &tmp).is_err() {
         // A file system without hard links: a private copy instead.
-        let mut from = File::open(path)?;
+        let mut from = files::open(path, std::fs::OpenOptions::new().read(true), Links::Refuse)
+            .map_err(|e| match e {
+                FileError::Io(e) => e,
+                other => std::io::Error::other(other.to_string()),
+            })?;
         let mut to = files::private_create().create_new(true).open(&tmp)?;
         std::io::copy(&mut from, &mut to)?;
         to.sync_all()?;

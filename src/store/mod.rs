@@ -48,6 +48,21 @@ impl LockInfo {
     }
 }
 
+impl LockInfo {
+    /// What a waiter says when the holder's details cannot be read (it
+    /// has not written them yet, or wrote something else).
+    pub fn unknown() -> Self {
+        LockInfo {
+            id: "unknown".into(),
+            operation: "unknown".into(),
+            who: "another process".into(),
+            pid: 0,
+            created: Utc::now(),
+            version: String::new(),
+        }
+    }
+}
+
 /// A held lock; released when dropped.
 pub trait LockGuard {
     fn info(&self) -> &LockInfo;

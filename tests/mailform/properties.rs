@@ -97,6 +97,15 @@ const PLANTED: &[&str] = &[
     "api_key: SENTINEL13\n",
     "client_secret SENTINEL14\n",
     "access_token = SENTINEL15\n",
+    "\"client_secret\": \"SENTINEL16\",\n",
+    "client = {\"client_id\":\"x\",\"client_secret\":\"SENTINEL17\"}\n",
+    "[providers.zz] client_secret = \"SENTINEL18\"\n",
+    "client_secret: c2VjcmV0SENTINEL19==\n",
+    "client_id = \"x\", client_secret = \"SENTINEL20\"\n",
+    "client_secret =\n  \"SENTINEL21\"\n",
+    "clientSecert = \"SENTINEL22\"\n",
+    "refresh_tokn = \"SENTINEL23\"\n",
+    "x = {\n  client_secret = \"SENTINEL24\",\n}\n",
 ];
 
 #[derive(Debug, Clone)]
