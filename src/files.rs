@@ -131,6 +131,16 @@ pub fn private_create() -> OpenOptions {
     options
 }
 
+/// Permissions for a file only its owner may read and write (0600).
+pub fn owner_only() -> std::fs::Permissions {
+    platform::owner_only_permissions()
+}
+
+/// Makes a rename or link in `dir` survive a power cut.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    platform::sync_dir(dir)
+}
+
 /// Creates `dir` (and missing parents) with mode 0700, then checks it.
 pub fn create_private_dir(dir: &Path) -> Result<(), FileError> {
     let mut builder = std::fs::DirBuilder::new();
@@ -203,6 +213,15 @@ mod platform {
         options.mode(0o600);
     }
 
+    pub fn owner_only_permissions() -> std::fs::Permissions {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::Permissions::from_mode(0o600)
+    }
+
+    pub fn sync_dir(dir: &std::path::Path) -> io::Result<()> {
+        std::fs::File::open(dir)?.sync_all()
+    }
+
     pub fn dir_owner_only(builder: &mut DirBuilder) {
         builder.mode(0o700);
     }
@@ -227,6 +246,14 @@ mod platform {
     }
     pub fn owner_only(_options: &mut OpenOptions) {}
     pub fn dir_owner_only(_builder: &mut DirBuilder) {}
+    pub fn owner_only_permissions() -> std::fs::Permissions {
+        std::fs::metadata(".")
+            .map(|m| m.permissions())
+            .expect("cwd has metadata")
+    }
+    pub fn sync_dir(_dir: &std::path::Path) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(all(test, unix))]

@@ -525,13 +525,7 @@ impl Scanner<'_> {
                     while self.peek() == Some(b']') {
                         self.i += 1;
                     }
-                    let from = self.i;
-                    let end = self.skip_line();
-                    if mode == Mode::Plain {
-                        self.anywhere(from, end);
-                    } else {
-                        self.mask_words(from, end);
-                    }
+                    self.rest_of_line(mode);
                 }
                 Some(_) => self.statement(table_mode, table_depth),
             }
@@ -667,8 +661,12 @@ impl Scanner<'_> {
             self.mask_words(next, extent);
             self.masked_to = self.masked_to.max(extent);
         }
-        // Whatever follows on the line (junk, a comment) is masked after a
-        // secret, and searched for one after anything else.
+        self.rest_of_line(mode);
+    }
+
+    /// Whatever follows a header or a value on its line (junk, a comment):
+    /// masked after a secret, searched for one after anything else.
+    fn rest_of_line(&mut self, mode: Mode) {
         let from = self.i;
         let end = self.skip_line();
         if mode == Mode::Plain {

@@ -254,7 +254,7 @@ impl StateStore for FileStore {
             let mut tmp = tempfile::Builder::new()
                 .prefix(".state-")
                 .suffix(".tmp")
-                .permissions(owner_only())
+                .permissions(files::owner_only())
                 .tempfile_in(dir)?;
             // One buffer, one write: serde_json writes token by token.
             let mut bytes = serde_json::to_vec_pretty(state)?;
@@ -272,7 +272,7 @@ impl StateStore for FileStore {
         }
         // The new state is in place (and the caller's serial with it); only
         // its durability across a power cut is in doubt if this fails.
-        sync_dir(dir).map_err(Self::io(
+        files::sync_dir(dir).map_err(Self::io(
             "fsync the folder after writing (the new state is in place)",
             &self.path,
         ))
@@ -457,29 +457,6 @@ fn is_current(file: &File, path: &Path) -> bool {
 #[cfg(not(unix))]
 fn is_current(_file: &File, path: &Path) -> bool {
     path.exists()
-}
-
-#[cfg(unix)]
-fn owner_only() -> std::fs::Permissions {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::Permissions::from_mode(0o600)
-}
-
-#[cfg(not(unix))]
-fn owner_only() -> std::fs::Permissions {
-    std::fs::metadata(".")
-        .map(|m| m.permissions())
-        .expect("cwd has metadata")
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> std::io::Result<()> {
-    Ok(())
 }
 
 #[cfg(test)]

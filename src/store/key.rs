@@ -117,7 +117,7 @@ pub fn create(state_dir: &Path) -> Result<(Key, PathBuf), Error> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".key-")
         .suffix(".tmp")
-        .permissions(owner_only())
+        .permissions(files::owner_only())
         .tempfile_in(state_dir)
         .map_err(io("create key file"))?;
     // Key text and newline written apart: no formatted copy of the key.
@@ -127,23 +127,8 @@ pub fn create(state_dir: &Path) -> Result<(Key, PathBuf), Error> {
         .map_err(io("write key file"))?;
     tmp.persist_noclobber(&path)
         .map_err(|e| io("create key file")(e.error))?;
-    std::fs::File::open(state_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("sync the folder of"))?;
+    files::sync_dir(state_dir).map_err(io("sync the folder of"))?;
     Ok((key, path))
-}
-
-#[cfg(unix)]
-fn owner_only() -> std::fs::Permissions {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::Permissions::from_mode(0o600)
-}
-
-#[cfg(not(unix))]
-fn owner_only() -> std::fs::Permissions {
-    std::fs::metadata(".")
-        .map(|m| m.permissions())
-        .expect("cwd has metadata")
 }
 
 #[cfg(unix)]
