@@ -52,7 +52,7 @@ fn write_project(dir: &Path, n: usize) {
     for asset in config.assets.values() {
         state.insert_applied(
             &asset.name,
-            config.applied(asset),
+            mailform::plan::applied(&config, asset),
             Some((&key, &tokens, asset.scopes.clone())),
             Utc::now(),
         );

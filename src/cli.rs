@@ -42,17 +42,7 @@ pub struct Cli {
     pub config_source: ConfigSource,
 }
 
-/// Who named the config file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ConfigSource {
-    /// `-c` / `--config`.
-    Flag,
-    /// `MAILFORM_CONFIG`.
-    Env,
-    /// Nobody: `./assets.toml`.
-    #[default]
-    Default,
-}
+pub use crate::error::ConfigSource;
 
 impl Cli {
     /// Whether the command prints JSON (its failures then print a JSON

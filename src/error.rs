@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::store::LockInfo;
+use crate::lock::LockInfo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -17,7 +17,7 @@ pub enum Error {
     #[error("{}", missing_config(path, *named_by))]
     ConfigMissing {
         path: PathBuf,
-        named_by: crate::cli::ConfigSource,
+        named_by: ConfigSource,
     },
 
     #[error("{} has {errors} error{}", path.display(), if *errors == 1 { "" } else { "s" })]
@@ -140,8 +140,19 @@ impl Error {
     }
 }
 
-fn missing_config(path: &std::path::Path, source: crate::cli::ConfigSource) -> String {
-    use crate::cli::ConfigSource;
+/// Who named the config file, for the advice when it is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConfigSource {
+    /// `-c` / `--config`.
+    Flag,
+    /// `MAILFORM_CONFIG`.
+    Env,
+    /// Nobody: `./assets.toml`.
+    #[default]
+    Default,
+}
+
+fn missing_config(path: &std::path::Path, source: ConfigSource) -> String {
     let path = path.display();
     match source {
         ConfigSource::Default => format!(

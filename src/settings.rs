@@ -12,8 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::raw::{ColorChoice, ConsentMode, RawSettings};
 use crate::error::Error;
 
-/// Network steps at once, unless set.
-pub const DEFAULT_PARALLELISM: u32 = 10;
+pub use crate::config::raw::{DEFAULT_PARALLELISM, parse_duration};
 
 /// The settings keys that `MAILFORM_*` variables may set.
 const ENV_KEYS: [&str; 4] = ["parallelism", "consent", "lock_timeout", "color"];
@@ -140,14 +139,6 @@ fn setting_error(e: &figment::Error) -> String {
         other => other.to_string(),
     };
     format!("invalid {what}: {why}")
-}
-
-/// A duration such as `30s`, `2m` or `1h 30m`; a bare number means seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
-    match text.trim().parse::<u64>() {
-        Ok(seconds) => Ok(Duration::from_secs(seconds)),
-        Err(_) => humantime::parse_duration(text),
-    }
 }
 
 fn text_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {

@@ -20,7 +20,6 @@ pub use raw::Security;
 use crate::diagnostic::{Diagnostic, Diagnostics, Origin};
 use crate::error::Error;
 use crate::secret::Secret;
-use crate::state::AppliedAsset;
 
 /// A config file read from disk, with what was found in it.
 #[derive(Debug)]
@@ -91,32 +90,6 @@ pub fn parse(path: &Path, source: String) -> Loaded {
         source,
         config,
         diagnostics,
-    }
-}
-
-impl Config {
-    /// The record of an asset as it would be applied: every non-secret field
-    /// that `plan` compares against state.
-    pub fn applied(&self, asset: &Asset) -> AppliedAsset {
-        let p = self.provider_of(asset);
-        AppliedAsset {
-            email: asset.email.clone(),
-            username: asset.username.clone(),
-            provider: p.name.clone(),
-            client_id: p.client_id.clone(),
-            authorization_url: p.authorization_url.to_string(),
-            token_url: p.token_url.to_string(),
-            revocation_url: p.revocation_url.as_ref().map(ToString::to_string),
-            device_authorization_url: p.device_authorization_url.as_ref().map(ToString::to_string),
-            redirect_uri: p.redirect_uri.as_ref().map(ToString::to_string),
-            auth_params: p.auth_params.clone(),
-            scopes: asset.scopes.clone(),
-            smtp_host: asset.smtp.host.clone(),
-            smtp_port: asset.smtp.port,
-            smtp_security: asset.smtp.security,
-            forwarding_address: asset.forwarding_address.clone(),
-            labels: asset.labels.clone(),
-        }
     }
 }
 

@@ -13,6 +13,19 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_spanned::Spanned;
 
+pub use crate::security::Security;
+
+/// Network steps at once, unless set.
+pub const DEFAULT_PARALLELISM: u32 = 10;
+
+/// A duration such as `30s`, `2m` or `1h 30m`; a bare number means seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, humantime::DurationError> {
+    match text.trim().parse::<u64>() {
+        Ok(seconds) => Ok(std::time::Duration::from_secs(seconds)),
+        Err(_) => humantime::parse_duration(text),
+    }
+}
+
 /// The current and only config format version.
 pub const CONFIG_VERSION: i64 = 1;
 
@@ -218,47 +231,8 @@ impl<'de> Deserialize<'de> for RawSecret {
     }
 }
 
-/// Adds an accepted alias to an enum's schema, so that editors accept what
-/// mailform accepts (serde aliases are invisible to schemars).
-fn with_alias(schema: &mut schemars::Schema, alias: &str, of: &str) {
-    if let Some(serde_json::Value::Array(variants)) = schema.get_mut("oneOf") {
-        variants.push(serde_json::json!({
-            "const": alias,
-            "description": format!("Alias of \"{of}\"."),
-            "type": "string",
-        }));
-    } else if let Some(serde_json::Value::Array(names)) = schema.get_mut("enum") {
-        names.push(alias.into());
-    }
-}
-
-fn ssl_alias(schema: &mut schemars::Schema) {
-    with_alias(schema, "ssl", "tls");
-}
-
 fn in_production_alias(schema: &mut schemars::Schema) {
-    with_alias(schema, "in_production", "production");
-}
-
-/// `security`: how the SMTP connection is encrypted. Plaintext is not offered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-#[schemars(transform = ssl_alias)]
-pub enum Security {
-    /// Plain connect, then STARTTLS before anything else (port 587).
-    Starttls,
-    /// Implicit TLS from the first byte (port 465); "ssl" is accepted as an alias.
-    #[serde(alias = "ssl")]
-    Tls,
-}
-
-impl fmt::Display for Security {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Security::Starttls => "starttls",
-            Security::Tls => "tls",
-        })
-    }
+    crate::security::with_alias(schema, "in_production", "production");
 }
 
 /// SMTP submission endpoint; every field falls back to the provider's.

@@ -147,7 +147,7 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
     }
 
     if let Some(lock_timeout) = &settings.lock_timeout
-        && let Err(e) = crate::settings::parse_duration(lock_timeout)
+        && let Err(e) = super::raw::parse_duration(lock_timeout)
     {
         diags.push(
             Diagnostic::error(format!(
@@ -164,7 +164,7 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
                 .at(parallelism_span)
                 .help(format!(
                     "leave it out for the default ({})",
-                    crate::settings::DEFAULT_PARALLELISM
+                    super::raw::DEFAULT_PARALLELISM
                 )),
         );
     }
@@ -211,7 +211,7 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
         state,
         providers,
         assets,
-        digest: crate::state::crypto::sha256_hex(text.as_bytes()),
+        digest: crate::digest::sha256_hex(text.as_bytes()),
         source: text.to_string(),
     };
     (Some(config), diags)

@@ -16,10 +16,35 @@ use uuid::Uuid;
 
 pub use observation::{AssetObservation, Observations, SmtpObservation, TokenObservation};
 
-use crate::config::Config;
 use crate::config::lints::TESTING_REFRESH_TOKEN_DAYS;
 use crate::config::raw::{PublishingStatus, UserType};
+use crate::config::{Asset, Config};
 use crate::state::{self, AppliedAsset, AssetRecord, Field, State, Value};
+
+/// The record of an asset as it would be applied: every non-secret field
+/// that the plan compares against state. (Here, not in `config`, so that
+/// config and state stay independent of each other.)
+pub fn applied(config: &Config, asset: &Asset) -> AppliedAsset {
+    let p = config.provider_of(asset);
+    AppliedAsset {
+        email: asset.email.clone(),
+        username: asset.username.clone(),
+        provider: p.name.clone(),
+        client_id: p.client_id.clone(),
+        authorization_url: p.authorization_url.to_string(),
+        token_url: p.token_url.to_string(),
+        revocation_url: p.revocation_url.as_ref().map(ToString::to_string),
+        device_authorization_url: p.device_authorization_url.as_ref().map(ToString::to_string),
+        redirect_uri: p.redirect_uri.as_ref().map(ToString::to_string),
+        auth_params: p.auth_params.clone(),
+        scopes: asset.scopes.clone(),
+        smtp_host: asset.smtp.host.clone(),
+        smtp_port: asset.smtp.port,
+        smtp_security: asset.smtp.security,
+        forwarding_address: asset.forwarding_address.clone(),
+        labels: asset.labels.clone(),
+    }
+}
 
 /// The plan JSON format this mailform writes and reads.
 pub const PLAN_FORMAT_VERSION: u32 = 1;
@@ -206,7 +231,7 @@ pub fn plan(
                 }
             }
             (Some(asset), Some(record)) => {
-                compare(name, &config.applied(asset), record, observed, now)
+                compare(name, &self::applied(config, asset), record, observed, now)
             }
             (None, None) => unreachable!("name came from one of the maps"),
         };

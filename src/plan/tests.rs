@@ -56,7 +56,7 @@ fn state_for(text: &str) -> State {
     for asset in c.assets.values() {
         state.assets.insert(
             asset.name.clone(),
-            AssetRecord::new(c.applied(asset), Some(token()), now()),
+            AssetRecord::new(super::applied(&c, asset), Some(token()), now()),
         );
     }
     state

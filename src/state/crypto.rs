@@ -23,20 +23,7 @@ use zeroize::Zeroizing;
 /// Bytes in a key.
 pub const KEY_LEN: usize = 32;
 
-/// Hex SHA-256 of some bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    s
-}
+pub use crate::digest::sha256_hex;
 
 /// Why a key or a sealed record could not be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

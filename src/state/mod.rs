@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::config::Security;
 use crate::secret::Secret;
+use crate::security::Security;
 use crypto::{Key, Sealed};
 
 /// The state file format this mailform writes. Format 1 (before tokens were

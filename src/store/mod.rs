@@ -10,58 +10,12 @@ pub mod key;
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-
 pub use file::FileStore;
+
+pub use crate::lock::LockInfo;
 
 use crate::error::Error;
 use crate::state::State;
-
-/// Who holds the state lock, recorded by the holder and shown to whoever waits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockInfo {
-    pub id: String,
-    /// The command that took it, e.g. "apply".
-    pub operation: String,
-    /// `user@host`.
-    pub who: String,
-    pub pid: u32,
-    pub created: DateTime<Utc>,
-    pub version: String,
-}
-
-impl LockInfo {
-    pub fn new(operation: &str) -> Self {
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("USERNAME"))
-            .unwrap_or_else(|_| "unknown".into());
-        let host = gethostname::gethostname().to_string_lossy().into_owned();
-        LockInfo {
-            id: uuid::Uuid::new_v4().to_string(),
-            operation: operation.to_string(),
-            who: format!("{user}@{host}"),
-            pid: std::process::id(),
-            created: Utc::now(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        }
-    }
-}
-
-impl LockInfo {
-    /// What a waiter says when the holder's details cannot be read (it
-    /// has not written them yet, or wrote something else).
-    pub fn unknown() -> Self {
-        LockInfo {
-            id: "unknown".into(),
-            operation: "unknown".into(),
-            who: "another process".into(),
-            pid: 0,
-            created: Utc::now(),
-            version: String::new(),
-        }
-    }
-}
 
 /// A held lock; released when dropped.
 pub trait LockGuard {

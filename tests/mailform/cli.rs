@@ -55,7 +55,7 @@ fn applied(dir: &Path, text: &str) -> (Key, State) {
         };
         let record = state.insert_applied(
             &asset.name,
-            config.applied(asset),
+            mailform::plan::applied(&config, asset),
             Some((&key, &tokens, asset.scopes.clone())),
             Utc::now(),
         );

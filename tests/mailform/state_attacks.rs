@@ -48,7 +48,7 @@ fn applied(dir: &Path, access: &str) -> State {
         };
         state.insert_applied(
             &asset.name,
-            config.applied(asset),
+            mailform::plan::applied(&config, asset),
             Some((&key, &tokens, asset.scopes.clone())),
             Utc::now(),
         );
@@ -113,7 +113,7 @@ fn edited_binding_fields_no_longer_pass_as_unchanged() {
         .unwrap();
     let mut doc = state_json(dir.path());
     for name in ["support", "billing"] {
-        let applied = config.applied(&config.assets[name]);
+        let applied = mailform::plan::applied(&config, &config.assets[name]);
         doc["assets"][name]["applied"]["client_id"] = "other".into();
         doc["assets"][name]["binding"] = applied.binding_fingerprint().into();
     }
