@@ -17,6 +17,7 @@ pub mod digest;
 pub mod error;
 pub mod files;
 pub mod lock;
+pub mod oauth;
 pub mod observe;
 pub mod plan;
 pub mod render;

@@ -4,6 +4,7 @@
 mod cli;
 mod corpus;
 mod front_door;
+mod oauth;
 mod peers;
 mod properties;
 mod schemas;

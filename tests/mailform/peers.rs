@@ -118,7 +118,7 @@ fn consent_and_exchange(
 }
 
 /// Tokens for `mail offline_access`, consented by `user`: the usual start.
-fn offline_tokens(p: &Peers, client: &Client, user: &str) -> Value {
+pub(crate) fn offline_tokens(p: &Peers, client: &Client, user: &str) -> Value {
     consent_and_exchange(
         p,
         client,
@@ -128,7 +128,7 @@ fn offline_tokens(p: &Peers, client: &Client, user: &str) -> Value {
     )
 }
 
-fn refresh(p: &Peers, client: &Client, refresh_token: &str) -> (u16, Value) {
+pub(crate) fn refresh(p: &Peers, client: &Client, refresh_token: &str) -> (u16, Value) {
     token_request(
         p,
         client,

@@ -1,0 +1,138 @@
+//! Token-endpoint failures, classified: revoked grant, configuration error,
+//! other refusal, or a passing failure. Each names the provider and carries
+//! the provider's own `error` and `error_description`, never a token.
+
+use oauth2::basic::BasicErrorResponseType;
+use oauth2::{RequestTokenError, StandardErrorResponse};
+
+use super::transport::TransportError;
+use crate::diagnostic::shown;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    /// `invalid_grant`: revoked, expired, or the password changed. A person
+    /// must consent again.
+    #[error(
+        "refresh token revoked or expired ({error}{}) — run mailform apply to consent again",
+        described(description.as_deref())
+    )]
+    Revoked {
+        provider: String,
+        error: String,
+        description: Option<String>,
+    },
+    /// The client itself is refused: fix the configuration.
+    #[error(
+        "provider `{provider}` refused the OAuth client ({error}{}) — check client_id and client_secret (and that the client may use this grant)",
+        described(description.as_deref())
+    )]
+    Config {
+        provider: String,
+        error: String,
+        description: Option<String>,
+    },
+    /// Another refusal (`invalid_request`, `invalid_scope`, …).
+    #[error(
+        "provider `{provider}` refused the request ({error}{})",
+        described(description.as_deref())
+    )]
+    Refused {
+        provider: String,
+        error: String,
+        description: Option<String>,
+    },
+    /// Timeout, connection failure, 408/429/5xx, an unreadable answer: says
+    /// nothing about the grant.
+    #[error(
+        "provider `{provider}` did not answer usefully ({detail}); this is transient, not drift"
+    )]
+    Transient { provider: String, detail: String },
+}
+
+fn described(description: Option<&str>) -> String {
+    description
+        .map(|d| format!(": {}", shown(d)))
+        .unwrap_or_default()
+}
+
+impl OAuthError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, OAuthError::Transient { .. })
+    }
+
+    /// Sorts an RFC 6749 §5.2 error code into its class.
+    fn classify(provider: &str, error: &str, description: Option<String>) -> Self {
+        let provider = provider.to_string();
+        let error_owned = error.to_string();
+        match error {
+            "invalid_grant" => OAuthError::Revoked {
+                provider,
+                error: error_owned,
+                description,
+            },
+            "invalid_client" | "unauthorized_client" => OAuthError::Config {
+                provider,
+                error: error_owned,
+                description,
+            },
+            // RFC 6749 §4.1.2.1 codes a token endpoint may pass on too.
+            "temporarily_unavailable" | "server_error" => OAuthError::Transient {
+                provider,
+                detail: match description {
+                    Some(d) => format!("{error}: {}", shown(&d)),
+                    None => error_owned,
+                },
+            },
+            _ => OAuthError::Refused {
+                provider,
+                error: error_owned,
+                description,
+            },
+        }
+    }
+
+    pub(super) fn from_token_error(
+        provider: &str,
+        e: RequestTokenError<TransportError, StandardErrorResponse<BasicErrorResponseType>>,
+    ) -> Self {
+        match e {
+            RequestTokenError::ServerResponse(r) => {
+                Self::classify(provider, r.error().as_ref(), r.error_description().cloned())
+            }
+            RequestTokenError::Request(t) => Self::from_transport(provider, &t),
+            // Neither is quoted: a body that does not parse may hold anything.
+            RequestTokenError::Parse(_, _) => OAuthError::Transient {
+                provider: provider.to_string(),
+                detail: "an answer that is not OAuth 2.0 JSON".into(),
+            },
+            RequestTokenError::Other(why) => OAuthError::Transient {
+                provider: provider.to_string(),
+                detail: shown(&why).into_owned(),
+            },
+        }
+    }
+
+    pub(super) fn from_transport(provider: &str, e: &TransportError) -> Self {
+        OAuthError::Transient {
+            provider: provider.to_string(),
+            detail: e.to_string(),
+        }
+    }
+
+    /// A non-2xx answer read by hand (revocation): its error JSON, or the status.
+    pub(super) fn from_error_body(provider: &str, status: u16, body: &[u8]) -> Self {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            error: String,
+            error_description: Option<String>,
+        }
+        match serde_json::from_slice::<Body>(body) {
+            Ok(b) => Self::classify(provider, &b.error, b.error_description),
+            Err(_) => OAuthError::Refused {
+                provider: provider.to_string(),
+                error: format!("HTTP {status}"),
+                description: None,
+            },
+        }
+    }
+}

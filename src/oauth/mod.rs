@@ -1,0 +1,241 @@
+//! The provider's token endpoint: refresh (with rotation) and RFC 7009
+//! revocation, with every failure classified for the planner and the
+//! operator.
+//!
+//! Requests go through `oauth2` over a transport of our own ([`Transport`]):
+//! reqwest 0.12 on rustls (ring), the web's roots plus the provider's
+//! `ca_file`, no redirects followed, a timeout on every request. Owning the
+//! transport is what lets mailform tell a revoked grant from a provider that
+//! hiccupped: 408, 429 and 5xx answers, timeouts and connection errors are
+//! [`OAuthError::Transient`] (retried with bounded backoff, never drift);
+//! `invalid_grant` is [`OAuthError::Revoked`]; `invalid_client` and
+//! `unauthorized_client` are [`OAuthError::Config`], naming the provider.
+//!
+//! Secrets (client secret, tokens) travel in [`Secret`]s and appear in no
+//! error, message or `Debug` output; the provider's `error_description` does.
+
+mod error;
+mod transport;
+
+use std::time::Duration;
+
+use oauth2::basic::BasicClient;
+use oauth2::{AuthType, ClientId, ClientSecret, RefreshToken, TokenResponse as _, TokenUrl};
+
+pub use error::OAuthError;
+pub use transport::Transport;
+
+use crate::config::Provider;
+use crate::config::presets::Preset;
+use crate::secret::Secret;
+
+/// Attempts of a request that fails for a passing reason.
+pub const ATTEMPTS: u32 = 3;
+
+/// The first wait before a retry; each further wait doubles it.
+pub const BACKOFF: Duration = Duration::from_millis(250);
+
+/// What the token endpoint granted.
+#[derive(Debug)]
+pub struct Grant {
+    pub access_token: Secret,
+    /// A new refresh token when the provider rotated it: the old one is dead
+    /// and this one must be stored at once.
+    pub refresh_token: Option<Secret>,
+    pub expires_in: Option<Duration>,
+    /// The scopes granted, when the provider says (RFC 6749 §5.1).
+    pub scopes: Option<Vec<String>>,
+}
+
+/// One provider's OAuth client: its endpoints, its credentials, a transport.
+#[derive(Debug)]
+pub struct ProviderClient {
+    name: String,
+    client_id: String,
+    client_secret: Option<Secret>,
+    token_url: url::Url,
+    revocation_url: Option<url::Url>,
+    auth: AuthType,
+    transport: Transport,
+}
+
+impl ProviderClient {
+    /// A client for `provider`, with the secret read from where the config
+    /// points (`None` for a public client).
+    pub fn new(provider: &Provider, client_secret: Option<Secret>) -> Result<Self, OAuthError> {
+        Self::with_timeout(provider, client_secret, transport::REQUEST_TIMEOUT)
+    }
+
+    /// As [`ProviderClient::new`], each request bounded by `timeout`.
+    pub fn with_timeout(
+        provider: &Provider,
+        client_secret: Option<Secret>,
+        timeout: Duration,
+    ) -> Result<Self, OAuthError> {
+        let transport = Transport::new(provider.ca_file.as_deref(), timeout).map_err(|why| {
+            OAuthError::Config {
+                provider: provider.name.clone(),
+                error: "transport".into(),
+                description: Some(why),
+            }
+        })?;
+        Ok(ProviderClient {
+            name: provider.name.clone(),
+            client_id: provider.client_id.clone(),
+            client_secret,
+            token_url: provider.token_url.clone(),
+            revocation_url: provider.revocation_url.clone(),
+            auth: client_auth(provider.preset),
+            transport,
+        })
+    }
+
+    /// The provider's name, for messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Uses a refresh token once, retrying passing failures.
+    pub async fn refresh(&self, refresh_token: &Secret) -> Result<Grant, OAuthError> {
+        retry(|| self.refresh_once(refresh_token)).await
+    }
+
+    async fn refresh_once(&self, refresh_token: &Secret) -> Result<Grant, OAuthError> {
+        let mut client = BasicClient::new(ClientId::new(self.client_id.clone()))
+            .set_token_uri(TokenUrl::from_url(self.token_url.clone()))
+            .set_auth_type(self.auth.clone());
+        if let Some(secret) = &self.client_secret {
+            client = client.set_client_secret(ClientSecret::new(secret.expose().to_string()));
+        }
+        let send = |request| self.transport.send(request);
+        let response = client
+            .exchange_refresh_token(&RefreshToken::new(refresh_token.expose().to_string()))
+            .request_async(&send)
+            .await
+            .map_err(|e| OAuthError::from_token_error(&self.name, e))?;
+        Ok(Grant {
+            access_token: Secret::new(response.access_token().secret().clone()),
+            refresh_token: response
+                .refresh_token()
+                .map(|r| Secret::new(r.secret().clone())),
+            expires_in: response.expires_in(),
+            scopes: response
+                .scopes()
+                .map(|s| s.iter().map(|s| s.to_string()).collect()),
+        })
+    }
+
+    /// Revokes a token at the provider (RFC 7009), when it has an endpoint;
+    /// `Ok(false)` when it has none (the token can only be forgotten).
+    pub async fn revoke(&self, token: &Secret, hint: TokenKind) -> Result<bool, OAuthError> {
+        let Some(url) = &self.revocation_url else {
+            return Ok(false);
+        };
+        retry(|| self.revoke_once(url, token, hint)).await?;
+        Ok(true)
+    }
+
+    async fn revoke_once(
+        &self,
+        url: &url::Url,
+        token: &Secret,
+        hint: TokenKind,
+    ) -> Result<(), OAuthError> {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("token", token.expose())
+            .append_pair("token_type_hint", hint.as_str());
+        let mut request = oauth2::http::Request::post(url.as_str()).header(
+            oauth2::http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        );
+        match (&self.auth, &self.client_secret) {
+            (AuthType::BasicAuth, Some(secret)) => {
+                request = request.header(
+                    oauth2::http::header::AUTHORIZATION,
+                    basic_auth(&self.client_id, secret),
+                );
+            }
+            (_, secret) => {
+                form.append_pair("client_id", &self.client_id);
+                if let Some(secret) = secret {
+                    form.append_pair("client_secret", secret.expose());
+                }
+            }
+        }
+        let request = request
+            .body(form.finish().into_bytes())
+            .expect("a POST with a form body is a valid request");
+        let response = self
+            .transport
+            .send(request)
+            .await
+            .map_err(|e| OAuthError::from_transport(&self.name, &e))?;
+        // RFC 7009 §2.2: 200 whether or not the token was valid.
+        if response.status().is_success() {
+            return Ok(());
+        }
+        Err(OAuthError::from_error_body(
+            &self.name,
+            response.status().as_u16(),
+            response.body(),
+        ))
+    }
+}
+
+/// Which token a revocation names (RFC 7009 `token_type_hint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+impl TokenKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Access => "access_token",
+            TokenKind::Refresh => "refresh_token",
+        }
+    }
+}
+
+/// How the client authenticates at the token endpoint. RFC 6749 §2.3.1 has
+/// every server accept HTTP Basic; Microsoft's identity platform documents
+/// the secret in the form body, so its preset sends it there.
+fn client_auth(preset: Option<Preset>) -> AuthType {
+    match preset {
+        Some(Preset::Microsoft) => AuthType::RequestBody,
+        Some(Preset::Google) | None => AuthType::BasicAuth,
+    }
+}
+
+/// `Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 §2.3.1).
+fn basic_auth(client_id: &str, secret: &Secret) -> String {
+    use base64::Engine as _;
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let pair = zeroize::Zeroizing::new(format!("{}:{}", enc(client_id), enc(secret.expose())));
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair.as_bytes())
+    )
+}
+
+/// Runs `attempt` up to [`ATTEMPTS`] times while it fails transiently,
+/// waiting [`BACKOFF`], then twice that, between tries.
+async fn retry<T, F, Fut>(mut attempt: F) -> Result<T, OAuthError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, OAuthError>>,
+{
+    let mut wait = BACKOFF;
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(e) if e.is_transient() && tries < ATTEMPTS => {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The HTTP transport under `oauth2`: reqwest on rustls, no redirects, every
+//! request bounded in time and in the size of what it reads back.
+
+use std::path::Path;
+use std::time::Duration;
+
+use oauth2::{HttpRequest, HttpResponse};
+
+/// A whole request, connect to last byte.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Connecting alone: a provider that does not accept within this is down.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest answer read from a token endpoint (they are a few hundred bytes).
+const MAX_BODY: usize = 1024 * 1024;
+
+/// Why a request got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("timed out")]
+    Timeout,
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("{0}")]
+    Other(String),
+    /// 408, 429 or 5xx: the provider is busy or down, which says nothing of
+    /// the grant.
+    #[error("HTTP {code}")]
+    Busy { code: u16 },
+}
+
+impl TransportError {
+    fn from_reqwest(e: reqwest::Error) -> Self {
+        // The URL is left out: error text is shown to people.
+        let e = e.without_url();
+        if e.is_timeout() {
+            TransportError::Timeout
+        } else if e.is_connect() {
+            TransportError::Connect(source_chain(&e))
+        } else {
+            TransportError::Other(source_chain(&e))
+        }
+    }
+}
+
+/// An error with its causes, since reqwest's own text is "error sending
+/// request" and the reason sits below it.
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let words = cause.to_string();
+        if !text.contains(&words) {
+            text.push_str(": ");
+            text.push_str(&words);
+        }
+        next = cause.source();
+    }
+    text
+}
+
+#[derive(Debug, Clone)]
+pub struct Transport {
+    http: reqwest::Client,
+}
+
+impl Transport {
+    /// A transport trusting the web's roots and, when given, the PEM
+    /// certificates in `ca_file` (private CAs, the test servers).
+    pub fn new(ca_file: Option<&Path>, timeout: Duration) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+            .user_agent(concat!("mailform/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = ca_file {
+            let pem = crate::files::read(path, 1024 * 1024, crate::files::Links::Follow)
+                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|e| source_chain(&e))?;
+        Ok(Transport { http })
+    }
+
+    /// Sends one request; a busy or failing provider (408, 429, 5xx) is an
+    /// error here, any other answer goes back to `oauth2` to read.
+    pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+        let (parts, body) = request.into_parts();
+        let mut builder = self
+            .http
+            .request(parts.method, parts.uri.to_string())
+            .body(body);
+        for (name, value) in &parts.headers {
+            builder = builder.header(name, value);
+        }
+        let mut response = builder.send().await.map_err(TransportError::from_reqwest)?;
+        let status = response.status();
+        if matches!(status.as_u16(), 408 | 429) || status.is_server_error() {
+            return Err(TransportError::Busy {
+                code: status.as_u16(),
+            });
+        }
+        let mut out = HttpResponse::new(Vec::new());
+        *out.status_mut() = status;
+        *out.headers_mut() = response.headers().clone();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(TransportError::from_reqwest)?
+        {
+            if out.body().len() + chunk.len() > MAX_BODY {
+                return Err(TransportError::Other(format!(
+                    "the answer is larger than {MAX_BODY} bytes"
+                )));
+            }
+            out.body_mut().extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+}
