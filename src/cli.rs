@@ -104,6 +104,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a valid access token (refreshed first when it expires within 5 minutes), for msmtp's passwordeval and other SMTP clients.
+    Token {
+        /// The asset.
+        name: String,
+    },
     /// Print the fields an email-asset form asks for.
     Export {
         /// The asset.

@@ -119,6 +119,22 @@ pub enum Error {
     )]
     NotIgnored { path: PathBuf },
 
+    #[error(
+        "{count} live check{} could not decide (above): {} judged from state — run plan again when the provider answers, or fix what the error names",
+        if *count == 1 { "" } else { "s" },
+        if *count == 1 { "that asset was" } else { "those assets were" }
+    )]
+    ChecksFailed { count: usize },
+
+    #[error("consent required for {name}: {why} — run `mailform apply` where a person can consent")]
+    ConsentRequired { name: String, why: String },
+
+    #[error("{name}: {source}")]
+    Token {
+        name: String,
+        source: crate::oauth::OAuthError,
+    },
+
     #[error("{0}")]
     Usage(String),
 

@@ -1,14 +1,30 @@
 //! Read-only checks that feed the planner's [`Observations`].
 //!
-//! Today: whether each targeted asset's sealed tokens open with the key where
-//! they are. A token record edited or copied by hand (another state, another
-//! asset, token-binding fields changed along with their fingerprint) no longer
-//! opens, and the planner then asks for consent again instead of trusting it.
-//! The live checks (token refresh, SMTP login) will add their findings here.
+//! - [`sealed_tokens`] (offline too): whether each targeted asset's sealed
+//!   tokens open with the key where they are. A record edited or copied by
+//!   hand (another state, another asset, token-binding fields changed along
+//!   with their fingerprint) no longer opens, and the planner asks for consent
+//!   again instead of trusting it.
+//! - [`refresh_tokens`] (live plans): one refresh per stored grant, in
+//!   parallel up to `parallelism`. `invalid_grant` becomes a revoked grant
+//!   (re-consent); a passing failure is a warning and a failed check, never
+//!   drift; an expired access token under a live grant is no drift at all.
+//!   The new tokens are handed back for the command to store (a rotated
+//!   refresh token must be stored at once).
+//! - The SMTP login probe will add its findings here.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::oauth::{OAuthError, ProviderClient};
 use crate::plan::{AssetObservation, Observations, TokenObservation};
-use crate::state::State;
 use crate::state::crypto::{CryptoError, Key};
+use crate::state::{State, Tokens};
 
 /// Opens every targeted asset's tokens; records those that do not open.
 /// The records are independent, so they are checked on every core.
@@ -57,4 +73,147 @@ pub fn sealed_tokens(state: &State, key: &Key, targets: &[String]) -> Observatio
         );
     }
     observations
+}
+
+/// Tokens a live check refreshed, to store (a rotated refresh token must be
+/// stored at once: the old one is dead).
+#[derive(Debug)]
+pub struct Refreshed {
+    pub name: String,
+    pub tokens: Tokens,
+    pub access_expires_at: Option<DateTime<Utc>>,
+    /// Whether the provider issued a new refresh token.
+    pub rotated: bool,
+}
+
+/// What the live token checks found.
+#[derive(Debug, Default)]
+pub struct LiveChecks {
+    pub observations: Observations,
+    pub refreshed: Vec<Refreshed>,
+    /// Checks that could not decide (provider down, client refused): the
+    /// planner judged those assets from state, and the command says so.
+    pub failures: Vec<(String, OAuthError)>,
+}
+
+impl LiveChecks {
+    pub fn rotated(&self) -> bool {
+        self.refreshed.iter().any(|r| r.rotated)
+    }
+}
+
+/// The provider's client, made once per provider and shared by its assets.
+fn client_for<'c>(
+    clients: &mut BTreeMap<&'c str, Arc<ProviderClient>>,
+    provider: &'c crate::config::Provider,
+) -> Result<Arc<ProviderClient>, OAuthError> {
+    if let Some(c) = clients.get(provider.name.as_str()) {
+        return Ok(Arc::clone(c));
+    }
+    let secret = provider.client_secret().map_err(|e| OAuthError::Config {
+        provider: provider.name.clone(),
+        error: "client_secret".into(),
+        description: Some(e.to_string()),
+    })?;
+    let client = Arc::new(ProviderClient::new(provider, secret)?);
+    clients.insert(&provider.name, Arc::clone(&client));
+    Ok(client)
+}
+
+/// Refreshes every targeted, configured asset that holds a refresh token,
+/// at most `parallelism` at a time. Assets whose tokens do not open are
+/// left to [`sealed_tokens`]; assets no longer in the config are not asked.
+pub async fn refresh_tokens(
+    config: &Config,
+    state: &State,
+    key: &Key,
+    targets: &[String],
+    parallelism: usize,
+    now: DateTime<Utc>,
+) -> LiveChecks {
+    let mut checks = LiveChecks::default();
+    let mut clients: BTreeMap<&str, Arc<ProviderClient>> = BTreeMap::new();
+    let permits = Arc::new(Semaphore::new(parallelism.max(1)));
+    let mut tasks = JoinSet::new();
+    for (name, record) in &state.assets {
+        if !targets.is_empty() && !targets.contains(name) {
+            continue;
+        }
+        let (Some(asset), Some(token)) = (config.assets.get(name), &record.token) else {
+            continue;
+        };
+        if !token.has_refresh_token {
+            continue;
+        }
+        let Ok(tokens) = Tokens::open(key, &state.token_aad(name, &record.binding), &token.sealed)
+        else {
+            continue; // reported as unreadable by `sealed_tokens`
+        };
+        let Some(refresh) = tokens.refresh_token.clone() else {
+            continue;
+        };
+        let provider = config.provider_of(asset);
+        let client = match client_for(&mut clients, provider) {
+            Ok(c) => c,
+            Err(e) => {
+                checks.failures.push((name.clone(), e));
+                continue;
+            }
+        };
+        let permits = Arc::clone(&permits);
+        let name = name.clone();
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await.expect("never closed");
+            let result = client.refresh(&refresh).await;
+            (name, refresh, result)
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (name, old_refresh, result) = done.expect("a refresh task does not panic");
+        let observation = match result {
+            Ok(grant) => {
+                let access_expires_at = grant
+                    .expires_in
+                    .and_then(|d| chrono::Duration::from_std(d).ok())
+                    .map(|d| now + d);
+                let rotated = grant
+                    .refresh_token
+                    .as_ref()
+                    .is_some_and(|r| r.expose() != old_refresh.expose());
+                checks.refreshed.push(Refreshed {
+                    name: name.clone(),
+                    tokens: Tokens {
+                        access_token: grant.access_token,
+                        refresh_token: Some(grant.refresh_token.unwrap_or(old_refresh)),
+                    },
+                    access_expires_at,
+                    rotated,
+                });
+                TokenObservation::Valid {
+                    granted_scopes: grant.scopes,
+                    access_expires_at,
+                }
+            }
+            Err(OAuthError::Revoked {
+                error, description, ..
+            }) => TokenObservation::Revoked { error, description },
+            Err(e) => {
+                let seen = e.is_transient().then(|| TokenObservation::Transient {
+                    detail: e.to_string(),
+                });
+                checks.failures.push((name.clone(), e));
+                let Some(seen) = seen else { continue };
+                seen
+            }
+        };
+        checks.observations.assets.insert(
+            name,
+            AssetObservation {
+                token: Some(observation),
+                smtp: None,
+            },
+        );
+    }
+    checks.failures.sort_by(|a, b| a.0.cmp(&b.0));
+    checks
 }

@@ -46,18 +46,7 @@ pub fn run(ctx: &Context<'_>) -> Result<ExitStatus, Error> {
     let state_dir = config.state_dir();
     let store = Context::store(&config);
     store.prepare_dir()?;
-    let lock = store.lock("init", settings.lock_timeout, &mut |info| {
-        let _ = ctx.printer.err(&format!(
-            "Waiting for the state lock held by {} ({})...\n",
-            info.who, info.operation
-        ));
-    })?;
-    if let Some(dead) = lock.taken_over() {
-        report.push(format!(
-            "Took over the state lock left by {} ({}, pid {}), which is no longer running.\n",
-            dead.who, dead.operation, dead.pid
-        ));
-    }
+    let lock = ctx.lock(&store, "init", settings.lock_timeout)?;
 
     let mut state = store.load()?;
     let key = if let Some((k, source)) = key::load(&state_dir)? {

@@ -8,6 +8,7 @@ mod init;
 mod plan;
 mod schema;
 mod show;
+mod token;
 mod validate;
 
 use std::cell::Cell;
@@ -56,6 +57,7 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<ExitStatus, Error> {
         Command::Validate { strict, .. } => validate::run(&ctx, *strict),
         Command::Plan(args) => plan::run(&ctx, args),
         Command::Show { name, json } => show::run(&ctx, name.as_deref(), *json),
+        Command::Token { name } => token::run(&ctx, name),
         Command::Export { name, format } => export::run(&ctx, name, *format),
         Command::Schema { kind } => schema::run(&ctx, *kind),
         Command::ForceUnlock { id, force } => force_unlock::run(&ctx, id, *force),
@@ -150,6 +152,43 @@ impl Context<'_> {
     pub fn store(config: &Config) -> FileStore {
         FileStore::new(&config.state.path)
     }
+
+    /// Takes the state lock for `operation`, saying once on stderr whom it
+    /// waits for, and noting a lock taken over from a holder that died.
+    pub fn lock(
+        &self,
+        store: &FileStore,
+        operation: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Box<dyn crate::store::LockGuard>, Error> {
+        use crate::store::StateStore as _;
+        let lock = store.lock(operation, timeout, &mut |info| {
+            let _ = self.printer.err(&format!(
+                "Waiting for the state lock held by {} ({})...\n",
+                info.who, info.operation
+            ));
+        })?;
+        if let Some(dead) = lock.taken_over() {
+            self.printer.err(&format!(
+                "Took over the state lock left by {} ({}, pid {}), which is no longer running.\n",
+                dead.who, dead.operation, dead.pid
+            ))?;
+        }
+        Ok(lock)
+    }
+}
+
+/// The runtime for the network edges (token endpoint, SMTP), made by the
+/// commands that need one.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io {
+            action: "start the network runtime for",
+            path: "mailform".into(),
+            source,
+        })
 }
 
 /// Fails with a suggestion when `name` is not an asset in `names`.

@@ -1,6 +1,7 @@
 //! `mailform plan`: desired vs state, rendered for people or as JSON.
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 
 use chrono::Utc;
 
@@ -15,15 +16,15 @@ use crate::render;
 use crate::store::{StateStore as _, key};
 
 pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
-    let (config, _settings) = ctx.config()?;
-    if !args.offline {
+    let (config, settings) = ctx.config()?;
+    if args.check_smtp {
         return Err(Error::NotAvailable {
-            what: "a live plan (refreshing tokens, proving SMTP logins)",
-            hint: "run `mailform plan --offline` to plan from state alone",
+            what: "plan --check-smtp (proving each SMTP login)",
+            hint: "it arrives with the SMTP work; a plan without it refreshes every token",
         });
     }
     let store = Context::store(&config);
-    let state = store.load()?;
+    let mut state = store.load()?;
 
     let applied = state
         .iter()
@@ -42,20 +43,54 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
 
     check_secrets(ctx, &config, &args.target)?;
 
-    let mut observations = Observations::default();
-    if let Some(state) = &state
-        && let Some(key) = key::for_state(&config.state_dir(), state)?
+    let key = match &state {
+        Some(s) => key::for_state(&config.state_dir(), s)?,
+        None => None,
+    };
+    let now = Utc::now();
+    let mut failures = Vec::new();
+    let mut live = Observations::default();
+    if !args.offline
+        && let Some(key) = &key
+        && state
+            .as_ref()
+            .is_some_and(|s| refreshable(s, &config, &args.target))
     {
-        observations = observe::sealed_tokens(state, &key, &args.target);
+        // A refresh may rotate the refresh token, which must then be stored
+        // at once (the old one is dead): a live plan refreshes as a writer,
+        // holding the lock, on the state as it is under the lock.
+        let _lock = ctx.lock(&store, "plan", settings.lock_timeout)?;
+        let mut fresh = store.load()?.ok_or_else(|| Error::StateMoved {
+            path: store.path().to_path_buf(),
+            expected: state.as_ref().map(|s| (s.lineage, s.serial)),
+            found: None,
+        })?;
+        let parallelism = usize::try_from(settings.parallelism).unwrap_or(usize::MAX);
+        let checks = super::runtime()?.block_on(observe::refresh_tokens(
+            &config,
+            &fresh,
+            key,
+            &args.target,
+            parallelism,
+            now,
+        ));
+        if checks.rotated() {
+            for r in &checks.refreshed {
+                fresh.store_refreshed(key, &r.name, &r.tokens, r.access_expires_at, now);
+            }
+            store.save(&mut fresh)?;
+        }
+        live = checks.observations;
+        failures = checks.failures;
+        state = Some(fresh);
     }
+    let mut observations = match (&state, &key) {
+        (Some(s), Some(key)) => observe::sealed_tokens(s, key, &args.target),
+        _ => Observations::default(),
+    };
+    observations.assets.extend(live.assets);
 
-    let plan = plan::plan(
-        &config,
-        state.as_ref(),
-        &observations,
-        Utc::now(),
-        &args.target,
-    );
+    let plan = plan::plan(&config, state.as_ref(), &observations, now, &args.target);
 
     let json = || serde_json::to_string_pretty(&plan).expect("plans serialize") + "\n";
     if let Some(out) = &args.out {
@@ -67,6 +102,7 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
     }
     if args.json {
         ctx.printer.out(&json())?;
+        ctx.doc_printed.set(true);
     } else {
         ctx.printer.out(&render::plan::human(&plan))?;
         if let Some(out) = &args.out {
@@ -76,6 +112,16 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
                 out.display()
             ))?;
         }
+    }
+    if !failures.is_empty() {
+        let mut text = String::new();
+        for (name, e) in &failures {
+            let _ = writeln!(text, "error: {name}: {e}");
+        }
+        ctx.printer.err(&text)?;
+        return Err(Error::ChecksFailed {
+            count: failures.len(),
+        });
     }
     Ok(if args.detailed_exitcode && !plan.is_empty() {
         ExitStatus::Changes
@@ -119,5 +165,14 @@ fn check_secrets(ctx: &Context<'_>, config: &Config, targets: &[String]) -> Resu
     Err(Error::SecretsUnavailable {
         path: config.path.clone(),
         count: diags.error_count(),
+    })
+}
+
+/// Whether a live plan has a grant to refresh among the targets.
+fn refreshable(state: &crate::state::State, config: &Config, targets: &[String]) -> bool {
+    state.assets.iter().any(|(name, r)| {
+        (targets.is_empty() || targets.contains(name))
+            && config.assets.contains_key(name)
+            && r.token.as_ref().is_some_and(|t| t.has_refresh_token)
     })
 }

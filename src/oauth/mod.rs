@@ -107,10 +107,9 @@ impl ProviderClient {
         if let Some(secret) = &self.client_secret {
             client = client.set_client_secret(ClientSecret::new(secret.expose().to_string()));
         }
-        let send = |request| self.transport.send(request);
         let response = client
             .exchange_refresh_token(&RefreshToken::new(refresh_token.expose().to_string()))
-            .request_async(&send)
+            .request_async(&self.transport)
             .await
             .map_err(|e| OAuthError::from_token_error(&self.name, e))?;
         Ok(Grant {

@@ -123,3 +123,17 @@ impl Transport {
         Ok(out)
     }
 }
+
+/// `oauth2` sends through the transport. A boxed future of a named type,
+/// rather than a closure, keeps the request future `Send` for every
+/// lifetime, so refreshes can run as tokio tasks.
+impl<'c> oauth2::AsyncHttpClient<'c> for Transport {
+    type Error = TransportError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<HttpResponse, TransportError>> + Send + 'c>,
+    >;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(self.send(request))
+    }
+}

@@ -106,6 +106,34 @@ impl State {
         self.assets.get_mut(name).expect("just inserted")
     }
 
+    /// Stores refreshed tokens for `name`: sealed again under its binding,
+    /// the consent time and granted scopes kept, the access expiry updated.
+    /// `false` when the asset holds no tokens here.
+    pub fn store_refreshed(
+        &mut self,
+        key: &Key,
+        name: &str,
+        tokens: &Tokens,
+        access_expires_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let aad = self
+            .assets
+            .get(name)
+            .map(|r| self.token_aad(name, &r.binding));
+        let (Some(aad), Some(record)) = (aad, self.assets.get_mut(name)) else {
+            return false;
+        };
+        let Some(token) = record.token.as_mut() else {
+            return false;
+        };
+        token.sealed = tokens.seal(key, &aad);
+        token.has_refresh_token = tokens.refresh_token.is_some();
+        token.access_expires_at = access_expires_at;
+        record.updated_at = now;
+        true
+    }
+
     /// The associated data a token of `asset` is sealed with in this state.
     pub fn token_aad(&self, asset: &str, binding: &str) -> Vec<u8> {
         token_aad(&self.lineage, asset, binding)

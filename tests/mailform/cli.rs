@@ -266,11 +266,15 @@ fn offline_plan_of_a_fresh_project_creates_everything() {
 }
 
 #[test]
-fn plan_needs_offline_until_live_checks_exist() {
+fn a_live_plan_with_nothing_to_refresh_asks_no_one_and_writes_nothing() {
     let dir = project(CONFIG);
-    let run = mf(dir.path()).run(["plan"]).code(1);
+    let run = mf(dir.path()).run(["plan", "--detailed-exitcode"]).code(2);
+    assert!(run.stdout.contains("+ support  create"), "{}", run.stdout);
+    assert!(!dir.path().join(".mailform").exists());
+    let run = mf(dir.path()).run(["plan", "--check-smtp"]).code(1);
     assert!(
-        run.stderr.contains("mailform plan --offline"),
+        run.stderr
+            .contains("plan --check-smtp (proving each SMTP login) is not available yet"),
         "{}",
         run.stderr
     );

@@ -4,6 +4,7 @@
 mod cli;
 mod corpus;
 mod front_door;
+mod live;
 mod oauth;
 mod peers;
 mod properties;

@@ -150,7 +150,7 @@ fn tls_parameters(p: &Peers) -> TlsParameters {
 }
 
 /// An SMTP transport logging in with XOAUTH2 on the STARTTLS or implicit-TLS port.
-fn transport(p: &Peers, implicit_tls: bool, user: &str, token: &str) -> SmtpTransport {
+pub(crate) fn transport(p: &Peers, implicit_tls: bool, user: &str, token: &str) -> SmtpTransport {
     let (port, tls) = if implicit_tls {
         (p.smtp.tls_port, Tls::Wrapper(tls_parameters(p)))
     } else {

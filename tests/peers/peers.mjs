@@ -70,6 +70,11 @@ const USERS = new Map([
   ['carol@example.test', { password: 'carol-password' }],
   ['dave@example.test', { password: 'dave-password' }],
   ['erin@example.test', { password: 'erin-password' }],
+  // One each for mailform's own tests that revoke or expire grants.
+  ['frank@example.test', { password: 'frank-password' }],
+  ['grace@example.test', { password: 'grace-password' }],
+  ['heidi@example.test', { password: 'heidi-password' }],
+  ['ivan@example.test', { password: 'ivan-password' }],
 ]);
 
 const SCOPES = ['openid', 'offline_access', 'mail', 'https://mail.google.com/'];

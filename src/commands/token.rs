@@ -1,0 +1,115 @@
+//! `mailform token NAME`: a valid access token on stdout, and nothing else,
+//! for msmtp's `passwordeval` and other SMTP clients.
+//!
+//! The stored access token is printed when it is good for at least
+//! [`MARGIN`] more; otherwise it is refreshed first, under the state lock,
+//! and the new tokens are stored (a rotated refresh token must be). When no
+//! refresh can help, the answer is "consent required", exit 1.
+
+use chrono::Utc;
+
+use super::{Context, ExitStatus, known_asset};
+use crate::error::Error;
+use crate::oauth::{OAuthError, ProviderClient};
+use crate::state::Tokens;
+use crate::store::{StateStore as _, key};
+
+/// An access token expiring sooner than this is refreshed first: the client
+/// that asked still has to connect and log in with it.
+pub const MARGIN: chrono::Duration = chrono::Duration::minutes(5);
+
+pub fn run(ctx: &Context<'_>, name: &str) -> Result<ExitStatus, Error> {
+    let (config, settings) = ctx.config()?;
+    let store = Context::store(&config);
+    let state = store.load()?;
+    let in_state = state
+        .iter()
+        .flat_map(|s| s.assets.keys().map(String::as_str));
+    known_asset(
+        name,
+        config.assets.keys().map(String::as_str).chain(in_state),
+        &config,
+    )?;
+    let consent = |why: String| Error::ConsentRequired {
+        name: name.to_string(),
+        why,
+    };
+    let Some(mut state) = state.filter(|s| s.assets.contains_key(name)) else {
+        return Err(consent("it was never applied".into()));
+    };
+    let now = Utc::now();
+    let fresh_enough =
+        |t: &crate::state::TokenRecord| t.access_expires_at.is_some_and(|at| at > now + MARGIN);
+    let open = |state: &crate::state::State| -> Result<(Tokens, bool), Error> {
+        let record = &state.assets[name];
+        let Some(token) = &record.token else {
+            return Err(consent("no tokens are stored".into()));
+        };
+        let key = key::for_state(&config.state_dir(), state)?.expect("the state holds tokens");
+        let tokens = Tokens::open(&key, &state.token_aad(name, &record.binding), &token.sealed)
+            .map_err(|e| consent(format!("the stored tokens cannot be opened ({e})")))?;
+        Ok((tokens, fresh_enough(token)))
+    };
+    let (tokens, fresh) = open(&state)?;
+    if fresh {
+        ctx.printer
+            .out(&format!("{}\n", tokens.access_token.expose()))?;
+        return Ok(ExitStatus::Success);
+    }
+    let Some(asset) = config.assets.get(name) else {
+        return Err(Error::Usage(format!(
+            "asset `{name}` is no longer in {}, and its access token has expired",
+            config.path.display()
+        )));
+    };
+
+    // Refresh as a writer, on the state as it is under the lock: another
+    // mailform may have refreshed (and rotated) it a moment ago.
+    let _lock = ctx.lock(&store, "token", settings.lock_timeout)?;
+    state = store
+        .load()?
+        .filter(|s| s.assets.contains_key(name))
+        .ok_or_else(|| consent("it was removed from state meanwhile".into()))?;
+    let (tokens, fresh) = open(&state)?;
+    if fresh {
+        ctx.printer
+            .out(&format!("{}\n", tokens.access_token.expose()))?;
+        return Ok(ExitStatus::Success);
+    }
+    let Some(refresh) = tokens.refresh_token.clone() else {
+        return Err(consent(
+            "the access token has expired and no refresh token was issued".into(),
+        ));
+    };
+    let provider = config.provider_of(asset);
+    let client = ProviderClient::new(provider, provider.client_secret()?).map_err(|source| {
+        Error::Token {
+            name: name.to_string(),
+            source,
+        }
+    })?;
+    let grant = match super::runtime()?.block_on(client.refresh(&refresh)) {
+        Ok(grant) => grant,
+        Err(e @ OAuthError::Revoked { .. }) => return Err(consent(e.to_string())),
+        Err(source) => {
+            return Err(Error::Token {
+                name: name.to_string(),
+                source,
+            });
+        }
+    };
+    let access_expires_at = grant
+        .expires_in
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .map(|d| now + d);
+    let tokens = Tokens {
+        access_token: grant.access_token,
+        refresh_token: Some(grant.refresh_token.unwrap_or(refresh)),
+    };
+    let key = key::for_state(&config.state_dir(), &state)?.expect("the state holds tokens");
+    state.store_refreshed(&key, name, &tokens, access_expires_at, now);
+    store.save(&mut state)?;
+    ctx.printer
+        .out(&format!("{}\n", tokens.access_token.expose()))?;
+    Ok(ExitStatus::Success)
+}
