@@ -96,6 +96,8 @@ pub enum Command {
     },
     /// Show what apply would change, and why.
     Plan(PlanArgs),
+    /// Make it so: consent where needed (the browser opens each mailbox's link), store the tokens.
+    Apply(ApplyArgs),
     /// Show what state holds (tokens redacted).
     Show {
         /// Only this asset.
@@ -155,6 +157,22 @@ pub struct PlanArgs {
     #[arg(long)]
     pub detailed_exitcode: bool,
     /// Plan only these assets (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub target: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Apply without asking (needed when not on a terminal).
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// How a person consents: loopback, manual, device or never [env `MAILFORM_CONSENT`].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub consent: Option<crate::config::raw::ConsentMode>,
+    /// How long to wait for the people consenting, e.g. 10m (default 5m).
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub consent_timeout: String,
+    /// Apply only these assets (repeatable).
     #[arg(long, value_name = "NAME")]
     pub target: Vec<String>,
 }

@@ -135,6 +135,9 @@ pub enum Error {
         source: crate::oauth::OAuthError,
     },
 
+    #[error("{count} asset{} failed to apply (above); the others were applied", if *count == 1 { "" } else { "s" })]
+    ApplyFailed { count: usize },
+
     #[error("{0}")]
     Usage(String),
 

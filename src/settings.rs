@@ -44,6 +44,8 @@ pub struct Flags {
     pub color: Option<ColorChoice>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lock_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consent: Option<ConsentMode>,
 }
 
 impl Settings {

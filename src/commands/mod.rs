@@ -1,6 +1,7 @@
 //! One function per subcommand; each orchestrates the stages
 //! (settings → config → store → plan → render) and returns an [`ExitStatus`].
 
+mod apply;
 mod completions;
 mod export;
 mod force_unlock;
@@ -45,6 +46,10 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<ExitStatus, Error> {
     let flags = Flags {
         color: cli.color,
         lock_timeout: cli.lock_timeout.clone(),
+        consent: match &cli.command {
+            Command::Apply(args) => args.consent,
+            _ => None,
+        },
     };
     let ctx = Context {
         cli,
@@ -56,6 +61,7 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<ExitStatus, Error> {
         Command::Init => init::run(&ctx),
         Command::Validate { strict, .. } => validate::run(&ctx, *strict),
         Command::Plan(args) => plan::run(&ctx, args),
+        Command::Apply(args) => apply::run(&ctx, args),
         Command::Show { name, json } => show::run(&ctx, name.as_deref(), *json),
         Command::Token { name } => token::run(&ctx, name),
         Command::Export { name, format } => export::run(&ctx, name, *format),

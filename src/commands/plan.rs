@@ -65,23 +65,17 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
             expected: state.as_ref().map(|s| (s.lineage, s.serial)),
             found: None,
         })?;
-        let parallelism = usize::try_from(settings.parallelism).unwrap_or(usize::MAX);
-        let checks = super::runtime()?.block_on(observe::refresh_tokens(
+        let (observed, failed) = live_checks(
             &config,
-            &fresh,
+            &settings,
+            &store,
+            &mut fresh,
             key,
             &args.target,
-            parallelism,
             now,
-        ));
-        if checks.rotated() {
-            for r in &checks.refreshed {
-                fresh.store_refreshed(key, &r.name, &r.tokens, r.access_expires_at, now);
-            }
-            store.save(&mut fresh)?;
-        }
-        live = checks.observations;
-        failures = checks.failures;
+        )?;
+        live = observed;
+        failures = failed;
         state = Some(fresh);
     }
     let mut observations = match (&state, &key) {
@@ -89,6 +83,7 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
         _ => Observations::default(),
     };
     observations.assets.extend(live.assets);
+    observations.live = !args.offline;
 
     let plan = plan::plan(&config, state.as_ref(), &observations, now, &args.target);
 
@@ -132,7 +127,11 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
 
 /// Every secret a targeted asset will need must be reachable now, not half way
 /// through an apply. Problems are shown at the `client_secret` line.
-fn check_secrets(ctx: &Context<'_>, config: &Config, targets: &[String]) -> Result<(), Error> {
+pub(super) fn check_secrets(
+    ctx: &Context<'_>,
+    config: &Config,
+    targets: &[String],
+) -> Result<(), Error> {
     let mut diags = Diagnostics::default();
     let mut seen = BTreeSet::new();
     for asset in config
@@ -175,4 +174,36 @@ fn refreshable(state: &crate::state::State, config: &Config, targets: &[String])
             && config.assets.contains_key(name)
             && r.token.as_ref().is_some_and(|t| t.has_refresh_token)
     })
+}
+
+/// The live token checks on `state` as it is under the caller's lock; a
+/// rotated refresh token is stored before this returns.
+pub(super) fn live_checks(
+    config: &Config,
+    settings: &crate::settings::Settings,
+    store: &crate::store::FileStore,
+    state: &mut crate::state::State,
+    key: &crate::state::crypto::Key,
+    targets: &[String],
+    now: chrono::DateTime<Utc>,
+) -> Result<(Observations, Vec<(String, crate::oauth::OAuthError)>), Error> {
+    if !refreshable(state, config, targets) {
+        return Ok((Observations::default(), Vec::new()));
+    }
+    let parallelism = usize::try_from(settings.parallelism).unwrap_or(usize::MAX);
+    let checks = super::runtime()?.block_on(observe::refresh_tokens(
+        config,
+        state,
+        key,
+        targets,
+        parallelism,
+        now,
+    ));
+    if checks.rotated() {
+        for r in &checks.refreshed {
+            state.store_refreshed(key, &r.name, &r.tokens, r.access_expires_at, now);
+        }
+        store.save(state)?;
+    }
+    Ok((checks.observations, checks.failures))
 }

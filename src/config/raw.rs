@@ -52,7 +52,9 @@ pub struct RawConfig {
 }
 
 /// How consent is obtained when tokens are needed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ConsentMode {
     /// Listen on the redirect URI's loopback port and open a browser (RFC 8252).

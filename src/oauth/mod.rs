@@ -15,12 +15,16 @@
 //! error, message or `Debug` output; the provider's `error_description` does.
 
 mod error;
+pub mod loopback;
 mod transport;
 
 use std::time::Duration;
 
 use oauth2::basic::BasicClient;
-use oauth2::{AuthType, ClientId, ClientSecret, RefreshToken, TokenResponse as _, TokenUrl};
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, RefreshToken, Scope, TokenResponse as _, TokenUrl,
+};
 
 pub use error::OAuthError;
 pub use transport::Transport;
@@ -51,6 +55,8 @@ pub struct Grant {
 #[derive(Debug)]
 pub struct ProviderClient {
     name: String,
+    authorization_url: url::Url,
+    auth_params: std::collections::BTreeMap<String, String>,
     client_id: String,
     client_secret: Option<Secret>,
     token_url: url::Url,
@@ -81,6 +87,8 @@ impl ProviderClient {
         })?;
         Ok(ProviderClient {
             name: provider.name.clone(),
+            authorization_url: provider.authorization_url.clone(),
+            auth_params: provider.auth_params.clone(),
             client_id: provider.client_id.clone(),
             client_secret,
             token_url: provider.token_url.clone(),
@@ -93,6 +101,56 @@ impl ProviderClient {
     /// The provider's name, for messages.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// An authorization request for one asset (RFC 6749 §4.1 with PKCE S256,
+    /// RFC 7636): its own random `state` and verifier, the provider's
+    /// `auth_params`, and `login_hint` so the person signs in to the right
+    /// mailbox.
+    pub fn authorization(
+        &self,
+        scopes: &[String],
+        login_hint: &str,
+        redirect: &url::Url,
+    ) -> Pending {
+        let client = BasicClient::new(ClientId::new(self.client_id.clone()))
+            .set_auth_uri(AuthUrl::from_url(self.authorization_url.clone()))
+            .set_redirect_uri(RedirectUrl::from_url(redirect.clone()));
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut request = client
+            .authorize_url(CsrfToken::new_random)
+            .add_scopes(scopes.iter().map(|s| Scope::new(s.clone())))
+            .set_pkce_challenge(challenge)
+            .add_extra_param("login_hint", login_hint);
+        for (k, v) in &self.auth_params {
+            request = request.add_extra_param(k, v);
+        }
+        let (url, state) = request.url();
+        Pending {
+            url,
+            state: state.secret().clone(),
+            verifier: Secret::new(verifier.into_secret()),
+            redirect: redirect.clone(),
+        }
+    }
+
+    /// Redeems an authorization code of `pending` (no retry: a code is good
+    /// for one try).
+    pub async fn exchange(&self, pending: &Pending, code: &Secret) -> Result<Grant, OAuthError> {
+        let mut client = BasicClient::new(ClientId::new(self.client_id.clone()))
+            .set_token_uri(TokenUrl::from_url(self.token_url.clone()))
+            .set_redirect_uri(RedirectUrl::from_url(pending.redirect.clone()))
+            .set_auth_type(self.auth.clone());
+        if let Some(secret) = &self.client_secret {
+            client = client.set_client_secret(ClientSecret::new(secret.expose().to_string()));
+        }
+        let response = client
+            .exchange_code(AuthorizationCode::new(code.expose().to_string()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier.expose().to_string()))
+            .request_async(&self.transport)
+            .await
+            .map_err(|e| OAuthError::from_token_error(&self.name, e))?;
+        Ok(grant_of(&response))
     }
 
     /// Uses a refresh token once, retrying passing failures.
@@ -112,16 +170,7 @@ impl ProviderClient {
             .request_async(&self.transport)
             .await
             .map_err(|e| OAuthError::from_token_error(&self.name, e))?;
-        Ok(Grant {
-            access_token: Secret::new(response.access_token().secret().clone()),
-            refresh_token: response
-                .refresh_token()
-                .map(|r| Secret::new(r.secret().clone())),
-            expires_in: response.expires_in(),
-            scopes: response
-                .scopes()
-                .map(|s| s.iter().map(|s| s.to_string()).collect()),
-        })
+        Ok(grant_of(&response))
     }
 
     /// Revokes a token at the provider (RFC 7009), when it has an endpoint;
@@ -179,6 +228,31 @@ impl ProviderClient {
             response.body(),
         ))
     }
+}
+
+fn grant_of(response: &oauth2::basic::BasicTokenResponse) -> Grant {
+    Grant {
+        access_token: Secret::new(response.access_token().secret().clone()),
+        refresh_token: response
+            .refresh_token()
+            .map(|r| Secret::new(r.secret().clone())),
+        expires_in: response.expires_in(),
+        scopes: response
+            .scopes()
+            .map(|s| s.iter().map(|s| s.to_string()).collect()),
+    }
+}
+
+/// An authorization request waiting for its callback.
+#[derive(Debug)]
+pub struct Pending {
+    /// Where the person consents.
+    pub url: url::Url,
+    /// The `state` the callback must bring back.
+    pub state: String,
+    /// The PKCE verifier, sent with the code.
+    pub verifier: Secret,
+    pub redirect: url::Url,
 }
 
 /// Which token a revocation names (RFC 7009 `token_type_hint`).

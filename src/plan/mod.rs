@@ -52,7 +52,7 @@ pub const PLAN_FORMAT_VERSION: u32 = 1;
 /// Scopes that shape the grant rather than name a permission; providers do not
 /// always echo them back in the token response, so they are not required to
 /// appear among the granted scopes.
-const GRANT_SHAPING_SCOPES: [&str; 2] = ["offline_access", "openid"];
+pub const GRANT_SHAPING_SCOPES: [&str; 2] = ["offline_access", "openid"];
 
 /// Warn about a refresh token's death this long in advance.
 const EXPIRY_WARNING_DAYS: i64 = 14;
@@ -254,7 +254,7 @@ pub fn plan(
         lineage: state.map(|s| s.lineage),
         serial: state.map_or(0, |s| s.serial),
         config_digest: config.digest.clone(),
-        live: !observations.assets.is_empty(),
+        live: observations.live,
         targets: targets.to_vec(),
         changes,
         summary,

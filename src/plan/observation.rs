@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observations {
     pub assets: BTreeMap<String, AssetObservation>,
+    /// Whether the live checks ran (a live plan with nothing to check is
+    /// still live; an offline plan with a local finding is not).
+    pub live: bool,
 }
 
 /// Findings about one asset.

@@ -88,6 +88,7 @@ fn only(plan: &Plan) -> &Change {
 fn observe(token: Option<TokenObservation>, smtp: Option<SmtpObservation>) -> Observations {
     Observations {
         assets: [("support".to_string(), AssetObservation { token, smtp })].into(),
+        live: true,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The one integration-test binary: drives the real `mailform` binary, and
 //! (in `peers`) the real OAuth and SMTP servers the harness starts.
 
+mod apply;
 mod cli;
 mod corpus;
 mod front_door;

@@ -9,9 +9,10 @@
 // stdout. Usable as $BROWSER via the `consent-browser` wrapper.
 //
 // Options (each also read from the environment, for $BROWSER use):
-//   --user EMAIL       CONSENT_USER       who signs in (default alice@example.test)
+//   --user EMAIL       CONSENT_USER       who signs in (default: the login_hint, else alice@example.test)
 //   --password PW      CONSENT_PASSWORD   their password (default: <local part>-password)
 //   --deny             CONSENT_ACTION=deny   press Deny at the consent screen
+//                      CONSENT_DENY_USERS="a b"  only these users press Deny
 //   --scopes "a b"     CONSENT_SCOPES     approve only these of the asked scopes
 //   --no-callback      CONSENT_NO_CALLBACK=1  print the redirect URL, do not request it
 //                                          (what a person does for `--consent manual`)
@@ -37,14 +38,23 @@ const option = (name) => {
   return value;
 };
 
-const user = option('--user') ?? process.env.CONSENT_USER ?? 'alice@example.test';
-const password = option('--password') ?? process.env.CONSENT_PASSWORD ?? `${user.split('@')[0]}-password`;
-const deny = flag('--deny') ?? process.env.CONSENT_ACTION === 'deny';
+const userOption = option('--user');
+const passwordOption = option('--password');
+const denyFlag = flag('--deny');
 const scopesArg = option('--scopes') ?? process.env.CONSENT_SCOPES;
 const only = scopesArg ? new Set(scopesArg.split(/[ ,]+/).filter(Boolean)) : undefined;
 const noCallback = flag('--no-callback') ?? process.env.CONSENT_NO_CALLBACK === '1';
 const caFile = option('--ca') ?? process.env.CONSENT_CA ?? process.env.PEERS_CA;
 const start = args[0];
+// Without a forced user, the person signs in to the account the request
+// suggests (login_hint), as someone opening their own link would.
+let hint;
+try { hint = new URL(start).searchParams.get('login_hint') ?? undefined; } catch { hint = undefined; }
+const user = userOption ?? process.env.CONSENT_USER ?? hint ?? 'alice@example.test';
+const password = passwordOption ?? process.env.CONSENT_PASSWORD ?? `${user.split('@')[0]}-password`;
+// CONSENT_DENY_USERS="a@x b@x": those people press Deny, the others approve.
+const denyUsers = (process.env.CONSENT_DENY_USERS ?? '').split(/[ ,]+/).filter(Boolean);
+const deny = denyFlag || process.env.CONSENT_ACTION === 'deny' || denyUsers.includes(user);
 
 const fail = (why) => {
   process.stderr.write(`consent-driver: ${why}\n`);

@@ -75,6 +75,8 @@ const USERS = new Map([
   ['grace@example.test', { password: 'grace-password' }],
   ['heidi@example.test', { password: 'heidi-password' }],
   ['ivan@example.test', { password: 'ivan-password' }],
+  ['judy@example.test', { password: 'judy-password' }],
+  ['ken@example.test', { password: 'ken-password' }],
 ]);
 
 const SCOPES = ['openid', 'offline_access', 'mail', 'https://mail.google.com/'];

@@ -1,0 +1,481 @@
+//! `mailform apply`: make it so.
+//!
+//! Under the state lock: observe (the live token checks of `plan`), plan,
+//! show the plan, confirm (`--auto-approve`; never guessed without a
+//! terminal), then per asset: delete → revoke at the provider, then forget;
+//! re-consent → revoke the old grant, then consent; create → consent;
+//! update → store the new fields. Consents go through one loopback listener
+//! per redirect URI (bulk: every owner opens their own link), and each grant
+//! is written to state the moment it arrives. One asset's failure does not
+//! stop the others; the summary lists each failure, and the exit code is 1
+//! if any failed.
+//!
+//! The engine for many assets at once (parallel network steps, saved plans,
+//! crash-safe batching) builds on this; consent modes `manual` and `device`
+//! are not offered yet and say so.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::IsTerminal as _;
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use super::{Context, ExitStatus, known_asset};
+use crate::cli::ApplyArgs;
+use crate::config::raw::ConsentMode;
+use crate::config::{Asset, Config};
+use crate::error::Error;
+use crate::oauth::loopback::{self, Consent, Listener};
+use crate::oauth::{Grant, ProviderClient, TokenKind};
+use crate::observe;
+use crate::plan::{self, Action, GRANT_SHAPING_SCOPES};
+use crate::render;
+use crate::state::crypto::Key;
+use crate::state::{State, Tokens};
+use crate::store::{FileStore, StateStore as _, key};
+
+pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
+    let (config, settings) = ctx.config()?;
+    let consent_timeout = crate::settings::parse_duration(&args.consent_timeout).map_err(|e| {
+        Error::Usage(format!(
+            "invalid --consent-timeout `{}`: {e} (write e.g. 5m)",
+            crate::diagnostic::shown(&args.consent_timeout)
+        ))
+    })?;
+    super::plan::check_secrets(ctx, &config, &args.target)?;
+    let store = Context::store(&config);
+    store.prepare_dir()?;
+    let _lock = ctx.lock(&store, "apply", settings.lock_timeout)?;
+    let mut state = store.load()?.unwrap_or_else(State::new);
+    for t in &args.target {
+        let applied = state.assets.keys().map(String::as_str);
+        known_asset(
+            t,
+            config.assets.keys().map(String::as_str).chain(applied),
+            &config,
+        )?;
+    }
+    let key = key_for(ctx, &config, &mut state)?;
+
+    let now = Utc::now();
+    let (live, failures) = super::plan::live_checks(
+        &config,
+        &settings,
+        &store,
+        &mut state,
+        &key,
+        &args.target,
+        now,
+    )?;
+    let mut observations = observe::sealed_tokens(&state, &key, &args.target);
+    observations.assets.extend(live.assets);
+    observations.live = true;
+    for (name, e) in &failures {
+        ctx.printer.err(&format!("warning: {name}: {e}\n"))?;
+    }
+    let plan = plan::plan(&config, Some(&state), &observations, now, &args.target);
+    ctx.printer.out(&render::plan::human(&plan))?;
+    if plan.is_empty() {
+        return Ok(ExitStatus::Success);
+    }
+    if !args.auto_approve && !confirmed(ctx)? {
+        return Err(Error::Usage("apply cancelled; nothing was changed".into()));
+    }
+
+    let runtime = super::runtime()?;
+    let mut run = Run {
+        ctx,
+        config: &config,
+        store: &store,
+        key: &key,
+        runtime: &runtime,
+        clients: BTreeMap::new(),
+        done: Vec::new(),
+    };
+    let mut consents = Vec::new();
+    for change in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
+        let name = change.asset.as_str();
+        match change.action {
+            Action::Update => run.update(&mut state, name),
+            Action::Delete => run.delete(&mut state, name),
+            Action::Reconsent => {
+                run.revoke_old(&mut state, name);
+                consents.push(name.to_string());
+            }
+            Action::Create => consents.push(name.to_string()),
+            Action::NoOp => {}
+        }
+    }
+    if !consents.is_empty() {
+        let mode = settings.consent.unwrap_or_else(default_mode);
+        run.consent(&mut state, &consents, mode, consent_timeout);
+    }
+    run.summary()
+}
+
+/// `loopback` where a person can consent (a terminal, or `$BROWSER` set);
+/// `never` otherwise, so CI fails clearly instead of waiting.
+fn default_mode() -> ConsentMode {
+    if std::io::stdin().is_terminal() || std::env::var_os("BROWSER").is_some_and(|b| !b.is_empty())
+    {
+        ConsentMode::Loopback
+    } else {
+        ConsentMode::Never
+    }
+}
+
+/// The key that seals this state's tokens; made (like `init` does) when the
+/// state holds none yet.
+fn key_for(ctx: &Context<'_>, config: &Config, state: &mut State) -> Result<Key, Error> {
+    let dir = config.state_dir();
+    if let Some((k, source)) = key::load(&dir)? {
+        if state.has_tokens() {
+            key::check_matches(state, &k, &source)?;
+        }
+        return Ok(k);
+    }
+    if state.has_tokens() {
+        key::for_state(&dir, state)?;
+    }
+    let (k, path) = key::create(&dir)?;
+    ctx.printer.err(&format!(
+        "Created the token-encryption key {} (mode 0600). Back it up: without it stored tokens are lost.\n",
+        path.display()
+    ))?;
+    Ok(k)
+}
+
+fn confirmed(ctx: &Context<'_>) -> Result<bool, Error> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Usage(
+            "apply asks for confirmation on a terminal; pass --auto-approve to apply without asking".into(),
+        ));
+    }
+    ctx.printer
+        .err("Apply these changes? Only 'yes' will be accepted: ")?;
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|source| Error::Io {
+            action: "read the answer from",
+            path: "standard input".into(),
+            source,
+        })?;
+    Ok(answer.trim() == "yes")
+}
+
+/// What happened to one asset.
+struct Done {
+    asset: String,
+    action: Action,
+    outcome: Result<String, String>,
+}
+
+/// One apply's working set.
+struct Run<'a> {
+    ctx: &'a Context<'a>,
+    config: &'a Config,
+    store: &'a FileStore,
+    key: &'a Key,
+    runtime: &'a tokio::runtime::Runtime,
+    clients: BTreeMap<String, Arc<ProviderClient>>,
+    done: Vec<Done>,
+}
+
+impl Run<'_> {
+    fn record(&mut self, asset: &str, action: Action, outcome: Result<String, String>) {
+        let line = match &outcome {
+            Ok(what) => format!("{asset}: {what}\n"),
+            Err(why) => format!("{asset}: failed: {why}\n"),
+        };
+        let _ = self.ctx.printer.err(&line);
+        self.done.push(Done {
+            asset: asset.to_string(),
+            action,
+            outcome,
+        });
+    }
+
+    /// Saves now; a failure is that asset's failure (the change is in
+    /// memory only, and said so).
+    fn save(&mut self, state: &mut State) -> Result<(), String> {
+        self.store
+            .save(state)
+            .map_err(|e| format!("{e} (the change was not stored)"))
+    }
+
+    fn client(&mut self, provider: &str) -> Result<Arc<ProviderClient>, String> {
+        if let Some(c) = self.clients.get(provider) {
+            return Ok(Arc::clone(c));
+        }
+        let p = &self.config.providers[provider];
+        let secret = p.client_secret().map_err(|e| e.to_string())?;
+        let c = Arc::new(ProviderClient::new(p, secret).map_err(|e| e.to_string())?);
+        self.clients.insert(provider.to_string(), Arc::clone(&c));
+        Ok(c)
+    }
+
+    fn update(&mut self, state: &mut State, name: &str) {
+        let asset = &self.config.assets[name];
+        if let Some(record) = state.assets.get_mut(name) {
+            record.applied = plan::applied(self.config, asset);
+            record.updated_at = Utc::now();
+        }
+        let outcome = self.save(state).map(|()| "updated".to_string());
+        self.record(name, Action::Update, outcome);
+    }
+
+    /// Revokes an asset's stored tokens at its provider, when the provider
+    /// is still configured and has an endpoint. `Ok(true)` when revoked.
+    fn revoke(&mut self, state: &State, name: &str) -> Result<bool, String> {
+        let Some(record) = state.assets.get(name) else {
+            return Ok(false);
+        };
+        let Some(token) = &record.token else {
+            return Ok(false);
+        };
+        let Ok(tokens) = Tokens::open(
+            self.key,
+            &state.token_aad(name, &record.binding),
+            &token.sealed,
+        ) else {
+            return Ok(false); // nothing genuine to revoke
+        };
+        if !self.config.providers.contains_key(&record.applied.provider) {
+            return Ok(false);
+        }
+        let client = self.client(&record.applied.provider)?;
+        let mut revoked = false;
+        if let Some(refresh) = &tokens.refresh_token {
+            revoked |= self
+                .runtime
+                .block_on(client.revoke(refresh, TokenKind::Refresh))
+                .map_err(|e| e.to_string())?;
+        }
+        revoked |= self
+            .runtime
+            .block_on(client.revoke(&tokens.access_token, TokenKind::Access))
+            .map_err(|e| e.to_string())?;
+        Ok(revoked)
+    }
+
+    fn delete(&mut self, state: &mut State, name: &str) {
+        let outcome = match self.revoke(state, name) {
+            Ok(revoked) => {
+                state.assets.remove(name);
+                self.save(state).map(|()| {
+                    if revoked {
+                        "tokens revoked at the provider, then forgotten".to_string()
+                    } else {
+                        "forgotten (the provider has no revocation endpoint, or the tokens could not be opened: revoke access in its console)".to_string()
+                    }
+                })
+            }
+            Err(why) => Err(format!(
+                "{why}; the asset stays in state, so a later apply revokes it"
+            )),
+        };
+        self.record(name, Action::Delete, outcome);
+    }
+
+    /// Before a re-consent: the old grant is revoked (best effort: a grant
+    /// already revoked or expired cannot be revoked again) and dropped.
+    fn revoke_old(&mut self, state: &mut State, name: &str) {
+        if let Err(why) = self.revoke(state, name) {
+            let _ = self.ctx.printer.err(&format!(
+                "warning: {name}: the old grant could not be revoked: {why}\n"
+            ));
+        }
+        if let Some(record) = state.assets.get_mut(name) {
+            record.token = None;
+        }
+    }
+
+    fn consent(
+        &mut self,
+        state: &mut State,
+        names: &[String],
+        mode: ConsentMode,
+        timeout: std::time::Duration,
+    ) {
+        match mode {
+            ConsentMode::Loopback => self.loopback(state, names, timeout),
+            ConsentMode::Never => {
+                for name in names {
+                    let action = action_of(state, name);
+                    self.record(
+                        name,
+                        action,
+                        Err(format!(
+                            "consent required for {name}: run `mailform apply` where a person can consent (a terminal, or $BROWSER set; or --consent loopback)"
+                        )),
+                    );
+                }
+            }
+            ConsentMode::Manual | ConsentMode::Device => {
+                for name in names {
+                    let action = action_of(state, name);
+                    self.record(
+                        name,
+                        action,
+                        Err("consent modes `manual` and `device` are not available yet; use --consent loopback".into()),
+                    );
+                }
+            }
+        }
+    }
+
+    fn loopback(&mut self, state: &mut State, names: &[String], timeout: std::time::Duration) {
+        // One listener per redirect URI; most configs have one.
+        let mut groups: BTreeMap<url::Url, Vec<Consent>> = BTreeMap::new();
+        for name in names {
+            let asset = &self.config.assets[name];
+            let provider = self.config.provider_of(asset);
+            let Some(redirect) = provider.redirect_uri.clone() else {
+                let action = action_of(state, name);
+                self.record(name, action, Err(format!("provider `{}` has no redirect_uri, so a loopback consent cannot come back; add e.g. redirect_uri = \"http://127.0.0.1:8765/callback\"", provider.name)));
+                continue;
+            };
+            match self.client(&provider.name) {
+                Ok(client) => {
+                    let pending = client.authorization(&asset.scopes, &asset.username, &redirect);
+                    groups.entry(redirect).or_default().push(Consent {
+                        asset: name.clone(),
+                        email: asset.email.clone(),
+                        pending,
+                        client,
+                    });
+                }
+                Err(why) => {
+                    let action = action_of(state, name);
+                    self.record(name, action, Err(why));
+                }
+            }
+        }
+        for (redirect, consents) in groups {
+            let listener = match Listener::bind(&redirect) {
+                Ok(l) => l,
+                Err(why) => {
+                    for c in consents {
+                        let action = action_of(state, &c.asset);
+                        self.record(&c.asset, action, Err(why.clone()));
+                    }
+                    continue;
+                }
+            };
+            let mut list = format!(
+                "Consent needed for {} mailbox{} (listening on {} for up to {}); each owner opens their own link:\n",
+                consents.len(),
+                if consents.len() == 1 { "" } else { "es" },
+                listener.address(),
+                humantime::format_duration(timeout)
+            );
+            for c in &consents {
+                let _ = writeln!(list, "  {} ({}): {}", c.asset, c.email, c.pending.url);
+            }
+            let _ = self.ctx.printer.err(&list);
+            for c in &consents {
+                if let Err(why) = loopback::open_in_browser(&c.pending.url) {
+                    let _ = self.ctx.printer.err(&format!("warning: {why}\n"));
+                }
+            }
+            let runtime = self.runtime;
+            // Each grant is stored before the next callback is read.
+            listener.wait(consents, timeout, runtime, &mut |c, outcome| {
+                let action = action_of(state, &c.asset);
+                let outcome = match outcome {
+                    Ok(grant) => self
+                        .store_grant(state, &c.asset, grant)
+                        .map(|()| "consented; tokens stored".to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                self.record(&c.asset, action, outcome);
+            });
+        }
+    }
+
+    /// Checks the granted scopes, seals the tokens and writes state at once.
+    fn store_grant(&mut self, state: &mut State, name: &str, grant: Grant) -> Result<(), String> {
+        let asset: &Asset = &self.config.assets[name];
+        // RFC 6749 §5.1: no `scope` in the answer means as requested.
+        let granted = grant.scopes.clone().unwrap_or_else(|| asset.scopes.clone());
+        let missing: Vec<&str> = asset
+            .scopes
+            .iter()
+            .filter(|s| !GRANT_SHAPING_SCOPES.contains(&s.as_str()) && !granted.contains(s))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "the grant lacks {} (boxes left unticked at the consent screen?); run mailform apply again and approve every scope",
+                missing.join(", ")
+            ));
+        }
+        if grant.refresh_token.is_none() {
+            let _ = self.ctx.printer.err(&format!(
+                "warning: {name}: no refresh token was issued; mail stops when the access token expires (check offline access in the provider's settings)\n"
+            ));
+        }
+        let now = Utc::now();
+        let access_expires_at = grant
+            .expires_in
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .map(|d| now + d);
+        let tokens = Tokens {
+            access_token: grant.access_token,
+            refresh_token: grant.refresh_token,
+        };
+        let record = state.insert_applied(
+            name,
+            plan::applied(self.config, asset),
+            Some((self.key, &tokens, granted)),
+            now,
+        );
+        if let Some(t) = record.token.as_mut() {
+            t.access_expires_at = access_expires_at;
+        }
+        self.save(state)
+    }
+
+    fn summary(&self) -> Result<ExitStatus, Error> {
+        let count = |action: Action| {
+            self.done
+                .iter()
+                .filter(|d| d.action == action && d.outcome.is_ok())
+                .count()
+        };
+        let failed: Vec<&Done> = self.done.iter().filter(|d| d.outcome.is_err()).collect();
+        let mut text = format!(
+            "\nApply: {} created, {} updated, {} re-consented, {} deleted, {} failed.\n",
+            count(Action::Create),
+            count(Action::Update),
+            count(Action::Reconsent),
+            count(Action::Delete),
+            failed.len()
+        );
+        for d in &failed {
+            if let Err(why) = &d.outcome {
+                let _ = writeln!(text, "  {}: {why}", d.asset);
+            }
+        }
+        self.ctx.printer.out(&text)?;
+        if failed.is_empty() {
+            Ok(ExitStatus::Success)
+        } else {
+            Err(Error::ApplyFailed {
+                count: failed.len(),
+            })
+        }
+    }
+}
+
+/// Create or re-consent, as the plan said (a re-consent's record stays in
+/// state without tokens).
+fn action_of(state: &State, name: &str) -> Action {
+    if state.assets.contains_key(name) {
+        Action::Reconsent
+    } else {
+        Action::Create
+    }
+}

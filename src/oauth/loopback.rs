@@ -1,0 +1,216 @@
+//! Bulk consent through one loopback listener (RFC 8252 §7.3).
+//!
+//! One listener on the redirect URI's loopback host and port serves every
+//! consent of the run: each asset has its own authorization URL, with its
+//! own `state` and PKCE verifier. Callbacks are taken in any order; one on
+//! another path, or with a `state` nobody waits for (or that was used), gets
+//! 400 and the wait goes on. Each code is exchanged at once and handed to the
+//! caller, which stores it before the next callback is read: a person's
+//! consent is never lost to a later failure or a Ctrl-C. The browser gets a
+//! short page saying what happened.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{Grant, OAuthError, Pending, ProviderClient};
+use crate::secret::Secret;
+
+/// One asset waiting for its person.
+#[derive(Debug)]
+pub struct Consent {
+    pub asset: String,
+    pub email: String,
+    pub pending: Pending,
+    pub client: Arc<ProviderClient>,
+}
+
+/// Why a consent brought no tokens.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsentError {
+    #[error("consent denied by the user ({error}{})", description.as_deref().map(|d| format!(": {}", crate::diagnostic::shown(d))).unwrap_or_default())]
+    Denied {
+        error: String,
+        description: Option<String>,
+    },
+    #[error("{0}")]
+    Exchange(OAuthError),
+    #[error("no consent arrived within {} (the link stays unused; run mailform apply again)", humantime::format_duration(*.0))]
+    TimedOut(Duration),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The listener, bound before any link is opened.
+pub struct Listener {
+    server: tiny_http::Server,
+    path: String,
+    address: String,
+}
+
+impl Listener {
+    /// Binds the redirect URI's host and port; it must be a loopback URI
+    /// with a port (validate guarantees both).
+    pub fn bind(redirect: &url::Url) -> Result<Listener, String> {
+        let loopback = redirect
+            .host()
+            .is_some_and(|h| crate::config::resolve::is_loopback_host(&h));
+        let (Some(host), Some(port), true) = (redirect.host_str(), redirect.port(), loopback)
+        else {
+            return Err(format!(
+                "redirect_uri {redirect} is not a loopback URI with a port, so mailform cannot listen for the consent; use e.g. http://127.0.0.1:8765/callback"
+            ));
+        };
+        let address = format!("{host}:{port}");
+        let server = tiny_http::Server::http(&address)
+            .map_err(|e| format!("cannot listen on {address} for consents: {e}"))?;
+        Ok(Listener {
+            server,
+            path: redirect.path().to_string(),
+            address,
+        })
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Waits up to `timeout` for every consent, handing each outcome to
+    /// `done` as it arrives; those still waiting at the end time out.
+    pub fn wait(
+        &self,
+        consents: Vec<Consent>,
+        timeout: Duration,
+        runtime: &tokio::runtime::Runtime,
+        done: &mut dyn FnMut(&Consent, Result<Grant, ConsentError>),
+    ) {
+        let mut waiting: BTreeMap<String, Consent> = consents
+            .into_iter()
+            .map(|c| (c.pending.state.clone(), c))
+            .collect();
+        let deadline = Instant::now() + timeout;
+        while !waiting.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let request = match self.server.recv_timeout(left) {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(e) => {
+                    for (_, c) in std::mem::take(&mut waiting) {
+                        done(
+                            &c,
+                            Err(ConsentError::Other(format!(
+                                "the consent listener failed: {e}"
+                            ))),
+                        );
+                    }
+                    return;
+                }
+            };
+            self.answer(request, &mut waiting, runtime, done);
+        }
+        for (_, c) in waiting {
+            done(&c, Err(ConsentError::TimedOut(timeout)));
+        }
+    }
+
+    fn answer(
+        &self,
+        request: tiny_http::Request,
+        waiting: &mut BTreeMap<String, Consent>,
+        runtime: &tokio::runtime::Runtime,
+        done: &mut dyn FnMut(&Consent, Result<Grant, ConsentError>),
+    ) {
+        let Ok(url) = url::Url::parse(&format!("http://{}{}", self.address, request.url())) else {
+            return respond(request, 400, "This is not a mailform consent callback.");
+        };
+        if *request.method() != tiny_http::Method::Get || url.path() != self.path {
+            return respond(request, 400, "This is not a mailform consent callback.");
+        }
+        let query: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+        let Some(consent) = query.get("state").and_then(|s| waiting.remove(s)) else {
+            return respond(
+                request,
+                400,
+                "This consent link is unknown or was used already; nothing changed.",
+            );
+        };
+        let email = html_escape(&consent.email);
+        if let Some(error) = query.get("error") {
+            let outcome = ConsentError::Denied {
+                error: error.clone(),
+                description: query.get("error_description").cloned(),
+            };
+            respond(
+                request,
+                200,
+                &format!("Consent for {email} was not given. You can close this tab."),
+            );
+            return done(&consent, Err(outcome));
+        }
+        let Some(code) = query.get("code").map(|c| Secret::new(c.as_str())) else {
+            respond(request, 400, "The callback brought no authorization code.");
+            return done(
+                &consent,
+                Err(ConsentError::Other("the callback brought no code".into())),
+            );
+        };
+        match runtime.block_on(consent.client.exchange(&consent.pending, &code)) {
+            Ok(grant) => {
+                respond(
+                    request,
+                    200,
+                    &format!("{email} is connected; you can close this tab."),
+                );
+                done(&consent, Ok(grant));
+            }
+            Err(e) => {
+                respond(
+                    request,
+                    502,
+                    &format!(
+                        "{email} could not be connected: the provider refused the code. The operator's terminal says why."
+                    ),
+                );
+                done(&consent, Err(ConsentError::Exchange(e)));
+            }
+        }
+    }
+}
+
+fn respond(request: tiny_http::Request, status: u16, text: &str) {
+    let page = format!(
+        "<!doctype html><meta charset=utf-8><title>mailform</title><p style=\"font: 1.2em sans-serif\">{text}</p>\n"
+    );
+    let header =
+        tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"text/html; charset=utf-8"[..])
+            .expect("a valid header");
+    let _ = request.respond(
+        tiny_http::Response::from_string(page)
+            .with_status_code(status)
+            .with_header(header),
+    );
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Opens `url` with `$BROWSER` when set (the command gets the URL as its
+/// argument); `Ok(false)` when there is no browser to start, and the person
+/// opens the printed link themselves.
+pub fn open_in_browser(url: &url::Url) -> Result<bool, String> {
+    let Some(browser) = std::env::var_os("BROWSER").filter(|b| !b.is_empty()) else {
+        return Ok(false);
+    };
+    std::process::Command::new(&browser)
+        .arg(url.as_str())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(|_| true)
+        .map_err(|e| format!("cannot start $BROWSER ({}): {e}", browser.to_string_lossy()))
+}
