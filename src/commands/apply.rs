@@ -10,9 +10,11 @@
 //! stop the others; the summary lists each failure, and the exit code is 1
 //! if any failed.
 //!
-//! The engine for many assets at once (parallel network steps, saved plans,
-//! crash-safe batching) builds on this; consent modes `manual` and `device`
-//! are not offered yet and say so.
+//! Consent modes: `loopback` (above), `manual` (print the link, read the
+//! pasted address or code from stdin), `device` (RFC 8628: show the code,
+//! poll), `never` (fail each asset, saying where to consent). The engine for
+//! many assets at once (parallel network steps, saved plans, crash-safe
+//! batching) builds on this.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -313,17 +315,109 @@ impl Run<'_> {
                     );
                 }
             }
-            ConsentMode::Manual | ConsentMode::Device => {
+            ConsentMode::Manual => {
+                let stdin = std::io::stdin();
+                let mut input = stdin.lock();
                 for name in names {
                     let action = action_of(state, name);
-                    self.record(
-                        name,
-                        action,
-                        Err("consent modes `manual` and `device` are not available yet; use --consent loopback".into()),
-                    );
+                    let outcome = self
+                        .manual(state, name, &mut input)
+                        .map(|()| "consented; tokens stored".to_string());
+                    self.record(name, action, outcome);
+                }
+            }
+            ConsentMode::Device => {
+                for name in names {
+                    let action = action_of(state, name);
+                    let outcome = self
+                        .device(state, name, timeout)
+                        .map(|()| "consented; tokens stored".to_string());
+                    self.record(name, action, outcome);
                 }
             }
         }
+    }
+
+    /// `manual`: print the link, read back the address the browser ended on
+    /// (or the bare code) from standard input.
+    fn manual(
+        &mut self,
+        state: &mut State,
+        name: &str,
+        input: &mut dyn std::io::BufRead,
+    ) -> Result<(), String> {
+        let asset = &self.config.assets[name];
+        let provider = self.config.provider_of(asset);
+        let redirect = provider.redirect_uri.clone().ok_or_else(|| {
+            format!(
+                "provider `{}` has no redirect_uri to send the person back to",
+                provider.name
+            )
+        })?;
+        let client = self.client(&provider.name)?;
+        let pending = client.authorization(&asset.scopes, &asset.username, &redirect);
+        let _ = self.ctx.printer.err(&format!(
+            "Consent for {name}: open this link signed in as {}, approve, then paste the address the browser ends on (it may not load; the address is what counts), or the code alone:\n  {}\npaste> ",
+            asset.email, pending.url
+        ));
+        let mut answer = zeroize::Zeroizing::new(String::new());
+        let read = input
+            .read_line(&mut answer)
+            .map_err(|e| format!("cannot read the answer: {e}"))?;
+        if read == 0 {
+            return Err("no answer on standard input".into());
+        }
+        let code = pasted_code(&answer, &pending.state, name)?;
+        let grant = self
+            .runtime
+            .block_on(client.exchange(&pending, &code))
+            .map_err(|e| e.to_string())?;
+        self.store_grant(state, name, grant)
+    }
+
+    /// `device` (RFC 8628): show the code and where to enter it, open that
+    /// page when `$BROWSER` is set, and wait for the person.
+    fn device(
+        &mut self,
+        state: &mut State,
+        name: &str,
+        timeout: std::time::Duration,
+    ) -> Result<(), String> {
+        let asset = &self.config.assets[name];
+        let provider = self.config.provider_of(asset);
+        let client = self.client(&provider.name)?;
+        let code = self
+            .runtime
+            .block_on(client.device_code(&asset.scopes))
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                format!(
+                    "provider `{}` has no device_authorization_url, so device consent is not possible; use --consent loopback or manual",
+                    provider.name
+                )
+            })?;
+        let _ = self.ctx.printer.err(&format!(
+            "Consent for {name}: signed in as {}, open {} and enter the code {}{}\n",
+            asset.email,
+            code.verification_uri(),
+            code.user_code(),
+            code.verification_uri_complete()
+                .map(|u| format!(" (or open {u})"))
+                .unwrap_or_default()
+        ));
+        let page = code
+            .verification_uri_complete()
+            .unwrap_or(code.verification_uri());
+        if let Ok(url) = url::Url::parse(page)
+            && let Err(why) = loopback::open_in_browser(&url)
+        {
+            let _ = self.ctx.printer.err(&format!("warning: {why}\n"));
+        }
+        let grant = self
+            .runtime
+            .block_on(client.device_token(&code, timeout))
+            .map_err(|e| e.to_string())?;
+        self.store_grant(state, name, grant)
     }
 
     fn loopback(&mut self, state: &mut State, names: &[String], timeout: std::time::Duration) {
@@ -478,4 +572,35 @@ fn action_of(state: &State, name: &str) -> Action {
     } else {
         Action::Create
     }
+}
+
+/// The code in a pasted redirect address (its `state` must be this
+/// consent's), or the pasted text itself when it is a bare code.
+fn pasted_code(answer: &str, state: &str, name: &str) -> Result<crate::secret::Secret, String> {
+    let answer = answer.trim();
+    if answer.is_empty() {
+        return Err("the answer was empty".into());
+    }
+    let Some(url) = url::Url::parse(answer).ok().filter(|u| u.query().is_some()) else {
+        return Ok(crate::secret::Secret::new(answer));
+    };
+    let query: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+    if query.get("state").map(String::as_str) != Some(state) {
+        return Err(format!(
+            "the pasted address belongs to another consent (its state differs); paste the one for {name}"
+        ));
+    }
+    if let Some(error) = query.get("error") {
+        return Err(format!(
+            "consent denied by the user ({error}{})",
+            query
+                .get("error_description")
+                .map(|d| format!(": {}", crate::diagnostic::shown(d)))
+                .unwrap_or_default()
+        ));
+    }
+    query
+        .get("code")
+        .map(|c| crate::secret::Secret::new(c.as_str()))
+        .ok_or_else(|| "the pasted address carries no code".to_string())
 }

@@ -61,6 +61,10 @@ impl OAuthError {
     }
 
     /// Sorts an RFC 6749 §5.2 error code into its class.
+    pub(super) fn from_code(provider: &str, error: &str, description: Option<String>) -> Self {
+        Self::classify(provider, error, description)
+    }
+
     fn classify(provider: &str, error: &str, description: Option<String>) -> Self {
         let provider = provider.to_string();
         let error_owned = error.to_string();

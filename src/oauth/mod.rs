@@ -22,8 +22,9 @@ use std::time::Duration;
 
 use oauth2::basic::BasicClient;
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, RefreshToken, Scope, TokenResponse as _, TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    DeviceAuthorizationUrl, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope,
+    StandardDeviceAuthorizationResponse, TokenResponse as _, TokenUrl,
 };
 
 pub use error::OAuthError;
@@ -61,6 +62,7 @@ pub struct ProviderClient {
     client_secret: Option<Secret>,
     token_url: url::Url,
     revocation_url: Option<url::Url>,
+    device_authorization_url: Option<url::Url>,
     auth: AuthType,
     transport: Transport,
 }
@@ -93,6 +95,7 @@ impl ProviderClient {
             client_secret,
             token_url: provider.token_url.clone(),
             revocation_url: provider.revocation_url.clone(),
+            device_authorization_url: provider.device_authorization_url.clone(),
             auth: client_auth(provider.preset),
             transport,
         })
@@ -151,6 +154,85 @@ impl ProviderClient {
             .await
             .map_err(|e| OAuthError::from_token_error(&self.name, e))?;
         Ok(grant_of(&response))
+    }
+
+    /// Starts a device authorization (RFC 8628 §3.1); `Ok(None)` when the
+    /// provider has no device endpoint.
+    pub async fn device_code(&self, scopes: &[String]) -> Result<Option<DeviceCode>, OAuthError> {
+        let Some(url) = &self.device_authorization_url else {
+            return Ok(None);
+        };
+        let mut client = BasicClient::new(ClientId::new(self.client_id.clone()))
+            .set_device_authorization_url(DeviceAuthorizationUrl::from_url(url.clone()))
+            .set_auth_type(self.auth.clone());
+        if let Some(secret) = &self.client_secret {
+            client = client.set_client_secret(ClientSecret::new(secret.expose().to_string()));
+        }
+        let mut request = client
+            .exchange_device_code()
+            .add_scopes(scopes.iter().map(|s| Scope::new(s.clone())));
+        for (k, v) in &self.auth_params {
+            request = request.add_extra_param(k, v);
+        }
+        let details: StandardDeviceAuthorizationResponse = request
+            .request_async(&self.transport)
+            .await
+            .map_err(|e| OAuthError::from_token_error(&self.name, e))?;
+        Ok(Some(DeviceCode { details }))
+    }
+
+    /// Polls until the person has entered the code (honouring `interval` and
+    /// `slow_down`), refused, or `timeout` or the code's own lifetime ran out.
+    pub async fn device_token(
+        &self,
+        code: &DeviceCode,
+        timeout: Duration,
+    ) -> Result<Grant, DeviceError> {
+        use oauth2::DeviceCodeErrorResponseType as E;
+        let mut client = BasicClient::new(ClientId::new(self.client_id.clone()))
+            .set_token_uri(TokenUrl::from_url(self.token_url.clone()))
+            .set_auth_type(self.auth.clone());
+        if let Some(secret) = &self.client_secret {
+            client = client.set_client_secret(ClientSecret::new(secret.expose().to_string()));
+        }
+        let result = client
+            .exchange_device_access_token(&code.details)
+            .request_async(&self.transport, tokio::time::sleep, Some(timeout))
+            .await;
+        match result {
+            Ok(response) => Ok(grant_of(&response)),
+            Err(oauth2::RequestTokenError::ServerResponse(r)) => match r.error() {
+                E::AccessDenied => Err(DeviceError::Denied {
+                    description: r.error_description().cloned(),
+                }),
+                E::ExpiredToken => Err(DeviceError::Expired),
+                E::Basic(b) => Err(DeviceError::OAuth(OAuthError::from_code(
+                    &self.name,
+                    b.as_ref(),
+                    r.error_description().cloned(),
+                ))),
+                other => Err(DeviceError::OAuth(OAuthError::from_code(
+                    &self.name,
+                    other.as_ref(),
+                    r.error_description().cloned(),
+                ))),
+            },
+            Err(oauth2::RequestTokenError::Request(t)) => Err(DeviceError::OAuth(
+                OAuthError::from_transport(&self.name, &t),
+            )),
+            Err(oauth2::RequestTokenError::Parse(..)) => {
+                Err(DeviceError::OAuth(OAuthError::Transient {
+                    provider: self.name.clone(),
+                    detail: "an answer that is not OAuth 2.0 JSON".into(),
+                }))
+            }
+            Err(oauth2::RequestTokenError::Other(why)) => {
+                Err(DeviceError::OAuth(OAuthError::Transient {
+                    provider: self.name.clone(),
+                    detail: crate::diagnostic::shown(&why).into_owned(),
+                }))
+            }
+        }
     }
 
     /// Uses a refresh token once, retrying passing failures.
@@ -241,6 +323,43 @@ fn grant_of(response: &oauth2::basic::BasicTokenResponse) -> Grant {
             .scopes()
             .map(|s| s.iter().map(|s| s.to_string()).collect()),
     }
+}
+
+/// A device authorization in progress: what the person is shown.
+#[derive(Debug)]
+pub struct DeviceCode {
+    details: StandardDeviceAuthorizationResponse,
+}
+
+impl DeviceCode {
+    /// The code the person types.
+    pub fn user_code(&self) -> &str {
+        self.details.user_code().secret()
+    }
+
+    /// Where they type it.
+    pub fn verification_uri(&self) -> &str {
+        self.details.verification_uri()
+    }
+
+    /// The same page with the code filled in, when the provider offers one.
+    pub fn verification_uri_complete(&self) -> Option<&str> {
+        self.details
+            .verification_uri_complete()
+            .map(|u| u.secret().as_str())
+    }
+}
+
+/// Why a device authorization brought no tokens.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("consent denied by the user (access_denied{})", description.as_deref().map(|d| format!(": {}", crate::diagnostic::shown(d))).unwrap_or_default())]
+    Denied { description: Option<String> },
+    /// The code's lifetime, or mailform's wait (`--consent-timeout`), ran out.
+    #[error("no one entered the device code in time (expired_token); run mailform apply again")]
+    Expired,
+    #[error("{0}")]
+    OAuth(OAuthError),
 }
 
 /// An authorization request waiting for its callback.

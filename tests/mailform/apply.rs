@@ -387,5 +387,138 @@ fn without_a_person_apply_refuses_to_guess() {
     let run = mf()
         .run(["apply", "--auto-approve", "--consent", "device"])
         .code(1);
-    assert!(run.stdout.contains("not available yet"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("provider `lab` has no device_authorization_url"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// Runs `apply --consent manual`, answering the prompt with what `answer`
+/// makes of the printed link; returns the exit code and both streams.
+fn apply_manually(
+    project: &Project,
+    p: &Peers,
+    answer: impl FnOnce(&str) -> String,
+) -> (i32, String, String) {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailform"))
+        .args(["apply", "--auto-approve", "--consent", "manual"])
+        .current_dir(project.path())
+        .env("NO_COLOR", "1")
+        .env(
+            "LAB_CLIENT_SECRET",
+            p.clients.confidential.client_secret.as_deref().unwrap(),
+        )
+        .env_remove("BROWSER")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let url = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no link printed:\n{seen}"
+        );
+        seen.push_str(&line);
+        if let Some(url) = line.trim().strip_prefix("https://") {
+            break format!("https://{url}");
+        }
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", answer(&url)).unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        seen + &rest,
+    )
+}
+
+#[test]
+fn manual_consent_reads_the_pasted_address_from_stdin() {
+    let p = peers();
+    let project = Project::new(p, &[("support", "alice@example.test")]);
+    let (code, stdout, stderr) = apply_manually(&project, p, |url| {
+        p.consent(url, "alice@example.test", &["--no-callback"])
+            .unwrap()
+            .trim()
+            .to_string()
+    });
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("1 created"), "{stdout}");
+    assert!(
+        stderr.contains("Consent for support: open this link signed in as alice@example.test"),
+        "{stderr}"
+    );
+    assert!(project.tokens("support").refresh_token.is_some());
+
+    // An address from another consent (another state) is refused.
+    let project = Project::new(p, &[("support", "alice@example.test")]);
+    let (code, stdout, _) = apply_manually(&project, p, |_| {
+        "http://127.0.0.1:1/callback?code=abc&state=someone-else".to_string()
+    });
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains("the pasted address belongs to another consent"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn device_consent_shows_the_code_and_waits_for_the_person() {
+    let p = peers();
+    let public = &p.clients.public;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        p,
+        free_port(),
+        &[("support", "alice@example.test")],
+        "[\"mail\", \"offline_access\"]",
+    )
+    .replace(
+        &format!(
+            "client_id = \"{}\"\nclient_secret = {{ env = \"LAB_CLIENT_SECRET\" }}",
+            p.clients.confidential.client_id
+        ),
+        &format!(
+            "client_id = \"{}\"\ndevice_authorization_url = \"{}\"",
+            public.client_id, p.endpoints.device_authorization
+        ),
+    );
+    assert!(text.contains("device_authorization_url"), "{text}");
+    std::fs::write(dir.path().join("assets.toml"), text).unwrap();
+    let run = Mailform::new(dir.path())
+        .env("BROWSER", p.consent_browser.to_str().unwrap())
+        .env("PEERS_CA", p.ca_file.to_str().unwrap())
+        .env("CONSENT_USER", "alice@example.test")
+        .run(["apply", "--auto-approve", "--consent", "device"])
+        .ok();
+    assert!(
+        run.stderr
+            .contains("Consent for support: signed in as alice@example.test, open ")
+            && run.stderr.contains(" and enter the code "),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("1 created"), "{}", run.stdout);
+    let state = FileStore::new(dir.path().join(".mailform/state.json"))
+        .load()
+        .unwrap()
+        .unwrap();
+    assert!(
+        state.assets["support"]
+            .token
+            .as_ref()
+            .unwrap()
+            .has_refresh_token
+    );
 }
