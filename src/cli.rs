@@ -30,6 +30,10 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, value_name = "WHEN")]
     pub color: Option<ColorChoice>,
 
+    /// Show each HTTP exchange on stderr: method, URL without its query, status, the provider's error (never a token or secret).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
     /// How long to wait for the state lock, e.g. 30s [env `MAILFORM_LOCK_TIMEOUT`].
     #[arg(long, global = true, value_name = "DURATION")]
     pub lock_timeout: Option<String>,

@@ -51,6 +51,9 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<ExitStatus, Error> {
             _ => None,
         },
     };
+    if cli.verbose {
+        crate::oauth::log_exchanges(render::verbose_line);
+    }
     let ctx = Context {
         cli,
         flags,

@@ -28,7 +28,7 @@ use oauth2::{
 };
 
 pub use error::OAuthError;
-pub use transport::Transport;
+pub use transport::{Log, Transport, log_exchanges};
 
 use crate::config::Provider;
 use crate::config::presets::Preset;

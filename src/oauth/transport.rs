@@ -60,6 +60,62 @@ fn source_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Where `-v` sends one line per HTTP exchange.
+pub type Log = fn(&str);
+
+/// Set once by the command line's `-v`; read by every transport.
+static LOG: std::sync::OnceLock<Log> = std::sync::OnceLock::new();
+
+/// Sends a line per HTTP exchange to `log`: method, URL without its query,
+/// status, and for a refusal the provider's `error` and
+/// `error_description` — never a header, a form field or any other part of
+/// a body, so no token, code, verifier or secret.
+pub fn log_exchanges(log: Log) {
+    let _ = LOG.set(log);
+}
+
+fn log(line: impl FnOnce() -> String) {
+    if let Some(log) = LOG.get() {
+        log(&line());
+    }
+}
+
+/// A URL as logged: no query, no fragment, no user info.
+fn loggable(uri: &str) -> String {
+    match url::Url::parse(uri) {
+        Ok(mut u) => {
+            u.set_query(None);
+            u.set_fragment(None);
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "(unparsable URL)".into(),
+    }
+}
+
+/// The provider's `error` and `error_description` from a refusal's body.
+fn refusal(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Refusal {
+        error: Option<String>,
+        error_description: Option<String>,
+    }
+    match serde_json::from_slice::<Refusal>(body) {
+        Ok(Refusal {
+            error: Some(e),
+            error_description,
+        }) => {
+            let shown = |s: &str| crate::diagnostic::shown(s).into_owned();
+            match error_description {
+                Some(d) => format!(" {}: {}", shown(&e), shown(&d)),
+                None => format!(" {}", shown(&e)),
+            }
+        }
+        _ => String::new(),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Transport {
     http: reqwest::Client,
@@ -91,6 +147,23 @@ impl Transport {
     /// error here, any other answer goes back to `oauth2` to read.
     pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
         let (parts, body) = request.into_parts();
+        let shown = format!("{} {}", parts.method, loggable(&parts.uri.to_string()));
+        let result = self.exchange(parts, body).await;
+        match &result {
+            Ok(r) if r.status().is_success() => {
+                log(|| format!("{shown} → {}", r.status().as_u16()))
+            }
+            Ok(r) => log(|| format!("{shown} → {}{}", r.status().as_u16(), refusal(r.body()))),
+            Err(e) => log(|| format!("{shown} → {e}")),
+        }
+        result
+    }
+
+    async fn exchange(
+        &self,
+        parts: oauth2::http::request::Parts,
+        body: Vec<u8>,
+    ) -> Result<HttpResponse, TransportError> {
         let mut builder = self
             .http
             .request(parts.method, parts.uri.to_string())

@@ -78,6 +78,13 @@ fn write(stream: &mut impl std::io::Write, closed: &AtomicBool, text: &str) -> R
     }
 }
 
+/// One `-v` line on stderr (the network edges log through this).
+pub fn verbose_line(line: &str) {
+    use std::io::Write as _;
+    let style = style::DIM;
+    let _ = writeln!(anstream::stderr(), "{style}mailform: {line}{style:#}");
+}
+
 /// Styles used across renderers.
 pub(crate) mod style {
     use anstyle::{AnsiColor, Style};

@@ -172,6 +172,17 @@ fn a_live_plan_refreshes_every_grant_and_finds_no_drift() {
     project.assert_clean(&run, false);
     // A confidential client's refresh token does not rotate: nothing written.
     assert_eq!(project.state().serial, 1);
+    let verbose = project.mf().run(["plan", "--verbose"]).ok();
+    assert!(
+        verbose
+            .stderr
+            .contains(&format!("mailform: POST {} → 200", p.endpoints.token)),
+        "{}",
+        verbose.stderr
+    );
+    project.assert_clean(&verbose, false);
+    // Without -v, no exchange is shown.
+    assert!(!run.stderr.contains("mailform: POST"));
 }
 
 #[test]
@@ -189,6 +200,17 @@ fn a_removed_grant_is_drift_that_needs_consent() {
         run.stdout
     );
     project.assert_clean(&run, false);
+    // -v shows the exchange in the provider's words, and nothing secret.
+    let verbose = project.mf().run(["plan", "-v"]).ok();
+    assert!(
+        verbose.stderr.contains(&format!(
+            "mailform: POST {} → 400 invalid_grant",
+            p.endpoints.token
+        )),
+        "{}",
+        verbose.stderr
+    );
+    project.assert_clean(&verbose, false);
     let json = project.mf().run(["plan", "--json"]).ok();
     let plan: Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(plan["live"], true);
@@ -243,6 +265,8 @@ fn a_rotated_refresh_token_is_stored_at_once_and_the_old_one_is_dead() {
         serde_json::from_str(&std::fs::read_to_string(project.path().join("saved.json")).unwrap())
             .unwrap();
     assert_eq!(saved["serial"], 2);
+    let saved_text = std::fs::read_to_string(project.path().join("saved.json")).unwrap();
+    assert!(!saved_text.contains(&old) && !saved_text.contains(new.expose()));
     // The stored token keeps working, plan after plan.
     project.mf().run(["plan", "--detailed-exitcode"]).code(0);
     assert_eq!(project.state().serial, 3);
