@@ -151,7 +151,7 @@ impl Transport {
         let result = self.exchange(parts, body).await;
         match &result {
             Ok(r) if r.status().is_success() => {
-                log(|| format!("{shown} → {}", r.status().as_u16()))
+                log(|| format!("{shown} → {}", r.status().as_u16()));
             }
             Ok(r) => log(|| format!("{shown} → {}{}", r.status().as_u16(), refusal(r.body()))),
             Err(e) => log(|| format!("{shown} → {e}")),
