@@ -250,7 +250,9 @@ fn create_folder(folder: &Path) -> Result<(), Error> {
 }
 
 /// Writes a file that does not exist yet; `Ok(false)` when it does (another
-/// `init` may have written it a moment ago: it is kept either way).
+/// `init` may have written it a moment ago: it is kept either way). The text
+/// goes to a temp file first and is linked into place whole, so a second
+/// `init` never reads a half-written file.
 fn write_new(path: &Path, text: &str) -> Result<bool, Error> {
     use std::io::Write as _;
     let io = |source| Error::Io {
@@ -258,13 +260,25 @@ fn write_new(path: &Path, text: &str) -> Result<bool, Error> {
         path: path.to_path_buf(),
         source,
     };
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-    {
-        Ok(mut f) => f.write_all(text.as_bytes()).map(|()| true).map_err(io),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(io(e)),
+    if path.exists() {
+        return Ok(false);
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".mailform-init-");
+    // An ordinary file (0666 less the umask), not tempfile's private 0600.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let mut tmp = builder.tempfile_in(dir).map_err(io)?;
+    tmp.write_all(text.as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(io)?;
+    match tmp.persist_noclobber(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(io(e.error)),
     }
 }

@@ -11,8 +11,8 @@ use mailform::state::{State, Tokens};
 use mailform::store::{FileStore, StateStore as _, key};
 use serde_json::Value;
 
-use crate::peers::{offline_tokens, refresh, transport};
-use crate::support::peers::{Client, Peers, peers};
+use crate::peers::transport;
+use crate::support::peers::{Client, Peers, offline_tokens, peers, refresh};
 use crate::support::{Mailform, Run};
 
 /// assets.toml for one asset of the test provider, logged in as `user`.

@@ -10,8 +10,7 @@ use mailform::oauth::{OAuthError, ProviderClient, TokenKind};
 use mailform::secret::Secret;
 use serde_json::Value;
 
-use crate::peers::{offline_tokens, refresh};
-use crate::support::peers::{Client, Peers, peers};
+use crate::support::peers::{Client, Peers, offline_tokens, peers, refresh};
 
 /// The provider the test server is, as an operator would write it.
 fn provider(p: &Peers, client: &Client, token_url: &str) -> Provider {

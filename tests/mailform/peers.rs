@@ -7,137 +7,20 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{SmtpConnection, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{Message, SmtpTransport, Transport as _};
-use ring::rand::SecureRandom as _;
 use serde_json::Value;
 
-use crate::support::peers::{Client, Peers, check_node, peers};
+use crate::support::peers::{
+    Peers, authorization, callback_query, check_node, consent_and_exchange, exchange,
+    offline_tokens, peers, random, refresh, token_request,
+};
 
 const ALICE: &str = "alice@example.test";
 const BOB: &str = "bob@example.test";
-
-fn random(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    ring::rand::SystemRandom::new().fill(&mut bytes).unwrap();
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// The authorization request of a native app: PKCE S256, state, loopback redirect.
-struct Request {
-    url: String,
-    verifier: String,
-    state: String,
-    redirect_uri: String,
-}
-
-fn authorization(p: &Peers, client: &Client, scope: &str, extra: &[(&str, &str)]) -> Request {
-    let verifier = random(32);
-    let challenge = URL_SAFE_NO_PAD.encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        verifier.as_bytes(),
-    ));
-    let state = random(12);
-    // Any loopback port is accepted for a native client; nothing listens here.
-    let redirect_uri = "http://127.0.0.1:49152/callback".to_string();
-    let mut url = url::Url::parse(&p.endpoints.authorization).unwrap();
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", &client.client_id)
-        .append_pair("redirect_uri", &redirect_uri)
-        .append_pair("scope", scope)
-        .append_pair("state", &state)
-        .append_pair("code_challenge", &challenge)
-        .append_pair("code_challenge_method", "S256")
-        .extend_pairs(extra);
-    Request {
-        url: url.into(),
-        verifier,
-        state,
-        redirect_uri,
-    }
-}
-
-/// The query of the redirect the consent driver stopped at.
-fn callback_query(redirect: &str) -> std::collections::HashMap<String, String> {
-    url::Url::parse(redirect)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect()
-}
-
-fn token_request(p: &Peers, client: &Client, form: &[(&str, &str)]) -> (u16, Value) {
-    let mut req = p.http().post(&p.endpoints.token);
-    let mut form: Vec<(&str, &str)> = form.to_vec();
-    match &client.client_secret {
-        Some(secret) => req = req.basic_auth(&client.client_id, Some(secret)),
-        None => form.push(("client_id", &client.client_id)),
-    }
-    let res = req.form(&form).send().unwrap();
-    (res.status().as_u16(), res.json().unwrap())
-}
-
-/// Redeems the code in `redirect` (the end of `req`'s consent).
-fn exchange(p: &Peers, client: &Client, req: &Request, redirect: &str) -> (u16, Value) {
-    let q = callback_query(redirect);
-    assert_eq!(q.get("state"), Some(&req.state), "{redirect}");
-    assert_eq!(
-        q.get("iss"),
-        Some(&p.issuer),
-        "RFC 9207 issuer in the response: {redirect}"
-    );
-    token_request(
-        p,
-        client,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &q["code"]),
-            ("redirect_uri", &req.redirect_uri),
-            ("code_verifier", &req.verifier),
-        ],
-    )
-}
-
-/// Consent as `user`, then the code exchange: the token response.
-fn consent_and_exchange(
-    p: &Peers,
-    client: &Client,
-    user: &str,
-    scope: &str,
-    extra: &[(&str, &str)],
-) -> Value {
-    let req = authorization(p, client, scope, extra);
-    let redirect = p.consent(&req.url, user, &["--no-callback"]).unwrap();
-    let (status, body) = exchange(p, client, &req, &redirect);
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-/// Tokens for `mail offline_access`, consented by `user`: the usual start.
-pub(crate) fn offline_tokens(p: &Peers, client: &Client, user: &str) -> Value {
-    consent_and_exchange(
-        p,
-        client,
-        user,
-        "mail offline_access",
-        &[("prompt", "consent")],
-    )
-}
-
-pub(crate) fn refresh(p: &Peers, client: &Client, refresh_token: &str) -> (u16, Value) {
-    token_request(
-        p,
-        client,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token),
-        ],
-    )
-}
 
 fn tls_parameters(p: &Peers) -> TlsParameters {
     let ca =

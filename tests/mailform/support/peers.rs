@@ -16,11 +16,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
+use ring::rand::SecureRandom as _;
 use serde::Deserialize;
+use serde_json::Value;
 
 /// How long the peers may take to say they are ready.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -349,4 +353,125 @@ impl Peers {
             })
             .collect()
     }
+}
+
+// ---- Tokens the way a person and a client get them --------------------
+
+pub fn random(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    ring::rand::SystemRandom::new().fill(&mut bytes).unwrap();
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The authorization request of a native app: PKCE S256, state, loopback redirect.
+pub struct Request {
+    pub url: String,
+    pub verifier: String,
+    pub state: String,
+    pub redirect_uri: String,
+}
+
+pub fn authorization(p: &Peers, client: &Client, scope: &str, extra: &[(&str, &str)]) -> Request {
+    let verifier = random(32);
+    let challenge = URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        verifier.as_bytes(),
+    ));
+    let state = random(12);
+    // Any loopback port is accepted for a native client; nothing listens here.
+    let redirect_uri = "http://127.0.0.1:49152/callback".to_string();
+    let mut url = url::Url::parse(&p.endpoints.authorization).unwrap();
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &client.client_id)
+        .append_pair("redirect_uri", &redirect_uri)
+        .append_pair("scope", scope)
+        .append_pair("state", &state)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .extend_pairs(extra);
+    Request {
+        url: url.into(),
+        verifier,
+        state,
+        redirect_uri,
+    }
+}
+
+/// The query of the redirect the consent driver stopped at.
+pub fn callback_query(redirect: &str) -> std::collections::HashMap<String, String> {
+    url::Url::parse(redirect)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+pub fn token_request(p: &Peers, client: &Client, form: &[(&str, &str)]) -> (u16, Value) {
+    let mut req = p.http().post(&p.endpoints.token);
+    let mut form: Vec<(&str, &str)> = form.to_vec();
+    match &client.client_secret {
+        Some(secret) => req = req.basic_auth(&client.client_id, Some(secret)),
+        None => form.push(("client_id", &client.client_id)),
+    }
+    let res = req.form(&form).send().unwrap();
+    (res.status().as_u16(), res.json().unwrap())
+}
+
+/// Redeems the code in `redirect` (the end of `req`'s consent).
+pub fn exchange(p: &Peers, client: &Client, req: &Request, redirect: &str) -> (u16, Value) {
+    let q = callback_query(redirect);
+    assert_eq!(q.get("state"), Some(&req.state), "{redirect}");
+    assert_eq!(
+        q.get("iss"),
+        Some(&p.issuer),
+        "RFC 9207 issuer in the response: {redirect}"
+    );
+    token_request(
+        p,
+        client,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &q["code"]),
+            ("redirect_uri", &req.redirect_uri),
+            ("code_verifier", &req.verifier),
+        ],
+    )
+}
+
+/// Consent as `user`, then the code exchange: the token response.
+pub fn consent_and_exchange(
+    p: &Peers,
+    client: &Client,
+    user: &str,
+    scope: &str,
+    extra: &[(&str, &str)],
+) -> Value {
+    let req = authorization(p, client, scope, extra);
+    let redirect = p.consent(&req.url, user, &["--no-callback"]).unwrap();
+    let (status, body) = exchange(p, client, &req, &redirect);
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Tokens for `mail offline_access`, consented by `user`: the usual start.
+pub fn offline_tokens(p: &Peers, client: &Client, user: &str) -> Value {
+    consent_and_exchange(
+        p,
+        client,
+        user,
+        "mail offline_access",
+        &[("prompt", "consent")],
+    )
+}
+
+pub fn refresh(p: &Peers, client: &Client, refresh_token: &str) -> (u16, Value) {
+    token_request(
+        p,
+        client,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ],
+    )
 }
