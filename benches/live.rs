@@ -1,0 +1,119 @@
+//! Live `plan` of N assets against the real test servers, at several
+//! parallelisms, as a ratio to the ideal `ceil(N/P) × (cost of one asset)`.
+//!
+//! The servers run with `PEERS_LATENCY_MS` = 0 and 20 (every round trip,
+//! TLS handshakes included, costs that much more), so the network-bound
+//! shape shows. Every asset holds a grant of the same confidential client
+//! (whose refresh tokens do not rotate), so one consent serves them all.
+//! The cost of one asset is measured at P = 1: (time at P = 1) / N.
+//!
+//! Run: `cargo bench --bench live` (add `-- 50` for another N).
+
+#[path = "../tests/mailform/support/peers.rs"]
+#[allow(dead_code)] // reason: the harness serves the tests too; the bench uses a part
+mod peers;
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use mailform::secret::Secret;
+use mailform::state::{State, Tokens};
+use mailform::store::{FileStore, StateStore as _, key};
+
+fn project(dir: &Path, p: &peers::Peers, n: usize) {
+    let client = &p.clients.confidential;
+    let mut text = format!(
+        "version = 1\n[providers.lab]\nauthorization_url = \"{}\"\ntoken_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = {{ env = \"LAB_CLIENT_SECRET\" }}\nscopes = [\"mail\", \"offline_access\"]\nca_file = \"{}\"\nsmtp = {{ host = \"127.0.0.1\", port = {}, security = \"starttls\" }}\n",
+        p.endpoints.authorization,
+        p.endpoints.token,
+        client.client_id,
+        p.ca_file.display(),
+        p.smtp.starttls_port
+    );
+    for i in 0..n {
+        let _ = write!(
+            text,
+            "\n[assets.box-{i:03}]\nemail = \"box-{i:03}@example.test\"\nprovider = \"lab\"\n"
+        );
+    }
+    std::fs::write(dir.join("assets.toml"), &text).unwrap();
+    let config = mailform::config::parse(&dir.join("assets.toml"), text)
+        .config
+        .unwrap();
+    let granted = peers::offline_tokens(p, client, "alice@example.test");
+    let tokens = Tokens {
+        access_token: Secret::new(granted["access_token"].as_str().unwrap()),
+        refresh_token: Some(Secret::new(granted["refresh_token"].as_str().unwrap())),
+    };
+    let (key, _) = key::create(&dir.join(".mailform")).unwrap();
+    let mut state = State::new();
+    for asset in config.assets.values() {
+        state.insert_applied(
+            &asset.name,
+            mailform::plan::applied(&config, asset),
+            Some((&key, &tokens, asset.scopes.clone())),
+            Utc::now(),
+        );
+    }
+    FileStore::new(dir.join(".mailform/state.json"))
+        .save(&mut state)
+        .unwrap();
+}
+
+fn plan_once(dir: &Path, secret: &str, parallelism: usize) -> Duration {
+    let started = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailform"))
+        .args(["plan", "--detailed-exitcode"])
+        .current_dir(dir)
+        .env("LAB_CLIENT_SECRET", secret)
+        .env("MAILFORM_PARALLELISM", parallelism.to_string())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    took
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(50);
+    println!("live plan of {n} assets vs the ideal ceil(N/P) x (one asset's cost at P = 1)");
+    for latency in [0, 20] {
+        let p = peers::Peers::start(latency).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        project(dir.path(), &p, n);
+        let secret = p.clients.confidential.client_secret.clone().unwrap();
+        plan_once(dir.path(), &secret, 10); // warm up
+        let mut at = Vec::new();
+        for parallelism in [1, 10, 50] {
+            let runs = (0..5)
+                .map(|_| plan_once(dir.path(), &secret, parallelism))
+                .collect();
+            at.push((parallelism, median(runs)));
+        }
+        let one = at[0].1 / u32::try_from(n).unwrap();
+        for (parallelism, took) in &at {
+            let ideal = one * u32::try_from(n.div_ceil(*parallelism)).unwrap();
+            println!(
+                "  latency {latency:>2} ms, P = {parallelism:>2}: {took:>9.1?}  ideal {ideal:>9.1?}  ratio {:.2}x  (P = 1 / this: {:.2}x)",
+                took.as_secs_f64() / ideal.as_secs_f64(),
+                at[0].1.as_secs_f64() / took.as_secs_f64()
+            );
+        }
+    }
+}
