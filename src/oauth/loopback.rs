@@ -199,11 +199,18 @@ fn html_escape(text: &str) -> String {
 }
 
 /// Opens `url` with `$BROWSER` when set (the command gets the URL as its
-/// argument); `Ok(false)` when there is no browser to start, and the person
-/// opens the printed link themselves.
+/// argument), else with the platform's opener when on a terminal (a person
+/// is there to see it); `Ok(false)` when there is no browser to start, and
+/// the person opens the printed link themselves.
 pub fn open_in_browser(url: &url::Url) -> Result<bool, String> {
+    use std::io::IsTerminal as _;
     let Some(browser) = std::env::var_os("BROWSER").filter(|b| !b.is_empty()) else {
-        return Ok(false);
+        if !std::io::stderr().is_terminal() {
+            return Ok(false);
+        }
+        return webbrowser::open(url.as_str())
+            .map(|()| true)
+            .map_err(|e| format!("cannot open a browser: {e}; open the link above by hand"));
     };
     std::process::Command::new(&browser)
         .arg(url.as_str())
