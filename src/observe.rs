@@ -172,10 +172,7 @@ pub async fn refresh_tokens(
         let (name, old_refresh, result) = done.expect("a refresh task does not panic");
         let observation = match result {
             Ok(grant) => {
-                let access_expires_at = grant
-                    .expires_in
-                    .and_then(|d| chrono::Duration::from_std(d).ok())
-                    .map(|d| now + d);
+                let access_expires_at = grant.access_expires_at(now);
                 let rotated = grant
                     .refresh_token
                     .as_ref()

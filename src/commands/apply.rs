@@ -512,10 +512,7 @@ impl Run<'_> {
             ));
         }
         let now = Utc::now();
-        let access_expires_at = grant
-            .expires_in
-            .and_then(|d| chrono::Duration::from_std(d).ok())
-            .map(|d| now + d);
+        let access_expires_at = grant.access_expires_at(now);
         let tokens = Tokens {
             access_token: grant.access_token,
             refresh_token: grant.refresh_token,

@@ -102,8 +102,7 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
         ctx.printer.out(&render::plan::human(&plan))?;
         if let Some(out) = &args.out {
             ctx.printer.err(&format!(
-                "Saved the plan to {}; apply it with: mailform apply {}\n",
-                out.display(),
+                "Saved the plan to {} (lineage, serial and config digest recorded).\n",
                 out.display()
             ))?;
         }

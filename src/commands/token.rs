@@ -18,6 +18,10 @@ use crate::store::{StateStore as _, key};
 /// that asked still has to connect and log in with it.
 pub const MARGIN: chrono::Duration = chrono::Duration::minutes(5);
 
+/// The least `token` waits for the state lock: it is called by mail clients
+/// in the middle of sending, which should wait out a plan, not fail.
+pub const TOKEN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub fn run(ctx: &Context<'_>, name: &str) -> Result<ExitStatus, Error> {
     let (config, settings) = ctx.config()?;
     let store = Context::store(&config);
@@ -37,9 +41,11 @@ pub fn run(ctx: &Context<'_>, name: &str) -> Result<ExitStatus, Error> {
     let Some(mut state) = state.filter(|s| s.assets.contains_key(name)) else {
         return Err(consent("it was never applied".into()));
     };
-    let now = Utc::now();
-    let fresh_enough =
-        |t: &crate::state::TokenRecord| t.access_expires_at.is_some_and(|at| at > now + MARGIN);
+    // The time is read at each check: the second one follows a lock wait.
+    let fresh_enough = |t: &crate::state::TokenRecord| {
+        t.access_expires_at
+            .is_some_and(|at| at > Utc::now() + MARGIN)
+    };
     let open = |state: &crate::state::State| -> Result<(Tokens, bool), Error> {
         let record = &state.assets[name];
         let Some(token) = &record.token else {
@@ -65,7 +71,8 @@ pub fn run(ctx: &Context<'_>, name: &str) -> Result<ExitStatus, Error> {
 
     // Refresh as a writer, on the state as it is under the lock: another
     // mailform may have refreshed (and rotated) it a moment ago.
-    let _lock = ctx.lock(&store, "token", settings.lock_timeout)?;
+    // A mail client is waiting: wait for another mailform rather than fail.
+    let _lock = ctx.lock(&store, "token", settings.lock_timeout.max(TOKEN_LOCK_WAIT))?;
     state = store
         .load()?
         .filter(|s| s.assets.contains_key(name))
@@ -98,10 +105,8 @@ pub fn run(ctx: &Context<'_>, name: &str) -> Result<ExitStatus, Error> {
             });
         }
     };
-    let access_expires_at = grant
-        .expires_in
-        .and_then(|d| chrono::Duration::from_std(d).ok())
-        .map(|d| now + d);
+    let now = Utc::now();
+    let access_expires_at = grant.access_expires_at(now);
     let tokens = Tokens {
         access_token: grant.access_token,
         refresh_token: Some(grant.refresh_token.unwrap_or(refresh)),

@@ -13,7 +13,8 @@ pub enum OAuthError {
     /// `invalid_grant`: revoked, expired, or the password changed. A person
     /// must consent again.
     #[error(
-        "refresh token revoked or expired ({error}{}) — run mailform apply to consent again",
+        "refresh token revoked or expired ({}{}) — run mailform apply to consent again",
+        shown(error),
         described(description.as_deref())
     )]
     Revoked {
@@ -23,7 +24,8 @@ pub enum OAuthError {
     },
     /// The client itself is refused: fix the configuration.
     #[error(
-        "provider `{provider}` refused the OAuth client ({error}{}) — check client_id and client_secret (and that the client may use this grant)",
+        "provider `{provider}` refused the OAuth client ({}{}) — check client_id and client_secret (and that the client may use this grant)",
+        shown(error),
         described(description.as_deref())
     )]
     Config {
@@ -33,7 +35,8 @@ pub enum OAuthError {
     },
     /// Another refusal (`invalid_request`, `invalid_scope`, …).
     #[error(
-        "provider `{provider}` refused the request ({error}{})",
+        "provider `{provider}` refused the request ({}{})",
+        shown(error),
         described(description.as_deref())
     )]
     Refused {
@@ -104,14 +107,20 @@ impl OAuthError {
                 Self::classify(provider, r.error().as_ref(), r.error_description().cloned())
             }
             RequestTokenError::Request(t) => Self::from_transport(provider, &t),
-            // Neither is quoted: a body that does not parse may hold anything.
-            RequestTokenError::Parse(_, _) => OAuthError::Transient {
+            // Not retried: a 200 that does not parse may have used (and
+            // rotated) the refresh token already. Neither body is quoted: it
+            // may hold anything.
+            RequestTokenError::Parse(_, _) => OAuthError::Refused {
                 provider: provider.to_string(),
-                detail: "an answer that is not OAuth 2.0 JSON".into(),
+                error: "unreadable answer".into(),
+                description: Some(
+                    "the token endpoint did not answer in OAuth 2.0 JSON; check token_url".into(),
+                ),
             },
-            RequestTokenError::Other(why) => OAuthError::Transient {
+            RequestTokenError::Other(why) => OAuthError::Refused {
                 provider: provider.to_string(),
-                detail: shown(&why).into_owned(),
+                error: "unreadable answer".into(),
+                description: Some(shown(&why).into_owned()),
             },
         }
     }

@@ -52,6 +52,18 @@ pub struct Grant {
     pub scopes: Option<Vec<String>>,
 }
 
+impl Grant {
+    /// When the access token expires, from `now`; `None` when unknown (or
+    /// absurdly far away: a hostile `expires_in` must not overflow).
+    pub fn access_expires_at(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let d = chrono::Duration::from_std(self.expires_in?).ok()?;
+        now.checked_add_signed(d)
+    }
+}
+
 /// One provider's OAuth client: its endpoints, its credentials, a transport.
 #[derive(Debug)]
 pub struct ProviderClient {
@@ -152,7 +164,20 @@ impl ProviderClient {
             .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier.expose().to_string()))
             .request_async(&self.transport)
             .await
-            .map_err(|e| OAuthError::from_token_error(&self.name, e))?;
+            .map_err(|e| match OAuthError::from_token_error(&self.name, e) {
+                // At the code exchange, `invalid_grant` means the code (or
+                // its verifier or redirect URI) was refused, not a refresh token.
+                OAuthError::Revoked {
+                    provider,
+                    error,
+                    description,
+                } => OAuthError::Refused {
+                    provider,
+                    error: format!("{error}: the authorization code was refused"),
+                    description,
+                },
+                other => other,
+            })?;
         Ok(grant_of(&response))
     }
 
