@@ -5,7 +5,7 @@
 //!   hand (another state, another asset, token-binding fields changed along
 //!   with their fingerprint) no longer opens, and the planner asks for consent
 //!   again instead of trusting it.
-//! - [`refresh_tokens`] (live plans): one refresh per stored grant, in
+//! - [`refresh_jobs`] and [`run_refreshes`] (live plans): one refresh per stored grant, in
 //!   parallel up to `parallelism`. `invalid_grant` becomes a revoked grant
 //!   (re-consent); a passing failure is a warning and a failed check, never
 //!   drift; an expired access token under a live grant is no drift at all.
@@ -120,21 +120,29 @@ fn client_for<'c>(
     Ok(client)
 }
 
-/// Refreshes every targeted, configured asset that holds a refresh token,
-/// at most `parallelism` at a time. Assets whose tokens do not open are
-/// left to [`sealed_tokens`]; assets no longer in the config are not asked.
-pub async fn refresh_tokens(
+/// One refresh to make: prepared from the state, so that running it does not
+/// borrow the state (which stores each rotated token as it arrives).
+#[derive(Debug)]
+pub struct Job {
+    name: String,
+    refresh: crate::secret::Secret,
+    client: Arc<ProviderClient>,
+}
+
+/// The refreshes a live check makes: every targeted, configured asset that
+/// holds a refresh token and whose token-binding fields still match the
+/// config. (When they changed, the plan asks for consent anyway, and the old
+/// refresh token must not be sent to a changed endpoint.) Assets whose tokens
+/// do not open are left to [`sealed_tokens`]; assets no longer in the config
+/// are not asked. Providers whose client cannot be made are failures.
+pub fn refresh_jobs(
     config: &Config,
     state: &State,
     key: &Key,
     targets: &[String],
-    parallelism: usize,
-    now: DateTime<Utc>,
-) -> LiveChecks {
-    let mut checks = LiveChecks::default();
+) -> (Vec<Job>, Vec<(String, OAuthError)>) {
     let mut clients: BTreeMap<&str, Arc<ProviderClient>> = BTreeMap::new();
-    let permits = Arc::new(Semaphore::new(parallelism.max(1)));
-    let mut tasks = JoinSet::new();
+    let (mut jobs, mut failures) = (Vec::new(), Vec::new());
     for (name, record) in &state.assets {
         if !targets.is_empty() && !targets.contains(name) {
             continue;
@@ -142,30 +150,48 @@ pub async fn refresh_tokens(
         let (Some(asset), Some(token)) = (config.assets.get(name), &record.token) else {
             continue;
         };
-        if !token.has_refresh_token {
+        if !token.has_refresh_token
+            || record.binding != crate::plan::applied(config, asset).binding_fingerprint()
+        {
             continue;
         }
         let Ok(tokens) = Tokens::open(key, &state.token_aad(name, &record.binding), &token.sealed)
         else {
             continue; // reported as unreadable by `sealed_tokens`
         };
-        let Some(refresh) = tokens.refresh_token.clone() else {
+        let Some(refresh) = tokens.refresh_token else {
             continue;
         };
-        let provider = config.provider_of(asset);
-        let client = match client_for(&mut clients, provider) {
-            Ok(c) => c,
-            Err(e) => {
-                checks.failures.push((name.clone(), e));
-                continue;
-            }
-        };
+        match client_for(&mut clients, config.provider_of(asset)) {
+            Ok(client) => jobs.push(Job {
+                name: name.clone(),
+                refresh,
+                client,
+            }),
+            Err(e) => failures.push((name.clone(), e)),
+        }
+    }
+    (jobs, failures)
+}
+
+/// Runs the refreshes, at most `parallelism` at a time. Each refreshed asset
+/// is handed to `refreshed` the moment its answer arrives, so the caller can
+/// store a rotated token before the next one is awaited.
+pub async fn run_refreshes(
+    jobs: Vec<Job>,
+    parallelism: usize,
+    now: DateTime<Utc>,
+    refreshed: &mut (dyn FnMut(&Refreshed) + Send),
+) -> LiveChecks {
+    let mut checks = LiveChecks::default();
+    let permits = Arc::new(Semaphore::new(parallelism.max(1)));
+    let mut tasks = JoinSet::new();
+    for job in jobs {
         let permits = Arc::clone(&permits);
-        let name = name.clone();
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await.expect("never closed");
-            let result = client.refresh(&refresh).await;
-            (name, refresh, result)
+            let result = job.client.refresh(&job.refresh).await;
+            (job.name, job.refresh, result)
         });
     }
     while let Some(done) = tasks.join_next().await {
@@ -177,7 +203,7 @@ pub async fn refresh_tokens(
                     .refresh_token
                     .as_ref()
                     .is_some_and(|r| r.expose() != old_refresh.expose());
-                checks.refreshed.push(Refreshed {
+                let r = Refreshed {
                     name: name.clone(),
                     tokens: Tokens {
                         access_token: grant.access_token,
@@ -185,7 +211,9 @@ pub async fn refresh_tokens(
                     },
                     access_expires_at,
                     rotated,
-                });
+                };
+                refreshed(&r);
+                checks.refreshed.push(r);
                 TokenObservation::Valid {
                     granted_scopes: grant.scopes,
                     access_expires_at,

@@ -101,11 +101,10 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
         match change.action {
             Action::Update => run.update(&mut state, name),
             Action::Delete => run.delete(&mut state, name),
-            Action::Reconsent => {
-                run.revoke_old(&mut state, name);
-                consents.push(name.to_string());
-            }
-            Action::Create => consents.push(name.to_string()),
+            // A re-consent's old grant stays until a new one is stored (see
+            // store_grant): a consent that fails or never happens must not
+            // cost the mailbox its working grant.
+            Action::Reconsent | Action::Create => consents.push(name.to_string()),
             Action::NoOp => {}
         }
     }
@@ -228,8 +227,11 @@ impl Run<'_> {
         self.record(name, Action::Update, outcome);
     }
 
-    /// Revokes an asset's stored tokens at its provider, when the provider
-    /// is still configured and has an endpoint. `Ok(true)` when revoked.
+    /// Revokes an asset's stored tokens at the provider that issued them:
+    /// only when the configured provider is still that client at that
+    /// revocation endpoint (a token must not be sent to another one).
+    /// `Ok(true)` when revoked. The refresh token goes first (revoking it ends
+    /// the grant); the access token only when there is no refresh token.
     fn revoke(&mut self, state: &State, name: &str) -> Result<bool, String> {
         let Some(record) = state.assets.get(name) else {
             return Ok(false);
@@ -244,22 +246,23 @@ impl Run<'_> {
         ) else {
             return Ok(false); // nothing genuine to revoke
         };
-        if !self.config.providers.contains_key(&record.applied.provider) {
+        let Some(provider) = self.config.providers.get(&record.applied.provider) else {
+            return Ok(false);
+        };
+        let same_client = provider.client_id == record.applied.client_id
+            && provider.revocation_url.as_ref().map(ToString::to_string)
+                == record.applied.revocation_url;
+        if !same_client {
             return Ok(false);
         }
-        let client = self.client(&record.applied.provider)?;
-        let mut revoked = false;
-        if let Some(refresh) = &tokens.refresh_token {
-            revoked |= self
-                .runtime
-                .block_on(client.revoke(refresh, TokenKind::Refresh))
-                .map_err(|e| e.to_string())?;
-        }
-        revoked |= self
-            .runtime
-            .block_on(client.revoke(&tokens.access_token, TokenKind::Access))
-            .map_err(|e| e.to_string())?;
-        Ok(revoked)
+        let client = self.client(&provider.name)?;
+        let (token, kind) = match &tokens.refresh_token {
+            Some(refresh) => (refresh, TokenKind::Refresh),
+            None => (&tokens.access_token, TokenKind::Access),
+        };
+        self.runtime
+            .block_on(client.revoke(token, kind))
+            .map_err(|e| e.to_string())
     }
 
     fn delete(&mut self, state: &mut State, name: &str) {
@@ -279,19 +282,6 @@ impl Run<'_> {
             )),
         };
         self.record(name, Action::Delete, outcome);
-    }
-
-    /// Before a re-consent: the old grant is revoked (best effort: a grant
-    /// already revoked or expired cannot be revoked again) and dropped.
-    fn revoke_old(&mut self, state: &mut State, name: &str) {
-        if let Err(why) = self.revoke(state, name) {
-            let _ = self.ctx.printer.err(&format!(
-                "warning: {name}: the old grant could not be revoked: {why}\n"
-            ));
-        }
-        if let Some(record) = state.assets.get_mut(name) {
-            record.token = None;
-        }
     }
 
     fn consent(
@@ -517,6 +507,13 @@ impl Run<'_> {
             access_token: grant.access_token,
             refresh_token: grant.refresh_token,
         };
+        // What the old grant was, to settle it once the new one is stored.
+        let old = state
+            .assets
+            .get(name)
+            .filter(|r| r.token.is_some())
+            .map(|r| r.applied.clone());
+        let before = state.clone();
         let record = state.insert_applied(
             name,
             plan::applied(self.config, asset),
@@ -526,7 +523,28 @@ impl Run<'_> {
         if let Some(t) = record.token.as_mut() {
             t.access_expires_at = access_expires_at;
         }
-        self.save(state)
+        self.save(state)?;
+        // The new grant is stored. The old one of the same client and the
+        // same account is simply superseded (revoking it could end the new
+        // one too, where a provider keeps one grant per user and client);
+        // another account's is revoked; another client's cannot be revoked
+        // with this client's credentials.
+        if let Some(old) = old {
+            let now_applied = plan::applied(self.config, asset);
+            if old.client_id != now_applied.client_id || old.token_url != now_applied.token_url {
+                let _ = self.ctx.printer.err(&format!(
+                    "note: {name}: the old grant was made for client {} and is not revoked by mailform; remove it in the provider's console\n",
+                    old.client_id
+                ));
+            } else if old.username != now_applied.username
+                && let Err(why) = self.revoke(&before, name)
+            {
+                let _ = self.ctx.printer.err(&format!(
+                    "warning: {name}: the old account's grant could not be revoked: {why}\n"
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn summary(&self) -> Result<ExitStatus, Error> {

@@ -190,19 +190,27 @@ pub(super) fn live_checks(
         return Ok((Observations::default(), Vec::new()));
     }
     let parallelism = usize::try_from(settings.parallelism).unwrap_or(usize::MAX);
-    let checks = super::runtime()?.block_on(observe::refresh_tokens(
-        config,
-        state,
-        key,
-        targets,
+    let (jobs, mut failed) = observe::refresh_jobs(config, state, key, targets);
+    // A rotated refresh token is stored the moment it arrives: the old one
+    // is dead, and a crash before the last refresh must not lose it.
+    let mut save_error = None;
+    let mut store_rotated = |r: &observe::Refreshed| {
+        if r.rotated && save_error.is_none() {
+            state.store_refreshed(key, &r.name, &r.tokens, r.access_expires_at, now);
+            if let Err(e) = store.save(state) {
+                save_error = Some(e);
+            }
+        }
+    };
+    let mut checks = super::runtime()?.block_on(observe::run_refreshes(
+        jobs,
         parallelism,
         now,
+        &mut store_rotated,
     ));
-    if checks.rotated() {
-        for r in &checks.refreshed {
-            state.store_refreshed(key, &r.name, &r.tokens, r.access_expires_at, now);
-        }
-        store.save(state)?;
+    if let Some(e) = save_error {
+        return Err(e);
     }
+    checks.failures.append(&mut failed);
     Ok((checks.observations, checks.failures))
 }

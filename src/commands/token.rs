@@ -56,18 +56,25 @@ pub fn run(ctx: &Context<'_>, name: &str) -> Result<ExitStatus, Error> {
             .map_err(|e| consent(format!("the stored tokens cannot be opened ({e})")))?;
         Ok((tokens, fresh_enough(token)))
     };
+    let Some(asset) = config.assets.get(name) else {
+        return Err(Error::Usage(format!(
+            "asset `{name}` is no longer in {}: mailform apply will revoke and forget it",
+            config.path.display()
+        )));
+    };
+    // Tokens granted for other settings (client, endpoints, scopes, account)
+    // are not handed out, fresh or not.
+    if state.assets[name].binding != crate::plan::applied(&config, asset).binding_fingerprint() {
+        return Err(consent(
+            "the config's token-binding fields (client, endpoints, scopes, username) changed since consent".into(),
+        ));
+    }
     let (tokens, fresh) = open(&state)?;
     if fresh {
         ctx.printer
             .out(&format!("{}\n", tokens.access_token.expose()))?;
         return Ok(ExitStatus::Success);
     }
-    let Some(asset) = config.assets.get(name) else {
-        return Err(Error::Usage(format!(
-            "asset `{name}` is no longer in {}, and its access token has expired",
-            config.path.display()
-        )));
-    };
 
     // Refresh as a writer, on the state as it is under the lock: another
     // mailform may have refreshed (and rotated) it a moment ago.

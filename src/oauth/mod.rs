@@ -325,8 +325,15 @@ impl ProviderClient {
             .send(request)
             .await
             .map_err(|e| OAuthError::from_transport(&self.name, &e))?;
-        // RFC 7009 §2.2: 200 whether or not the token was valid.
+        // RFC 7009 §2.2: 200 whether or not the token was valid. Some
+        // providers (Google) answer 400 `invalid_token` for one already
+        // revoked or expired: it is gone either way.
         if response.status().is_success() {
+            return Ok(());
+        }
+        let refused_as_invalid = serde_json::from_slice::<serde_json::Value>(response.body())
+            .is_ok_and(|v| v["error"] == "invalid_token");
+        if refused_as_invalid {
             return Ok(());
         }
         Err(OAuthError::from_error_body(

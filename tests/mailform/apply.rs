@@ -522,3 +522,42 @@ fn device_consent_shows_the_code_and_waits_for_the_person() {
             .has_refresh_token
     );
 }
+
+#[test]
+fn a_reconsent_that_cannot_happen_keeps_the_working_grant() {
+    let p = peers();
+    let project = Project::new(p, &[("support", "alice@example.test")]);
+    project.mf(p).run(["apply", "--auto-approve"]).ok();
+    let old = project.tokens("support").refresh_token.unwrap();
+    // A new scope binds the tokens anew: re-consent. But no person is here.
+    let text = std::fs::read_to_string(project.path().join("assets.toml"))
+        .unwrap()
+        .replace(
+            "scopes = [\"mail\", \"offline_access\"]",
+            "scopes = [\"mail\", \"offline_access\", \"https://mail.google.com/\"]",
+        );
+    std::fs::write(project.path().join("assets.toml"), text).unwrap();
+    let run = Mailform::new(project.path())
+        .env(
+            "LAB_CLIENT_SECRET",
+            p.clients.confidential.client_secret.as_deref().unwrap(),
+        )
+        .run(["apply", "--auto-approve"])
+        .code(1);
+    assert!(
+        run.stdout.contains("! support  re-consent"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("consent required for support"),
+        "{}",
+        run.stdout
+    );
+    // Nothing was revoked or forgotten: the mailbox keeps working meanwhile.
+    assert_eq!(introspect(p, old.expose())["active"], true);
+    assert_eq!(
+        project.tokens("support").refresh_token.unwrap().expose(),
+        old.expose()
+    );
+}

@@ -360,3 +360,40 @@ fn token_for_an_asset_never_applied_says_consent_is_needed() {
         run.stderr
     );
 }
+
+#[test]
+fn a_grant_whose_client_changed_is_not_sent_to_the_new_one() {
+    let p = peers();
+    let project = Project::new(p, &p.clients.confidential, "alice@example.test");
+    let text = std::fs::read_to_string(project.path().join("assets.toml"))
+        .unwrap()
+        .replace(
+            &p.clients.confidential.client_id,
+            &p.clients.public.client_id,
+        )
+        .replace("client_secret = { env = \"LAB_CLIENT_SECRET\" }", "");
+    std::fs::write(project.path().join("assets.toml"), text).unwrap();
+    let run = project
+        .mf()
+        .run(["plan", "-v", "--detailed-exitcode"])
+        .code(2);
+    assert!(
+        run.stdout.contains("! support  re-consent"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stderr.contains("mailform: POST"),
+        "the old refresh token went to the token endpoint: {}",
+        run.stderr
+    );
+    // Tokens granted under the old client are not handed out, fresh or not.
+    let run = project.mf().run(["token", "support"]).code(1);
+    assert!(
+        run.stderr.contains(
+            "token-binding fields (client, endpoints, scopes, username) changed since consent"
+        ),
+        "{}",
+        run.stderr
+    );
+}
