@@ -389,16 +389,17 @@ impl Run<'_> {
         let _ = self.ctx.printer.err(&format!(
             "Consent for {name}: signed in as {}, open {} and enter the code {}{}\n",
             asset.email,
-            code.verification_uri(),
-            code.user_code(),
+            crate::diagnostic::shown(code.verification_uri()),
+            crate::diagnostic::shown(code.user_code()),
             code.verification_uri_complete()
-                .map(|u| format!(" (or open {u})"))
+                .map(|u| format!(" (or open {})", crate::diagnostic::shown(u)))
                 .unwrap_or_default()
         ));
         let page = code
             .verification_uri_complete()
             .unwrap_or(code.verification_uri());
-        if let Ok(url) = url::Url::parse(page)
+        // A page named by the network is opened only if it is https.
+        if let Some(url) = url::Url::parse(page).ok().filter(|u| u.scheme() == "https")
             && let Err(why) = loopback::open_in_browser(&url)
         {
             let _ = self.ctx.printer.err(&format!("warning: {why}\n"));
