@@ -81,7 +81,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
     if plan.is_empty() {
         return Ok(ExitStatus::Success);
     }
-    if !args.auto_approve && !confirmed(ctx)? {
+    if !args.auto_approve && !ctx.confirm("Apply these changes?", "apply", "--auto-approve")? {
         return Err(Error::Usage("apply cancelled; nothing was changed".into()));
     }
 
@@ -145,25 +145,6 @@ fn key_for(ctx: &Context<'_>, config: &Config, state: &mut State) -> Result<Key,
         path.display()
     ))?;
     Ok(k)
-}
-
-fn confirmed(ctx: &Context<'_>) -> Result<bool, Error> {
-    if !std::io::stdin().is_terminal() {
-        return Err(Error::Usage(
-            "apply asks for confirmation on a terminal; pass --auto-approve to apply without asking".into(),
-        ));
-    }
-    ctx.printer
-        .err("Apply these changes? Only 'yes' will be accepted: ")?;
-    let mut answer = String::new();
-    std::io::stdin()
-        .read_line(&mut answer)
-        .map_err(|source| Error::Io {
-            action: "read the answer from",
-            path: "standard input".into(),
-            source,
-        })?;
-    Ok(answer.trim() == "yes")
 }
 
 /// What happened to one asset.

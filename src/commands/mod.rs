@@ -187,6 +187,31 @@ impl Context<'_> {
     }
 }
 
+impl Context<'_> {
+    /// Asks a person on the terminal; `true` only for `yes`. Without a
+    /// terminal it refuses to guess and names the flag that skips the
+    /// question (`--auto-approve`, `--force`).
+    pub fn confirm(&self, question: &str, what: &str, flag: &str) -> Result<bool, Error> {
+        use std::io::IsTerminal as _;
+        if !std::io::stdin().is_terminal() {
+            return Err(Error::Usage(format!(
+                "{what} asks for confirmation on a terminal; pass {flag} to go ahead without asking"
+            )));
+        }
+        self.printer
+            .err(&format!("{question} Only 'yes' will be accepted: "))?;
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .map_err(|source| Error::Io {
+                action: "read the answer from",
+                path: "standard input".into(),
+                source,
+            })?;
+        Ok(answer.trim() == "yes")
+    }
+}
+
 /// The runtime for the network edges (token endpoint, SMTP), made by the
 /// commands that need one.
 pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {

@@ -9,7 +9,6 @@ use std::path::Path;
 
 use mailform::state::{State, Tokens};
 use mailform::store::{FileStore, StateStore as _, key};
-use serde_json::Value;
 
 use crate::support::peers::{Peers, peers};
 use crate::support::{Mailform, Run};
@@ -142,18 +141,6 @@ impl Project {
     }
 }
 
-fn introspect(p: &Peers, token: &str) -> Value {
-    let who = &p.clients.introspector;
-    p.http()
-        .post(&p.endpoints.introspection)
-        .basic_auth(&who.client_id, who.client_secret.as_ref())
-        .form(&[("token", token)])
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
-}
-
 #[test]
 fn a_first_apply_consents_through_the_browser_then_the_plan_is_clean() {
     let p = peers();
@@ -178,7 +165,7 @@ fn a_first_apply_consents_through_the_browser_then_the_plan_is_clean() {
     project.assert_clean(p, &run);
     // The grant is alice's, with a refresh token, and it is live.
     let tokens = project.tokens("support");
-    let info = introspect(p, tokens.access_token.expose());
+    let info = p.introspect(tokens.access_token.expose());
     assert_eq!(
         (info["active"].clone(), info["sub"].clone()),
         (true.into(), "alice@example.test".into()),
@@ -236,7 +223,7 @@ fn bulk_consent_takes_callbacks_in_any_order_and_one_refusal_fails_alone() {
     let state = project.state();
     assert!(state.assets.contains_key("billing") && state.assets.contains_key("support"));
     assert!(!state.assets.contains_key("sales"));
-    let who = introspect(p, project.tokens("billing").access_token.expose());
+    let who = p.introspect(project.tokens("billing").access_token.expose());
     assert_eq!(
         who["sub"], "bob@example.test",
         "each owner consented for their own mailbox"
@@ -315,7 +302,7 @@ fn a_removed_asset_is_revoked_at_the_provider_then_forgotten() {
     project.mf(p).run(["apply", "--auto-approve"]).ok();
     let tokens = project.tokens("support");
     let refresh = tokens.refresh_token.unwrap();
-    assert_eq!(introspect(p, refresh.expose())["active"], true);
+    assert_eq!(p.introspect(refresh.expose())["active"], true);
     std::fs::write(
         project.path().join("assets.toml"),
         config_text(
@@ -336,7 +323,7 @@ fn a_removed_asset_is_revoked_at_the_provider_then_forgotten() {
         run.stderr
     );
     assert_eq!(
-        introspect(p, refresh.expose())["active"],
+        p.introspect(refresh.expose())["active"],
         false,
         "the provider confirms it is dead"
     );
@@ -555,7 +542,7 @@ fn a_reconsent_that_cannot_happen_keeps_the_working_grant() {
         run.stdout
     );
     // Nothing was revoked or forgotten: the mailbox keeps working meanwhile.
-    assert_eq!(introspect(p, old.expose())["active"], true);
+    assert_eq!(p.introspect(old.expose())["active"], true);
     assert_eq!(
         project.tokens("support").refresh_token.unwrap().expose(),
         old.expose()

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use mailform::config::{self, Provider};
 use mailform::oauth::{OAuthError, ProviderClient, TokenKind};
 use mailform::secret::Secret;
-use serde_json::Value;
 
 use crate::support::peers::{Client, Peers, offline_tokens, peers, refresh};
 
@@ -58,18 +57,6 @@ fn run<T>(f: impl std::future::Future<Output = T>) -> T {
         .block_on(f)
 }
 
-fn introspect(p: &Peers, token: &str) -> Value {
-    let who = &p.clients.introspector;
-    p.http()
-        .post(&p.endpoints.introspection)
-        .basic_auth(&who.client_id, who.client_secret.as_ref())
-        .form(&[("token", token)])
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
-}
-
 /// No error text or `Debug` may hold a token or the client secret.
 #[track_caller]
 fn assert_clean(e: &OAuthError, secrets: &[&str]) {
@@ -88,7 +75,7 @@ fn a_confidential_client_refreshes_and_the_new_token_is_live() {
     let oauth = client_for(p, client);
     let grant =
         run(oauth.refresh(&Secret::new(tokens["refresh_token"].as_str().unwrap()))).unwrap();
-    let info = introspect(p, grant.access_token.expose());
+    let info = p.introspect(grant.access_token.expose());
     assert_eq!(info["active"], true, "{info}");
     assert_eq!(info["sub"], "alice@example.test");
     assert!(grant.expires_in.is_some_and(|d| d > Duration::ZERO));
@@ -182,11 +169,11 @@ fn revocation_kills_the_refresh_token_at_the_provider() {
     let client = &p.clients.confidential;
     let tokens = offline_tokens(p, client, "alice@example.test");
     let rt = tokens["refresh_token"].as_str().unwrap();
-    assert_eq!(introspect(p, rt)["active"], true);
+    assert_eq!(p.introspect(rt)["active"], true);
     let oauth = client_for(p, client);
     assert!(run(oauth.revoke(&Secret::new(rt), TokenKind::Refresh)).unwrap());
     assert_eq!(
-        introspect(p, rt)["active"],
+        p.introspect(rt)["active"],
         false,
         "the provider confirms it is dead"
     );
@@ -196,7 +183,7 @@ fn revocation_kills_the_refresh_token_at_the_provider() {
     let tokens = offline_tokens(p, public, "alice@example.test");
     let at = tokens["access_token"].as_str().unwrap();
     assert!(run(client_for(p, public).revoke(&Secret::new(at), TokenKind::Access)).unwrap());
-    assert_eq!(introspect(p, at)["active"], false);
+    assert_eq!(p.introspect(at)["active"], false);
 }
 
 #[test]

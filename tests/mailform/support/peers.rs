@@ -278,6 +278,20 @@ impl Peers {
             .unwrap()
     }
 
+    /// RFC 7662 introspection, as the SMTP server does it: what the server
+    /// knows of `token` (`active`, `sub`, `scope`).
+    pub fn introspect(&self, token: &str) -> Value {
+        let who = &self.clients.introspector;
+        self.http()
+            .post(&self.endpoints.introspection)
+            .basic_auth(&who.client_id, who.client_secret.as_ref())
+            .form(&[("token", token)])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
     /// The password of a test user.
     pub fn password(&self, user: &str) -> &str {
         &self.users[user]
