@@ -484,17 +484,7 @@ fn missing_node_packages_are_named_with_the_fix() {
 fn introspection_tells_the_smtp_server_who_and_what() {
     let p = peers();
     let tokens = offline_tokens(p, &p.clients.confidential, ALICE);
-    let who = &p.clients.introspector;
-    let ask = |token: &str| -> Value {
-        p.http()
-            .post(&p.endpoints.introspection)
-            .basic_auth(&who.client_id, who.client_secret.as_ref())
-            .form(&[("token", token)])
-            .send()
-            .unwrap()
-            .json()
-            .unwrap()
-    };
+    let ask = |token: &str| p.introspect(token);
     let info = ask(tokens["access_token"].as_str().unwrap());
     assert_eq!(
         (info["active"].as_bool(), info["sub"].as_str()),
