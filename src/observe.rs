@@ -90,16 +90,9 @@ pub struct Refreshed {
 #[derive(Debug, Default)]
 pub struct LiveChecks {
     pub observations: Observations,
-    pub refreshed: Vec<Refreshed>,
     /// Checks that could not decide (provider down, client refused): the
     /// planner judged those assets from state, and the command says so.
     pub failures: Vec<(String, OAuthError)>,
-}
-
-impl LiveChecks {
-    pub fn rotated(&self) -> bool {
-        self.refreshed.iter().any(|r| r.rotated)
-    }
 }
 
 /// The provider's client, made once per provider and shared by its assets.
@@ -213,7 +206,6 @@ pub async fn run_refreshes(
                     rotated,
                 };
                 refreshed(&r);
-                checks.refreshed.push(r);
                 TokenObservation::Valid {
                     granted_scopes: grant.scopes,
                     access_expires_at,

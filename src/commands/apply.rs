@@ -34,7 +34,7 @@ use crate::observe;
 use crate::plan::{self, Action, GRANT_SHAPING_SCOPES};
 use crate::render;
 use crate::state::crypto::Key;
-use crate::state::{State, Tokens};
+use crate::state::{AppliedAsset, State, Tokens};
 use crate::store::{FileStore, StateStore as _, key};
 
 pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
@@ -214,25 +214,32 @@ impl Run<'_> {
     /// `Ok(true)` when revoked. The refresh token goes first (revoking it ends
     /// the grant); the access token only when there is no refresh token.
     fn revoke(&mut self, state: &State, name: &str) -> Result<bool, String> {
-        let Some(record) = state.assets.get(name) else {
-            return Ok(false);
-        };
-        let Some(token) = &record.token else {
-            return Ok(false);
-        };
-        let Ok(tokens) = Tokens::open(
+        match self.stored(state, name) {
+            Some((applied, tokens)) => self.revoke_tokens(&applied, &tokens),
+            None => Ok(false), // nothing genuine to revoke
+        }
+    }
+
+    /// An asset's applied record and its tokens, when it holds tokens that open.
+    fn stored(&self, state: &State, name: &str) -> Option<(AppliedAsset, Tokens)> {
+        let record = state.assets.get(name)?;
+        let token = record.token.as_ref()?;
+        let tokens = Tokens::open(
             self.key,
             &state.token_aad(name, &record.binding),
             &token.sealed,
-        ) else {
-            return Ok(false); // nothing genuine to revoke
-        };
-        let Some(provider) = self.config.providers.get(&record.applied.provider) else {
+        )
+        .ok()?;
+        Some((record.applied.clone(), tokens))
+    }
+
+    /// Revokes `tokens`, granted under `applied`, as [`Run::revoke`] says.
+    fn revoke_tokens(&mut self, applied: &AppliedAsset, tokens: &Tokens) -> Result<bool, String> {
+        let Some(provider) = self.config.providers.get(&applied.provider) else {
             return Ok(false);
         };
-        let same_client = provider.client_id == record.applied.client_id
-            && provider.revocation_url.as_ref().map(ToString::to_string)
-                == record.applied.revocation_url;
+        let same_client = provider.client_id == applied.client_id
+            && provider.revocation_url.as_ref().map(ToString::to_string) == applied.revocation_url;
         if !same_client {
             return Ok(false);
         }
@@ -490,12 +497,7 @@ impl Run<'_> {
             refresh_token: grant.refresh_token,
         };
         // What the old grant was, to settle it once the new one is stored.
-        let old = state
-            .assets
-            .get(name)
-            .filter(|r| r.token.is_some())
-            .map(|r| r.applied.clone());
-        let before = state.clone();
+        let old = self.stored(state, name);
         let record = state.insert_applied(
             name,
             plan::applied(self.config, asset),
@@ -511,7 +513,7 @@ impl Run<'_> {
         // one too, where a provider keeps one grant per user and client);
         // another account's is revoked; another client's cannot be revoked
         // with this client's credentials.
-        if let Some(old) = old {
+        if let Some((old, old_tokens)) = old {
             let now_applied = plan::applied(self.config, asset);
             if old.client_id != now_applied.client_id || old.token_url != now_applied.token_url {
                 let _ = self.ctx.printer.err(&format!(
@@ -519,7 +521,7 @@ impl Run<'_> {
                     old.client_id
                 ));
             } else if old.username != now_applied.username
-                && let Err(why) = self.revoke(&before, name)
+                && let Err(why) = self.revoke_tokens(&old, &old_tokens)
             {
                 let _ = self.ctx.printer.err(&format!(
                     "warning: {name}: the old account's grant could not be revoked: {why}\n"

@@ -231,11 +231,6 @@ impl ProviderClient {
                     description: r.error_description().cloned(),
                 }),
                 E::ExpiredToken => Err(DeviceError::Expired),
-                E::Basic(b) => Err(DeviceError::OAuth(OAuthError::from_code(
-                    &self.name,
-                    b.as_ref(),
-                    r.error_description().cloned(),
-                ))),
                 other => Err(DeviceError::OAuth(OAuthError::from_code(
                     &self.name,
                     other.as_ref(),

@@ -121,8 +121,8 @@ fn hostile_files_get_a_bounded_answer() {
     let wide = format!("version = 1\nassets = {{ {} }}\n", parts.join(", "));
     // 2.8 MB of unclosed nesting.
     let deep = format!("version = 1\nx = {}\n", "[{ a = ".repeat(400_000));
-    for (name, text) in [("wide", wide), ("deep", deep)] {
-        let dir = project(&text);
+    for (name, text) in [("wide", &wide), ("deep", &deep)] {
+        let dir = project(text);
         let run = Mailform::new(dir.path()).run(["validate"]).code(1);
         assert!(
             run.stderr.len() < 64 * 1024,
@@ -138,13 +138,8 @@ fn hostile_files_get_a_bounded_answer() {
             json.stdout.len()
         );
     }
-    let dir = project(&format!(
-        "version = 1\nassets = {{ {} }}\n",
-        (0..2000)
-            .map(|i| format!("a{i} = {{ email = \"bad{i}\", provider = \"p\" }}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
+    // What is left out is counted, not dropped silently.
+    let dir = project(&wide);
     let run = Mailform::new(dir.path()).run(["validate"]).code(1);
     assert!(
         run.stderr.contains(
