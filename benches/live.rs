@@ -13,14 +13,15 @@
 #[allow(dead_code)] // reason: the harness serves the tests too; the bench uses a part
 mod peers;
 
+#[path = "../tests/mailform/support/fixtures.rs"]
+mod fixtures;
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use mailform::secret::Secret;
-use mailform::state::{State, Tokens};
-use mailform::store::{FileStore, StateStore as _, key};
+use mailform::state::Tokens;
 
 fn project(dir: &Path, p: &peers::Peers, n: usize) {
     let client = &p.clients.confidential;
@@ -39,27 +40,11 @@ fn project(dir: &Path, p: &peers::Peers, n: usize) {
         );
     }
     std::fs::write(dir.join("assets.toml"), &text).unwrap();
-    let config = mailform::config::parse(&dir.join("assets.toml"), text)
-        .config
-        .unwrap();
     let granted = peers::offline_tokens(p, client, "alice@example.test");
-    let tokens = Tokens {
+    fixtures::applied_state(dir, &text, |_| Tokens {
         access_token: Secret::new(granted["access_token"].as_str().unwrap()),
         refresh_token: Some(Secret::new(granted["refresh_token"].as_str().unwrap())),
-    };
-    let (key, _) = key::create(&dir.join(".mailform")).unwrap();
-    let mut state = State::new();
-    for asset in config.assets.values() {
-        state.insert_applied(
-            &asset.name,
-            mailform::plan::applied(&config, asset),
-            Some((&key, &tokens, asset.scopes.clone())),
-            Utc::now(),
-        );
-    }
-    FileStore::new(dir.join(".mailform/state.json"))
-        .save(&mut state)
-        .unwrap();
+    });
 }
 
 fn plan_once(dir: &Path, secret: &str, parallelism: usize) -> Duration {

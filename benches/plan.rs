@@ -10,6 +10,9 @@
 //!
 //! Run: `cargo bench --bench plan` (add `-- 1000` for one size).
 
+#[path = "../tests/mailform/support/fixtures.rs"]
+mod fixtures;
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -40,26 +43,10 @@ fn config_text(n: usize) -> String {
 fn write_project(dir: &Path, n: usize) {
     let text = config_text(n);
     std::fs::write(dir.join("assets.toml"), &text).unwrap();
-    let config = config::parse(&dir.join("assets.toml"), text)
-        .config
-        .expect("generated config is valid");
-    let (key, _) = key::create(&dir.join(".mailform")).unwrap();
-    let mut state = State::new();
-    let tokens = Tokens {
+    fixtures::applied_state(dir, &text, |_| Tokens {
         access_token: Secret::new("a".repeat(180)),
         refresh_token: Some(Secret::new("r".repeat(100))),
-    };
-    for asset in config.assets.values() {
-        state.insert_applied(
-            &asset.name,
-            mailform::plan::applied(&config, asset),
-            Some((&key, &tokens, asset.scopes.clone())),
-            Utc::now(),
-        );
-    }
-    FileStore::new(dir.join(".mailform/state.json"))
-        .save(&mut state)
-        .unwrap();
+    });
 }
 
 fn baseline(dir: &Path) -> usize {

@@ -3,13 +3,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::Utc;
 use mailform::config;
 use mailform::secret::Secret;
 use mailform::state::crypto::Key;
 use mailform::state::{State, Tokens};
-use mailform::store::{FileStore, StateStore as _, key};
+use mailform::store::{FileStore, StateStore as _};
 
+use crate::support::fixtures::applied_state;
 use crate::support::{Mailform, Run, project, root};
 
 const ACCESS: &str = "access-token-SENTINEL";
@@ -44,28 +44,10 @@ fn mf(dir: &Path) -> Mailform {
 /// Writes a key and a state in which every asset of `text` is applied, with
 /// tokens that contain the sentinels.
 fn applied(dir: &Path, text: &str) -> (Key, State) {
-    let (key, _) = key::create(&dir.join(".mailform")).unwrap();
-    let loaded = config::parse(Path::new("assets.toml"), text.to_string());
-    let config = loaded.config.expect("valid fixture");
-    let mut state = State::new();
-    for asset in config.assets.values() {
-        let tokens = Tokens {
-            access_token: Secret::new(format!("{ACCESS}-{}", asset.name)),
-            refresh_token: Some(Secret::new(format!("{REFRESH}-{}", asset.name))),
-        };
-        let record = state.insert_applied(
-            &asset.name,
-            mailform::plan::applied(&config, asset),
-            Some((&key, &tokens, asset.scopes.clone())),
-            Utc::now(),
-        );
-        record.token.as_mut().unwrap().access_expires_at =
-            Some(Utc::now() + chrono::Duration::hours(1));
-    }
-    FileStore::new(dir.join(".mailform/state.json"))
-        .save(&mut state)
-        .unwrap();
-    (key, state)
+    applied_state(dir, text, |asset| Tokens {
+        access_token: Secret::new(format!("{ACCESS}-{}", asset.name)),
+        refresh_token: Some(Secret::new(format!("{REFRESH}-{}", asset.name))),
+    })
 }
 
 #[track_caller]

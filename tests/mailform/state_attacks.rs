@@ -8,12 +8,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use mailform::config;
 use mailform::secret::Secret;
 use mailform::state::{State, Tokens};
 use mailform::store::{FileStore, StateStore as _, key};
 
+use crate::support::fixtures::applied_state;
 use crate::support::{Mailform, project};
 
 const CONFIG: &str = r#"version = 1
@@ -36,27 +36,11 @@ provider = "lab"
 
 /// A project whose state holds `access` as every asset's access token.
 fn applied(dir: &Path, access: &str) -> State {
-    let (key, _) = key::create(&dir.join(".mailform")).unwrap();
-    let config = config::parse(&dir.join("assets.toml"), CONFIG.to_string())
-        .config
-        .unwrap();
-    let mut state = State::new();
-    for asset in config.assets.values() {
-        let tokens = Tokens {
-            access_token: Secret::new(access),
-            refresh_token: Some(Secret::new(format!("{access}-refresh"))),
-        };
-        state.insert_applied(
-            &asset.name,
-            mailform::plan::applied(&config, asset),
-            Some((&key, &tokens, asset.scopes.clone())),
-            Utc::now(),
-        );
-    }
-    FileStore::new(dir.join(".mailform/state.json"))
-        .save(&mut state)
-        .unwrap();
-    state
+    applied_state(dir, CONFIG, |_| Tokens {
+        access_token: Secret::new(access),
+        refresh_token: Some(Secret::new(format!("{access}-refresh"))),
+    })
+    .1
 }
 
 fn is_root() -> bool {

@@ -115,4 +115,5 @@ pub fn project(config: &str) -> tempfile::TempDir {
     std::fs::write(dir.path().join("assets.toml"), config).unwrap();
     dir
 }
+pub mod fixtures;
 pub mod peers;

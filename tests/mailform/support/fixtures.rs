@@ -1,0 +1,37 @@
+//! A project as `apply` leaves it, without a provider: every asset of a
+//! config applied, with tokens sealed in state. Shared by the tests and the
+//! benches (which include this file by path).
+
+use std::path::Path;
+
+use chrono::Utc;
+use mailform::config::{self, Asset};
+use mailform::state::crypto::Key;
+use mailform::state::{State, Tokens};
+use mailform::store::{FileStore, StateStore as _, key};
+
+/// Creates the key in `dir/.mailform` and a state in which every asset of
+/// `text` (the config, read as `dir/assets.toml`) is applied with the tokens
+/// `tokens` gives it, good for an hour; saves and returns both.
+pub fn applied_state(dir: &Path, text: &str, tokens: impl Fn(&Asset) -> Tokens) -> (Key, State) {
+    let config = config::parse(&dir.join("assets.toml"), text.to_string())
+        .config
+        .expect("a valid fixture config");
+    let (key, _) = key::create(&dir.join(".mailform")).unwrap();
+    let mut state = State::new();
+    let now = Utc::now();
+    for asset in config.assets.values() {
+        let record = state.insert_applied(
+            &asset.name,
+            mailform::plan::applied(&config, asset),
+            Some((&key, &tokens(asset), asset.scopes.clone())),
+            now,
+        );
+        record.token.as_mut().expect("sealed").access_expires_at =
+            Some(now + chrono::Duration::hours(1));
+    }
+    FileStore::new(dir.join(".mailform/state.json"))
+        .save(&mut state)
+        .unwrap();
+    (key, state)
+}
