@@ -345,7 +345,7 @@ impl Run<'_> {
         if read == 0 {
             return Err("no answer on standard input".into());
         }
-        let code = pasted_code(&answer, &pending.state, name)?;
+        let code = loopback::pasted_code(&answer, &pending, name).map_err(|e| e.to_string())?;
         let grant = self
             .runtime
             .block_on(client.exchange(&pending, &code))
@@ -571,35 +571,4 @@ fn action_of(state: &State, name: &str) -> Action {
     } else {
         Action::Create
     }
-}
-
-/// The code in a pasted redirect address (its `state` must be this
-/// consent's), or the pasted text itself when it is a bare code.
-fn pasted_code(answer: &str, state: &str, name: &str) -> Result<crate::secret::Secret, String> {
-    let answer = answer.trim();
-    if answer.is_empty() {
-        return Err("the answer was empty".into());
-    }
-    let Some(url) = url::Url::parse(answer).ok().filter(|u| u.query().is_some()) else {
-        return Ok(crate::secret::Secret::new(answer));
-    };
-    let query: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
-    if query.get("state").map(String::as_str) != Some(state) {
-        return Err(format!(
-            "the pasted address belongs to another consent (its state differs); paste the one for {name}"
-        ));
-    }
-    if let Some(error) = query.get("error") {
-        return Err(format!(
-            "consent denied by the user ({error}{})",
-            query
-                .get("error_description")
-                .map(|d| format!(": {}", crate::diagnostic::shown(d)))
-                .unwrap_or_default()
-        ));
-    }
-    query
-        .get("code")
-        .map(|c| crate::secret::Secret::new(c.as_str()))
-        .ok_or_else(|| "the pasted address carries no code".to_string())
 }

@@ -135,24 +135,20 @@ impl Listener {
             );
         };
         let email = html_escape(&consent.email);
-        if let Some(error) = query.get("error") {
-            let outcome = ConsentError::Denied {
-                error: error.clone(),
-                description: query.get("error_description").cloned(),
-            };
-            respond(
-                request,
-                200,
-                &format!("Consent for {email} was not given. You can close this tab."),
-            );
-            return done(&consent, Err(outcome));
-        }
-        let Some(code) = query.get("code").map(|c| Secret::new(c.as_str())) else {
-            respond(request, 400, "The callback brought no authorization code.");
-            return done(
-                &consent,
-                Err(ConsentError::Other("the callback brought no code".into())),
-            );
+        let code = match code_of(&query) {
+            Ok(code) => code,
+            Err(e @ ConsentError::Denied { .. }) => {
+                respond(
+                    request,
+                    200,
+                    &format!("Consent for {email} was not given. You can close this tab."),
+                );
+                return done(&consent, Err(e));
+            }
+            Err(e) => {
+                respond(request, 400, "The callback brought no authorization code.");
+                return done(&consent, Err(e));
+            }
         };
         match runtime.block_on(consent.client.exchange(&consent.pending, &code)) {
             Ok(grant) => {
@@ -175,6 +171,40 @@ impl Listener {
             }
         }
     }
+}
+
+/// The code a callback brought (RFC 6749 §4.1.2), or the refusal it
+/// brought instead (§4.1.2.1), from the callback's query.
+fn code_of(query: &BTreeMap<String, String>) -> Result<Secret, ConsentError> {
+    if let Some(error) = query.get("error") {
+        return Err(ConsentError::Denied {
+            error: error.clone(),
+            description: query.get("error_description").cloned(),
+        });
+    }
+    query
+        .get("code")
+        .map(|c| Secret::new(c.as_str()))
+        .ok_or_else(|| ConsentError::Other("the callback brought no authorization code".into()))
+}
+
+/// `--consent manual`: the code in a pasted redirect address (whose `state`
+/// must be `pending`'s), or the pasted text itself when it is a bare code.
+pub fn pasted_code(answer: &str, pending: &Pending, name: &str) -> Result<Secret, ConsentError> {
+    let answer = answer.trim();
+    if answer.is_empty() {
+        return Err(ConsentError::Other("the answer was empty".into()));
+    }
+    let Some(url) = url::Url::parse(answer).ok().filter(|u| u.query().is_some()) else {
+        return Ok(Secret::new(answer));
+    };
+    let query: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+    if query.get("state") != Some(&pending.state) {
+        return Err(ConsentError::Other(format!(
+            "the pasted address belongs to another consent (its state differs); paste the one for {name}"
+        )));
+    }
+    code_of(&query)
 }
 
 fn respond(request: tiny_http::Request, status: u16, text: &str) {
@@ -220,4 +250,48 @@ pub fn open_in_browser(url: &url::Url) -> Result<bool, String> {
         .spawn()
         .map(|_| true)
         .map_err(|e| format!("cannot start $BROWSER ({}): {e}", browser.to_string_lossy()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending() -> Pending {
+        let url = url::Url::parse("http://127.0.0.1:8765/callback").unwrap();
+        Pending {
+            url: url.clone(),
+            state: "s1".into(),
+            verifier: Secret::new("v"),
+            redirect: url,
+        }
+    }
+
+    #[test]
+    fn a_pasted_answer_gives_its_code_or_says_why_not() {
+        let p = pending();
+        let code = |a: &str| pasted_code(a, &p, "support").map(|c| c.expose().to_string());
+        assert_eq!(code("  bare-code \n").unwrap(), "bare-code");
+        assert_eq!(
+            code("http://127.0.0.1:8765/callback?code=c1&state=s1").unwrap(),
+            "c1"
+        );
+        for (answer, words) in [
+            (
+                "http://127.0.0.1:8765/callback?code=c1&state=s2",
+                "another consent",
+            ),
+            (
+                "http://127.0.0.1:8765/callback?error=access_denied&state=s1",
+                "consent denied by the user (access_denied)",
+            ),
+            (
+                "http://127.0.0.1:8765/callback?state=s1",
+                "no authorization code",
+            ),
+            ("   ", "empty"),
+        ] {
+            let e = code(answer).unwrap_err().to_string();
+            assert!(e.contains(words), "{answer}: {e}");
+        }
+    }
 }
