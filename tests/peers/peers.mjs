@@ -77,6 +77,9 @@ const USERS = new Map([
   ['ivan@example.test', { password: 'ivan-password' }],
   ['judy@example.test', { password: 'judy-password' }],
   ['ken@example.test', { password: 'ken-password' }],
+  ['leo@example.test', { password: 'leo-password' }],
+  ['mia@example.test', { password: 'mia-password' }],
+  ['nina@example.test', { password: 'nina-password' }],
 ]);
 
 const SCOPES = ['openid', 'offline_access', 'mail', 'https://mail.google.com/'];
@@ -377,22 +380,36 @@ async function introspect(token) {
 }
 
 let delivered = 0;
-const smtpOptions = (secure) => ({
+// `persona` is how refusals are worded:
+// - 'gmail': a bad token gets `334 <base64 JSON>`, then, after the client's
+//   empty line, `535 5.7.8 ...` (enhanced status codes on, as Gmail sends them);
+// - 'microsoft': Microsoft 365 with SMTP AUTH disabled for the tenant: a
+//   valid token is refused with `535 5.7.139 ... SmtpClientAuthentication is
+//   disabled ...`, a bad one with `535 5.7.3 Authentication unsuccessful`, at
+//   once and without a challenge (its replies carry their own codes).
+const smtpOptions = (secure, persona = 'gmail') => ({
   ...tls,
   secure,
-  name: 'smtp.peers.test',
+  name: persona === 'microsoft' ? 'smtp.office365.peers.test' : 'smtp.peers.test',
   banner: 'mailform test peer',
   authMethods: ['XOAUTH2'],
   allowInsecureAuth: false,
+  hideENHANCEDSTATUSCODES: persona === 'microsoft',
   logger: false,
   size: 10 * 1024 * 1024,
   async onAuth(auth, session, done) {
-    const refuse = () => done(null, { data: { status: '401', schemes: 'bearer', scope: smtpScopes.join(' ') } });
+    const microsoft = (text) => done(Object.assign(new Error(text), { responseCode: 535 }));
+    const refuse = () => (persona === 'microsoft'
+      ? microsoft('5.7.3 Authentication unsuccessful [PEERS01CA0001.peers.prod.outlook.test]')
+      : done(null, { data: { status: '401', schemes: 'bearer', scope: smtpScopes.join(' ') } }));
     if (auth.method !== 'XOAUTH2') return done(new Error('only XOAUTH2 is offered'));
     try {
       const info = await introspect(auth.accessToken);
       const scopes = (info.scope ?? '').split(' ');
       if (info.active && info.sub === auth.username && smtpScopes.some((s) => scopes.includes(s))) {
+        if (persona === 'microsoft') {
+          return microsoft('5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information. [PEERS01CA0001.peers.prod.outlook.test]');
+        }
         return done(null, { user: auth.username });
       }
       return refuse();
@@ -419,13 +436,21 @@ const smtpOptions = (secure) => ({
         writeFileSync(`${file}.tmp`, data);
         renameSync(`${file}.tmp`, file);
       }
-      done(null, `2.0.0 accepted as ${name}`);
+      done(null, `Ok: queued as ${name}`);
     });
   },
 });
 
-const starttlsPort = await front(await listen(new SMTPServer(smtpOptions(false))));
-const tlsPort = await front(await listen(new SMTPServer(smtpOptions(true))));
+// A client that hangs up mid-handshake (an untrusted CA, the wrong port) is
+// that connection's problem, as on a real server: logged, never fatal.
+const smtpServer = (options) => {
+  const server = new SMTPServer(options);
+  server.on('error', (err) => process.stderr.write(`peers: smtp: ${err.code ?? ''} ${err.message}\n`));
+  return server;
+};
+const starttlsPort = await front(await listen(smtpServer(smtpOptions(false))));
+const tlsPort = await front(await listen(smtpServer(smtpOptions(true))));
+const microsoftPort = await front(await listen(smtpServer(smtpOptions(false, 'microsoft'))));
 
 // The harness holds our stdin open; when it exits (however it dies), stdin
 // closes and so do we, removing the folder it made for us.
@@ -452,7 +477,7 @@ process.stdout.write(`${JSON.stringify({
     device_authorization: `${issuer}/device/auth`,
   },
   admin: { token: adminToken, revoke_grants: `${issuer}/__admin/revoke-grants`, expire_access_tokens: `${issuer}/__admin/expire-access-tokens` },
-  smtp: { host: HOST, starttls_port: starttlsPort, tls_port: tlsPort, scopes: smtpScopes },
+  smtp: { host: HOST, starttls_port: starttlsPort, tls_port: tlsPort, microsoft_port: microsoftPort, scopes: smtpScopes },
   clients,
   users: Object.fromEntries([...USERS].map(([email, { password }]) => [email, password])),
   mailbox,

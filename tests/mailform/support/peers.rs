@@ -50,6 +50,8 @@ pub struct Smtp {
     pub host: String,
     pub starttls_port: u16,
     pub tls_port: u16,
+    /// STARTTLS, worded as Microsoft 365 with SMTP AUTH disabled for the tenant.
+    pub microsoft_port: u16,
     pub scopes: Vec<String>,
 }
 
