@@ -115,6 +115,17 @@ pub enum Command {
         /// The asset.
         name: String,
     },
+    /// Send a real test message through the asset (proves the login and the sending), and print the server's reply.
+    SendTest {
+        /// The asset.
+        name: String,
+        /// The recipient.
+        #[arg(long, value_name = "ADDR")]
+        to: String,
+        /// The subject (default: "mailform test message from NAME").
+        #[arg(long, value_name = "S")]
+        subject: Option<String>,
+    },
     /// Print the fields an email-asset form asks for.
     Export {
         /// The asset.

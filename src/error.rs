@@ -129,6 +129,20 @@ pub enum Error {
     #[error("consent required for {name}: {why} — run `mailform apply` where a person can consent")]
     ConsentRequired { name: String, why: String },
 
+    #[error("{name}: SMTP login refused by {server} — {reply}{}", hint.as_deref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
+    SmtpRefused {
+        name: String,
+        server: String,
+        reply: String,
+        hint: Option<String>,
+    },
+
+    #[error("{name}: {source}")]
+    Smtp {
+        name: String,
+        source: crate::smtp::SmtpError,
+    },
+
     #[error("{name}: {source}")]
     Token {
         name: String,

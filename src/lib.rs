@@ -25,6 +25,7 @@ pub mod schema;
 pub mod secret;
 pub mod security;
 pub mod settings;
+pub mod smtp;
 pub mod state;
 pub mod store;
 

@@ -5,24 +5,31 @@
 //!   hand (another state, another asset, token-binding fields changed along
 //!   with their fingerprint) no longer opens, and the planner asks for consent
 //!   again instead of trusting it.
-//! - [`refresh_jobs`] and [`run_refreshes`] (live plans): one refresh per stored grant, in
+//! - [`check_jobs`] and [`run_checks`] (live plans): one refresh per stored grant, in
 //!   parallel up to `parallelism`. `invalid_grant` becomes a revoked grant
 //!   (re-consent); a passing failure is a warning and a failed check, never
 //!   drift; an expired access token under a live grant is no drift at all.
 //!   The new tokens are handed back for the command to store (a rotated
 //!   refresh token must be stored at once).
-//! - The SMTP login probe will add its findings here.
+//! - With `--check-smtp`, each job then proves the SMTP login with the
+//!   fresh access token (or the stored one, when there is no refresh token):
+//!   a refusal is drift, in the server's words; a passing failure is a
+//!   warning and a failed check. [`prove_login`] is the same proof with one
+//!   retry on a fresh token, for tokens that come from storage.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::config::Config;
-use crate::oauth::{OAuthError, ProviderClient};
-use crate::plan::{AssetObservation, Observations, TokenObservation};
+use crate::config::{Asset, Config};
+use crate::oauth::{Grant, OAuthError, ProviderClient};
+use crate::plan::{AssetObservation, Observations, SmtpObservation, TokenObservation};
+use crate::secret::Secret;
+use crate::smtp::{self, Endpoint, Outcome, SmtpError};
 use crate::state::crypto::{CryptoError, Key};
 use crate::state::{State, Tokens};
 
@@ -86,13 +93,35 @@ pub struct Refreshed {
     pub rotated: bool,
 }
 
-/// What the live token checks found.
+/// A check that could not decide.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error(transparent)]
+    Token(#[from] OAuthError),
+    #[error("SMTP check: {0}")]
+    Smtp(#[from] SmtpError),
+    #[error("SMTP check: {0}")]
+    Setup(String),
+}
+
+impl Failure {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Failure::Token(e) => e.is_transient(),
+            Failure::Smtp(e) => e.is_transient(),
+            Failure::Setup(_) => false,
+        }
+    }
+}
+
+/// What the live checks found.
 #[derive(Debug, Default)]
 pub struct LiveChecks {
     pub observations: Observations,
-    /// Checks that could not decide (provider down, client refused): the
-    /// planner judged those assets from state, and the command says so.
-    pub failures: Vec<(String, OAuthError)>,
+    /// Checks that could not decide (provider down, client refused, SMTP
+    /// server unreachable): the planner judged those assets from state, and
+    /// the command says so.
+    pub failures: Vec<(String, Failure)>,
 }
 
 /// The provider's client, made once per provider and shared by its assets.
@@ -113,28 +142,120 @@ fn client_for<'c>(
     Ok(client)
 }
 
-/// One refresh to make: prepared from the state, so that running it does not
-/// borrow the state (which stores each rotated token as it arrives).
+/// One SMTP login to prove: where, as whom, and what the grant holds (for hints).
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub asset: String,
+    pub endpoint: Arc<Endpoint>,
+    pub username: String,
+    pub granted: Vec<String>,
+    pub timeout: Duration,
+}
+
+/// SMTP endpoints, made once per server and trust and shared by their assets.
+#[derive(Debug, Default)]
+pub struct Endpoints(BTreeMap<(String, u16, String, String), Arc<Endpoint>>);
+
+impl Endpoints {
+    /// The probe of `asset`'s login.
+    pub fn probe(
+        &mut self,
+        config: &Config,
+        asset: &Asset,
+        granted: &[String],
+        timeout: Duration,
+    ) -> Result<Probe, String> {
+        let provider = config.provider_of(asset);
+        let key = (
+            asset.smtp.host.clone(),
+            asset.smtp.port,
+            asset.smtp.security.to_string(),
+            provider.name.clone(),
+        );
+        let endpoint = if let Some(e) = self.0.get(&key) {
+            Arc::clone(e)
+        } else {
+            let e = Arc::new(Endpoint::new(
+                &asset.smtp.host,
+                asset.smtp.port,
+                asset.smtp.security,
+                &provider.name,
+                provider.ca_file.as_deref(),
+            )?);
+            self.0.insert(key, Arc::clone(&e));
+            e
+        };
+        Ok(Probe {
+            asset: asset.name.clone(),
+            endpoint,
+            username: asset.username.clone(),
+            granted: granted.to_vec(),
+            timeout,
+        })
+    }
+}
+
+impl Probe {
+    /// The login, and what the planner makes of it.
+    pub async fn run(&self, token: &Secret) -> Result<(Outcome, SmtpObservation), SmtpError> {
+        let outcome = smtp::prove(&self.endpoint, &self.username, token, self.timeout).await?;
+        let seen = self.observation(&outcome);
+        Ok((outcome, seen))
+    }
+
+    /// An outcome as the planner sees it (a refusal with its hint).
+    pub fn observation(&self, outcome: &Outcome) -> SmtpObservation {
+        let server = self.endpoint.server();
+        match outcome {
+            Outcome::Accepted(reply) => SmtpObservation::Accepted {
+                server,
+                reply: reply.to_string(),
+            },
+            Outcome::Refused { reply, challenge } => SmtpObservation::Refused {
+                server,
+                reply: outcome.words(),
+                hint: smtp::hints::for_refusal(
+                    reply,
+                    challenge.as_ref(),
+                    &smtp::hints::Login {
+                        asset: &self.asset,
+                        username: &self.username,
+                        granted: &self.granted,
+                    },
+                ),
+            },
+        }
+    }
+}
+
+/// One asset's live check, prepared from the state so that running it does
+/// not borrow the state (which stores each rotated token as it arrives).
 #[derive(Debug)]
 pub struct Job {
     name: String,
-    refresh: crate::secret::Secret,
-    client: Arc<ProviderClient>,
+    /// The grant to refresh, and the client to refresh it with.
+    refresh: Option<(Secret, Arc<ProviderClient>)>,
+    /// The stored access token: probed when there is no refresh token.
+    access: Secret,
+    probe: Option<Probe>,
 }
 
-/// The refreshes a live check makes: every targeted, configured asset that
-/// holds a refresh token and whose token-binding fields still match the
-/// config. (When they changed, the plan asks for consent anyway, and the old
-/// refresh token must not be sent to a changed endpoint.) Assets whose tokens
-/// do not open are left to [`sealed_tokens`]; assets no longer in the config
-/// are not asked. Providers whose client cannot be made are failures.
-pub fn refresh_jobs(
+/// The live checks of a plan: every targeted, configured asset that holds a
+/// refresh token (or, with `smtp`, any token) and whose token-binding fields
+/// still match the config. (When they changed, the plan asks for consent
+/// anyway, and the old tokens must not be sent to a changed endpoint.)
+/// Assets whose tokens do not open are left to [`sealed_tokens`]; assets no
+/// longer in the config are not asked. Providers whose client (or SMTP
+/// trust) cannot be made are failures.
+pub fn check_jobs(
     config: &Config,
     state: &State,
     key: &Key,
     targets: &[String],
-) -> (Vec<Job>, Vec<(String, OAuthError)>) {
+    smtp: Option<Duration>,
+) -> (Vec<Job>, Vec<(String, Failure)>) {
     let mut clients: BTreeMap<&str, Arc<ProviderClient>> = BTreeMap::new();
+    let mut endpoints = Endpoints::default();
     let (mut jobs, mut failures) = (Vec::new(), Vec::new());
     for (name, record) in &state.assets {
         if !targets.is_empty() && !targets.contains(name) {
@@ -143,7 +264,7 @@ pub fn refresh_jobs(
         let (Some(asset), Some(token)) = (config.assets.get(name), &record.token) else {
             continue;
         };
-        if !token.has_refresh_token
+        if (!token.has_refresh_token && smtp.is_none())
             || record.binding != crate::plan::applied(config, asset).binding_fingerprint()
         {
             continue;
@@ -152,25 +273,73 @@ pub fn refresh_jobs(
         else {
             continue; // reported as unreadable by `sealed_tokens`
         };
-        let Some(refresh) = tokens.refresh_token else {
-            continue;
+        let probe = match smtp.map(|t| endpoints.probe(config, asset, &token.granted_scopes, t)) {
+            Some(Ok(p)) => Some(p),
+            Some(Err(why)) => {
+                failures.push((name.clone(), Failure::Setup(why)));
+                None
+            }
+            None => None,
         };
-        match client_for(&mut clients, config.provider_of(asset)) {
-            Ok(client) => jobs.push(Job {
-                name: name.clone(),
-                refresh,
-                client,
-            }),
-            Err(e) => failures.push((name.clone(), e)),
+        let refresh = match tokens.refresh_token {
+            Some(r) => match client_for(&mut clients, config.provider_of(asset)) {
+                Ok(client) => Some((r, client)),
+                Err(e) => {
+                    failures.push((name.clone(), e.into()));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        if refresh.is_none() && probe.is_none() {
+            continue;
         }
+        jobs.push(Job {
+            name: name.clone(),
+            refresh,
+            access: tokens.access_token,
+            probe,
+        });
     }
     (jobs, failures)
 }
 
-/// Runs the refreshes, at most `parallelism` at a time. Each refreshed asset
+/// What one job found.
+struct Found {
+    name: String,
+    old_refresh: Option<Secret>,
+    token: Option<Result<Grant, OAuthError>>,
+    smtp: Option<Result<SmtpObservation, SmtpError>>,
+}
+
+async fn check(job: Job) -> Found {
+    let token = match &job.refresh {
+        Some((refresh, client)) => Some(client.refresh(refresh).await),
+        None => None,
+    };
+    // The login is proven with the freshest token there is; after a failed
+    // refresh there is nothing worth proving.
+    let fresh = match &token {
+        Some(Ok(grant)) => Some(&grant.access_token),
+        Some(Err(_)) => None,
+        None => Some(&job.access),
+    };
+    let smtp = match (&job.probe, fresh) {
+        (Some(probe), Some(t)) => Some(probe.run(t).await.map(|(_, seen)| seen)),
+        _ => None,
+    };
+    Found {
+        name: job.name,
+        old_refresh: job.refresh.map(|(r, _)| r),
+        token,
+        smtp,
+    }
+}
+
+/// Runs the checks, at most `parallelism` at a time. Each refreshed asset
 /// is handed to `refreshed` the moment its answer arrives, so the caller can
 /// store a rotated token before the next one is awaited.
-pub async fn run_refreshes(
+pub async fn run_checks(
     jobs: Vec<Job>,
     parallelism: usize,
     now: DateTime<Utc>,
@@ -183,54 +352,89 @@ pub async fn run_refreshes(
         let permits = Arc::clone(&permits);
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await.expect("never closed");
-            let result = job.client.refresh(&job.refresh).await;
-            (job.name, job.refresh, result)
+            check(job).await
         });
     }
     while let Some(done) = tasks.join_next().await {
-        let (name, old_refresh, result) = done.expect("a refresh task does not panic");
-        let observation = match result {
-            Ok(grant) => {
+        let found = done.expect("a check task does not panic");
+        let name = found.name;
+        let mut seen = AssetObservation::default();
+        match found.token {
+            Some(Ok(grant)) => {
                 let access_expires_at = grant.access_expires_at(now);
+                let old = found.old_refresh.expect("refreshed with a refresh token");
                 let rotated = grant
                     .refresh_token
                     .as_ref()
-                    .is_some_and(|r| r.expose() != old_refresh.expose());
+                    .is_some_and(|r| r.expose() != old.expose());
                 let r = Refreshed {
                     name: name.clone(),
                     tokens: Tokens {
                         access_token: grant.access_token,
-                        refresh_token: Some(grant.refresh_token.unwrap_or(old_refresh)),
+                        refresh_token: Some(grant.refresh_token.unwrap_or(old)),
                     },
                     access_expires_at,
                     rotated,
                 };
                 refreshed(&r);
-                TokenObservation::Valid {
+                seen.token = Some(TokenObservation::Valid {
                     granted_scopes: grant.scopes,
                     access_expires_at,
-                }
-            }
-            Err(OAuthError::Revoked {
-                error, description, ..
-            }) => TokenObservation::Revoked { error, description },
-            Err(e) => {
-                let seen = e.is_transient().then(|| TokenObservation::Transient {
-                    detail: e.to_string(),
                 });
-                checks.failures.push((name.clone(), e));
-                let Some(seen) = seen else { continue };
-                seen
             }
-        };
-        checks.observations.assets.insert(
-            name,
-            AssetObservation {
-                token: Some(observation),
-                smtp: None,
-            },
-        );
+            Some(Err(OAuthError::Revoked {
+                error, description, ..
+            })) => seen.token = Some(TokenObservation::Revoked { error, description }),
+            Some(Err(e)) => {
+                if e.is_transient() {
+                    seen.token = Some(TokenObservation::Transient {
+                        detail: e.to_string(),
+                    });
+                }
+                checks.failures.push((name.clone(), e.into()));
+            }
+            None => {}
+        }
+        match found.smtp {
+            Some(Ok(s)) => seen.smtp = Some(s),
+            Some(Err(e)) => {
+                if e.is_transient() {
+                    seen.smtp = Some(SmtpObservation::Transient {
+                        detail: e.to_string(),
+                    });
+                }
+                checks.failures.push((name.clone(), e.into()));
+            }
+            None => {}
+        }
+        if seen.token.is_some() || seen.smtp.is_some() {
+            checks.observations.assets.insert(name, seen);
+        }
     }
     checks.failures.sort_by(|a, b| a.0.cmp(&b.0));
     checks
+}
+
+/// A proof with one retry: when the server refuses `token` (from storage: it
+/// may have been revoked or expired early) and `refresh` can mint a new one,
+/// the login is tried once more with that. The new grant comes back for the
+/// caller to store.
+pub async fn prove_login(
+    probe: &Probe,
+    token: &Secret,
+    refresh: Option<(&ProviderClient, &Secret)>,
+) -> (Result<(Outcome, SmtpObservation), Failure>, Option<Grant>) {
+    let first = probe.run(token).await;
+    let (Ok((Outcome::Refused { .. }, _)), Some((client, refresh_token))) = (&first, refresh)
+    else {
+        return (first.map_err(Failure::from), None);
+    };
+    match client.refresh(refresh_token).await {
+        Ok(grant) => {
+            let again = probe.run(&grant.access_token).await.map_err(Failure::from);
+            (again, Some(grant))
+        }
+        // The refusal stands; why the refresh failed is the token check's news.
+        Err(_) => (first.map_err(Failure::from), None),
+    }
 }

@@ -15,7 +15,13 @@ use crate::error::Error;
 pub use crate::config::raw::{DEFAULT_PARALLELISM, parse_duration};
 
 /// The settings keys that `MAILFORM_*` variables may set.
-const ENV_KEYS: [&str; 4] = ["parallelism", "consent", "lock_timeout", "color"];
+const ENV_KEYS: [&str; 5] = [
+    "parallelism",
+    "consent",
+    "lock_timeout",
+    "smtp_timeout",
+    "color",
+];
 
 /// Effective settings for one run.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +30,8 @@ pub struct Settings {
     /// `None`: decide by whether stdin is a terminal.
     pub consent: Option<ConsentMode>,
     pub lock_timeout: Duration,
+    /// The bound on each SMTP step.
+    pub smtp_timeout: Duration,
     pub color: ColorChoice,
 }
 
@@ -34,6 +42,8 @@ struct Layered {
     /// `MAILFORM_LOCK_TIMEOUT=30` arrives from figment as a number.
     #[serde(deserialize_with = "text_or_number")]
     lock_timeout: String,
+    #[serde(deserialize_with = "text_or_number")]
+    smtp_timeout: String,
     color: ColorChoice,
 }
 
@@ -58,6 +68,7 @@ impl Settings {
             parallelism: DEFAULT_PARALLELISM,
             consent: None,
             lock_timeout: "0s".into(),
+            smtp_timeout: "20s".into(),
             color: ColorChoice::Auto,
         };
         let mut figment = Figment::from(Serialized::defaults(defaults));
@@ -95,10 +106,25 @@ impl Settings {
                 crate::diagnostic::shown(&layered.lock_timeout)
             ))
         })?;
+        let smtp_timeout = parse_duration(&layered.smtp_timeout)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                let from = if std::env::var_os("MAILFORM_SMTP_TIMEOUT").is_some() {
+                    "environment variable MAILFORM_SMTP_TIMEOUT"
+                } else {
+                    "setting smtp_timeout"
+                };
+                Error::Usage(format!(
+                    "invalid {from}: `{}` is not a duration above zero (write e.g. 20s or 1m, or a number of seconds)",
+                    crate::diagnostic::shown(&layered.smtp_timeout)
+                ))
+            })?;
         Ok(Settings {
             parallelism: layered.parallelism,
             consent: layered.consent,
             lock_timeout,
+            smtp_timeout,
             color: layered.color,
         })
     }
@@ -133,7 +159,9 @@ fn setting_error(e: &figment::Error) -> String {
         Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
             let expected = match key {
                 "parallelism" => "a whole number from 1 up",
-                "lock_timeout" => "a duration such as 30s or 2m, or a number of seconds",
+                "lock_timeout" | "smtp_timeout" => {
+                    "a duration such as 30s or 2m, or a number of seconds"
+                }
                 _ => expected.as_str(),
             };
             format!("expected {expected}, found {actual}")

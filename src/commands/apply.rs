@@ -31,10 +31,11 @@ use crate::error::Error;
 use crate::oauth::loopback::{self, Consent, Listener};
 use crate::oauth::{Grant, ProviderClient, TokenKind};
 use crate::observe;
-use crate::plan::{self, Action, GRANT_SHAPING_SCOPES};
+use crate::plan::{self, Action, GRANT_SHAPING_SCOPES, SmtpObservation};
 use crate::render;
+use crate::secret::Secret;
 use crate::state::crypto::Key;
-use crate::state::{AppliedAsset, State, Tokens};
+use crate::state::{AppliedAsset, Field, SmtpCheck, State, Tokens};
 use crate::store::{FileStore, StateStore as _, key};
 
 pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
@@ -68,6 +69,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
         &mut state,
         &key,
         &args.target,
+        None,
         now,
     )?;
     let mut observations = observe::sealed_tokens(&state, &key, &args.target);
@@ -94,6 +96,8 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
         runtime: &runtime,
         clients: BTreeMap::new(),
         done: Vec::new(),
+        parallelism: usize::try_from(settings.parallelism).unwrap_or(usize::MAX),
+        smtp_timeout: settings.smtp_timeout,
     };
     let mut consents = Vec::new();
     for change in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
@@ -111,6 +115,33 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
     if !consents.is_empty() {
         let mode = settings.consent.unwrap_or_else(default_mode);
         run.consent(&mut state, &consents, mode, consent_timeout);
+    }
+    // The login is proven where it may have changed: new grants, and
+    // updates of the SMTP endpoint or of a login that was refused.
+    let proofs: Vec<(String, bool)> = plan
+        .changes
+        .iter()
+        .filter(|c| run.succeeded(&c.asset))
+        .filter_map(|c| match c.action {
+            Action::Create | Action::Reconsent => Some((c.asset.clone(), false)),
+            Action::Update
+                if c.fields.iter().any(|f| {
+                    matches!(
+                        f.field,
+                        Field::SmtpHost | Field::SmtpPort | Field::SmtpSecurity
+                    )
+                }) || c
+                    .reasons
+                    .iter()
+                    .any(|r| matches!(r, plan::Reason::SmtpLoginRefused { .. })) =>
+            {
+                Some((c.asset.clone(), true))
+            }
+            _ => None,
+        })
+        .collect();
+    if !proofs.is_empty() {
+        run.prove(&mut state, &proofs);
     }
     run.summary()
 }
@@ -163,9 +194,157 @@ struct Run<'a> {
     runtime: &'a tokio::runtime::Runtime,
     clients: BTreeMap<String, Arc<ProviderClient>>,
     done: Vec<Done>,
+    parallelism: usize,
+    smtp_timeout: std::time::Duration,
+}
+
+/// One login to prove after the changes.
+struct Proof {
+    name: String,
+    probe: observe::Probe,
+    access: Secret,
+    /// To retry once with a fresh token (tokens from storage only).
+    refresh: Option<(Arc<ProviderClient>, Secret)>,
 }
 
 impl Run<'_> {
+    /// Whether the asset's change went through.
+    fn succeeded(&self, asset: &str) -> bool {
+        self.done
+            .iter()
+            .any(|d| d.asset == asset && d.outcome.is_ok())
+    }
+
+    /// Proves each asset's SMTP login, in parallel, and records each
+    /// outcome in state (one write). A refused login fails the asset; its
+    /// tokens stay stored. `retry`: the tokens come from storage, so a
+    /// refusal is tried once more with a fresh one.
+    fn prove(&mut self, state: &mut State, names: &[(String, bool)]) {
+        let mut endpoints = observe::Endpoints::default();
+        let mut proofs = Vec::new();
+        for (name, retry) in names {
+            let Some((_, tokens)) = self.stored(state, name) else {
+                self.fail(name, "no tokens to prove the SMTP login with");
+                continue;
+            };
+            let asset = &self.config.assets[name];
+            let granted = state.assets[name]
+                .token
+                .as_ref()
+                .map(|t| t.granted_scopes.clone())
+                .unwrap_or_default();
+            let probe = match endpoints.probe(self.config, asset, &granted, self.smtp_timeout) {
+                Ok(p) => p,
+                Err(why) => {
+                    self.fail(name, &format!("SMTP check: {why}"));
+                    continue;
+                }
+            };
+            let refresh = match (retry, tokens.refresh_token) {
+                (true, Some(r)) => self.client(&asset.provider).ok().map(|c| (c, r)),
+                _ => None,
+            };
+            proofs.push(Proof {
+                name: name.clone(),
+                probe,
+                access: tokens.access_token,
+                refresh,
+            });
+        }
+        let permits = Arc::new(tokio::sync::Semaphore::new(self.parallelism.max(1)));
+        let results = self.runtime.block_on(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for proof in proofs {
+                let permits = Arc::clone(&permits);
+                tasks.spawn(async move {
+                    let _permit = permits.acquire_owned().await.expect("never closed");
+                    let refresh = proof.refresh.as_ref().map(|(c, r)| (&**c, r));
+                    let (result, grant) =
+                        observe::prove_login(&proof.probe, &proof.access, refresh).await;
+                    (proof.name, proof.probe.endpoint.server(), result, grant)
+                });
+            }
+            let mut results = Vec::new();
+            while let Some(done) = tasks.join_next().await {
+                results.push(done.expect("a proof task does not panic"));
+            }
+            results.sort_by(|a, b| a.0.cmp(&b.0));
+            results
+        });
+        let now = Utc::now();
+        let mut changed = false;
+        for (name, server, result, grant) in results {
+            if let Some(grant) = grant {
+                let old = self.stored(state, &name).and_then(|(_, t)| t.refresh_token);
+                let tokens = Tokens {
+                    access_token: grant.access_token.clone(),
+                    refresh_token: grant.refresh_token.clone().or(old),
+                };
+                state.store_refreshed(self.key, &name, &tokens, grant.access_expires_at(now), now);
+                changed = true;
+            }
+            let check = match result {
+                Ok((_, SmtpObservation::Accepted { reply, .. })) => {
+                    let _ = self.ctx.printer.err(&format!(
+                        "{name}: SMTP login proven by {server} ({reply})\n"
+                    ));
+                    SmtpCheck {
+                        at: now,
+                        ok: true,
+                        server,
+                        detail: reply,
+                        hint: None,
+                    }
+                }
+                Ok((_, SmtpObservation::Refused { reply, hint, .. })) => {
+                    self.fail(
+                        &name,
+                        &format!(
+                            "SMTP login refused by {server} — {reply}{}",
+                            hint.as_deref()
+                                .map(|h| format!("; hint: {h}"))
+                                .unwrap_or_default()
+                        ),
+                    );
+                    SmtpCheck {
+                        at: now,
+                        ok: false,
+                        server,
+                        detail: reply,
+                        hint,
+                    }
+                }
+                Ok((_, SmtpObservation::Transient { detail })) => {
+                    self.fail(&name, &format!("SMTP check: {detail}"));
+                    continue;
+                }
+                Err(e) => {
+                    self.fail(&name, &e.to_string());
+                    continue;
+                }
+            };
+            if let Some(record) = state.assets.get_mut(&name) {
+                record.smtp_check = Some(check);
+                changed = true;
+            }
+        }
+        if changed && let Err(e) = self.store.save(state) {
+            let _ = self.ctx.printer.err(&format!(
+                "warning: the SMTP check results were not stored: {e}\n"
+            ));
+        }
+    }
+
+    /// Marks an asset whose change went through as failed after all (its
+    /// login could not be proven), and says so.
+    fn fail(&mut self, asset: &str, why: &str) {
+        let _ = self.ctx.printer.err(&format!("{asset}: failed: {why}\n"));
+        if let Some(d) = self.done.iter_mut().find(|d| d.asset == asset) {
+            let before = d.outcome.as_deref().unwrap_or("");
+            d.outcome = Err(format!("{before}, but {why}"));
+        }
+    }
+
     fn record(&mut self, asset: &str, action: Action, outcome: Result<String, String>) {
         let line = match &outcome {
             Ok(what) => format!("{asset}: {what}\n"),

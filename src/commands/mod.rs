@@ -8,6 +8,7 @@ mod force_unlock;
 mod init;
 mod plan;
 mod schema;
+mod send_test;
 mod show;
 mod token;
 mod validate;
@@ -53,6 +54,7 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<ExitStatus, Error> {
     };
     if cli.verbose {
         crate::oauth::log_exchanges(render::verbose_line);
+        crate::smtp::log_sessions(render::verbose_line);
     }
     let ctx = Context {
         cli,
@@ -67,6 +69,9 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<ExitStatus, Error> {
         Command::Apply(args) => apply::run(&ctx, args),
         Command::Show { name, json } => show::run(&ctx, name.as_deref(), *json),
         Command::Token { name } => token::run(&ctx, name),
+        Command::SendTest { name, to, subject } => {
+            send_test::run(&ctx, name, to, subject.as_deref())
+        }
         Command::Export { name, format } => export::run(&ctx, name, *format),
         Command::Schema { kind } => schema::run(&ctx, *kind),
         Command::ForceUnlock { id, force } => force_unlock::run(&ctx, id, *force),

@@ -17,12 +17,7 @@ use crate::store::{StateStore as _, key};
 
 pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
     let (config, settings) = ctx.config()?;
-    if args.check_smtp {
-        return Err(Error::NotAvailable {
-            what: "plan --check-smtp (proving each SMTP login)",
-            hint: "it arrives with the SMTP work; a plan without it refreshes every token",
-        });
-    }
+    let smtp = args.check_smtp.then_some(settings.smtp_timeout);
     let store = Context::store(&config);
     let mut state = store.load()?;
 
@@ -54,7 +49,7 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
         && let Some(key) = &key
         && state
             .as_ref()
-            .is_some_and(|s| refreshable(s, &config, &args.target))
+            .is_some_and(|s| checkable(s, &config, &args.target, smtp.is_some()))
     {
         // A refresh may rotate the refresh token, which must then be stored
         // at once (the old one is dead): a live plan refreshes as a writer,
@@ -72,6 +67,7 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
             &mut fresh,
             key,
             &args.target,
+            smtp,
             now,
         )?;
         live = observed;
@@ -106,6 +102,9 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
                 out.display()
             ))?;
         }
+    }
+    if args.check_smtp && !args.json {
+        ctx.printer.err(&smtp_summary(&observations, &failures))?;
     }
     if !failures.is_empty() {
         let mut text = String::new();
@@ -166,17 +165,22 @@ pub(super) fn check_secrets(
     })
 }
 
-/// Whether a live plan has a grant to refresh among the targets.
-fn refreshable(state: &crate::state::State, config: &Config, targets: &[String]) -> bool {
+/// Whether a live plan has a grant to refresh (or, with `smtp`, any token
+/// to prove) among the targets.
+fn checkable(state: &crate::state::State, config: &Config, targets: &[String], smtp: bool) -> bool {
     state.assets.iter().any(|(name, r)| {
         (targets.is_empty() || targets.contains(name))
             && config.assets.contains_key(name)
-            && r.token.as_ref().is_some_and(|t| t.has_refresh_token)
+            && r.token
+                .as_ref()
+                .is_some_and(|t| smtp || t.has_refresh_token)
     })
 }
 
-/// The live token checks on `state` as it is under the caller's lock; a
-/// rotated refresh token is stored before this returns.
+/// The live token checks (and, with `smtp` = the step timeout, the SMTP
+/// login proofs) on `state` as it is under the caller's lock; a rotated
+/// refresh token is stored before this returns.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn live_checks(
     config: &Config,
     settings: &crate::settings::Settings,
@@ -184,13 +188,14 @@ pub(super) fn live_checks(
     state: &mut crate::state::State,
     key: &crate::state::crypto::Key,
     targets: &[String],
+    smtp: Option<std::time::Duration>,
     now: chrono::DateTime<Utc>,
-) -> Result<(Observations, Vec<(String, crate::oauth::OAuthError)>), Error> {
-    if !refreshable(state, config, targets) {
+) -> Result<(Observations, Vec<(String, observe::Failure)>), Error> {
+    if !checkable(state, config, targets, smtp.is_some()) {
         return Ok((Observations::default(), Vec::new()));
     }
     let parallelism = usize::try_from(settings.parallelism).unwrap_or(usize::MAX);
-    let (jobs, mut failed) = observe::refresh_jobs(config, state, key, targets);
+    let (jobs, mut failed) = observe::check_jobs(config, state, key, targets, smtp);
     // A rotated refresh token is stored the moment it arrives: the old one
     // is dead, and a crash before the last refresh must not lose it.
     let mut save_error = None;
@@ -202,7 +207,7 @@ pub(super) fn live_checks(
             }
         }
     };
-    let mut checks = super::runtime()?.block_on(observe::run_refreshes(
+    let mut checks = super::runtime()?.block_on(observe::run_checks(
         jobs,
         parallelism,
         now,
@@ -213,4 +218,22 @@ pub(super) fn live_checks(
     }
     checks.failures.append(&mut failed);
     Ok((checks.observations, checks.failures))
+}
+
+/// One line on what `--check-smtp` proved.
+fn smtp_summary(observations: &Observations, failures: &[(String, observe::Failure)]) -> String {
+    use crate::plan::SmtpObservation as S;
+    let (mut accepted, mut refused) = (0, 0);
+    for o in observations.assets.values().filter_map(|a| a.smtp.as_ref()) {
+        match o {
+            S::Accepted { .. } => accepted += 1,
+            S::Refused { .. } => refused += 1,
+            S::Transient { .. } => {}
+        }
+    }
+    let failed = failures
+        .iter()
+        .filter(|(_, f)| matches!(f, observe::Failure::Smtp(_) | observe::Failure::Setup(_)))
+        .count();
+    format!("SMTP logins: {accepted} accepted, {refused} refused, {failed} could not be checked.\n")
 }

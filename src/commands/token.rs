@@ -11,6 +11,7 @@ use chrono::Utc;
 use super::{Context, ExitStatus, known_asset};
 use crate::error::Error;
 use crate::oauth::{OAuthError, ProviderClient};
+use crate::secret::Secret;
 use crate::state::Tokens;
 use crate::store::{StateStore as _, key};
 
@@ -24,7 +25,22 @@ pub const TOKEN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(
 
 pub fn run(ctx: &Context<'_>, name: &str) -> Result<ExitStatus, Error> {
     let (config, settings) = ctx.config()?;
-    let store = Context::store(&config);
+    let token = access_token(ctx, &config, &settings, name, false)?;
+    ctx.printer.out(&format!("{}\n", token.expose()))?;
+    Ok(ExitStatus::Success)
+}
+
+/// A valid access token for `name`: the stored one when it is good for at
+/// least [`MARGIN`] more (and `force_refresh` is not set), otherwise a fresh
+/// one, refreshed under the state lock and stored.
+pub(super) fn access_token(
+    ctx: &Context<'_>,
+    config: &crate::config::Config,
+    settings: &crate::settings::Settings,
+    name: &str,
+    force_refresh: bool,
+) -> Result<Secret, Error> {
+    let store = Context::store(config);
     let state = store.load()?;
     let in_state = state
         .iter()
@@ -32,7 +48,7 @@ pub fn run(ctx: &Context<'_>, name: &str) -> Result<ExitStatus, Error> {
     known_asset(
         name,
         config.assets.keys().map(String::as_str).chain(in_state),
-        &config,
+        config,
     )?;
     let consent = |why: String| Error::ConsentRequired {
         name: name.to_string(),
@@ -54,7 +70,7 @@ pub fn run(ctx: &Context<'_>, name: &str) -> Result<ExitStatus, Error> {
         let key = key::for_state(&config.state_dir(), state)?.expect("the state holds tokens");
         let tokens = Tokens::open(&key, &state.token_aad(name, &record.binding), &token.sealed)
             .map_err(|e| consent(format!("the stored tokens cannot be opened ({e})")))?;
-        Ok((tokens, fresh_enough(token)))
+        Ok((tokens, fresh_enough(token) && !force_refresh))
     };
     let Some(asset) = config.assets.get(name) else {
         return Err(Error::Usage(format!(
@@ -64,16 +80,14 @@ pub fn run(ctx: &Context<'_>, name: &str) -> Result<ExitStatus, Error> {
     };
     // Tokens granted for other settings (client, endpoints, scopes, account)
     // are not handed out, fresh or not.
-    if state.assets[name].binding != crate::plan::applied(&config, asset).binding_fingerprint() {
+    if state.assets[name].binding != crate::plan::applied(config, asset).binding_fingerprint() {
         return Err(consent(
             "the config's token-binding fields (client, endpoints, scopes, username) changed since consent".into(),
         ));
     }
     let (tokens, fresh) = open(&state)?;
     if fresh {
-        ctx.printer
-            .out(&format!("{}\n", tokens.access_token.expose()))?;
-        return Ok(ExitStatus::Success);
+        return Ok(tokens.access_token);
     }
 
     // Refresh as a writer, on the state as it is under the lock: another
@@ -86,9 +100,7 @@ pub fn run(ctx: &Context<'_>, name: &str) -> Result<ExitStatus, Error> {
         .ok_or_else(|| consent("it was removed from state meanwhile".into()))?;
     let (tokens, fresh) = open(&state)?;
     if fresh {
-        ctx.printer
-            .out(&format!("{}\n", tokens.access_token.expose()))?;
-        return Ok(ExitStatus::Success);
+        return Ok(tokens.access_token);
     }
     let Some(refresh) = tokens.refresh_token.clone() else {
         return Err(consent(
@@ -121,7 +133,5 @@ pub fn run(ctx: &Context<'_>, name: &str) -> Result<ExitStatus, Error> {
     let key = key::for_state(&config.state_dir(), &state)?.expect("the state holds tokens");
     state.store_refreshed(&key, name, &tokens, access_expires_at, now);
     store.save(&mut state)?;
-    ctx.printer
-        .out(&format!("{}\n", tokens.access_token.expose()))?;
-    Ok(ExitStatus::Success)
+    Ok(tokens.access_token)
 }

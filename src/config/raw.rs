@@ -98,6 +98,14 @@ pub struct RawSettings {
     )]
     #[schemars(with = "Option<DurationSchema>")]
     pub lock_timeout: Option<String>,
+    /// How long each SMTP step (connect, greeting, TLS, each command) may take, e.g. "20s" (default "20s").
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_text_or_seconds"
+    )]
+    #[schemars(with = "Option<DurationSchema>")]
+    pub smtp_timeout: Option<String>,
     /// Colour for human output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub color: Option<ColorChoice>,

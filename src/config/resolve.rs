@@ -93,6 +93,7 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
     // (no copies of the parsed values).
     let has_version = root.get("version").is_some();
     let lock_timeout_span = span_of(&root, &["settings", "lock_timeout"]);
+    let smtp_timeout_span = span_of(&root, &["settings", "smtp_timeout"]);
     let parallelism_span = span_of(&root, &["settings", "parallelism"]);
     let declared: Vec<String> = root
         .get("providers")
@@ -146,17 +147,22 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
         _ => {}
     }
 
-    if let Some(lock_timeout) = &settings.lock_timeout
-        && let Err(e) = super::raw::parse_duration(lock_timeout)
-    {
-        diags.push(
-            Diagnostic::error(format!(
-                "settings.lock_timeout `{}` is not a duration: {e}",
-                shown(lock_timeout)
-            ))
-            .at(lock_timeout_span)
-            .help("write it like \"30s\" or \"2m\", or a number of seconds"),
-        );
+    for (key, value, span) in [
+        ("lock_timeout", &settings.lock_timeout, lock_timeout_span),
+        ("smtp_timeout", &settings.smtp_timeout, smtp_timeout_span),
+    ] {
+        if let Some(value) = value
+            && let Err(e) = super::raw::parse_duration(value)
+        {
+            diags.push(
+                Diagnostic::error(format!(
+                    "settings.{key} `{}` is not a duration: {e}",
+                    shown(value)
+                ))
+                .at(span)
+                .help("write it like \"30s\" or \"2m\", or a number of seconds"),
+            );
+        }
     }
     if settings.parallelism == Some(0) {
         diags.push(

@@ -126,9 +126,17 @@ pub enum Reason {
     FieldsChanged {
         fields: Vec<Field>,
     },
-    /// The SMTP server refused the XOAUTH2 login.
+    /// The SMTP server refused the XOAUTH2 login: now (a live check), or at
+    /// the last check recorded in state (`checked_at`).
     SmtpLoginRefused {
-        detail: String,
+        /// `host:port`.
+        server: String,
+        /// The server's words, e.g. "535 5.7.8 ... (token status 401, scope ...)".
+        reply: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hint: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        checked_at: Option<DateTime<Utc>>,
     },
 }
 
@@ -359,22 +367,31 @@ fn compare(
     }
 
     match observed.and_then(|o| o.smtp.as_ref()) {
-        Some(SmtpObservation::Refused { detail }) => reasons.push(Reason::SmtpLoginRefused {
-            detail: detail.clone(),
+        Some(SmtpObservation::Refused {
+            server,
+            reply,
+            hint,
+        }) => reasons.push(Reason::SmtpLoginRefused {
+            server: server.clone(),
+            reply: reply.clone(),
+            hint: hint.clone(),
+            checked_at: None,
         }),
         Some(SmtpObservation::Transient { detail }) => {
             warnings.push(format!("SMTP check failed for a passing reason ({detail})"));
         }
-        _ => {}
-    }
-    if let Some(check) = &record.smtp_check
-        && !check.ok
-        && observed.is_none_or(|o| o.smtp.is_none())
-    {
-        warnings.push(format!(
-            "the last SMTP login check failed: {}",
-            check.detail
-        ));
+        Some(SmtpObservation::Accepted { .. }) => {}
+        // Not checked now: the last check recorded stands until one passes.
+        None => {
+            if let Some(check) = record.smtp_check.as_ref().filter(|c| !c.ok) {
+                reasons.push(Reason::SmtpLoginRefused {
+                    server: check.server.clone(),
+                    reply: check.detail.clone(),
+                    hint: check.hint.clone(),
+                    checked_at: Some(check.at),
+                });
+            }
+        }
     }
 
     let other: Vec<Field> = fields

@@ -52,7 +52,14 @@ pub enum TokenObservation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum SmtpObservation {
-    Accepted { detail: String },
-    Refused { detail: String },
+    /// The login worked: the server's reply, e.g. "235 2.7.0 Accepted".
+    Accepted { server: String, reply: String },
+    /// The server refused the token: its words, decoded, and what to do.
+    Refused {
+        server: String,
+        reply: String,
+        hint: Option<String>,
+    },
+    /// Nothing listened, no answer in time, a 4xx: says nothing about the token.
     Transient { detail: String },
 }

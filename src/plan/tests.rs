@@ -385,27 +385,44 @@ fn refused_smtp_login_is_an_update() {
             access_expires_at: None,
         }),
         Some(SmtpObservation::Refused {
-            detail: "535 5.7.8 Username and Password not accepted".into(),
+            server: "smtp.example:587".into(),
+            reply: "535 5.7.8 Username and Password not accepted".into(),
+            hint: None,
         }),
     );
     let c = only(&plan_of(BASE, &state, &obs)).clone();
     assert_eq!(c.action, Action::Update);
     assert!(
-        matches!(&c.reasons[0], Reason::SmtpLoginRefused { detail } if detail.starts_with("535"))
+        matches!(&c.reasons[0], Reason::SmtpLoginRefused { reply, checked_at: None, .. } if reply.starts_with("535"))
     );
 }
 
 #[test]
-fn last_failed_smtp_check_rides_along_offline() {
+fn a_recorded_refusal_stays_drift_until_a_check_passes() {
     let mut state = state_for(BASE);
     record_of(&mut state).smtp_check = Some(SmtpCheck {
         at: now(),
         ok: false,
+        server: "smtp.example:587".into(),
         detail: "535 5.7.8 rejected".into(),
+        hint: Some("consent again".into()),
     });
     let c = only(&plan_of(BASE, &state, &Observations::default())).clone();
-    assert_eq!(c.action, Action::NoOp);
-    assert!(c.warnings[0].contains("535 5.7.8"), "{:?}", c.warnings);
+    assert_eq!(c.action, Action::Update);
+    assert!(
+        matches!(&c.reasons[0], Reason::SmtpLoginRefused { reply, checked_at: Some(_), .. } if reply.contains("535 5.7.8")),
+        "{:?}",
+        c.reasons
+    );
+    // A live check that passes outranks the record.
+    let obs = observe(
+        None,
+        Some(SmtpObservation::Accepted {
+            server: "smtp.example:587".into(),
+            reply: "235 2.7.0 Accepted".into(),
+        }),
+    );
+    assert_eq!(only(&plan_of(BASE, &state, &obs)).action, Action::NoOp);
 }
 
 #[test]

@@ -87,6 +87,11 @@ fn render_change(out: &mut String, c: &Change, width: usize) {
     for f in &c.fields {
         render_field(out, f);
     }
+    for r in &c.reasons {
+        if let Reason::SmtpLoginRefused { hint: Some(h), .. } = r {
+            let _ = writeln!(out, "      hint: {h}");
+        }
+    }
     for w in &c.warnings {
         let _ = writeln!(out, "      {st}warning:{st:#} {w}", st = style::WARN);
     }
@@ -126,7 +131,18 @@ fn headline(c: &Change) -> String {
                     .collect::<Vec<_>>()
                     .join(", ")
             )),
-            Reason::SmtpLoginRefused { detail } => Some(format!("SMTP login refused: {detail}")),
+            Reason::SmtpLoginRefused {
+                server,
+                reply,
+                checked_at,
+                ..
+            } => Some(match checked_at {
+                None => format!("SMTP login refused by {server} — {reply}"),
+                Some(at) => format!(
+                    "SMTP login refused by {server} at the last check ({} UTC) — {reply}",
+                    at.format("%Y-%m-%d %H:%M")
+                ),
+            }),
             Reason::FieldsChanged { .. } => None,
         })
         .collect();

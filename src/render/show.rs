@@ -119,11 +119,19 @@ pub fn human(doc: &ShowDoc<'_>) -> String {
         if let Some(c) = a.smtp_check {
             let _ = writeln!(
                 out,
-                "  smtp check   {} at {}: {}",
-                if c.ok { "ok" } else { "FAILED" },
+                "  smtp check   {} at {}{}: {}",
+                if c.ok { "accepted" } else { "REFUSED" },
                 time(c.at),
+                if c.server.is_empty() {
+                    String::new()
+                } else {
+                    format!(" by {}", c.server)
+                },
                 c.detail
             );
+            if let Some(h) = &c.hint {
+                let _ = writeln!(out, "  smtp hint    {h}");
+            }
         }
         for (k, v) in &p.labels {
             let _ = writeln!(out, "  label        {k} = {v:?}");

@@ -191,9 +191,16 @@ pub struct TokenRecord {
 #[serde(deny_unknown_fields)]
 pub struct SmtpCheck {
     pub at: DateTime<Utc>,
+    /// Whether the server accepted the login (`false`: it refused the token).
     pub ok: bool,
+    /// `host:port` of the server that answered.
+    #[serde(default)]
+    pub server: String,
     /// The server's words, e.g. "235 2.7.0 Accepted".
     pub detail: String,
+    /// What to do about a refusal, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 impl AssetRecord {

@@ -10,5 +10,6 @@ mod oauth;
 mod peers;
 mod properties;
 mod schemas;
+mod smtp;
 mod state_attacks;
 mod support;

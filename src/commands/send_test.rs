@@ -1,0 +1,130 @@
+//! `mailform send-test NAME --to ADDR`: a real, small, well-formed message
+//! (Date, Message-ID, From = the asset's email) through the same login path
+//! as the proof; the server's reply to the message (its queue id) on stdout.
+//!
+//! The access token is the one `mailform token` would print; when the
+//! server refuses it and a refresh token is stored, a fresh one is tried once
+//! (an access token can be revoked or expire early).
+
+use lettre::message::{Mailbox, Message, header::ContentType};
+
+use super::{Context, ExitStatus};
+use crate::error::Error;
+use crate::smtp::{self, Endpoint, Outcome, Sent};
+use crate::store::StateStore as _;
+
+pub fn run(
+    ctx: &Context<'_>,
+    name: &str,
+    to: &str,
+    subject: Option<&str>,
+) -> Result<ExitStatus, Error> {
+    let (config, settings) = ctx.config()?;
+    let to: Mailbox = to.parse().map_err(|e| {
+        Error::Usage(format!(
+            "invalid --to `{}`: {e} (write an address like someone@example.com)",
+            crate::diagnostic::shown(to)
+        ))
+    })?;
+    let token = super::token::access_token(ctx, &config, &settings, name, false)?;
+    let asset = &config.assets[name];
+    let provider = config.provider_of(asset);
+    let endpoint = Endpoint::new(
+        &asset.smtp.host,
+        asset.smtp.port,
+        asset.smtp.security,
+        &provider.name,
+        provider.ca_file.as_deref(),
+    )
+    .map_err(|why| Error::Usage(format!("{name}: {why}")))?;
+    let from: Mailbox = asset.email.parse().map_err(|e| {
+        Error::Usage(format!(
+            "{name}: email `{}` is not an address: {e}",
+            asset.email
+        ))
+    })?;
+    let domain = asset.email.rsplit('@').next().unwrap_or("mailform.invalid");
+    let subject = subject.map_or_else(
+        || format!("mailform test message from {name}"),
+        ToString::to_string,
+    );
+    let message = Message::builder()
+        .from(from)
+        .to(to.clone())
+        .subject(subject)
+        .date_now()
+        .message_id(Some(format!("<{}@{domain}>", uuid::Uuid::new_v4())))
+        .user_agent(concat!("mailform/", env!("CARGO_PKG_VERSION")).to_string())
+        .header(ContentType::TEXT_PLAIN)
+        .body(format!(
+            "This is a test message from mailform send-test.\r\n\r\nIt was sent by the email asset `{name}` ({}) through {} ({}), logged in as {} with OAuth 2.0 (XOAUTH2).\r\n",
+            asset.email,
+            endpoint.server(),
+            endpoint.security,
+            asset.username
+        ))
+        .map_err(|e| Error::Usage(format!("{name}: cannot build the test message: {e}")))?;
+    let envelope = message.envelope().clone();
+    let bytes = message.formatted();
+
+    let runtime = super::runtime()?;
+    let send = |token: &crate::secret::Secret| {
+        runtime.block_on(smtp::send(
+            &endpoint,
+            &asset.username,
+            token,
+            &envelope,
+            &bytes,
+            settings.smtp_timeout,
+        ))
+    };
+    let mut result = send(&token);
+    let store = Context::store(&config);
+    let record = store.load()?.and_then(|s| s.assets.get(name).cloned());
+    let token_record = record.as_ref().and_then(|r| r.token.as_ref());
+    if matches!(result, Ok(Sent::LoginRefused(_)))
+        && token_record.is_some_and(|t| t.has_refresh_token)
+    {
+        let fresh = super::token::access_token(ctx, &config, &settings, name, true)?;
+        result = send(&fresh);
+    }
+    match result {
+        Ok(Sent::Accepted(reply)) => {
+            ctx.printer.err(&format!(
+                "Sent a test message from {} to {} through {}; the server answered:\n",
+                asset.email,
+                to.email,
+                endpoint.server()
+            ))?;
+            ctx.printer.out(&format!("{reply}\n"))?;
+            Ok(ExitStatus::Success)
+        }
+        Ok(Sent::LoginRefused(outcome)) => {
+            let granted = token_record
+                .map(|t| t.granted_scopes.clone())
+                .unwrap_or_default();
+            let hint = match &outcome {
+                Outcome::Refused { reply, challenge } => smtp::hints::for_refusal(
+                    reply,
+                    challenge.as_ref(),
+                    &smtp::hints::Login {
+                        asset: name,
+                        username: &asset.username,
+                        granted: &granted,
+                    },
+                ),
+                Outcome::Accepted(_) => None,
+            };
+            Err(Error::SmtpRefused {
+                name: name.to_string(),
+                server: endpoint.server(),
+                reply: outcome.words(),
+                hint,
+            })
+        }
+        Err(source) => Err(Error::Smtp {
+            name: name.to_string(),
+            source,
+        }),
+    }
+}

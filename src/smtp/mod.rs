@@ -1,0 +1,646 @@
+//! The SMTP login proof: connect, TLS (implicit or STARTTLS), EHLO, AUTH
+//! XOAUTH2 with the asset's username and access token, QUIT. No message is
+//! sent, except by [`send`] for `mailform send-test`.
+//!
+//! lettre's connection API carries the session; AUTH is driven by hand so a
+//! refused token is reported in the server's own words: Gmail-style servers
+//! answer `334 <base64 JSON status>` and want an empty line before the final
+//! `535`, which lettre's XOAUTH2 mechanism gives up on. AUTH is never sent on
+//! a connection that is not encrypted. Every step is bounded by a timeout
+//! (lettre's own covers only the TCP connect), including a server that
+//! accepts and never greets. Trust: the web's roots plus the provider's
+//! `ca_file`.
+
+pub mod hints;
+mod reply;
+
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::Mechanism;
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+
+pub use reply::{Challenge, Reply};
+
+use crate::secret::Secret;
+use crate::security::Security;
+
+/// The default bound on each step (connect, greeting, TLS, each command).
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// TCP connects give up sooner than the other steps.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where to log in: one server, with the trust it is checked against.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    /// The provider whose `ca_file` is trusted (for hints).
+    pub provider: String,
+    pub ca_file: Option<PathBuf>,
+    tls: TlsParameters,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("server", &self.server())
+            .field("security", &self.security)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// The endpoint, trusting the web's roots and the certificates in `ca_file`.
+    pub fn new(
+        host: &str,
+        port: u16,
+        security: Security,
+        provider: &str,
+        ca_file: Option<&Path>,
+    ) -> Result<Endpoint, String> {
+        let mut builder = TlsParameters::builder(host.to_string());
+        if let Some(path) = ca_file {
+            let pem = crate::files::read(path, 1024 * 1024, crate::files::Links::Follow)
+                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            let cert = Certificate::from_pem(&pem).map_err(|_| {
+                format!(
+                    "ca_file {}: not PEM certificates (expected -----BEGIN CERTIFICATE----- blocks)",
+                    path.display()
+                )
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let tls = builder
+            .build_rustls()
+            .map_err(|e| format!("TLS settings for {host}: {}", chain(&e)))?;
+        Ok(Endpoint {
+            host: host.to_string(),
+            port,
+            security,
+            provider: provider.to_string(),
+            ca_file: ca_file.map(Path::to_path_buf),
+            tls,
+        })
+    }
+
+    /// `host:port`, as operators write it.
+    pub fn server(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// What to try when the port and the security setting may not match.
+    fn port_hint(&self) -> String {
+        match self.security {
+            Security::Tls => format!(
+                "port {} may expect STARTTLS (usually 587): try smtp.security = \"starttls\"",
+                self.port
+            ),
+            Security::Starttls => format!(
+                "if port {} expects TLS from the first byte (implicit TLS, usually 465), set smtp.security = \"tls\"",
+                self.port
+            ),
+        }
+    }
+}
+
+/// The login and what the server said to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted(Reply),
+    Refused {
+        reply: Reply,
+        /// The decoded `334` challenge, when the server sent one.
+        challenge: Option<Challenge>,
+    },
+}
+
+impl Outcome {
+    /// The server's words: `535 5.7.8 ... (token status 401, scope ...)`.
+    pub fn words(&self) -> String {
+        match self {
+            Outcome::Accepted(r)
+            | Outcome::Refused {
+                reply: r,
+                challenge: None,
+            } => r.to_string(),
+            Outcome::Refused {
+                reply,
+                challenge: Some(c),
+            } => format!("{reply} ({c})"),
+        }
+    }
+}
+
+/// Why a login could not be tried to the end.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SmtpError {
+    #[error("cannot connect to {server}: {why}")]
+    Connect { server: String, why: String },
+    #[error("{server} did not answer within {} while {step}{hint}", humantime::format_duration(*after))]
+    Timeout {
+        server: String,
+        step: &'static str,
+        after: Duration,
+        hint: String,
+    },
+    #[error("TLS with {server} failed: {why}{hint}")]
+    Tls {
+        server: String,
+        why: String,
+        hint: String,
+    },
+    #[error(
+        "{server} does not offer STARTTLS, so the login cannot be protected (AUTH is never sent in the clear); if it speaks implicit TLS (usually port 465), set smtp.security = \"tls\""
+    )]
+    NoStartTls { server: String },
+    #[error(
+        "{server} does not offer AUTH XOAUTH2 (it offers {offered}): OAuth 2.0 logins are not enabled on this server or port"
+    )]
+    NoXoauth2 { server: String, offered: String },
+    #[error("{server} answered {reply} to {step}")]
+    Rejected {
+        server: String,
+        step: &'static str,
+        reply: Reply,
+    },
+    #[error("{server}: {why}")]
+    Protocol { server: String, why: String },
+}
+
+impl SmtpError {
+    /// Passing failures: nothing listens, no answer in time, a 4xx reply.
+    /// They say nothing about the token, so they are never drift.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SmtpError::Connect { .. } | SmtpError::Timeout { .. } => true,
+            SmtpError::Rejected { reply, .. } => reply.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// The whole source chain of an error, `: `-joined (lettre's own `Display`
+/// stops at the first link).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = s.source();
+    }
+    out
+}
+
+/// The rustls error somewhere in `e`'s chain (inside an `io::Error`).
+fn rustls_error<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
+    let mut next: Option<&'e (dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && let Some(r) = inner.downcast_ref::<rustls::Error>()
+        {
+            return Some(r);
+        }
+        next = err.source();
+    }
+    None
+}
+
+fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        next = err.source();
+    }
+    None
+}
+
+/// A lettre error in operators' terms, with what to try.
+fn classify(
+    e: &lettre::transport::smtp::Error,
+    endpoint: &Endpoint,
+    step: &'static str,
+    secrets: &[&str],
+) -> SmtpError {
+    let server = endpoint.server();
+    if let Some(code) = e.status() {
+        let text = std::error::Error::source(e).map(ToString::to_string);
+        return SmtpError::Rejected {
+            server,
+            step,
+            reply: Reply::new(u16::from(code), text.as_deref().unwrap_or(""), secrets),
+        };
+    }
+    if let Some(tls) = rustls_error(e) {
+        use rustls::{CertificateError as C, Error as R};
+        let (why, hint) = match tls {
+            R::InvalidCertificate(C::UnknownIssuer) => (
+                "the server's certificate is not signed by an authority mailform trusts"
+                    .to_string(),
+                match &endpoint.ca_file {
+                    Some(f) => format!(
+                        " (nor by provider `{}`'s ca_file {}): is it the right server?",
+                        endpoint.provider,
+                        f.display()
+                    ),
+                    None => format!(
+                        ": if the server uses a private CA, set ca_file on provider `{}`",
+                        endpoint.provider
+                    ),
+                },
+            ),
+            R::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => (
+                format!(
+                    "the server's certificate is not valid for the name {}",
+                    endpoint.host
+                ),
+                ": set smtp.host to a name the certificate carries".to_string(),
+            ),
+            R::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => (
+                "the server's certificate has expired".to_string(),
+                String::new(),
+            ),
+            R::InvalidMessage(_) => (
+                "the server did not answer in TLS (it sent plain text)".to_string(),
+                format!(": {}", endpoint.port_hint()),
+            ),
+            other => (other.to_string(), String::new()),
+        };
+        return SmtpError::Tls { server, why, hint };
+    }
+    if e.is_timeout() {
+        return SmtpError::Timeout {
+            server,
+            step,
+            after: CONNECT_TIMEOUT,
+            hint: String::new(),
+        };
+    }
+    match io_kind(e) {
+        Some(std::io::ErrorKind::ConnectionRefused) => SmtpError::Connect {
+            server,
+            why: format!(
+                "connection refused (nothing listens on port {}: check smtp.host and smtp.port)",
+                endpoint.port
+            ),
+        },
+        Some(std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset)
+            if endpoint.security == Security::Tls =>
+        {
+            SmtpError::Tls {
+                server,
+                why: "the server closed the connection during the TLS handshake".into(),
+                hint: format!(": {}", endpoint.port_hint()),
+            }
+        }
+        Some(_) if step == "connecting" => SmtpError::Connect {
+            server,
+            why: chain(e),
+        },
+        _ => SmtpError::Protocol {
+            server,
+            why: format!("{step}: {}", chain(e)),
+        },
+    }
+}
+
+/// `AUTH XOAUTH2 <initial response>`; its text is the secret.
+struct AuthXoauth2(String);
+
+impl fmt::Display for AuthXoauth2 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AUTH XOAUTH2 {}\r\n", self.0)
+    }
+}
+
+impl Drop for AuthXoauth2 {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+/// The empty line that answers a refusal's `334` challenge.
+struct EmptyLine;
+
+impl fmt::Display for EmptyLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\r\n")
+    }
+}
+
+/// One session, bounded step by step.
+struct Session<'a> {
+    endpoint: &'a Endpoint,
+    conn: AsyncSmtpConnection,
+    timeout: Duration,
+}
+
+async fn bounded<T>(
+    endpoint: &Endpoint,
+    timeout: Duration,
+    step: &'static str,
+    hint: String,
+    f: impl Future<Output = T>,
+) -> Result<T, SmtpError> {
+    tokio::time::timeout(timeout, f)
+        .await
+        .map_err(|_| SmtpError::Timeout {
+            server: endpoint.server(),
+            step,
+            after: timeout,
+            hint,
+        })
+}
+
+impl<'a> Session<'a> {
+    /// Connects, secures the connection, and says EHLO over TLS.
+    async fn open(endpoint: &'a Endpoint, timeout: Duration) -> Result<Session<'a>, SmtpError> {
+        let hello = ClientId::default();
+        let implicit = (endpoint.security == Security::Tls).then(|| endpoint.tls.clone());
+        let (step, hint) = match endpoint.security {
+            Security::Tls => (
+                "waiting for the TLS handshake and greeting",
+                format!(
+                    " (connected, but nothing came back; {})",
+                    endpoint.port_hint()
+                ),
+            ),
+            Security::Starttls => (
+                "waiting for the greeting",
+                format!(
+                    " (connected, but the server said nothing; {})",
+                    endpoint.port_hint()
+                ),
+            ),
+        };
+        let connect = AsyncSmtpConnection::connect_tokio1(
+            (endpoint.host.as_str(), endpoint.port),
+            Some(CONNECT_TIMEOUT.min(timeout)),
+            &hello,
+            implicit,
+            None,
+        );
+        let mut conn = bounded(endpoint, timeout, step, hint, connect)
+            .await?
+            .map_err(|e| classify(&e, endpoint, "connecting", &[]))?;
+        if endpoint.security == Security::Starttls {
+            if !conn.can_starttls() {
+                conn.abort().await;
+                return Err(SmtpError::NoStartTls {
+                    server: endpoint.server(),
+                });
+            }
+            let upgrade = conn.starttls(endpoint.tls.clone(), &hello);
+            bounded(
+                endpoint,
+                timeout,
+                "upgrading to TLS (STARTTLS)",
+                String::new(),
+                upgrade,
+            )
+            .await?
+            .map_err(|e| classify(&e, endpoint, "STARTTLS", &[]))?;
+        }
+        if !conn.is_encrypted() {
+            return Err(SmtpError::Protocol {
+                server: endpoint.server(),
+                why: "the connection is not encrypted, so AUTH is not sent".into(),
+            });
+        }
+        Ok(Session {
+            endpoint,
+            conn,
+            timeout,
+        })
+    }
+
+    /// AUTH XOAUTH2, reading a refusal to its end.
+    async fn login(&mut self, username: &str, token: &Secret) -> Result<Outcome, SmtpError> {
+        let endpoint = self.endpoint;
+        if !self
+            .conn
+            .server_info()
+            .supports_auth_mechanism(Mechanism::Xoauth2)
+        {
+            let offered: Vec<&str> = [(Mechanism::Plain, "PLAIN"), (Mechanism::Login, "LOGIN")]
+                .into_iter()
+                .filter(|(m, _)| self.conn.server_info().supports_auth_mechanism(*m))
+                .map(|(_, n)| n)
+                .collect();
+            return Err(SmtpError::NoXoauth2 {
+                server: endpoint.server(),
+                offered: if offered.is_empty() {
+                    "no AUTH mechanism mailform knows".into()
+                } else {
+                    offered.join(", ")
+                },
+            });
+        }
+        let initial = zeroize::Zeroizing::new(format!(
+            "user={username}\x01auth=Bearer {}\x01\x01",
+            token.expose()
+        ));
+        let command =
+            AuthXoauth2(base64::engine::general_purpose::STANDARD.encode(initial.as_bytes()));
+        let encoded = zeroize::Zeroizing::new(command.0.clone());
+        let secrets = [token.expose(), encoded.as_str()];
+        let first = bounded(
+            endpoint,
+            self.timeout,
+            "waiting for the answer to AUTH",
+            String::new(),
+            self.conn.command(&command),
+        )
+        .await?;
+        drop(command);
+        let refused =
+            |e: &lettre::transport::smtp::Error, challenge: Option<Challenge>| match classify(
+                e,
+                endpoint,
+                "AUTH XOAUTH2",
+                &secrets,
+            ) {
+                SmtpError::Rejected { reply, .. } if !reply.is_transient() => {
+                    Ok(Outcome::Refused { reply, challenge })
+                }
+                other => Err(other),
+            };
+        match first {
+            Ok(r) if r.has_code(334) => {
+                let challenge = Challenge::decode(r.first_line().unwrap_or(""));
+                let last = bounded(
+                    endpoint,
+                    self.timeout,
+                    "waiting for the final answer to AUTH",
+                    String::new(),
+                    self.conn.command(EmptyLine),
+                )
+                .await?;
+                match last {
+                    Err(e) => refused(&e, challenge),
+                    Ok(r)
+                        if r.code().severity
+                            == lettre::transport::smtp::response::Severity::PositiveCompletion =>
+                    {
+                        Ok(Outcome::Accepted(reply_of(&r, &secrets)))
+                    }
+                    Ok(r) => Err(SmtpError::Protocol {
+                        server: endpoint.server(),
+                        why: format!("unexpected answer to AUTH: {}", reply_of(&r, &secrets)),
+                    }),
+                }
+            }
+            Ok(r)
+                if r.code().severity
+                    == lettre::transport::smtp::response::Severity::PositiveCompletion =>
+            {
+                Ok(Outcome::Accepted(reply_of(&r, &secrets)))
+            }
+            Ok(r) => Err(SmtpError::Protocol {
+                server: endpoint.server(),
+                why: format!("unexpected answer to AUTH: {}", reply_of(&r, &secrets)),
+            }),
+            Err(e) => refused(&e, None),
+        }
+    }
+
+    /// QUIT, politely and bounded; its answer does not matter.
+    async fn close(mut self) {
+        let quit = self.conn.quit();
+        if bounded(self.endpoint, self.timeout, "QUIT", String::new(), quit)
+            .await
+            .is_err()
+        {
+            self.conn.abort().await;
+        }
+    }
+}
+
+fn reply_of(r: &lettre::transport::smtp::response::Response, secrets: &[&str]) -> Reply {
+    Reply::new(
+        u16::from(r.code()),
+        &r.message().collect::<Vec<_>>().join(" "),
+        secrets,
+    )
+}
+
+static LOG: std::sync::OnceLock<crate::oauth::Log> = std::sync::OnceLock::new();
+
+/// Sends a line per SMTP login to `log` (`-v`): server, security, username
+/// and the server's answer — never the token or its XOAUTH2 encoding.
+pub fn log_sessions(log: crate::oauth::Log) {
+    let _ = LOG.set(log);
+}
+
+fn log(endpoint: &Endpoint, username: &str, what: &str) {
+    if let Some(log) = LOG.get() {
+        log(&format!(
+            "SMTP {} ({}) as {username}: {what}",
+            endpoint.server(),
+            endpoint.security
+        ));
+    }
+}
+
+fn log_result<T>(
+    endpoint: &Endpoint,
+    username: &str,
+    result: &Result<T, SmtpError>,
+    words: impl FnOnce(&T) -> String,
+) {
+    match result {
+        Ok(t) => log(endpoint, username, &words(t)),
+        Err(e) => log(endpoint, username, &e.to_string()),
+    }
+}
+
+/// Proves the login: connect, TLS, EHLO, AUTH XOAUTH2, QUIT.
+pub async fn prove(
+    endpoint: &Endpoint,
+    username: &str,
+    token: &Secret,
+    timeout: Duration,
+) -> Result<Outcome, SmtpError> {
+    let outcome = async {
+        let mut session = Session::open(endpoint, timeout).await?;
+        let outcome = session.login(username, token).await;
+        session.close().await;
+        outcome
+    }
+    .await;
+    log_result(endpoint, username, &outcome, Outcome::words);
+    outcome
+}
+
+/// What `send` achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// The server took the message: its reply (often with a queue id).
+    Accepted(Reply),
+    /// The login was refused, so nothing was sent.
+    LoginRefused(Outcome),
+}
+
+/// Logs in as [`prove`] does, then sends `message` to the envelope's
+/// recipients.
+pub async fn send(
+    endpoint: &Endpoint,
+    username: &str,
+    token: &Secret,
+    envelope: &Envelope,
+    message: &[u8],
+    timeout: Duration,
+) -> Result<Sent, SmtpError> {
+    let outcome = async {
+        let mut session = Session::open(endpoint, timeout).await?;
+        let outcome = match session.login(username, token).await {
+            Ok(o @ Outcome::Refused { .. }) => Ok(Sent::LoginRefused(o)),
+            Ok(Outcome::Accepted(_)) => {
+                let send = session.conn.send(envelope, message);
+                match bounded(
+                    endpoint,
+                    timeout,
+                    "sending the message",
+                    String::new(),
+                    send,
+                )
+                .await
+                {
+                    Ok(Ok(r)) => Ok(Sent::Accepted(reply_of(&r, &[]))),
+                    Ok(Err(e)) => Err(classify(&e, endpoint, "the message", &[])),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        session.close().await;
+        outcome
+    }
+    .await;
+    log_result(endpoint, username, &outcome, |sent| match sent {
+        Sent::Accepted(r) => format!("message accepted: {r}"),
+        Sent::LoginRefused(o) => o.words(),
+    });
+    outcome
+}
