@@ -1,10 +1,13 @@
 //! Live `plan` of N assets against the real test servers, at several
-//! parallelisms, as a ratio to the ideal `ceil(N/P) × (cost of one asset)`.
+//! parallelisms, as a ratio to the ideal `ceil(N/P) × (cost of one asset)`:
+//! the token checks alone, then with `--check-smtp` (each asset's refresh,
+//! then its SMTP login: connect, STARTTLS, EHLO, AUTH XOAUTH2, QUIT).
 //!
 //! The servers run with `PEERS_LATENCY_MS` = 0 and 20 (every round trip,
 //! TLS handshakes included, costs that much more), so the network-bound
 //! shape shows. Every asset holds a grant of the same confidential client
-//! (whose refresh tokens do not rotate), so one consent serves them all.
+//! (whose refresh tokens do not rotate), so one consent serves them all;
+//! each logs in to SMTP as that one account.
 //! The cost of one asset is measured at P = 1: (time at P = 1) / N.
 //!
 //! Run: `cargo bench --bench live` (add `-- 50` for another N).
@@ -36,7 +39,7 @@ fn project(dir: &Path, p: &peers::Peers, n: usize) {
     for i in 0..n {
         let _ = write!(
             text,
-            "\n[assets.box-{i:03}]\nemail = \"box-{i:03}@example.test\"\nprovider = \"lab\"\n"
+            "\n[assets.box-{i:03}]\nemail = \"box-{i:03}@example.test\"\nusername = \"alice@example.test\"\nprovider = \"lab\"\n"
         );
     }
     std::fs::write(dir.join("assets.toml"), &text).unwrap();
@@ -47,10 +50,14 @@ fn project(dir: &Path, p: &peers::Peers, n: usize) {
     });
 }
 
-fn plan_once(dir: &Path, secret: &str, parallelism: usize) -> Duration {
+fn plan_once(dir: &Path, secret: &str, parallelism: usize, smtp: bool) -> Duration {
     let started = Instant::now();
+    let mut args = vec!["plan", "--detailed-exitcode"];
+    if smtp {
+        args.push("--check-smtp");
+    }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailform"))
-        .args(["plan", "--detailed-exitcode"])
+        .args(args)
         .current_dir(dir)
         .env("LAB_CLIENT_SECRET", secret)
         .env("MAILFORM_PARALLELISM", parallelism.to_string())
@@ -83,22 +90,25 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         project(dir.path(), &p, n);
         let secret = p.clients.confidential.client_secret.clone().unwrap();
-        plan_once(dir.path(), &secret, 10); // warm up
-        let mut at = Vec::new();
-        for parallelism in [1, 10, 50] {
-            let runs = (0..5)
-                .map(|_| plan_once(dir.path(), &secret, parallelism))
-                .collect();
-            at.push((parallelism, median(runs)));
-        }
-        let one = at[0].1 / u32::try_from(n).unwrap();
-        for (parallelism, took) in &at {
-            let ideal = one * u32::try_from(n.div_ceil(*parallelism)).unwrap();
-            println!(
-                "  latency {latency:>2} ms, P = {parallelism:>2}: {took:>9.1?}  ideal {ideal:>9.1?}  ratio {:.2}x  (P = 1 / this: {:.2}x)",
-                took.as_secs_f64() / ideal.as_secs_f64(),
-                at[0].1.as_secs_f64() / took.as_secs_f64()
-            );
+        for smtp in [false, true] {
+            let what = if smtp { "tokens + SMTP" } else { "tokens" };
+            plan_once(dir.path(), &secret, 10, smtp); // warm up
+            let mut at = Vec::new();
+            for parallelism in [1, 10, 50] {
+                let runs = (0..if smtp { 3 } else { 5 })
+                    .map(|_| plan_once(dir.path(), &secret, parallelism, smtp))
+                    .collect();
+                at.push((parallelism, median(runs)));
+            }
+            let one = at[0].1 / u32::try_from(n).unwrap();
+            for (parallelism, took) in &at {
+                let ideal = one * u32::try_from(n.div_ceil(*parallelism)).unwrap();
+                println!(
+                    "  {what:<13} latency {latency:>2} ms, P = {parallelism:>2}: {took:>9.1?}  ideal {ideal:>9.1?}  ratio {:.2}x  (P = 1 / this: {:.2}x)",
+                    took.as_secs_f64() / ideal.as_secs_f64(),
+                    at[0].1.as_secs_f64() / took.as_secs_f64()
+                );
+            }
         }
     }
 }

@@ -167,6 +167,35 @@ mod tests {
         assert_eq!(odd.other.as_deref(), Some("not base64 \\u{1b}[31m"));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, failure_persistence: None, ..Default::default() })]
+
+        /// Whatever a hostile server sends, as a reply or as a challenge
+        /// (raw, or base64 of anything, JSON-ish or not): no panic, nothing
+        /// printed with a control character, and a planted secret never shown.
+        #[test]
+        fn hostile_replies_and_challenges_print_safely(
+            text in proptest::string::string_regex("(?s).{0,600}").unwrap(),
+            json in proptest::string::string_regex(r#"\{("(status|scope|schemes|x)":("[^"]{0,40}"|[0-9]{1,5}|null|\[\]),?){0,4}\}"#).unwrap(),
+        ) {
+            let secret = "ya29.PLANTED-SECRET";
+            let r = Reply::new(535, &format!("{text}{secret}{text}"), &[secret]);
+            proptest::prop_assert!(!r.to_string().contains(secret));
+            proptest::prop_assert!(!r.to_string().chars().any(char::is_control));
+            let _ = r.enhanced();
+            for line in [
+                text.clone(),
+                base64::engine::general_purpose::STANDARD.encode(&text),
+                base64::engine::general_purpose::STANDARD.encode(&json),
+            ] {
+                if let Some(c) = Challenge::decode(&line) {
+                    proptest::prop_assert!(!c.to_string().chars().any(char::is_control));
+                    let _ = c.scopes();
+                }
+            }
+        }
+    }
+
     #[test]
     fn replies_are_safe_to_print() {
         let r = Reply::new(

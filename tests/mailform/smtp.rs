@@ -770,3 +770,47 @@ fn apply_retries_a_stored_token_the_server_refuses() {
         state.assets["support"].token.clone().unwrap().sealed
     );
 }
+
+#[test]
+fn a_server_without_starttls_or_xoauth2_is_reported_plainly() {
+    let p = peers();
+    let no_starttls = Lab {
+        port: p.smtp.no_starttls_port,
+        ..Lab::starttls(p, "alice@example.test")
+    };
+    let project = Project::new(
+        p,
+        &no_starttls,
+        "some-access-token-SENTINEL",
+        None,
+        &["mail"],
+    );
+    let err = failed_check(&project, &[]);
+    assert!(
+        err.contains(&format!(
+            "127.0.0.1:{} does not offer STARTTLS, so the login cannot be protected (AUTH is never sent in the clear)",
+            p.smtp.no_starttls_port
+        )),
+        "{err}"
+    );
+    let plain_auth = Lab {
+        port: p.smtp.plain_auth_port,
+        security: "tls",
+        ..Lab::starttls(p, "alice@example.test")
+    };
+    let project = Project::new(
+        p,
+        &plain_auth,
+        "some-access-token-SENTINEL",
+        None,
+        &["mail"],
+    );
+    let err = failed_check(&project, &[]);
+    assert!(
+        err.contains(&format!(
+            "127.0.0.1:{} does not offer AUTH XOAUTH2 (it offers PLAIN, LOGIN)",
+            p.smtp.plain_auth_port
+        )),
+        "{err}"
+    );
+}

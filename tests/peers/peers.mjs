@@ -387,7 +387,9 @@ let delivered = 0;
 //   valid token is refused with `535 5.7.139 ... SmtpClientAuthentication is
 //   disabled ...`, a bad one with `535 5.7.3 Authentication unsuccessful`, at
 //   once and without a challenge (its replies carry their own codes).
-const smtpOptions = (secure, persona = 'gmail') => ({
+// `extra` makes the odd servers: one that offers no STARTTLS, one that
+// offers only PLAIN and LOGIN.
+const smtpOptions = (secure, persona = 'gmail', extra = {}) => ({
   ...tls,
   secure,
   name: persona === 'microsoft' ? 'smtp.office365.peers.test' : 'smtp.peers.test',
@@ -396,7 +398,10 @@ const smtpOptions = (secure, persona = 'gmail') => ({
   allowInsecureAuth: false,
   hideENHANCEDSTATUSCODES: persona === 'microsoft',
   logger: false,
+  // Clients are on loopback; a reverse lookup would only ask the network.
+  disableReverseLookup: true,
   size: 10 * 1024 * 1024,
+  ...extra,
   async onAuth(auth, session, done) {
     const microsoft = (text) => done(Object.assign(new Error(text), { responseCode: 535 }));
     const refuse = () => (persona === 'microsoft'
@@ -451,6 +456,8 @@ const smtpServer = (options) => {
 const starttlsPort = await front(await listen(smtpServer(smtpOptions(false))));
 const tlsPort = await front(await listen(smtpServer(smtpOptions(true))));
 const microsoftPort = await front(await listen(smtpServer(smtpOptions(false, 'microsoft'))));
+const noStarttlsPort = await front(await listen(smtpServer(smtpOptions(false, 'gmail', { hideSTARTTLS: true }))));
+const plainAuthPort = await front(await listen(smtpServer(smtpOptions(true, 'gmail', { authMethods: ['PLAIN', 'LOGIN'] }))));
 
 // The harness holds our stdin open; when it exits (however it dies), stdin
 // closes and so do we, removing the folder it made for us.
@@ -477,7 +484,7 @@ process.stdout.write(`${JSON.stringify({
     device_authorization: `${issuer}/device/auth`,
   },
   admin: { token: adminToken, revoke_grants: `${issuer}/__admin/revoke-grants`, expire_access_tokens: `${issuer}/__admin/expire-access-tokens` },
-  smtp: { host: HOST, starttls_port: starttlsPort, tls_port: tlsPort, microsoft_port: microsoftPort, scopes: smtpScopes },
+  smtp: { host: HOST, starttls_port: starttlsPort, tls_port: tlsPort, microsoft_port: microsoftPort, no_starttls_port: noStarttlsPort, plain_auth_port: plainAuthPort, scopes: smtpScopes },
   clients,
   users: Object.fromEntries([...USERS].map(([email, { password }]) => [email, password])),
   mailbox,

@@ -52,6 +52,10 @@ pub struct Smtp {
     pub tls_port: u16,
     /// STARTTLS, worded as Microsoft 365 with SMTP AUTH disabled for the tenant.
     pub microsoft_port: u16,
+    /// Plain SMTP that offers no STARTTLS.
+    pub no_starttls_port: u16,
+    /// Implicit TLS that offers AUTH PLAIN and LOGIN, not XOAUTH2.
+    pub plain_auth_port: u16,
     pub scopes: Vec<String>,
 }
 
