@@ -417,18 +417,34 @@ pub async fn run_checks(
 
 /// A proof with one retry: when the server refuses `token` (from storage: it
 /// may have been revoked or expired early) and `refresh` can mint a new one,
-/// the login is tried once more with that. The new grant comes back for the
-/// caller to store.
+/// the login is tried once more with that — unless the refusal is one a new
+/// token cannot change (SMTP AUTH disabled). A token known to be `stale` is
+/// refreshed first instead of being shown to the server. The new grant comes
+/// back for the caller to store.
 pub async fn prove_login(
     probe: &Probe,
     token: &Secret,
     refresh: Option<(&ProviderClient, &Secret)>,
+    stale: bool,
 ) -> (Result<(Outcome, SmtpObservation), Failure>, Option<Grant>) {
+    if stale && let Some((client, refresh_token)) = refresh {
+        return match client.refresh(refresh_token).await {
+            Ok(grant) => {
+                let result = probe.run(&grant.access_token).await.map_err(Failure::from);
+                (result, Some(grant))
+            }
+            Err(e) => (Err(e.into()), None),
+        };
+    }
     let first = probe.run(token).await;
-    let (Ok((Outcome::Refused { .. }, _)), Some((client, refresh_token))) = (&first, refresh)
+    let (Ok((outcome @ Outcome::Refused { .. }, _)), Some((client, refresh_token))) =
+        (&first, refresh)
     else {
         return (first.map_err(Failure::from), None);
     };
+    if !outcome.fresh_token_may_help() {
+        return (first.map_err(Failure::from), None);
+    }
     match client.refresh(refresh_token).await {
         Ok(grant) => {
             let again = probe.run(&grant.access_token).await.map_err(Failure::from);

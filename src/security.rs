@@ -45,3 +45,13 @@ impl fmt::Display for Security {
         })
     }
 }
+
+/// `host:port` as operators write it (an IPv6 address in brackets): how an
+/// SMTP server is named in messages and in recorded checks.
+pub fn server_name(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}

@@ -4,7 +4,10 @@
 //! show the plan, confirm (`--auto-approve`; never guessed without a
 //! terminal), then per asset: delete → revoke at the provider, then forget;
 //! re-consent → revoke the old grant, then consent; create → consent;
-//! update → store the new fields. Consents go through one loopback listener
+//! update → store the new fields; then the SMTP login is proven (in
+//! parallel) for every new grant and every update of the SMTP endpoint or
+//! of a refused login, and each outcome is recorded in state (a refused
+//! login fails the asset). Consents go through one loopback listener
 //! per redirect URI (bulk: every owner opens their own link), and each grant
 //! is written to state the moment it arrives. One asset's failure does not
 //! stop the others; the summary lists each failure, and the exit code is 1
@@ -34,6 +37,7 @@ use crate::observe;
 use crate::plan::{self, Action, GRANT_SHAPING_SCOPES, SmtpObservation};
 use crate::render;
 use crate::secret::Secret;
+use crate::smtp;
 use crate::state::crypto::Key;
 use crate::state::{AppliedAsset, Field, SmtpCheck, State, Tokens};
 use crate::store::{FileStore, StateStore as _, key};
@@ -205,6 +209,8 @@ struct Proof {
     access: Secret,
     /// To retry once with a fresh token (tokens from storage only).
     refresh: Option<(Arc<ProviderClient>, Secret)>,
+    /// The stored access token is known to have expired.
+    stale: bool,
 }
 
 impl Run<'_> {
@@ -244,15 +250,26 @@ impl Run<'_> {
                 (true, Some(r)) => self.client(&asset.provider).ok().map(|c| (c, r)),
                 _ => None,
             };
+            // A stored token known to be (nearly) expired is refreshed
+            // first rather than shown to the server.
+            let expired = *retry
+                && state.assets[name]
+                    .token
+                    .as_ref()
+                    .and_then(|t| t.access_expires_at)
+                    .is_some_and(|at| at <= Utc::now() + chrono::Duration::minutes(1));
             proofs.push(Proof {
                 name: name.clone(),
                 probe,
                 access: tokens.access_token,
                 refresh,
+                stale: expired,
             });
         }
         let permits = Arc::new(tokio::sync::Semaphore::new(self.parallelism.max(1)));
-        let results = self.runtime.block_on(async {
+        let runtime = self.runtime;
+        let mut unsaved = false;
+        runtime.block_on(async {
             let mut tasks = tokio::task::JoinSet::new();
             for proof in proofs {
                 let permits = Arc::clone(&permits);
@@ -260,78 +277,97 @@ impl Run<'_> {
                     let _permit = permits.acquire_owned().await.expect("never closed");
                     let refresh = proof.refresh.as_ref().map(|(c, r)| (&**c, r));
                     let (result, grant) =
-                        observe::prove_login(&proof.probe, &proof.access, refresh).await;
+                        observe::prove_login(&proof.probe, &proof.access, refresh, proof.stale)
+                            .await;
                     (proof.name, proof.probe.endpoint.server(), result, grant)
                 });
             }
-            let mut results = Vec::new();
+            // Each outcome is handled as it arrives: a new grant (a rotated
+            // refresh token is the only copy) is stored at once; the checks
+            // ride along with it, or with the last write.
             while let Some(done) = tasks.join_next().await {
-                results.push(done.expect("a proof task does not panic"));
+                let (name, server, result, grant) = done.expect("a proof task does not panic");
+                let stored = grant.is_some();
+                self.proven(state, &name, server, result, grant);
+                unsaved = true;
+                if stored {
+                    match self.store.save(state) {
+                        Ok(()) => unsaved = false,
+                        Err(e) => {
+                            self.fail(&name, &format!("the refreshed token was not stored: {e}"));
+                        }
+                    }
+                }
             }
-            results.sort_by(|a, b| a.0.cmp(&b.0));
-            results
         });
-        let now = Utc::now();
-        let mut changed = false;
-        for (name, server, result, grant) in results {
-            if let Some(grant) = grant {
-                let old = self.stored(state, &name).and_then(|(_, t)| t.refresh_token);
-                let tokens = Tokens {
-                    access_token: grant.access_token.clone(),
-                    refresh_token: grant.refresh_token.clone().or(old),
-                };
-                state.store_refreshed(self.key, &name, &tokens, grant.access_expires_at(now), now);
-                changed = true;
-            }
-            let check = match result {
-                Ok((_, SmtpObservation::Accepted { reply, .. })) => {
-                    let _ = self.ctx.printer.err(&format!(
-                        "{name}: SMTP login proven by {server} ({reply})\n"
-                    ));
-                    SmtpCheck {
-                        at: now,
-                        ok: true,
-                        server,
-                        detail: reply,
-                        hint: None,
-                    }
-                }
-                Ok((_, SmtpObservation::Refused { reply, hint, .. })) => {
-                    self.fail(
-                        &name,
-                        &format!(
-                            "SMTP login refused by {server} — {reply}{}",
-                            hint.as_deref()
-                                .map(|h| format!("; hint: {h}"))
-                                .unwrap_or_default()
-                        ),
-                    );
-                    SmtpCheck {
-                        at: now,
-                        ok: false,
-                        server,
-                        detail: reply,
-                        hint,
-                    }
-                }
-                Ok((_, SmtpObservation::Transient { detail })) => {
-                    self.fail(&name, &format!("SMTP check: {detail}"));
-                    continue;
-                }
-                Err(e) => {
-                    self.fail(&name, &e.to_string());
-                    continue;
-                }
-            };
-            if let Some(record) = state.assets.get_mut(&name) {
-                record.smtp_check = Some(check);
-                changed = true;
-            }
-        }
-        if changed && let Err(e) = self.store.save(state) {
+        if unsaved && let Err(e) = self.store.save(state) {
             let _ = self.ctx.printer.err(&format!(
                 "warning: the SMTP check results were not stored: {e}\n"
             ));
+        }
+    }
+
+    /// Records one proof's outcome in state (not yet written).
+    fn proven(
+        &mut self,
+        state: &mut State,
+        name: &str,
+        server: String,
+        result: Result<(smtp::Outcome, SmtpObservation), observe::Failure>,
+        grant: Option<crate::oauth::Grant>,
+    ) {
+        let now = Utc::now();
+        if let Some(grant) = grant {
+            let old = self.stored(state, name).and_then(|(_, t)| t.refresh_token);
+            let access_expires_at = grant.access_expires_at(now);
+            let tokens = Tokens {
+                access_token: grant.access_token,
+                refresh_token: grant.refresh_token.or(old),
+            };
+            state.store_refreshed(self.key, name, &tokens, access_expires_at, now);
+        }
+        let check = match result {
+            Ok((_, SmtpObservation::Accepted { reply, .. })) => {
+                let _ = self.ctx.printer.err(&format!(
+                    "{name}: SMTP login proven by {server} ({reply})\n"
+                ));
+                SmtpCheck {
+                    at: now,
+                    ok: true,
+                    server,
+                    detail: reply,
+                    hint: None,
+                }
+            }
+            Ok((_, SmtpObservation::Refused { reply, hint, .. })) => {
+                self.fail(
+                    name,
+                    &format!(
+                        "SMTP login refused by {server} — {reply}{}",
+                        hint.as_deref()
+                            .map(|h| format!("; hint: {h}"))
+                            .unwrap_or_default()
+                    ),
+                );
+                SmtpCheck {
+                    at: now,
+                    ok: false,
+                    server,
+                    detail: reply,
+                    hint,
+                }
+            }
+            Ok((_, SmtpObservation::Transient { detail })) => {
+                self.fail(name, &format!("SMTP check: {detail}"));
+                return;
+            }
+            Err(e) => {
+                self.fail(name, &e.to_string());
+                return;
+            }
+        };
+        if let Some(record) = state.assets.get_mut(name) {
+            record.smtp_check = Some(check);
         }
     }
 

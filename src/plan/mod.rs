@@ -377,13 +377,19 @@ fn compare(
             hint: hint.clone(),
             checked_at: None,
         }),
-        Some(SmtpObservation::Transient { detail }) => {
-            warnings.push(format!("SMTP check failed for a passing reason ({detail})"));
-        }
         Some(SmtpObservation::Accepted { .. }) => {}
-        // Not checked now: the last check recorded stands until one passes.
-        None => {
-            if let Some(check) = record.smtp_check.as_ref().filter(|c| !c.ok) {
+        // Not checked now (or not to the end): the last refusal recorded for
+        // this server stands until a check passes.
+        seen => {
+            if let Some(SmtpObservation::Transient { detail }) = seen {
+                warnings.push(format!("SMTP check failed for a passing reason ({detail})"));
+            }
+            let server = crate::security::server_name(&desired.smtp_host, desired.smtp_port);
+            if let Some(check) = record
+                .smtp_check
+                .as_ref()
+                .filter(|c| !c.ok && c.server == server)
+            {
                 reasons.push(Reason::SmtpLoginRefused {
                     server: check.server.clone(),
                     reply: check.detail.clone(),

@@ -414,6 +414,21 @@ fn a_recorded_refusal_stays_drift_until_a_check_passes() {
         "{:?}",
         c.reasons
     );
+    // A check that could not finish leaves the record standing.
+    let obs = observe(
+        None,
+        Some(SmtpObservation::Transient {
+            detail: "timeout".into(),
+        }),
+    );
+    assert_eq!(only(&plan_of(BASE, &state, &obs)).action, Action::Update);
+    // A refusal recorded for another server says nothing about this one.
+    record_of(&mut state).smtp_check.as_mut().unwrap().server = "old.example:587".into();
+    assert_eq!(
+        only(&plan_of(BASE, &state, &Observations::default())).action,
+        Action::NoOp
+    );
+    record_of(&mut state).smtp_check.as_mut().unwrap().server = "smtp.example:587".into();
     // A live check that passes outranks the record.
     let obs = observe(
         None,

@@ -25,7 +25,7 @@ use lettre::transport::smtp::authentication::Mechanism;
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 
-pub use reply::{Challenge, Reply};
+pub use reply::{Challenge, Reply, clean};
 
 use crate::secret::Secret;
 use crate::security::Security;
@@ -93,11 +93,7 @@ impl Endpoint {
 
     /// `host:port`, as operators write it.
     pub fn server(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        crate::security::server_name(&self.host, self.port)
     }
 
     /// What to try when the port and the security setting may not match.
@@ -127,6 +123,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Whether another access token could change the answer: not when the
+    /// server has SMTP AUTH switched off (Microsoft's 5.7.139).
+    pub fn fresh_token_may_help(&self) -> bool {
+        match self {
+            Outcome::Accepted(_) => false,
+            Outcome::Refused { reply, .. } => {
+                reply.enhanced() != Some("5.7.139")
+                    && !reply.text.contains("SmtpClientAuthentication")
+            }
+        }
+    }
+
     /// The server's words: `535 5.7.8 ... (token status 401, scope ...)`.
     pub fn words(&self) -> String {
         match self {
@@ -242,6 +250,7 @@ fn classify(
     endpoint: &Endpoint,
     step: &'static str,
     secrets: &[&str],
+    connect_timeout: Duration,
 ) -> SmtpError {
     let server = endpoint.server();
     if let Some(code) = e.status() {
@@ -285,7 +294,7 @@ fn classify(
                 "the server did not answer in TLS (it sent plain text)".to_string(),
                 format!(": {}", endpoint.port_hint()),
             ),
-            other => (other.to_string(), String::new()),
+            other => (clean(&other.to_string(), secrets), String::new()),
         };
         return SmtpError::Tls { server, why, hint };
     }
@@ -293,10 +302,11 @@ fn classify(
         return SmtpError::Timeout {
             server,
             step,
-            after: CONNECT_TIMEOUT,
+            after: connect_timeout,
             hint: String::new(),
         };
     }
+    let why = || clean(&chain(e), secrets);
     match io_kind(e) {
         Some(std::io::ErrorKind::ConnectionRefused) => SmtpError::Connect {
             server,
@@ -306,7 +316,7 @@ fn classify(
             ),
         },
         Some(std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset)
-            if endpoint.security == Security::Tls =>
+            if endpoint.security == Security::Tls && step == "connecting" =>
         {
             SmtpError::Tls {
                 server,
@@ -314,13 +324,10 @@ fn classify(
                 hint: format!(": {}", endpoint.port_hint()),
             }
         }
-        Some(_) if step == "connecting" => SmtpError::Connect {
-            server,
-            why: chain(e),
-        },
+        Some(_) if step == "connecting" => SmtpError::Connect { server, why: why() },
         _ => SmtpError::Protocol {
             server,
-            why: format!("{step}: {}", chain(e)),
+            why: format!("{step}: {}", why()),
         },
     }
 }
@@ -394,19 +401,29 @@ impl<'a> Session<'a> {
                 ),
             ),
         };
+        // lettre bounds the TCP connect; the greeting (and the TLS
+        // handshake) get `timeout` on top, so a connect that hangs is
+        // reported as such.
+        let connect_timeout = CONNECT_TIMEOUT.min(timeout);
         let connect = AsyncSmtpConnection::connect_tokio1(
             (endpoint.host.as_str(), endpoint.port),
-            Some(CONNECT_TIMEOUT.min(timeout)),
+            Some(connect_timeout),
             &hello,
             implicit,
             None,
         );
-        let mut conn = bounded(endpoint, timeout, step, hint, connect)
-            .await?
-            .map_err(|e| classify(&e, endpoint, "connecting", &[]))?;
+        let mut conn = tokio::time::timeout(connect_timeout + timeout, connect)
+            .await
+            .map_err(|_| SmtpError::Timeout {
+                server: endpoint.server(),
+                step,
+                after: timeout,
+                hint,
+            })?
+            .map_err(|e| classify(&e, endpoint, "connecting", &[], connect_timeout))?;
         if endpoint.security == Security::Starttls {
             if !conn.can_starttls() {
-                conn.abort().await;
+                hang_up(conn, timeout).await;
                 return Err(SmtpError::NoStartTls {
                     server: endpoint.server(),
                 });
@@ -420,7 +437,7 @@ impl<'a> Session<'a> {
                 upgrade,
             )
             .await?
-            .map_err(|e| classify(&e, endpoint, "STARTTLS", &[]))?;
+            .map_err(|e| classify(&e, endpoint, "STARTTLS", &[], connect_timeout))?;
         }
         if !conn.is_encrypted() {
             return Err(SmtpError::Protocol {
@@ -480,8 +497,9 @@ impl<'a> Session<'a> {
                 endpoint,
                 "AUTH XOAUTH2",
                 &secrets,
+                self.timeout,
             ) {
-                SmtpError::Rejected { reply, .. } if !reply.is_transient() => {
+                SmtpError::Rejected { reply, .. } if refuses_the_token(&reply) => {
                     Ok(Outcome::Refused { reply, challenge })
                 }
                 other => Err(other),
@@ -526,15 +544,23 @@ impl<'a> Session<'a> {
     }
 
     /// QUIT, politely and bounded; its answer does not matter.
-    async fn close(mut self) {
-        let quit = self.conn.quit();
-        if bounded(self.endpoint, self.timeout, "QUIT", String::new(), quit)
-            .await
-            .is_err()
-        {
-            self.conn.abort().await;
-        }
+    async fn close(self) {
+        hang_up(self.conn, self.timeout).await;
     }
+}
+
+/// QUIT and close, bounded: lettre's `abort` waits for the answer to QUIT
+/// without a limit, and a server that stopped answering must not hold us.
+async fn hang_up(mut conn: AsyncSmtpConnection, timeout: Duration) {
+    let _ = tokio::time::timeout(timeout.min(Duration::from_secs(5)), conn.abort()).await;
+}
+
+/// Whether a negative answer to AUTH is about the credentials (535, 534,
+/// or a 5.7.x security status), rather than the command (500, 501, 504:
+/// a protocol problem, not drift).
+fn refuses_the_token(reply: &Reply) -> bool {
+    matches!(reply.code, 534 | 535)
+        || (reply.code >= 500 && reply.enhanced().is_some_and(|e| e.starts_with("5.7.")))
 }
 
 fn reply_of(r: &lettre::transport::smtp::response::Response, secrets: &[&str]) -> Reply {
@@ -545,11 +571,14 @@ fn reply_of(r: &lettre::transport::smtp::response::Response, secrets: &[&str]) -
     )
 }
 
-static LOG: std::sync::OnceLock<crate::oauth::Log> = std::sync::OnceLock::new();
+/// Where `-v` lines go.
+pub type Log = fn(&str);
+
+static LOG: std::sync::OnceLock<Log> = std::sync::OnceLock::new();
 
 /// Sends a line per SMTP login to `log` (`-v`): server, security, username
 /// and the server's answer — never the token or its XOAUTH2 encoding.
-pub fn log_sessions(log: crate::oauth::Log) {
+pub fn log_sessions(log: Log) {
     let _ = LOG.set(log);
 }
 
@@ -628,7 +657,7 @@ pub async fn send(
                 .await
                 {
                     Ok(Ok(r)) => Ok(Sent::Accepted(reply_of(&r, &[]))),
-                    Ok(Err(e)) => Err(classify(&e, endpoint, "the message", &[])),
+                    Ok(Err(e)) => Err(classify(&e, endpoint, "the message", &[], timeout)),
                     Err(e) => Err(e),
                 }
             }

@@ -8,6 +8,30 @@ use serde::Deserialize;
 /// Longest reply text kept, in characters (Microsoft's run to ~200).
 const MAX_REPLY_CHARS: usize = 400;
 
+/// Text that came from a server (a reply, or an error that quotes one),
+/// made safe to print: any of `secrets` replaced (should a server echo the
+/// token or its XOAUTH2 encoding), control characters escaped, long text
+/// shortened.
+pub fn clean(text: &str, secrets: &[&str]) -> String {
+    let mut text = text.trim().to_string();
+    for s in secrets.iter().filter(|s| s.len() >= 8) {
+        text = text.replace(s, crate::secret::REDACTED);
+    }
+    let mut out = String::new();
+    for (n, c) in text.chars().enumerate() {
+        if n == MAX_REPLY_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// One reply: its code and its text, control characters escaped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -20,23 +44,10 @@ impl Reply {
     /// escaped, long replies shortened, and any of `secrets` (the token and
     /// its XOAUTH2 encoding, should a server echo them) replaced.
     pub fn new(code: u16, text: &str, secrets: &[&str]) -> Reply {
-        let mut text = text.trim().to_string();
-        for s in secrets.iter().filter(|s| s.len() >= 8) {
-            text = text.replace(s, crate::secret::REDACTED);
+        Reply {
+            code,
+            text: clean(text, secrets),
         }
-        let mut out = String::new();
-        for (n, c) in text.chars().enumerate() {
-            if n == MAX_REPLY_CHARS {
-                out.push('…');
-                break;
-            }
-            if c.is_control() {
-                out.extend(c.escape_default());
-            } else {
-                out.push(c);
-            }
-        }
-        Reply { code, text: out }
     }
 
     /// The enhanced status code (RFC 3463) the text starts with, e.g. `5.7.8`.

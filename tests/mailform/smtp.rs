@@ -699,6 +699,29 @@ fn apply_proves_the_login_records_it_and_fails_a_refused_one() {
         "{}",
         show.stdout
     );
+    // Nothing printed holds the tokens the consent stored, or the secret.
+    let state = FileStore::new(dir.path().join(".mailform/state.json"))
+        .load()
+        .unwrap()
+        .unwrap();
+    let (key, _) = key::load(&dir.path().join(".mailform")).unwrap().unwrap();
+    let record = &state.assets["support"];
+    let tokens = Tokens::open(
+        &key,
+        &state.token_aad("support", &record.binding),
+        &record.token.as_ref().unwrap().sealed,
+    )
+    .unwrap();
+    let secrets = [
+        tokens.access_token.expose().to_string(),
+        tokens.refresh_token.as_ref().unwrap().expose().to_string(),
+        p.clients.confidential.client_secret.clone().unwrap(),
+    ];
+    for out in [run.all(), show.all()] {
+        for s in &secrets {
+            assert!(!out.contains(s.as_str()), "a secret leaked:\n{out}");
+        }
+    }
 
     // The same mailbox moved to a tenant with SMTP AUTH disabled: the update
     // proves the login again, and the refusal fails the asset.
@@ -708,6 +731,13 @@ fn apply_proves_the_login_records_it_and_fails_a_refused_one() {
     };
     std::fs::write(dir.path().join("assets.toml"), moved.config(p)).unwrap();
     let run = mf().run(["apply", "--auto-approve"]).code(1);
+    for s in &secrets {
+        assert!(
+            !run.all().contains(s.as_str()),
+            "a secret leaked:\n{}",
+            run.all()
+        );
+    }
     assert!(
         run.stdout
             .contains("support: updated, but SMTP login refused by")
@@ -812,5 +842,57 @@ fn a_server_without_starttls_or_xoauth2_is_reported_plainly() {
             p.smtp.plain_auth_port
         )),
         "{err}"
+    );
+}
+
+#[test]
+fn a_server_that_stalls_after_the_greeting_or_at_auth_is_bounded() {
+    use std::io::{Read as _, Write as _};
+    let p = peers();
+    // Greets, then reads and never answers (EHLO hangs).
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = mute.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in mute.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let _ = conn.write_all(b"220 mute.test ESMTP\r\n");
+                let mut sink = [0u8; 512];
+                while conn.read(&mut sink).is_ok_and(|n| n > 0) {}
+            });
+        }
+    });
+    let lab = Lab {
+        port,
+        ..Lab::starttls(p, "alice@example.test")
+    };
+    let project = Project::new(p, &lab, "some-access-token-SENTINEL", None, &["mail"]);
+    let started = std::time::Instant::now();
+    let err = failed_check(&project, &[("MAILFORM_SMTP_TIMEOUT", "1")]);
+    assert!(
+        err.contains(&format!(
+            "127.0.0.1:{port} did not answer within 1s while waiting for the greeting"
+        )),
+        "{err}"
+    );
+    // The real server, stalled at AUTH: AUTH times out, and so does the
+    // polite QUIT after it (bounded too).
+    let lab = Lab {
+        port: p.smtp.stall_port,
+        ..Lab::starttls(p, "alice@example.test")
+    };
+    let project = Project::new(p, &lab, "some-access-token-SENTINEL", None, &["mail"]);
+    let err = failed_check(&project, &[("MAILFORM_SMTP_TIMEOUT", "1")]);
+    assert!(
+        err.contains(&format!(
+            "127.0.0.1:{} did not answer within 1s while waiting for the answer to AUTH",
+            p.smtp.stall_port
+        )),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
     );
 }

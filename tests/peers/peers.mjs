@@ -408,6 +408,8 @@ const smtpOptions = (secure, persona = 'gmail', extra = {}) => ({
       ? microsoft('5.7.3 Authentication unsuccessful [PEERS01CA0001.peers.prod.outlook.test]')
       : done(null, { data: { status: '401', schemes: 'bearer', scope: smtpScopes.join(' ') } }));
     if (auth.method !== 'XOAUTH2') return done(new Error('only XOAUTH2 is offered'));
+    // A server that hangs at AUTH (and so at everything after it).
+    if (persona === 'stall') return undefined;
     try {
       const info = await introspect(auth.accessToken);
       const scopes = (info.scope ?? '').split(' ');
@@ -458,6 +460,7 @@ const tlsPort = await front(await listen(smtpServer(smtpOptions(true))));
 const microsoftPort = await front(await listen(smtpServer(smtpOptions(false, 'microsoft'))));
 const noStarttlsPort = await front(await listen(smtpServer(smtpOptions(false, 'gmail', { hideSTARTTLS: true }))));
 const plainAuthPort = await front(await listen(smtpServer(smtpOptions(true, 'gmail', { authMethods: ['PLAIN', 'LOGIN'] }))));
+const stallPort = await front(await listen(smtpServer(smtpOptions(false, 'stall'))));
 
 // The harness holds our stdin open; when it exits (however it dies), stdin
 // closes and so do we, removing the folder it made for us.
@@ -484,7 +487,7 @@ process.stdout.write(`${JSON.stringify({
     device_authorization: `${issuer}/device/auth`,
   },
   admin: { token: adminToken, revoke_grants: `${issuer}/__admin/revoke-grants`, expire_access_tokens: `${issuer}/__admin/expire-access-tokens` },
-  smtp: { host: HOST, starttls_port: starttlsPort, tls_port: tlsPort, microsoft_port: microsoftPort, no_starttls_port: noStarttlsPort, plain_auth_port: plainAuthPort, scopes: smtpScopes },
+  smtp: { host: HOST, starttls_port: starttlsPort, tls_port: tlsPort, microsoft_port: microsoftPort, no_starttls_port: noStarttlsPort, plain_auth_port: plainAuthPort, stall_port: stallPort, scopes: smtpScopes },
   clients,
   users: Object.fromEntries([...USERS].map(([email, { password }]) => [email, password])),
   mailbox,

@@ -56,6 +56,8 @@ pub struct Smtp {
     pub no_starttls_port: u16,
     /// Implicit TLS that offers AUTH PLAIN and LOGIN, not XOAUTH2.
     pub plain_auth_port: u16,
+    /// STARTTLS that never answers AUTH (nor anything after it).
+    pub stall_port: u16,
     pub scopes: Vec<String>,
 }
 
