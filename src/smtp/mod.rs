@@ -10,6 +10,12 @@
 //! (lettre's own covers only the TCP connect), including a server that
 //! accepts and never greets. Trust: the web's roots plus the provider's
 //! `ca_file`.
+//!
+//! Known limit (lettre's STARTTLS): bytes a man in the middle injects after
+//! the plain `220` to STARTTLS stay in lettre's read buffer and would be read
+//! as if they came over TLS. The token still goes out only over TLS to a
+//! server whose certificate checked out, so it cannot be stolen this way;
+//! at worst such an attacker could make a login look proven.
 
 pub mod hints;
 mod reply;
