@@ -100,6 +100,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
         runtime: &runtime,
         clients: BTreeMap::new(),
         done: Vec::new(),
+        unsaved: false,
         parallelism: usize::try_from(settings.parallelism).unwrap_or(usize::MAX),
         smtp_timeout: settings.smtp_timeout,
     };
@@ -146,6 +147,13 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
         .collect();
     if !proofs.is_empty() {
         run.prove(&mut state, &proofs);
+    }
+    run.commit(&mut state);
+    if ctx.cli.verbose {
+        let (writes, bytes) = store.written();
+        render::verbose_line(&format!(
+            "state: {writes} writes, {bytes} bytes (state files and journal lines)"
+        ));
     }
     run.summary()
 }
@@ -198,6 +206,8 @@ struct Run<'a> {
     runtime: &'a tokio::runtime::Runtime,
     clients: BTreeMap<String, Arc<ProviderClient>>,
     done: Vec<Done>,
+    /// Records were journaled since the state file was last written.
+    unsaved: bool,
     parallelism: usize,
     smtp_timeout: std::time::Duration,
 }
@@ -268,7 +278,6 @@ impl Run<'_> {
         }
         let permits = Arc::new(tokio::sync::Semaphore::new(self.parallelism.max(1)));
         let runtime = self.runtime;
-        let mut unsaved = false;
         runtime.block_on(async {
             let mut tasks = tokio::task::JoinSet::new();
             for proof in proofs {
@@ -282,29 +291,23 @@ impl Run<'_> {
                     (proof.name, proof.probe.endpoint.server(), result, grant)
                 });
             }
-            // Each outcome is handled as it arrives: a new grant (a rotated
-            // refresh token is the only copy) is stored at once; the checks
-            // ride along with it, or with the last write.
+            // Each outcome is recorded as it arrives (a journal line): a new
+            // grant (a rotated refresh token is the only copy) and the check
+            // are durable before the next outcome is read.
             while let Some(done) = tasks.join_next().await {
                 let (name, server, result, grant) = done.expect("a proof task does not panic");
-                let stored = grant.is_some();
+                let refreshed = grant.is_some();
                 self.proven(state, &name, server, result, grant);
-                unsaved = true;
-                if stored {
-                    match self.store.save(state) {
-                        Ok(()) => unsaved = false,
-                        Err(e) => {
-                            self.fail(&name, &format!("the refreshed token was not stored: {e}"));
-                        }
-                    }
+                if let Err(why) = self.save(state, &name) {
+                    let what = if refreshed {
+                        "the refreshed token and the SMTP check were not stored"
+                    } else {
+                        "the SMTP check was not stored"
+                    };
+                    self.fail(&name, &format!("{what}: {why}"));
                 }
             }
         });
-        if unsaved && let Err(e) = self.store.save(state) {
-            let _ = self.ctx.printer.err(&format!(
-                "warning: the SMTP check results were not stored: {e}\n"
-            ));
-        }
     }
 
     /// Records one proof's outcome in state (not yet written).
@@ -394,12 +397,27 @@ impl Run<'_> {
         });
     }
 
-    /// Saves now; a failure is that asset's failure (the change is in
-    /// memory only, and said so).
-    fn save(&mut self, state: &mut State) -> Result<(), String> {
+    /// Makes `name`'s record durable now (a journal line, folded into the
+    /// state file at the end); a failure is that asset's failure (the change
+    /// is in memory only, and said so).
+    fn save(&mut self, state: &mut State, name: &str) -> Result<(), String> {
+        self.unsaved = true;
         self.store
-            .save(state)
+            .record(state, &[name])
             .map_err(|e| format!("{e} (the change was not stored)"))
+    }
+
+    /// Folds what was recorded into one new state file.
+    fn commit(&mut self, state: &mut State) {
+        if self.unsaved
+            && let Err(e) = self.store.save(state)
+        {
+            let _ = self.ctx.printer.err(&format!(
+                "warning: the state could not be rewritten in one piece ({e}); every change is kept in {} and is read back by the next command\n",
+                self.store.journal_path().display()
+            ));
+        }
+        self.unsaved = false;
     }
 
     fn client(&mut self, provider: &str) -> Result<Arc<ProviderClient>, String> {
@@ -419,7 +437,7 @@ impl Run<'_> {
             record.applied = plan::applied(self.config, asset);
             record.updated_at = Utc::now();
         }
-        let outcome = self.save(state).map(|()| "updated".to_string());
+        let outcome = self.save(state, name).map(|()| "updated".to_string());
         self.record(name, Action::Update, outcome);
     }
 
@@ -472,7 +490,7 @@ impl Run<'_> {
         let outcome = match self.revoke(state, name) {
             Ok(revoked) => {
                 state.assets.remove(name);
-                self.save(state).map(|()| {
+                self.save(state, name).map(|()| {
                     if revoked {
                         "tokens revoked at the provider, then forgotten".to_string()
                     } else {
@@ -722,7 +740,7 @@ impl Run<'_> {
         if let Some(t) = record.token.as_mut() {
             t.access_expires_at = access_expires_at;
         }
-        self.save(state)?;
+        self.save(state, name)?;
         // The new grant is stored. The old one of the same client and the
         // same account is simply superseded (revoking it could end the new
         // one too, where a provider keeps one grant per user and client);

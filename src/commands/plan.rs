@@ -199,10 +199,12 @@ pub(super) fn live_checks(
     // A rotated refresh token is stored the moment it arrives: the old one
     // is dead, and a crash before the last refresh must not lose it.
     let mut save_error = None;
+    let mut rotated = false;
     let mut store_rotated = |r: &observe::Refreshed| {
         if r.rotated && save_error.is_none() {
             state.store_refreshed(key, &r.name, &r.tokens, r.access_expires_at, now);
-            if let Err(e) = store.save(state) {
+            rotated = true;
+            if let Err(e) = store.record(state, &[r.name.as_str()]) {
                 save_error = Some(e);
             }
         }
@@ -215,6 +217,10 @@ pub(super) fn live_checks(
     ));
     if let Some(e) = save_error {
         return Err(e);
+    }
+    // The rotated tokens are journaled; one new state file holds them all.
+    if rotated {
+        store.save(state)?;
     }
     checks.failures.append(&mut failed);
     Ok((checks.observations, checks.failures))

@@ -528,7 +528,7 @@ pub fn fingerprint(fields: &[(Field, Option<FieldValue<'_>>)]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn applied() -> AppliedAsset {

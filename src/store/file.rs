@@ -23,6 +23,18 @@
 //!   fsynced. A reader sees the old state or the new one.
 //! - **Read**: a corrupt or newer-format file is an error and is never written
 //!   over.
+//! - **Journal** (`state.json.journal`): what must be durable *now* — tokens
+//!   the moment a consent brings them, each asset's outcome during an apply —
+//!   is appended as one line per asset record (its full record, or its
+//!   removal), fsynced, tagged with the lineage and serial of the state file
+//!   it amends. [`FileStore::load`] replays the lines that amend the file on
+//!   disk (a torn last line from a crash is ignored; lines for an older
+//!   serial were already folded in). [`StateStore::save`] folds everything
+//!   into a new state file and then removes the journal, and `record` does so
+//!   itself once the journal outgrows the state. So an apply of N assets
+//!   writes O(N) bytes (N short appends plus a few whole states), not the
+//!   O(N²) of rewriting the whole file after every asset, and a crash or
+//!   `kill -9` loses no consent. Appends happen only under the state lock.
 
 use std::fs::{File, TryLockError};
 use std::io::{Seek as _, Write as _};
@@ -43,11 +55,38 @@ pub const MAX_STATE_BYTES: u64 = 256 * 1024 * 1024;
 /// Largest lock file read (one small JSON object).
 const MAX_LOCK_BYTES: u64 = 64 * 1024;
 
-#[derive(Debug, Clone)]
+/// Largest journal read (it is folded in once it outgrows the state).
+const MAX_JOURNAL_BYTES: u64 = MAX_STATE_BYTES;
+
+/// A journal smaller than this is never folded in early.
+const JOURNAL_FOLD_MIN: u64 = 256 * 1024;
+
+#[derive(Debug)]
 pub struct FileStore {
     path: PathBuf,
     lock_path: PathBuf,
     backup_path: PathBuf,
+    journal_path: PathBuf,
+    /// Bytes and writes this store made (state files and journal lines).
+    written: std::sync::atomic::AtomicU64,
+    writes: std::sync::atomic::AtomicU64,
+}
+
+impl Clone for FileStore {
+    fn clone(&self) -> Self {
+        FileStore::new(self.path.clone())
+    }
+}
+
+/// One journal line: an asset's record as it is now (or its removal),
+/// amending the state file of this lineage and serial.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JournalLine {
+    lineage: uuid::Uuid,
+    serial: u64,
+    asset: String,
+    record: Option<crate::state::AssetRecord>,
 }
 
 impl FileStore {
@@ -61,8 +100,75 @@ impl FileStore {
         FileStore {
             lock_path: beside(".lock"),
             backup_path: beside(".backup"),
+            journal_path: beside(".journal"),
             path,
+            written: std::sync::atomic::AtomicU64::new(0),
+            writes: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    pub fn journal_path(&self) -> &Path {
+        &self.journal_path
+    }
+
+    /// (writes, bytes) this store has made so far: whole states and journal lines.
+    pub fn written(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.writes.load(Relaxed), self.written.load(Relaxed))
+    }
+
+    fn count(&self, bytes: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.writes.fetch_add(1, Relaxed);
+        self.written
+            .fetch_add(u64::try_from(bytes).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// Applies the journal lines that amend `state` (same lineage and serial).
+    fn replay(&self, state: &mut State) -> Result<(), Error> {
+        let Some(bytes) = Self::read(&self.journal_path, MAX_JOURNAL_BYTES, "read state journal")?
+        else {
+            return Ok(());
+        };
+        let corrupt = |line: usize, why: String| Error::StateCorrupt {
+            path: self.journal_path.clone(),
+            why: format!("line {line}: {why}"),
+        };
+        let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+        let last = lines.len().saturating_sub(1);
+        for (n, line) in lines.iter().enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let entry: JournalLine = match serde_json::from_slice(line) {
+                Ok(e) => e,
+                // A line torn by a crash mid-append: it never counted.
+                Err(_) if n == last => break,
+                Err(e) => return Err(corrupt(n + 1, e.to_string())),
+            };
+            if (entry.lineage, entry.serial) != (state.lineage, state.serial) {
+                continue; // folded into the state file already
+            }
+            match entry.record {
+                Some(record) => {
+                    state.assets.insert(entry.asset, record);
+                }
+                None => {
+                    state.assets.remove(&entry.asset);
+                }
+            }
+        }
+        if let Some(why) = state.inconsistency() {
+            return Err(Error::StateCorrupt {
+                path: self.journal_path.clone(),
+                why: format!("replayed onto the state, it makes it inconsistent: {why}"),
+            });
+        }
+        Ok(())
+    }
+
+    fn journal_len(&self) -> u64 {
+        std::fs::symlink_metadata(&self.journal_path).map_or(0, |m| m.len())
     }
 
     pub fn path(&self) -> &Path {
@@ -230,9 +336,67 @@ impl StateStore for FileStore {
             return Ok(None);
         }
         match Self::read(&self.path, MAX_STATE_BYTES, "read state file")? {
-            Some(bytes) => parse_state(&self.path, &bytes).map(Some),
+            Some(bytes) => {
+                let mut state = parse_state(&self.path, &bytes)?;
+                self.replay(&mut state)?;
+                Ok(Some(state))
+            }
             None => Ok(None),
         }
+    }
+
+    fn record(&self, state: &mut State, assets: &[&str]) -> Result<(), Error> {
+        // Nothing on disk to amend yet, or a journal grown past the state:
+        // a whole new state file instead.
+        let state_len = std::fs::symlink_metadata(&self.path).map_or(0, |m| m.len());
+        if state.serial == 0 || self.journal_len() > state_len.max(JOURNAL_FOLD_MIN) {
+            return self.save(state);
+        }
+        let mut bytes = Vec::new();
+        for asset in assets {
+            let line = JournalLine {
+                lineage: state.lineage,
+                serial: state.serial,
+                asset: (*asset).to_string(),
+                record: state.assets.get(*asset).cloned(),
+            };
+            serde_json::to_writer(&mut bytes, &line).map_err(std::io::Error::from).map_err(Self::io("write state journal", &self.journal_path))?;
+            bytes.push(b'\n');
+        }
+        let mut options = files::private_create();
+        options.append(true);
+        let mut file = match files::open(&self.journal_path, &options, Links::Refuse) {
+            Ok(f) => f,
+            Err(FileError::Io(source)) => {
+                return Err(Self::io("open state journal", &self.journal_path)(source));
+            }
+            Err(e) => {
+                return Err(Error::StateUnsafe {
+                    path: self.journal_path.clone(),
+                    why: e.to_string(),
+                });
+            }
+        };
+        let len = file
+            .metadata()
+            .map_err(Self::io("read state journal", &self.journal_path))?
+            .len();
+        let fresh = len == 0;
+        // A line torn by a crash mid-append is cut off first, so that only
+        // a last line can ever be torn.
+        if !fresh {
+            cut_torn_line(&mut file, len)
+                .map_err(Self::io("repair state journal", &self.journal_path))?;
+        }
+        file.write_all(&bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(Self::io("write state journal", &self.journal_path))?;
+        if fresh {
+            files::sync_dir(self.dir())
+                .map_err(Self::io("fsync the folder after creating the journal", &self.journal_path))?;
+        }
+        self.count(bytes.len());
+        Ok(())
     }
 
     fn save(&self, state: &mut State) -> Result<(), Error> {
@@ -260,6 +424,7 @@ impl StateStore for FileStore {
             let mut bytes = serde_json::to_vec_pretty(state)?;
             bytes.push(b'\n');
             tmp.as_file_mut().write_all(&bytes)?;
+            self.count(bytes.len());
             tmp.as_file().sync_all()?;
             if found.is_some() {
                 keep_backup(&self.path, &self.backup_path, dir)?;
@@ -275,7 +440,15 @@ impl StateStore for FileStore {
         files::sync_dir(dir).map_err(Self::io(
             "fsync the folder after writing (the new state is in place)",
             &self.path,
-        ))
+        ))?;
+        // Everything the journal held is in the new file; its lines name
+        // the old serial, so a journal left by a failed removal is ignored.
+        match std::fs::remove_file(&self.journal_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Self::io("remove the folded state journal", &self.journal_path)(e))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn lock(
@@ -387,6 +560,23 @@ fn lock_info(mut file: &File) -> Option<LockInfo> {
         .and_then(|b| serde_json::from_slice::<LockInfo>(&b).ok())
 }
 
+/// Cuts `file` (of `len` bytes) back to its last newline when it does not
+/// end with one.
+fn cut_torn_line(file: &mut File, len: u64) -> std::io::Result<()> {
+    use std::io::{Read as _, SeekFrom};
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(());
+    }
+    file.seek(SeekFrom::Start(0))?;
+    let mut all = Vec::new();
+    file.read_to_end(&mut all)?;
+    let keep = all.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+    file.set_len(u64::try_from(keep).unwrap_or(0))
+}
+
 /// Keeps the current state file as the backup: a hard link to it under a
 /// temp name, renamed over the old backup (so the backup is never missing or
 /// half written, and has the state's own mode).
@@ -484,6 +674,111 @@ mod tests {
         let back = store.load().unwrap().unwrap();
         assert_eq!(back.serial, 2);
         assert_eq!(back.lineage, state.lineage);
+    }
+
+    fn with_assets(n: usize) -> State {
+        let mut state = State::new();
+        for i in 0..n {
+            state.insert_applied(
+                &format!("box-{i}"),
+                crate::state::tests::applied(),
+                None,
+                chrono::Utc::now(),
+            );
+        }
+        state
+    }
+
+    #[test]
+    fn recorded_assets_are_replayed_on_load_and_folded_by_the_next_save() {
+        let (_dir, store) = store();
+        let mut state = with_assets(3);
+        // The first write of a state is a whole file.
+        store.record(&mut state, &["box-0"]).unwrap();
+        assert_eq!(state.serial, 1);
+        assert!(!store.journal_path().exists());
+        state.assets.remove("box-1");
+        store.record(&mut state, &["box-1"]).unwrap();
+        state.assets.get_mut("box-2").unwrap().binding = "changed".into();
+        store.record(&mut state, &["box-2"]).unwrap();
+        assert_eq!(state.serial, 1, "journaling does not rewrite the state");
+        let back = store.load().unwrap().unwrap();
+        assert_eq!(back, state);
+        // A save folds the journal in and removes it.
+        let mut back = back;
+        store.save(&mut back).unwrap();
+        assert!(!store.journal_path().exists());
+        assert_eq!(store.load().unwrap().unwrap().assets, state.assets);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored_and_a_stale_journal_too() {
+        let (_dir, store) = store();
+        let mut state = with_assets(2);
+        store.save(&mut state).unwrap();
+        state.assets.remove("box-0");
+        store.record(&mut state, &["box-0"]).unwrap();
+        // A crash mid-append: half a line.
+        let mut f = std::fs::OpenOptions::new().append(true).open(store.journal_path()).unwrap();
+        f.write_all(b"\n{\"lineage\":\"").unwrap();
+        drop(f);
+        let back = store.load().unwrap().unwrap();
+        assert!(!back.assets.contains_key("box-0"));
+        // The next line still lands whole after the torn one.
+        state.assets.remove("box-1");
+        store.record(&mut state, &["box-1"]).unwrap();
+        assert!(store.load().unwrap().unwrap().assets.is_empty());
+        // A journal for an older serial (its removal failed) is ignored.
+        let journal = std::fs::read(store.journal_path()).unwrap();
+        let mut fresh = with_assets(2);
+        fresh.lineage = state.lineage;
+        fresh.serial = state.serial;
+        std::fs::remove_file(store.journal_path()).unwrap();
+        store.save(&mut fresh).unwrap();
+        std::fs::write(store.journal_path(), journal).unwrap();
+        assert_eq!(store.load().unwrap().unwrap().assets.len(), 2);
+    }
+
+    #[test]
+    fn a_corrupt_or_planted_journal_is_refused() {
+        let (_dir, store) = store();
+        let mut state = with_assets(1);
+        store.save(&mut state).unwrap();
+        std::fs::write(store.journal_path(), "not json\n{}\n").unwrap();
+        assert!(matches!(store.load(), Err(Error::StateCorrupt { .. })));
+        std::fs::remove_file(store.journal_path()).unwrap();
+        #[cfg(unix)]
+        {
+            let target = store.dir().join("elsewhere");
+            std::fs::write(&target, "").unwrap();
+            std::os::unix::fs::symlink(&target, store.journal_path()).unwrap();
+            assert!(matches!(
+                store.record(&mut state, &["box-0"]),
+                Err(Error::StateUnsafe { .. })
+            ));
+            assert!(matches!(store.load(), Err(Error::StateUnsafe { .. })));
+            assert_eq!(std::fs::read(&target).unwrap(), b"");
+        }
+    }
+
+    #[test]
+    fn journaling_n_assets_writes_o_n_bytes() {
+        let bytes_for = |n: usize| {
+            let (_dir, store) = store();
+            let mut state = with_assets(n);
+            store.save(&mut state).unwrap();
+            for i in 0..n {
+                state.assets.get_mut(&format!("box-{i}")).unwrap().binding = format!("b{i}");
+                store.record(&mut state, &[format!("box-{i}").as_str()]).unwrap();
+            }
+            store.save(&mut state).unwrap();
+            store.written().1
+        };
+        let (small, large) = (bytes_for(20), bytes_for(2000));
+        // 100× the assets: about 100× the bytes (rewriting the file after
+        // each asset would be 10,000×).
+        let ratio = large as f64 / small as f64;
+        assert!(ratio < 150.0, "{small} → {large} bytes: {ratio:.0}×");
     }
 
     #[cfg(unix)]

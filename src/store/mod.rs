@@ -37,6 +37,12 @@ pub trait StateStore {
     /// nothing is written.
     fn save(&self, state: &mut State) -> Result<(), Error>;
 
+    /// Makes the current records of `assets` in `state` durable now, as
+    /// cheaply as the store can (the file store appends them to a journal
+    /// that `load` replays and the next `save` folds in). Called only under
+    /// the lock.
+    fn record(&self, state: &mut State, assets: &[&str]) -> Result<(), Error>;
+
     /// Takes the exclusive lock, waiting up to `timeout`; `waiting` is called
     /// once with the holder's details if the lock is busy.
     fn lock(
