@@ -174,10 +174,17 @@ pub struct PlanArgs {
     /// Plan only these assets (repeatable).
     #[arg(long, value_name = "NAME")]
     pub target: Vec<String>,
+    /// Plan consent again for this asset although its tokens are fine (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub reconsent: Vec<String>,
 }
 
 #[derive(Debug, Args)]
+#[allow(clippy::struct_excessive_bools)] // reason: each bool is an independent command-line flag
 pub struct ApplyArgs {
+    /// A plan saved by `plan --out`: apply exactly that, without planning or asking again.
+    #[arg(value_name = "PLAN")]
+    pub plan: Option<PathBuf>,
     /// Apply without asking (needed when not on a terminal).
     #[arg(long)]
     pub auto_approve: bool,
@@ -188,8 +195,14 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "DURATION", default_value = "5m")]
     pub consent_timeout: String,
     /// Apply only these assets (repeatable).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "plan")]
     pub target: Vec<String>,
+    /// Consent again for this asset although its tokens are fine, e.g. after a password reset (repeatable).
+    #[arg(long, value_name = "NAME", conflicts_with = "plan")]
+    pub reconsent: Vec<String>,
+    /// Print one JSON document of outcomes at the end (schema: `mailform schema apply`); the rest goes to stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -208,4 +221,6 @@ pub enum SchemaKind {
     Plan,
     /// validate --json, and the failures of every --json command
     Diagnostics,
+    /// apply --json
+    Apply,
 }

@@ -152,6 +152,17 @@ pub enum Error {
     #[error("{count} asset{} failed to apply (above); the others were applied", if *count == 1 { "" } else { "s" })]
     ApplyFailed { count: usize },
 
+    #[error("saved plan {}: {why}", path.display())]
+    SavedPlan {
+        path: std::path::PathBuf,
+        why: String,
+    },
+
+    #[error(
+        "interrupted: {done} of {total} changes were made and stored; run mailform plan to see what is left"
+    )]
+    Interrupted { done: usize, total: usize },
+
     #[error("{0}")]
     Usage(String),
 
@@ -169,7 +180,10 @@ impl Error {
     /// The process exit code for this error. Every error is 1; 2 is reserved
     /// for `plan --detailed-exitcode` reporting changes.
     pub fn exit_code(&self) -> u8 {
-        1
+        match self {
+            Error::Interrupted { .. } => crate::interrupt::EXIT_CODE,
+            _ => 1,
+        }
     }
 }
 

@@ -16,6 +16,7 @@ pub mod diagnostic;
 pub mod digest;
 pub mod error;
 pub mod files;
+pub mod interrupt;
 pub mod lock;
 pub mod oauth;
 pub mod observe;

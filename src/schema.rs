@@ -36,6 +36,10 @@ pub fn json(kind: SchemaKind) -> String {
             .into_generator()
             .into_root_schema_for::<DiagnosticsDoc>()
             .to_value(),
+        SchemaKind::Apply => SchemaSettings::draft2020_12()
+            .into_generator()
+            .into_root_schema_for::<crate::render::apply::ApplyDoc>()
+            .to_value(),
     };
     serde_json::to_string_pretty(&schema).expect("schemas serialize") + "\n"
 }
@@ -77,5 +81,6 @@ pub fn file_name(kind: SchemaKind) -> &'static str {
         SchemaKind::State => "schemas/state.schema.json",
         SchemaKind::Plan => "schemas/plan.schema.json",
         SchemaKind::Diagnostics => "schemas/diagnostics.schema.json",
+        SchemaKind::Apply => "schemas/apply.schema.json",
     }
 }

@@ -50,12 +50,21 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
             crate::diagnostic::shown(&args.consent_timeout)
         ))
     })?;
-    super::plan::check_secrets(ctx, &config, &args.target)?;
+    // A saved plan is read (and its shape checked) before anything else.
+    let saved = match &args.plan {
+        Some(path) => Some(read_saved_plan(path)?),
+        None => None,
+    };
+    let targets: Vec<String> = match &saved {
+        Some(p) => p.changes.iter().map(|c| c.asset.clone()).collect(),
+        None => args.target.clone(),
+    };
+    super::plan::check_secrets(ctx, &config, &targets)?;
     let store = Context::store(&config);
     store.prepare_dir()?;
     let _lock = ctx.lock(&store, "apply", settings.lock_timeout)?;
     let mut state = store.load()?.unwrap_or_else(State::new);
-    for t in &args.target {
+    for t in args.target.iter().chain(&args.reconsent) {
         let applied = state.assets.keys().map(String::as_str);
         known_asset(
             t,
@@ -63,34 +72,69 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
             &config,
         )?;
     }
+    if let Some(t) = args
+        .reconsent
+        .iter()
+        .find(|t| !config.assets.contains_key(*t))
+    {
+        return Err(Error::Usage(format!(
+            "--reconsent {t}: it is no longer in {}, so apply revokes and forgets it instead",
+            config.path.display()
+        )));
+    }
     let key = key_for(ctx, &config, &mut state)?;
 
-    let now = Utc::now();
-    let (live, failures) = super::plan::live_checks(
-        &config,
-        &settings,
-        &store,
-        &mut state,
-        &key,
-        &args.target,
-        None,
-        now,
-    )?;
-    let mut observations = observe::sealed_tokens(&state, &key, &args.target);
-    observations.assets.extend(live.assets);
-    observations.live = true;
-    for (name, e) in &failures {
-        ctx.printer.err(&format!("warning: {name}: {e}\n"))?;
-    }
-    let plan = plan::plan(&config, Some(&state), &observations, now, &args.target);
-    ctx.printer.out(&render::plan::human(&plan))?;
+    // Human output goes to stderr when stdout carries the JSON document.
+    let say = |text: &str| {
+        if args.json {
+            ctx.printer.err(text)
+        } else {
+            ctx.printer.out(text)
+        }
+    };
+    let plan = if let (Some(plan), Some(path)) = (saved, &args.plan) {
+        check_saved_plan(&plan, path, &config, &state)?;
+        say(&render::plan::human(&plan))?;
+        plan
+    } else {
+        let now = Utc::now();
+        let (live, failures) = super::plan::live_checks(
+            &config,
+            &settings,
+            &store,
+            &mut state,
+            &key,
+            &args.target,
+            None,
+            now,
+        )?;
+        let mut observations = observe::sealed_tokens(&state, &key, &args.target);
+        observations.assets.extend(live.assets);
+        observations.live = true;
+        for (name, e) in &failures {
+            ctx.printer.err(&format!("warning: {name}: {e}\n"))?;
+        }
+        let mut plan = plan::plan(&config, Some(&state), &observations, now, &args.target);
+        plan.force_reconsent(&args.reconsent);
+        say(&render::plan::human(&plan))?;
+        if !plan.is_empty()
+            && !args.auto_approve
+            && !ctx.confirm("Apply these changes?", "apply", "--auto-approve")?
+        {
+            return Err(Error::Usage("apply cancelled; nothing was changed".into()));
+        }
+        plan
+    };
     if plan.is_empty() {
+        if args.json {
+            let doc = document(&plan, &[], &state, &store, args, false);
+            ctx.printer.out(&doc)?;
+        }
         return Ok(ExitStatus::Success);
     }
-    if !args.auto_approve && !ctx.confirm("Apply these changes?", "apply", "--auto-approve")? {
-        return Err(Error::Usage("apply cancelled; nothing was changed".into()));
-    }
 
+    // From here on a Ctrl-C stops the run cleanly (see `interrupt`).
+    crate::interrupt::install();
     let runtime = super::runtime()?;
     let mut run = Run {
         ctx,
@@ -103,13 +147,18 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
         unsaved: false,
         parallelism: usize::try_from(settings.parallelism).unwrap_or(usize::MAX),
         smtp_timeout: settings.smtp_timeout,
+        started: BTreeMap::new(),
     };
     let mut consents = Vec::new();
+    let mut deletes = Vec::new();
     for change in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
+        if crate::interrupt::requested() {
+            break;
+        }
         let name = change.asset.as_str();
         match change.action {
             Action::Update => run.update(&mut state, name),
-            Action::Delete => run.delete(&mut state, name),
+            Action::Delete => deletes.push(name.to_string()),
             // A re-consent's old grant stays until a new one is stored (see
             // store_grant): a consent that fails or never happens must not
             // cost the mailbox its working grant.
@@ -117,7 +166,10 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
             Action::NoOp => {}
         }
     }
-    if !consents.is_empty() {
+    if !deletes.is_empty() && !crate::interrupt::requested() {
+        run.delete(&mut state, &deletes);
+    }
+    if !consents.is_empty() && !crate::interrupt::requested() {
         let mode = settings.consent.unwrap_or_else(default_mode);
         run.consent(&mut state, &consents, mode, consent_timeout);
     }
@@ -145,17 +197,143 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
             _ => None,
         })
         .collect();
-    if !proofs.is_empty() {
+    if !proofs.is_empty() && !crate::interrupt::requested() {
         run.prove(&mut state, &proofs);
     }
     run.commit(&mut state);
+    let interrupted = crate::interrupt::requested();
+    let total = plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .count();
     if ctx.cli.verbose {
         let (writes, bytes) = store.written();
         render::verbose_line(&format!(
             "state: {writes} writes, {bytes} bytes (state files and journal lines)"
         ));
     }
-    run.summary()
+    let status = run.summary(args.json);
+    if args.json {
+        let outcomes: Vec<render::apply::AssetOutcome> = plan
+            .changes
+            .iter()
+            .filter(|c| c.action != Action::NoOp)
+            .map(|c| run.outcome(c))
+            .collect();
+        ctx.printer.out(&document(
+            &plan,
+            &outcomes,
+            &state,
+            &store,
+            args,
+            interrupted,
+        ))?;
+        ctx.doc_printed.set(true);
+    }
+    if interrupted {
+        return Err(Error::Interrupted {
+            done: run.done.iter().filter(|d| d.outcome.is_ok()).count(),
+            total,
+        });
+    }
+    status
+}
+
+/// Reads a saved plan (`plan --out`), bounded, refusing what is not one.
+fn read_saved_plan(path: &std::path::Path) -> Result<plan::Plan, Error> {
+    let bad = |why: String| Error::SavedPlan {
+        path: path.to_path_buf(),
+        why,
+    };
+    let bytes = crate::files::read(
+        path,
+        u64::try_from(plan::MAX_PLAN_BYTES).unwrap_or(u64::MAX),
+        crate::files::Links::Follow,
+    )
+    .map_err(|e| bad(e.to_string()))?;
+    plan::Plan::read_saved(&bytes).map_err(bad)
+}
+
+/// A saved plan applies only to the state and config it was made from.
+fn check_saved_plan(
+    plan: &plan::Plan,
+    path: &std::path::Path,
+    config: &Config,
+    state: &State,
+) -> Result<(), Error> {
+    let bad = |why: String| Error::SavedPlan {
+        path: path.to_path_buf(),
+        why,
+    };
+    let lineage = (state.serial > 0).then_some(state.lineage);
+    if plan.lineage != lineage {
+        return Err(bad(match (plan.lineage, lineage) {
+            (Some(_), None) => "it was made against a state, and there is none here — run mailform plan again".into(),
+            (None, Some(_)) => "it was made before any state existed, and there is one now — run mailform plan again".into(),
+            _ => "it was made against another state (its lineage differs) — run mailform plan here".into(),
+        }));
+    }
+    if plan.serial != state.serial {
+        return Err(bad(format!(
+            "saved plan is stale: state serial is {}, the plan was made at {} — run mailform plan again",
+            state.serial, plan.serial
+        )));
+    }
+    if plan.config_digest != config.digest {
+        return Err(bad(format!(
+            "{} changed since the plan was made — run mailform plan again",
+            config.path.display()
+        )));
+    }
+    if let Some(c) = plan
+        .changes
+        .iter()
+        .find(|c| !config.assets.contains_key(&c.asset) && !state.assets.contains_key(&c.asset))
+    {
+        return Err(bad(format!(
+            "it names asset `{}`, which is neither in the config nor in state",
+            crate::diagnostic::shown(&c.asset)
+        )));
+    }
+    Ok(())
+}
+
+/// The `apply --json` document.
+fn document(
+    plan: &plan::Plan,
+    assets: &[render::apply::AssetOutcome],
+    state: &State,
+    store: &FileStore,
+    args: &ApplyArgs,
+    interrupted: bool,
+) -> String {
+    use render::apply::{ApplyDoc, ApplySummary, Outcome, StateWrites};
+    let mut summary = ApplySummary::default();
+    for a in assets {
+        match (a.outcome, a.action) {
+            (Outcome::Failed, _) => summary.failed += 1,
+            (Outcome::NotStarted, _) => summary.not_started += 1,
+            (Outcome::Applied, Action::Create) => summary.created += 1,
+            (Outcome::Applied, Action::Update) => summary.updated += 1,
+            (Outcome::Applied, Action::Reconsent) => summary.reconsented += 1,
+            (Outcome::Applied, Action::Delete) => summary.deleted += 1,
+            (Outcome::Applied, Action::NoOp) => {}
+        }
+    }
+    let (count, bytes) = store.written();
+    let doc = ApplyDoc {
+        format_version: render::apply::APPLY_FORMAT_VERSION,
+        mailform_version: env!("CARGO_PKG_VERSION").to_string(),
+        lineage: (state.serial > 0).then_some(state.lineage).or(plan.lineage),
+        serial: state.serial,
+        plan_file: args.plan.as_ref().map(|p| p.display().to_string()),
+        interrupted,
+        assets: assets.to_vec(),
+        summary,
+        state_writes: StateWrites { count, bytes },
+    };
+    serde_json::to_string_pretty(&doc).expect("apply documents serialize") + "\n"
 }
 
 /// `loopback` where a person can consent (a terminal, or `$BROWSER` set);
@@ -195,6 +373,8 @@ struct Done {
     asset: String,
     action: Action,
     outcome: Result<String, String>,
+    /// When its last step ended.
+    ended: std::time::Instant,
 }
 
 /// One apply's working set.
@@ -210,6 +390,8 @@ struct Run<'a> {
     unsaved: bool,
     parallelism: usize,
     smtp_timeout: std::time::Duration,
+    /// When each asset's first step started.
+    started: BTreeMap<String, (chrono::DateTime<Utc>, std::time::Instant)>,
 }
 
 /// One login to prove after the changes.
@@ -284,6 +466,12 @@ impl Run<'_> {
                 let permits = Arc::clone(&permits);
                 tasks.spawn(async move {
                     let _permit = permits.acquire_owned().await.expect("never closed");
+                    if crate::interrupt::requested() {
+                        let skipped = Err(observe::Failure::Setup(
+                            "not proven: interrupted before it started".into(),
+                        ));
+                        return (proof.name, proof.probe.endpoint.server(), skipped, None);
+                    }
                     let refresh = proof.refresh.as_ref().map(|(c, r)| (&**c, r));
                     let (result, grant) =
                         observe::prove_login(&proof.probe, &proof.access, refresh, proof.stale)
@@ -320,6 +508,9 @@ impl Run<'_> {
         grant: Option<crate::oauth::Grant>,
     ) {
         let now = Utc::now();
+        if let Some(d) = self.done.iter_mut().find(|d| d.asset == name) {
+            d.ended = std::time::Instant::now();
+        }
         if let Some(grant) = grant {
             let old = self.stored(state, name).and_then(|(_, t)| t.refresh_token);
             let access_expires_at = grant.access_expires_at(now);
@@ -381,6 +572,7 @@ impl Run<'_> {
         if let Some(d) = self.done.iter_mut().find(|d| d.asset == asset) {
             let before = d.outcome.as_deref().unwrap_or("");
             d.outcome = Err(format!("{before}, but {why}"));
+            d.ended = std::time::Instant::now();
         }
     }
 
@@ -390,11 +582,47 @@ impl Run<'_> {
             Err(why) => format!("{asset}: failed: {why}\n"),
         };
         let _ = self.ctx.printer.err(&line);
+        self.begin(asset);
         self.done.push(Done {
             asset: asset.to_string(),
             action,
             outcome,
+            ended: std::time::Instant::now(),
         });
+    }
+
+    /// Notes that `asset`'s first step starts now (later calls keep the first).
+    fn begin(&mut self, asset: &str) {
+        self.started
+            .entry(asset.to_string())
+            .or_insert_with(|| (Utc::now(), std::time::Instant::now()));
+    }
+
+    /// How `change` went, for `apply --json`.
+    fn outcome(&self, change: &plan::Change) -> render::apply::AssetOutcome {
+        use render::apply::Outcome;
+        let done = self.done.iter().find(|d| d.asset == change.asset);
+        let started = self.started.get(&change.asset);
+        let (outcome, detail) = match done.map(|d| &d.outcome) {
+            Some(Ok(what)) => (Outcome::Applied, what.clone()),
+            Some(Err(why)) => (Outcome::Failed, why.clone()),
+            None => (
+                Outcome::NotStarted,
+                "not started: the apply was interrupted".to_string(),
+            ),
+        };
+        render::apply::AssetOutcome {
+            asset: change.asset.clone(),
+            action: change.action,
+            outcome,
+            detail,
+            reasons: change.reasons.clone(),
+            started_at: started.map(|s| s.0),
+            duration_ms: started.zip(done).map(|(s, d)| {
+                u64::try_from(d.ended.saturating_duration_since(s.1).as_millis())
+                    .unwrap_or(u64::MAX)
+            }),
+        }
     }
 
     /// Makes `name`'s record durable now (a journal line, folded into the
@@ -432,6 +660,7 @@ impl Run<'_> {
     }
 
     fn update(&mut self, state: &mut State, name: &str) {
+        self.begin(name);
         let asset = &self.config.assets[name];
         if let Some(record) = state.assets.get_mut(name) {
             record.applied = plan::applied(self.config, asset);
@@ -439,18 +668,6 @@ impl Run<'_> {
         }
         let outcome = self.save(state, name).map(|()| "updated".to_string());
         self.record(name, Action::Update, outcome);
-    }
-
-    /// Revokes an asset's stored tokens at the provider that issued them:
-    /// only when the configured provider is still that client at that
-    /// revocation endpoint (a token must not be sent to another one).
-    /// `Ok(true)` when revoked. The refresh token goes first (revoking it ends
-    /// the grant); the access token only when there is no refresh token.
-    fn revoke(&mut self, state: &State, name: &str) -> Result<bool, String> {
-        match self.stored(state, name) {
-            Some((applied, tokens)) => self.revoke_tokens(&applied, &tokens),
-            None => Ok(false), // nothing genuine to revoke
-        }
     }
 
     /// An asset's applied record and its tokens, when it holds tokens that open.
@@ -466,43 +683,98 @@ impl Run<'_> {
         Some((record.applied.clone(), tokens))
     }
 
-    /// Revokes `tokens`, granted under `applied`, as [`Run::revoke`] says.
+    /// Revokes `tokens`, granted under `applied`, as [`Run::revocation`] says.
     fn revoke_tokens(&mut self, applied: &AppliedAsset, tokens: &Tokens) -> Result<bool, String> {
+        match self.revocation(applied, tokens)? {
+            Some((client, token, kind)) => self
+                .runtime
+                .block_on(client.revoke(&token, kind))
+                .map_err(|e| e.to_string()),
+            None => Ok(false),
+        }
+    }
+
+    /// What revoking `tokens` takes: the client and the token to send, or
+    /// `None` when mailform cannot revoke them. Tokens are revoked only at
+    /// the provider that issued them, when the configured provider is still
+    /// that client at that revocation endpoint (a token must not be sent to
+    /// another one). The refresh token goes (revoking it ends the grant); the
+    /// access token only when there is no refresh token.
+    fn revocation(
+        &mut self,
+        applied: &AppliedAsset,
+        tokens: &Tokens,
+    ) -> Result<Option<(Arc<ProviderClient>, Secret, TokenKind)>, String> {
         let Some(provider) = self.config.providers.get(&applied.provider) else {
-            return Ok(false);
+            return Ok(None);
         };
         let same_client = provider.client_id == applied.client_id
             && provider.revocation_url.as_ref().map(ToString::to_string) == applied.revocation_url;
         if !same_client {
-            return Ok(false);
+            return Ok(None);
         }
         let client = self.client(&provider.name)?;
         let (token, kind) = match &tokens.refresh_token {
-            Some(refresh) => (refresh, TokenKind::Refresh),
-            None => (&tokens.access_token, TokenKind::Access),
+            Some(refresh) => (refresh.clone(), TokenKind::Refresh),
+            None => (tokens.access_token.clone(), TokenKind::Access),
         };
-        self.runtime
-            .block_on(client.revoke(token, kind))
-            .map_err(|e| e.to_string())
+        Ok(Some((client, token, kind)))
     }
 
-    fn delete(&mut self, state: &mut State, name: &str) {
-        let outcome = match self.revoke(state, name) {
-            Ok(revoked) => {
-                state.assets.remove(name);
-                self.save(state, name).map(|()| {
-                    if revoked {
-                        "tokens revoked at the provider, then forgotten".to_string()
-                    } else {
-                        "forgotten (the provider has no revocation endpoint, or the tokens could not be opened: revoke access in its console)".to_string()
-                    }
-                })
+    /// Deletes: each asset's tokens revoked at the provider (in parallel, up
+    /// to `parallelism`), then the asset forgotten, recorded as each
+    /// revocation answers.
+    fn delete(&mut self, state: &mut State, names: &[String]) {
+        let mut jobs = Vec::new();
+        for name in names {
+            self.begin(name);
+            let prepared = match self.stored(state, name) {
+                Some((applied, tokens)) => self.revocation(&applied, &tokens),
+                None => Ok(None), // nothing genuine to revoke
+            };
+            jobs.push((name.clone(), prepared));
+        }
+        let permits = Arc::new(tokio::sync::Semaphore::new(self.parallelism.max(1)));
+        let runtime = self.runtime;
+        runtime.block_on(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for (name, prepared) in jobs {
+                let permits = Arc::clone(&permits);
+                tasks.spawn(async move {
+                    let _permit = permits.acquire_owned().await.expect("never closed");
+                    let result = match prepared {
+                        Ok(Some(_)) if crate::interrupt::requested() => {
+                            Err("not started: interrupted".to_string())
+                        }
+                        Ok(Some((client, token, kind))) => {
+                            client.revoke(&token, kind).await.map_err(|e| e.to_string())
+                        }
+                        Ok(None) => Ok(false),
+                        Err(why) => Err(why),
+                    };
+                    (name, result)
+                });
             }
-            Err(why) => Err(format!(
-                "{why}; the asset stays in state, so a later apply revokes it"
-            )),
-        };
-        self.record(name, Action::Delete, outcome);
+            while let Some(done) = tasks.join_next().await {
+                let (name, result) = done.expect("a revocation task does not panic");
+                let outcome = match result {
+                    Ok(revoked) => {
+                        state.assets.remove(&name);
+                        self.save(state, &name).map(|()| {
+                            if revoked {
+                                "tokens revoked at the provider, then forgotten".to_string()
+                            } else {
+                                "forgotten (the provider has no revocation endpoint, or the tokens could not be opened: revoke access in its console)".to_string()
+                            }
+                        })
+                    }
+                    Err(why) => Err(format!(
+                        "{why}; the asset stays in state, so a later apply revokes it"
+                    )),
+                };
+                self.record(&name, Action::Delete, outcome);
+            }
+        });
     }
 
     fn consent(
@@ -512,6 +784,9 @@ impl Run<'_> {
         mode: ConsentMode,
         timeout: std::time::Duration,
     ) {
+        for name in names {
+            self.begin(name);
+        }
         match mode {
             ConsentMode::Loopback => self.loopback(state, names, timeout),
             ConsentMode::Never => {
@@ -764,7 +1039,7 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn summary(&self) -> Result<ExitStatus, Error> {
+    fn summary(&self, json: bool) -> Result<ExitStatus, Error> {
         let count = |action: Action| {
             self.done
                 .iter()
@@ -785,7 +1060,11 @@ impl Run<'_> {
                 let _ = writeln!(text, "  {}: {why}", d.asset);
             }
         }
-        self.ctx.printer.out(&text)?;
+        if json {
+            self.ctx.printer.err(&text)?;
+        } else {
+            self.ctx.printer.out(&text)?;
+        }
         if failed.is_empty() {
             Ok(ExitStatus::Success)
         } else {

@@ -184,8 +184,8 @@ impl Context<'_> {
         })?;
         if let Some(dead) = lock.taken_over() {
             self.printer.err(&format!(
-                "Took over the state lock left by {} ({}, pid {}), which is no longer running.\n",
-                dead.who, dead.operation, dead.pid
+                "Took over the state lock left by {} ({}, pid {}, lock ID {}), which is no longer running.\n",
+                dead.who, dead.operation, dead.pid, dead.id
             ))?;
         }
         Ok(lock)

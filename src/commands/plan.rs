@@ -24,7 +24,7 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
     let applied = state
         .iter()
         .flat_map(|s| s.assets.keys().map(String::as_str));
-    for t in &args.target {
+    for t in args.target.iter().chain(&args.reconsent) {
         known_asset(
             t,
             config
@@ -81,7 +81,8 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
     observations.assets.extend(live.assets);
     observations.live = !args.offline;
 
-    let plan = plan::plan(&config, state.as_ref(), &observations, now, &args.target);
+    let mut plan = plan::plan(&config, state.as_ref(), &observations, now, &args.target);
+    plan.force_reconsent(&args.reconsent);
 
     let json = || serde_json::to_string_pretty(&plan).expect("plans serialize") + "\n";
     if let Some(out) = &args.out {

@@ -89,10 +89,14 @@ impl Listener {
             .map(|c| (c.pending.state.clone(), c))
             .collect();
         let deadline = Instant::now() + timeout;
-        while !waiting.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
+        while !waiting.is_empty() && !crate::interrupt::requested() {
+            // Short waits, so a Ctrl-C is seen within a moment.
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(200));
             let request = match self.server.recv_timeout(left) {
                 Ok(Some(r)) => r,
+                Ok(None) if Instant::now() < deadline => continue,
                 Ok(None) => break,
                 Err(e) => {
                     for (_, c) in std::mem::take(&mut waiting) {
@@ -109,7 +113,12 @@ impl Listener {
             self.answer(request, &mut waiting, runtime, done);
         }
         for (_, c) in waiting {
-            done(&c, Err(ConsentError::TimedOut(timeout)));
+            let why = if crate::interrupt::requested() {
+                ConsentError::Other("interrupted before the consent arrived".into())
+            } else {
+                ConsentError::TimedOut(timeout)
+            };
+            done(&c, Err(why));
         }
     }
 

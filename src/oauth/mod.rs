@@ -291,29 +291,34 @@ impl ProviderClient {
         token: &Secret,
         hint: TokenKind,
     ) -> Result<(), OAuthError> {
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        form.append_pair("token", token.expose())
-            .append_pair("token_type_hint", hint.as_str());
         let mut request = oauth2::http::Request::post(url.as_str()).header(
             oauth2::http::header::CONTENT_TYPE,
             "application/x-www-form-urlencoded",
         );
-        match (&self.auth, &self.client_secret) {
-            (AuthType::BasicAuth, Some(secret)) => {
-                request = request.header(
-                    oauth2::http::header::AUTHORIZATION,
-                    basic_auth(&self.client_id, secret),
-                );
-            }
-            (_, secret) => {
-                form.append_pair("client_id", &self.client_id);
-                if let Some(secret) = secret {
-                    form.append_pair("client_secret", secret.expose());
+        // The form is built and dropped before the await (its serializer
+        // is not `Send`), so revocations can run as tokio tasks.
+        let body = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("token", token.expose())
+                .append_pair("token_type_hint", hint.as_str());
+            match (&self.auth, &self.client_secret) {
+                (AuthType::BasicAuth, Some(secret)) => {
+                    request = request.header(
+                        oauth2::http::header::AUTHORIZATION,
+                        basic_auth(&self.client_id, secret),
+                    );
+                }
+                (_, secret) => {
+                    form.append_pair("client_id", &self.client_id);
+                    if let Some(secret) = secret {
+                        form.append_pair("client_secret", secret.expose());
+                    }
                 }
             }
-        }
+            form.finish().into_bytes()
+        };
         let request = request
-            .body(form.finish().into_bytes())
+            .body(body)
             .expect("a POST with a form body is a valid request");
         let response = self
             .transport

@@ -126,6 +126,8 @@ pub enum Reason {
     FieldsChanged {
         fields: Vec<Field>,
     },
+    /// `--reconsent` asked for consent again although the tokens are fine.
+    ReconsentRequested,
     /// The SMTP server refused the XOAUTH2 login: now (a live check), or at
     /// the last check recorded in state (`checked_at`).
     SmtpLoginRefused {
@@ -174,7 +176,93 @@ pub struct Summary {
     pub no_op: usize,
 }
 
+impl Summary {
+    /// Counts `changes` by action.
+    pub fn of(changes: &[Change]) -> Summary {
+        let mut summary = Summary::default();
+        for c in changes {
+            *match c.action {
+                Action::Create => &mut summary.create,
+                Action::Update => &mut summary.update,
+                Action::Reconsent => &mut summary.reconsent,
+                Action::Delete => &mut summary.delete,
+                Action::NoOp => &mut summary.no_op,
+            } += 1;
+        }
+        summary
+    }
+}
+
+/// Largest saved plan read (a plan of 10,000 assets is a few MB).
+pub const MAX_PLAN_BYTES: usize = 64 * 1024 * 1024;
+
 impl Plan {
+    /// Marks `names` (applied assets still in the config) for consent
+    /// again although their tokens are fine (`--reconsent`, e.g. after a
+    /// password reset). Assets to be created consent anyway.
+    pub fn force_reconsent(&mut self, names: &[String]) {
+        for c in self
+            .changes
+            .iter_mut()
+            .filter(|c| names.contains(&c.asset))
+            .filter(|c| matches!(c.action, Action::NoOp | Action::Update | Action::Reconsent))
+        {
+            c.action = Action::Reconsent;
+            if !c.reasons.contains(&Reason::ReconsentRequested) {
+                c.reasons.push(Reason::ReconsentRequested);
+            }
+        }
+        self.summary = Summary::of(&self.changes);
+    }
+
+    /// A saved plan (`plan --out`), read back: well-formed JSON of this
+    /// format, whose changes agree with its summary. Says why not, in a
+    /// few words that quote nothing of the file.
+    pub fn read_saved(bytes: &[u8]) -> Result<Plan, String> {
+        #[derive(Deserialize)]
+        struct Version {
+            format_version: Option<u32>,
+        }
+        if bytes.len() > MAX_PLAN_BYTES {
+            return Err(format!("it is larger than {MAX_PLAN_BYTES} bytes"));
+        }
+        let plan: Plan = serde_json::from_slice(bytes).map_err(
+            |e| match serde_json::from_slice::<Version>(bytes).map(|v| v.format_version) {
+                Ok(Some(v)) if v != PLAN_FORMAT_VERSION => {
+                    format!("its format_version is {v}; this mailform reads {PLAN_FORMAT_VERSION}")
+                }
+                _ => format!(
+                    "it is not a mailform plan ({} at line {}, column {})",
+                    match e.classify() {
+                        serde_json::error::Category::Io => "unreadable",
+                        serde_json::error::Category::Syntax => "invalid JSON",
+                        serde_json::error::Category::Data => "an unexpected value",
+                        serde_json::error::Category::Eof => "cut short",
+                    },
+                    e.line(),
+                    e.column()
+                ),
+            },
+        )?;
+        if plan.format_version != PLAN_FORMAT_VERSION {
+            return Err(format!(
+                "its format_version is {}; this mailform reads {PLAN_FORMAT_VERSION}",
+                plan.format_version
+            ));
+        }
+        if Summary::of(&plan.changes) != plan.summary {
+            return Err("its summary does not match its changes (was it edited?)".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(c) = plan.changes.iter().find(|c| !seen.insert(c.asset.as_str())) {
+            return Err(format!(
+                "it lists asset `{}` twice (was it edited?)",
+                crate::diagnostic::shown(&c.asset)
+            ));
+        }
+        Ok(plan)
+    }
+
     /// True when nothing would change: the CI drift check passes.
     pub fn is_empty(&self) -> bool {
         self.changes.iter().all(|c| c.action == Action::NoOp)
@@ -246,16 +334,7 @@ pub fn plan(
         changes.push(change);
     }
 
-    let mut summary = Summary::default();
-    for c in &changes {
-        *match c.action {
-            Action::Create => &mut summary.create,
-            Action::Update => &mut summary.update,
-            Action::Reconsent => &mut summary.reconsent,
-            Action::Delete => &mut summary.delete,
-            Action::NoOp => &mut summary.no_op,
-        } += 1;
-    }
+    let summary = Summary::of(&changes);
     Plan {
         format_version: PLAN_FORMAT_VERSION,
         mailform_version: env!("CARGO_PKG_VERSION").to_string(),

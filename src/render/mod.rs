@@ -5,6 +5,7 @@
 //! never with `NO_COLOR`, or as `--color` / `MAILFORM_COLOR` say. Renderers
 //! build text with ANSI styles; the streams strip them when colour is off.
 
+pub mod apply;
 pub mod diagnostic;
 pub mod export;
 pub mod plan;

@@ -104,6 +104,7 @@ fn headline(c: &Change) -> String {
         .iter()
         .filter_map(|r| match r {
             Reason::NotInState => Some("consent needed".into()),
+            Reason::ReconsentRequested => Some("consent again requested (--reconsent)".into()),
             Reason::NotInConfig => Some("tokens revoked at the provider, then forgotten".into()),
             Reason::TokenMissing => Some("no tokens stored".into()),
             Reason::TokenRevoked { error, description } => Some(match description {

@@ -625,8 +625,8 @@ fn a_dead_holders_lock_is_taken_over_or_removed_with_confirmation() {
     let run = Mailform::new(dir.path()).run(["init"]).ok();
     assert!(
         run.stderr.contains(&format!(
-            "Took over the state lock left by {} (apply, pid {}), which is no longer running.",
-            dead.who, dead.pid
+            "Took over the state lock left by {} (apply, pid {}, lock ID {}), which is no longer running.",
+            dead.who, dead.pid, dead.id
         )),
         "{}",
         run.stderr

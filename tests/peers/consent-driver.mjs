@@ -15,6 +15,7 @@
 //                      CONSENT_DENY_USERS="a b"  only these users press Deny
 //   --scopes "a b"     CONSENT_SCOPES     approve only these of the asked scopes
 //   --no-callback      CONSENT_NO_CALLBACK=1  print the redirect URL, do not request it
+//                      CONSENT_SILENT_USERS="a b"  only these users never come back (they approve, then close the tab)
 //                                          (what a person does for `--consent manual`)
 //   --ca FILE          CONSENT_CA or PEERS_CA   the test CA (PEM)
 // Exit 0 when the flow reached the redirect URI or the device flow's success
@@ -43,7 +44,7 @@ const passwordOption = option('--password');
 const denyFlag = flag('--deny');
 const scopesArg = option('--scopes') ?? process.env.CONSENT_SCOPES;
 const only = scopesArg ? new Set(scopesArg.split(/[ ,]+/).filter(Boolean)) : undefined;
-const noCallback = flag('--no-callback') ?? process.env.CONSENT_NO_CALLBACK === '1';
+const noCallbackFlag = flag('--no-callback') ?? process.env.CONSENT_NO_CALLBACK === '1';
 const caFile = option('--ca') ?? process.env.CONSENT_CA ?? process.env.PEERS_CA;
 const start = args[0];
 // Without a forced user, the person signs in to the account the request
@@ -55,6 +56,8 @@ const password = passwordOption ?? process.env.CONSENT_PASSWORD ?? `${user.split
 // CONSENT_DENY_USERS="a@x b@x": those people press Deny, the others approve.
 const denyUsers = (process.env.CONSENT_DENY_USERS ?? '').split(/[ ,]+/).filter(Boolean);
 const deny = denyFlag || process.env.CONSENT_ACTION === 'deny' || denyUsers.includes(user);
+const silentUsers = (process.env.CONSENT_SILENT_USERS ?? '').split(/[ ,]+/).filter(Boolean);
+const noCallback = noCallbackFlag || silentUsers.includes(user);
 
 const fail = (why) => {
   process.stderr.write(`consent-driver: ${why}\n`);

@@ -1,0 +1,33 @@
+//! Ctrl-C (SIGINT, and SIGTERM) during a command that writes state.
+//!
+//! The first signal asks the command to stop: it starts nothing new, lets
+//! the steps in flight end (each is bounded by a timeout), persists what
+//! they brought, releases the lock and exits 130. A second signal exits at
+//! once (state writes are atomic and the journal's lines are whole or cut,
+//! and the kernel drops the lock), also with 130.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// The exit code of a command stopped by a signal (128 + SIGINT).
+pub const EXIT_CODE: u8 = 130;
+
+/// Installs the handler (once per process; later calls do nothing).
+pub fn install() {
+    use std::io::Write as _;
+    let _ = ctrlc::set_handler(|| {
+        if REQUESTED.swap(true, Ordering::SeqCst) {
+            std::process::exit(i32::from(EXIT_CODE));
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "\nmailform: interrupted: finishing the steps in flight, then stopping (press Ctrl-C again to quit at once)"
+        );
+    });
+}
+
+/// Whether a stop was asked for.
+pub fn requested() -> bool {
+    REQUESTED.load(Ordering::SeqCst)
+}
