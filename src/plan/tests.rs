@@ -536,3 +536,45 @@ fn human_rendering_of_a_revoked_grant() {
         BASE, &state, &obs
     ))));
 }
+
+#[test]
+fn a_saved_plan_reads_back_and_reconsent_is_forced() {
+    let state = state_for(BASE);
+    let mut plan = plan_of(BASE, &state, &Observations::default());
+    let text = serde_json::to_vec(&plan).unwrap();
+    assert_eq!(Plan::read_saved(&text).unwrap(), plan);
+    plan.force_reconsent(&["support".to_string()]);
+    assert_eq!(plan.changes[0].action, Action::Reconsent);
+    assert_eq!(plan.changes[0].reasons, vec![Reason::ReconsentRequested]);
+    assert_eq!(plan.summary.reconsent, 1);
+    assert_eq!(plan.summary.no_op, 0);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 1000, failure_persistence: None, ..Default::default() })]
+
+    /// A saved plan cut short, bytes flipped or spliced: read back or
+    /// refused with a reason, never a panic, and never quoting the file.
+    #[test]
+    fn hostile_saved_plans_are_refused_without_panic(
+        cut in 0usize..4000,
+        flips in proptest::collection::vec((0usize..4000, proptest::num::u8::ANY), 0..6),
+        junk in proptest::string::string_regex("(?s).{0,40}").unwrap(),
+    ) {
+        let state = state_for(BASE);
+        let plan = plan_of(BASE, &state, &Observations::default());
+        let mut bytes = serde_json::to_vec_pretty(&plan).unwrap();
+        for (at, b) in flips {
+            if !bytes.is_empty() {
+                let at = at % bytes.len();
+                bytes[at] = b;
+            }
+        }
+        bytes.truncate(cut.min(bytes.len()));
+        bytes.extend_from_slice(junk.as_bytes());
+        if let Err(why) = Plan::read_saved(&bytes) {
+            proptest::prop_assert!(!why.is_empty());
+            proptest::prop_assert!(!why.chars().any(char::is_control));
+        }
+    }
+}

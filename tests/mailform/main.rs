@@ -9,6 +9,7 @@ mod live;
 mod oauth;
 mod peers;
 mod properties;
+mod reconcile;
 mod schemas;
 mod smtp;
 mod state_attacks;

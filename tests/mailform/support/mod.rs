@@ -95,6 +95,23 @@ impl Mailform {
         child.wait().expect("mailform ends").code().unwrap_or(-1)
     }
 
+    /// Starts mailform in the background (stdin closed, output to files in
+    /// `out`), for tests that signal or kill it.
+    pub fn spawn<I, S>(mut self, args: I, out: &Path) -> std::process::Child
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        use std::process::Stdio;
+        self.cmd
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(out.join("stdout")).unwrap())
+            .stderr(std::fs::File::create(out.join("stderr")).unwrap())
+            .spawn()
+            .expect("mailform starts")
+    }
+
     pub fn run<I, S>(mut self, args: I) -> Run
     where
         I: IntoIterator<Item = S>,
