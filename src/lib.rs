@@ -21,6 +21,7 @@ pub mod lock;
 pub mod oauth;
 pub mod observe;
 pub mod plan;
+pub mod progress;
 pub mod render;
 pub mod schema;
 pub mod secret;

@@ -344,20 +344,24 @@ pub async fn run_checks(
     parallelism: usize,
     now: DateTime<Utc>,
     refreshed: &mut (dyn FnMut(&Refreshed) + Send),
+    progress: Arc<dyn crate::progress::Tracker>,
 ) -> LiveChecks {
     let mut checks = LiveChecks::default();
     let permits = Arc::new(Semaphore::new(parallelism.max(1)));
     let mut tasks = JoinSet::new();
     for job in jobs {
         let permits = Arc::clone(&permits);
+        let progress = Arc::clone(&progress);
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await.expect("never closed");
+            progress.started(&job.name);
             check(job).await
         });
     }
     while let Some(done) = tasks.join_next().await {
         let found = done.expect("a check task does not panic");
         let name = found.name;
+        let failures_before = checks.failures.len();
         let mut seen = AssetObservation::default();
         match found.token {
             Some(Ok(grant)) => {
@@ -407,6 +411,10 @@ pub async fn run_checks(
             }
             None => {}
         }
+        let ok = checks.failures.len() == failures_before
+            && !matches!(seen.token, Some(TokenObservation::Revoked { .. }))
+            && !matches!(seen.smtp, Some(SmtpObservation::Refused { .. }));
+        progress.finished(&name, ok);
         if seen.token.is_some() || seen.smtp.is_some() {
             checks.observations.assets.insert(name, seen);
         }

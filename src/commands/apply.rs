@@ -107,6 +107,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
             &args.target,
             None,
             now,
+            args.json,
         )?;
         let mut observations = observe::sealed_tokens(&state, &key, &args.target);
         observations.assets.extend(live.assets);
@@ -148,6 +149,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
         parallelism: usize::try_from(settings.parallelism).unwrap_or(usize::MAX),
         smtp_timeout: settings.smtp_timeout,
         started: BTreeMap::new(),
+        quiet: args.json,
     };
     let mut consents = Vec::new();
     let mut deletes = Vec::new();
@@ -392,6 +394,8 @@ struct Run<'a> {
     smtp_timeout: std::time::Duration,
     /// When each asset's first step started.
     started: BTreeMap<String, (chrono::DateTime<Utc>, std::time::Instant)>,
+    /// No progress display (`--json`).
+    quiet: bool,
 }
 
 /// One login to prove after the changes.
@@ -460,12 +464,15 @@ impl Run<'_> {
         }
         let permits = Arc::new(tokio::sync::Semaphore::new(self.parallelism.max(1)));
         let runtime = self.runtime;
+        let progress = render::progress::tracker("proving SMTP logins", proofs.len(), self.quiet);
         runtime.block_on(async {
             let mut tasks = tokio::task::JoinSet::new();
             for proof in proofs {
                 let permits = Arc::clone(&permits);
+                let progress = Arc::clone(&progress);
                 tasks.spawn(async move {
                     let _permit = permits.acquire_owned().await.expect("never closed");
+                    progress.started(&proof.name);
                     if crate::interrupt::requested() {
                         let skipped = Err(observe::Failure::Setup(
                             "not proven: interrupted before it started".into(),
@@ -484,6 +491,10 @@ impl Run<'_> {
             // are durable before the next outcome is read.
             while let Some(done) = tasks.join_next().await {
                 let (name, server, result, grant) = done.expect("a proof task does not panic");
+                progress.finished(
+                    &name,
+                    matches!(result, Ok((_, SmtpObservation::Accepted { .. }))),
+                );
                 let refreshed = grant.is_some();
                 self.proven(state, &name, server, result, grant);
                 if let Err(why) = self.save(state, &name) {
@@ -736,12 +747,15 @@ impl Run<'_> {
         }
         let permits = Arc::new(tokio::sync::Semaphore::new(self.parallelism.max(1)));
         let runtime = self.runtime;
+        let progress = render::progress::tracker("revoking", jobs.len(), self.quiet);
         runtime.block_on(async {
             let mut tasks = tokio::task::JoinSet::new();
             for (name, prepared) in jobs {
                 let permits = Arc::clone(&permits);
+                let progress = Arc::clone(&progress);
                 tasks.spawn(async move {
                     let _permit = permits.acquire_owned().await.expect("never closed");
+                    progress.started(&name);
                     let result = match prepared {
                         Ok(Some(_)) if crate::interrupt::requested() => {
                             Err("not started: interrupted".to_string())
@@ -757,6 +771,7 @@ impl Run<'_> {
             }
             while let Some(done) = tasks.join_next().await {
                 let (name, result) = done.expect("a revocation task does not panic");
+                progress.finished(&name, result.is_ok());
                 let outcome = match result {
                     Ok(revoked) => {
                         state.assets.remove(&name);

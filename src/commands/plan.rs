@@ -69,6 +69,7 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
             &args.target,
             smtp,
             now,
+            args.json,
         )?;
         live = observed;
         failures = failed;
@@ -191,6 +192,7 @@ pub(super) fn live_checks(
     targets: &[String],
     smtp: Option<std::time::Duration>,
     now: chrono::DateTime<Utc>,
+    quiet: bool,
 ) -> Result<(Observations, Vec<(String, observe::Failure)>), Error> {
     if !checkable(state, config, targets, smtp.is_some()) {
         return Ok((Observations::default(), Vec::new()));
@@ -210,11 +212,21 @@ pub(super) fn live_checks(
             }
         }
     };
+    let progress = crate::render::progress::tracker(
+        if smtp.is_some() {
+            "checking tokens and SMTP logins"
+        } else {
+            "checking tokens"
+        },
+        jobs.len(),
+        quiet,
+    );
     let mut checks = super::runtime()?.block_on(observe::run_checks(
         jobs,
         parallelism,
         now,
         &mut store_rotated,
+        progress,
     ));
     if let Some(e) = save_error {
         return Err(e);

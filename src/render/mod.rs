@@ -9,6 +9,7 @@ pub mod apply;
 pub mod diagnostic;
 pub mod export;
 pub mod plan;
+pub mod progress;
 pub mod show;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,7 +51,8 @@ impl Printer {
 
     /// Diagnostics and progress for stderr.
     pub fn err(&self, text: &str) -> Result<(), Error> {
-        write(&mut anstream::stderr().lock(), &self.err_closed, text)
+        // Above a progress display, not through it.
+        progress::suspended(|| write(&mut anstream::stderr().lock(), &self.err_closed, text))
     }
 
     /// A fatal error, as the last thing printed.
@@ -83,7 +85,9 @@ fn write(stream: &mut impl std::io::Write, closed: &AtomicBool, text: &str) -> R
 pub fn verbose_line(line: &str) {
     use std::io::Write as _;
     let style = style::DIM;
-    let _ = writeln!(anstream::stderr(), "{style}mailform: {line}{style:#}");
+    progress::suspended(|| {
+        let _ = writeln!(anstream::stderr(), "{style}mailform: {line}{style:#}");
+    });
 }
 
 /// Styles used across renderers.

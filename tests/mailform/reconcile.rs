@@ -419,3 +419,46 @@ fn apply_reconsent_consents_again_for_a_healthy_asset() {
     let after = state(dir.path()).assets["support"].token.clone().unwrap();
     assert_ne!(before.sealed, after.sealed, "a new grant was stored");
 }
+
+#[test]
+fn a_progress_display_only_on_a_terminal() {
+    let p = peers();
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = lab_config(p, free_port(), &[]);
+    for i in 0..8 {
+        let _ = write!(
+            text,
+            "\n[assets.box-{i}]\nemail = \"box-{i}@example.test\"\nusername = \"alice@example.test\"\nprovider = \"lab\"\n"
+        );
+    }
+    std::fs::write(dir.path().join("assets.toml"), &text).unwrap();
+    let granted =
+        crate::support::peers::offline_tokens(p, &p.clients.confidential, "alice@example.test");
+    applied_state(dir.path(), &text, |_| Tokens {
+        access_token: Secret::new(granted["access_token"].as_str().unwrap()),
+        refresh_token: Some(Secret::new(granted["refresh_token"].as_str().unwrap())),
+    });
+    // Not a terminal: none of it.
+    let run = lab(p, dir.path()).run(["plan", "--check-smtp"]).ok();
+    assert!(!run.stderr.contains("checking tokens"), "{}", run.stderr);
+    assert!(run.stderr.contains("8 accepted"), "{}", run.stderr);
+    // On a terminal (a pseudo-terminal from util-linux `script`).
+    let command = format!("{} plan --check-smtp", env!("CARGO_BIN_EXE_mailform"));
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .env(
+            "LAB_CLIENT_SECRET",
+            p.clients.confidential.client_secret.as_deref().unwrap(),
+        )
+        .env("MAILFORM_PARALLELISM", "2")
+        .output()
+        .expect("util-linux `script` runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("checking tokens and SMTP logins ["), "{text}");
+    assert!(text.contains("/8 "), "{text}");
+    assert!(text.contains("No changes."), "{text}");
+    assert!(!text.contains(granted["access_token"].as_str().unwrap()));
+}
