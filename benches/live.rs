@@ -50,28 +50,49 @@ fn project(dir: &Path, p: &peers::Peers, n: usize) {
     });
 }
 
-fn plan_once(dir: &Path, secret: &str, parallelism: usize, smtp: bool) -> Duration {
+/// The peak resident memory seen so far of a running process, in KiB
+/// (`VmHWM` of /proc; Linux only, else 0).
+fn peak_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// One plan: how long it took, and its peak memory (KiB, sampled).
+fn plan_once(dir: &Path, secret: &str, parallelism: usize, smtp: bool) -> (Duration, u64) {
     let started = Instant::now();
     let mut args = vec!["plan", "--detailed-exitcode"];
     if smtp {
         args.push("--check-smtp");
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailform"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailform"))
         .args(args)
         .current_dir(dir)
         .env("LAB_CLIENT_SECRET", secret)
         .env("MAILFORM_PARALLELISM", parallelism.to_string())
         .env("NO_COLOR", "1")
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let mut peak = 0;
+    let status = loop {
+        peak = peak.max(peak_kib(child.id()));
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
     let took = started.elapsed();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    took
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    (took, peak)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -94,12 +115,21 @@ fn main() {
             let what = if smtp { "tokens + SMTP" } else { "tokens" };
             plan_once(dir.path(), &secret, 10, smtp); // warm up
             let mut at = Vec::new();
+            let mut peak = 0;
             for parallelism in [1, 10, 50] {
                 let runs = (0..if smtp { 3 } else { 5 })
-                    .map(|_| plan_once(dir.path(), &secret, parallelism, smtp))
+                    .map(|_| {
+                        let (took, kib) = plan_once(dir.path(), &secret, parallelism, smtp);
+                        peak = peak.max(kib);
+                        took
+                    })
                     .collect();
                 at.push((parallelism, median(runs)));
             }
+            println!(
+                "  {what:<13} latency {latency:>2} ms: peak memory {:.1} MiB",
+                f64::from(u32::try_from(peak).unwrap_or(u32::MAX)) / 1024.0
+            );
             let one = at[0].1 / u32::try_from(n).unwrap();
             for (parallelism, took) in &at {
                 let ideal = one * u32::try_from(n.div_ceil(*parallelism)).unwrap();

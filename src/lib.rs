@@ -20,6 +20,7 @@ pub mod interrupt;
 pub mod lock;
 pub mod oauth;
 pub mod observe;
+pub mod parallel;
 pub mod plan;
 pub mod progress;
 pub mod render;

@@ -22,8 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use crate::config::{Asset, Config};
 use crate::oauth::{Grant, OAuthError, ProviderClient};
@@ -306,7 +304,6 @@ pub fn check_jobs(
 
 /// What one job found.
 struct Found {
-    name: String,
     old_refresh: Option<Secret>,
     token: Option<Result<Grant, OAuthError>>,
     smtp: Option<Result<SmtpObservation, SmtpError>>,
@@ -329,7 +326,6 @@ async fn check(job: Job) -> Found {
         _ => None,
     };
     Found {
-        name: job.name,
         old_refresh: job.refresh.map(|(r, _)| r),
         token,
         smtp,
@@ -347,20 +343,8 @@ pub async fn run_checks(
     progress: Arc<dyn crate::progress::Tracker>,
 ) -> LiveChecks {
     let mut checks = LiveChecks::default();
-    let permits = Arc::new(Semaphore::new(parallelism.max(1)));
-    let mut tasks = JoinSet::new();
-    for job in jobs {
-        let permits = Arc::clone(&permits);
-        let progress = Arc::clone(&progress);
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await.expect("never closed");
-            progress.started(&job.name);
-            check(job).await
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        let found = done.expect("a check task does not panic");
-        let name = found.name;
+    let items = jobs.into_iter().map(|j| (j.name.clone(), j)).collect();
+    crate::parallel::each(items, parallelism, progress, check, |name, found: Found| {
         let failures_before = checks.failures.len();
         let mut seen = AssetObservation::default();
         match found.token {
@@ -414,11 +398,12 @@ pub async fn run_checks(
         let ok = checks.failures.len() == failures_before
             && !matches!(seen.token, Some(TokenObservation::Revoked { .. }))
             && !matches!(seen.smtp, Some(SmtpObservation::Refused { .. }));
-        progress.finished(&name, ok);
         if seen.token.is_some() || seen.smtp.is_some() {
             checks.observations.assets.insert(name, seen);
         }
-    }
+        ok
+    })
+    .await;
     checks.failures.sort_by(|a, b| a.0.cmp(&b.0));
     checks
 }

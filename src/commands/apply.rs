@@ -462,39 +462,32 @@ impl Run<'_> {
                 stale: expired,
             });
         }
-        let permits = Arc::new(tokio::sync::Semaphore::new(self.parallelism.max(1)));
-        let runtime = self.runtime;
         let progress = render::progress::tracker("proving SMTP logins", proofs.len(), self.quiet);
-        runtime.block_on(async {
-            let mut tasks = tokio::task::JoinSet::new();
-            for proof in proofs {
-                let permits = Arc::clone(&permits);
-                let progress = Arc::clone(&progress);
-                tasks.spawn(async move {
-                    let _permit = permits.acquire_owned().await.expect("never closed");
-                    progress.started(&proof.name);
-                    if crate::interrupt::requested() {
-                        let skipped = Err(observe::Failure::Setup(
-                            "not proven: interrupted before it started".into(),
-                        ));
-                        return (proof.name, proof.probe.endpoint.server(), skipped, None);
-                    }
-                    let refresh = proof.refresh.as_ref().map(|(c, r)| (&**c, r));
-                    let (result, grant) =
-                        observe::prove_login(&proof.probe, &proof.access, refresh, proof.stale)
-                            .await;
-                    (proof.name, proof.probe.endpoint.server(), result, grant)
-                });
+        let items = proofs.into_iter().map(|p| (p.name.clone(), p)).collect();
+        let prove = |proof: Proof| async move {
+            let server = proof.probe.endpoint.server();
+            if crate::interrupt::requested() {
+                let skipped = Err(observe::Failure::Setup(
+                    "not proven: interrupted before it started".into(),
+                ));
+                return (server, skipped, None);
             }
-            // Each outcome is recorded as it arrives (a journal line): a new
-            // grant (a rotated refresh token is the only copy) and the check
-            // are durable before the next outcome is read.
-            while let Some(done) = tasks.join_next().await {
-                let (name, server, result, grant) = done.expect("a proof task does not panic");
-                progress.finished(
-                    &name,
-                    matches!(result, Ok((_, SmtpObservation::Accepted { .. }))),
-                );
+            let refresh = proof.refresh.as_ref().map(|(c, r)| (&**c, r));
+            let (result, grant) =
+                observe::prove_login(&proof.probe, &proof.access, refresh, proof.stale).await;
+            (server, result, grant)
+        };
+        let runtime = self.runtime;
+        // Each outcome is recorded as it arrives (a journal line): a new
+        // grant (a rotated refresh token is the only copy) and the check are
+        // durable before the next outcome is read.
+        runtime.block_on(crate::parallel::each(
+            items,
+            self.parallelism,
+            progress,
+            prove,
+            |name, (server, result, grant)| {
+                let ok = matches!(result, Ok((_, SmtpObservation::Accepted { .. })));
                 let refreshed = grant.is_some();
                 self.proven(state, &name, server, result, grant);
                 if let Err(why) = self.save(state, &name) {
@@ -505,8 +498,9 @@ impl Run<'_> {
                     };
                     self.fail(&name, &format!("{what}: {why}"));
                 }
-            }
-        });
+                ok
+            },
+        ));
     }
 
     /// Records one proof's outcome in state (not yet written).
@@ -745,33 +739,29 @@ impl Run<'_> {
             };
             jobs.push((name.clone(), prepared));
         }
-        let permits = Arc::new(tokio::sync::Semaphore::new(self.parallelism.max(1)));
-        let runtime = self.runtime;
         let progress = render::progress::tracker("revoking", jobs.len(), self.quiet);
-        runtime.block_on(async {
-            let mut tasks = tokio::task::JoinSet::new();
-            for (name, prepared) in jobs {
-                let permits = Arc::clone(&permits);
-                let progress = Arc::clone(&progress);
-                tasks.spawn(async move {
-                    let _permit = permits.acquire_owned().await.expect("never closed");
-                    progress.started(&name);
-                    let result = match prepared {
-                        Ok(Some(_)) if crate::interrupt::requested() => {
-                            Err("not started: interrupted".to_string())
-                        }
-                        Ok(Some((client, token, kind))) => {
-                            client.revoke(&token, kind).await.map_err(|e| e.to_string())
-                        }
-                        Ok(None) => Ok(false),
-                        Err(why) => Err(why),
-                    };
-                    (name, result)
-                });
+        let revoke = |prepared: Result<
+            Option<(Arc<ProviderClient>, Secret, TokenKind)>,
+            String,
+        >| async move {
+            match prepared {
+                Ok(Some(_)) if crate::interrupt::requested() => {
+                    Err("not started: interrupted".to_string())
+                }
+                Ok(Some((client, token, kind))) => {
+                    client.revoke(&token, kind).await.map_err(|e| e.to_string())
+                }
+                Ok(None) => Ok(false),
+                Err(why) => Err(why),
             }
-            while let Some(done) = tasks.join_next().await {
-                let (name, result) = done.expect("a revocation task does not panic");
-                progress.finished(&name, result.is_ok());
+        };
+        let runtime = self.runtime;
+        runtime.block_on(crate::parallel::each(
+            jobs,
+            self.parallelism,
+            progress,
+            revoke,
+            |name, result| {
                 let outcome = match result {
                     Ok(revoked) => {
                         state.assets.remove(&name);
@@ -787,9 +777,11 @@ impl Run<'_> {
                         "{why}; the asset stays in state, so a later apply revokes it"
                     )),
                 };
+                let ok = outcome.is_ok();
                 self.record(&name, Action::Delete, outcome);
-            }
-        });
+                ok
+            },
+        ));
     }
 
     fn consent(

@@ -85,6 +85,11 @@ fn a_saved_plan_is_applied_exactly_and_a_stale_one_refused() {
     let run = mf(dir.path()).run(["apply", "plan.json", "--json"]).ok();
     assert_no_secrets(&run);
     let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    let errors: Vec<String> = crate::schemas::validator("apply.schema.json")
+        .iter_errors(&doc)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
     assert_eq!(doc["summary"]["updated"], 2, "{doc}");
     assert_eq!(doc["plan_file"], "plan.json");
     assert_eq!(doc["assets"][0]["outcome"], "applied");

@@ -15,6 +15,7 @@ fn committed_schemas_are_up_to_date() {
         ("state", SchemaKind::State),
         ("plan", SchemaKind::Plan),
         ("diagnostics", SchemaKind::Diagnostics),
+        ("apply", SchemaKind::Apply),
     ] {
         let fresh = Mailform::new(&root()).run(["schema", arg]).ok().stdout;
         let file = schema::file_name(kind);
@@ -32,7 +33,7 @@ fn committed_schemas_are_up_to_date() {
     );
 }
 
-fn validator(file: &str) -> jsonschema::Validator {
+pub fn validator(file: &str) -> jsonschema::Validator {
     let schema: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root().join("schemas").join(file)).unwrap())
             .unwrap();
