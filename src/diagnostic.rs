@@ -170,13 +170,18 @@ const SHOWN_MAX_CHARS: usize = 80;
 /// A value as quoted in a message: control characters escaped (a raw newline
 /// would break the message's line), and long values shortened with `…`.
 pub fn shown(value: &str) -> Cow<'_, str> {
-    let plain = value.chars().count() <= SHOWN_MAX_CHARS && !value.chars().any(char::is_control);
+    shown_up_to(value, SHOWN_MAX_CHARS)
+}
+
+/// [`shown`], shortened after `max` characters instead.
+pub fn shown_up_to(value: &str, max: usize) -> Cow<'_, str> {
+    let plain = value.chars().count() <= max && !value.chars().any(char::is_control);
     if plain {
         return Cow::Borrowed(value);
     }
     let mut out = String::new();
     for (n, c) in value.chars().enumerate() {
-        if n == SHOWN_MAX_CHARS {
+        if n == max {
             out.push('…');
             break;
         }

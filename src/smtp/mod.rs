@@ -510,6 +510,18 @@ impl<'a> Session<'a> {
                 }
                 other => Err(other),
             };
+        // A positive final answer is a login; anything else positive is odd.
+        let settled = |r: &lettre::transport::smtp::response::Response| {
+            if r.code().severity == lettre::transport::smtp::response::Severity::PositiveCompletion
+            {
+                Ok(Outcome::Accepted(reply_of(r, &secrets)))
+            } else {
+                Err(SmtpError::Protocol {
+                    server: endpoint.server(),
+                    why: format!("unexpected answer to AUTH: {}", reply_of(r, &secrets)),
+                })
+            }
+        };
         match first {
             Ok(r) if r.has_code(334) => {
                 let challenge = Challenge::decode(r.first_line().unwrap_or(""));
@@ -523,28 +535,10 @@ impl<'a> Session<'a> {
                 .await?;
                 match last {
                     Err(e) => refused(&e, challenge),
-                    Ok(r)
-                        if r.code().severity
-                            == lettre::transport::smtp::response::Severity::PositiveCompletion =>
-                    {
-                        Ok(Outcome::Accepted(reply_of(&r, &secrets)))
-                    }
-                    Ok(r) => Err(SmtpError::Protocol {
-                        server: endpoint.server(),
-                        why: format!("unexpected answer to AUTH: {}", reply_of(&r, &secrets)),
-                    }),
+                    Ok(r) => settled(&r),
                 }
             }
-            Ok(r)
-                if r.code().severity
-                    == lettre::transport::smtp::response::Severity::PositiveCompletion =>
-            {
-                Ok(Outcome::Accepted(reply_of(&r, &secrets)))
-            }
-            Ok(r) => Err(SmtpError::Protocol {
-                server: endpoint.server(),
-                why: format!("unexpected answer to AUTH: {}", reply_of(&r, &secrets)),
-            }),
+            Ok(r) => settled(&r),
             Err(e) => refused(&e, None),
         }
     }

@@ -17,19 +17,7 @@ pub fn clean(text: &str, secrets: &[&str]) -> String {
     for s in secrets.iter().filter(|s| s.len() >= 8) {
         text = text.replace(s, crate::secret::REDACTED);
     }
-    let mut out = String::new();
-    for (n, c) in text.chars().enumerate() {
-        if n == MAX_REPLY_CHARS {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::diagnostic::shown_up_to(&text, MAX_REPLY_CHARS).into_owned()
 }
 
 /// One reply: its code and its text, control characters escaped.

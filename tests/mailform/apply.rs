@@ -13,7 +13,7 @@ use mailform::store::{FileStore, StateStore as _, key};
 use crate::support::peers::{Peers, peers};
 use crate::support::{Mailform, Run};
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -21,7 +21,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn config_text(p: &Peers, port: u16, assets: &[(&str, &str)], scopes: &str) -> String {
+pub fn config_text(p: &Peers, port: u16, assets: &[(&str, &str)], scopes: &str) -> String {
     let client = &p.clients.confidential;
     let mut text = format!(
         r#"version = 1

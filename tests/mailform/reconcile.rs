@@ -215,45 +215,9 @@ fn plan_reconsent_marks_a_healthy_asset() {
 
 // ---- against the real OAuth server -------------------------------------
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
+/// The apply tests' config: the test provider, loopback consent on `port`.
 fn lab_config(p: &Peers, port: u16, assets: &[(&str, &str)]) -> String {
-    let mut text = format!(
-        r#"version = 1
-
-[providers.lab]
-authorization_url = "{}"
-token_url = "{}"
-revocation_url = "{}"
-client_id = "{}"
-client_secret = {{ env = "LAB_CLIENT_SECRET" }}
-redirect_uri = "http://127.0.0.1:{port}/callback"
-scopes = ["mail", "offline_access"]
-auth_params = {{ prompt = "consent" }}
-ca_file = "{}"
-smtp = {{ host = "{}", port = {}, security = "starttls" }}
-"#,
-        p.endpoints.authorization,
-        p.endpoints.token,
-        p.endpoints.revocation,
-        p.clients.confidential.client_id,
-        p.ca_file.display(),
-        p.smtp.host,
-        p.smtp.starttls_port,
-    );
-    for (name, email) in assets {
-        let _ = write!(
-            text,
-            "\n[assets.{name}]\nemail = \"{email}\"\nprovider = \"lab\"\n"
-        );
-    }
-    text
+    crate::apply::config_text(p, port, assets, "[\"mail\", \"offline_access\"]")
 }
 
 fn lab(p: &Peers, dir: &Path) -> Mailform {
@@ -272,7 +236,7 @@ fn lab(p: &Peers, dir: &Path) -> Mailform {
 fn apply_halfway(p: &Peers, dir: &Path) -> std::process::Child {
     let text = lab_config(
         p,
-        free_port(),
+        crate::apply::free_port(),
         &[
             ("first", "alice@example.test"),
             ("second", "bob@example.test"),
@@ -402,7 +366,11 @@ fn kill_9_after_the_first_consent_loses_no_consent_and_the_lock_is_named() {
 fn apply_reconsent_consents_again_for_a_healthy_asset() {
     let p = peers();
     let dir = tempfile::tempdir().unwrap();
-    let text = lab_config(p, free_port(), &[("support", "carol@example.test")]);
+    let text = lab_config(
+        p,
+        crate::apply::free_port(),
+        &[("support", "carol@example.test")],
+    );
     std::fs::write(dir.path().join("assets.toml"), text).unwrap();
     lab(p, dir.path()).run(["apply", "--auto-approve"]).ok();
     let before = state(dir.path()).assets["support"].token.clone().unwrap();
@@ -429,7 +397,7 @@ fn apply_reconsent_consents_again_for_a_healthy_asset() {
 fn a_progress_display_only_on_a_terminal() {
     let p = peers();
     let dir = tempfile::tempdir().unwrap();
-    let mut text = lab_config(p, free_port(), &[]);
+    let mut text = lab_config(p, crate::apply::free_port(), &[]);
     for i in 0..8 {
         let _ = write!(
             text,
