@@ -163,6 +163,11 @@ pub enum Error {
     )]
     Interrupted { done: usize, total: usize },
 
+    #[error(
+        "interrupted during the live checks; nothing was changed (rotated tokens that arrived are stored)"
+    )]
+    ChecksInterrupted,
+
     #[error("{0}")]
     Usage(String),
 
@@ -181,7 +186,7 @@ impl Error {
     /// for `plan --detailed-exitcode` reporting changes.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Interrupted { .. } => crate::interrupt::EXIT_CODE,
+            Error::Interrupted { .. } | Error::ChecksInterrupted => crate::interrupt::EXIT_CODE,
             _ => 1,
         }
     }

@@ -1,14 +1,16 @@
 //! Ctrl-C (SIGINT, and SIGTERM) during a command that writes state.
 //!
-//! The first signal asks the command to stop: it starts nothing new, lets
-//! the steps in flight end (each is bounded by a timeout), persists what
-//! they brought, releases the lock and exits 130. A second signal exits at
-//! once (state writes are atomic and the journal's lines are whole or cut,
-//! and the kernel drops the lock), also with 130.
+//! While the command is *armed* (network steps under way), the first signal
+//! asks it to stop: it starts nothing new, lets the steps in flight end
+//! (each is bounded by a timeout), persists what they brought, releases the
+//! lock and exits 130. A second signal, or any signal while not armed (at a
+//! confirmation prompt, say), exits at once, also with 130: state writes are
+//! atomic, journal lines are whole or cut, and the kernel drops the lock.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
+static ARMED: AtomicBool = AtomicBool::new(false);
 
 /// The exit code of a command stopped by a signal (128 + SIGINT).
 pub const EXIT_CODE: u8 = 130;
@@ -17,7 +19,7 @@ pub const EXIT_CODE: u8 = 130;
 pub fn install() {
     use std::io::Write as _;
     let _ = ctrlc::set_handler(|| {
-        if REQUESTED.swap(true, Ordering::SeqCst) {
+        if !ARMED.load(Ordering::SeqCst) || REQUESTED.swap(true, Ordering::SeqCst) {
             std::process::exit(i32::from(EXIT_CODE));
         }
         let _ = writeln!(
@@ -30,4 +32,9 @@ pub fn install() {
 /// Whether a stop was asked for.
 pub fn requested() -> bool {
     REQUESTED.load(Ordering::SeqCst)
+}
+
+/// Arms (or disarms) the graceful stop; see the module doc.
+pub fn arm(on: bool) {
+    ARMED.store(on, Ordering::SeqCst);
 }

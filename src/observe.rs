@@ -310,6 +310,13 @@ struct Found {
 }
 
 async fn check(job: Job) -> Found {
+    if crate::interrupt::requested() {
+        return Found {
+            old_refresh: None,
+            token: None,
+            smtp: None,
+        };
+    }
     let token = match &job.refresh {
         Some((refresh, client)) => Some(client.refresh(refresh).await),
         None => None,

@@ -60,10 +60,16 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
         None => args.target.clone(),
     };
     super::plan::check_secrets(ctx, &config, &targets)?;
+    crate::interrupt::install();
     let store = Context::store(&config);
     store.prepare_dir()?;
     let _lock = ctx.lock(&store, "apply", settings.lock_timeout)?;
     let mut state = store.load()?.unwrap_or_else(State::new);
+    // Lines a killed apply left in the journal are folded in first, so the
+    // serial tells a saved plan whether anything changed since it was made.
+    if state.serial > 0 && store.has_journal() {
+        store.save(&mut state)?;
+    }
     for t in args.target.iter().chain(&args.reconsent) {
         let applied = state.assets.keys().map(String::as_str);
         known_asset(
@@ -92,13 +98,25 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
             ctx.printer.out(text)
         }
     };
-    let plan = if let (Some(plan), Some(path)) = (saved, &args.plan) {
+    let plan = if let (Some(mut plan), Some(path)) = (saved, &args.plan) {
         check_saved_plan(&plan, path, &config, &state)?;
+        // The file says what to do; the config and state say what may be
+        // done: an edited file cannot delete a configured mailbox, or
+        // create one that is not configured.
+        let offline = plan::plan(
+            &config,
+            Some(&state),
+            &observe::sealed_tokens(&state, &key, &targets),
+            Utc::now(),
+            &targets,
+        );
+        allowed_by(&mut plan, &offline, path)?;
         say(&render::plan::human(&plan))?;
         plan
     } else {
         let now = Utc::now();
-        let (live, failures) = super::plan::live_checks(
+        crate::interrupt::arm(true);
+        let checked = super::plan::live_checks(
             &config,
             &settings,
             &store,
@@ -108,7 +126,12 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
             None,
             now,
             args.json,
-        )?;
+        );
+        crate::interrupt::arm(false);
+        let (live, failures) = checked?;
+        if crate::interrupt::requested() {
+            return Err(Error::ChecksInterrupted);
+        }
         let mut observations = observe::sealed_tokens(&state, &key, &args.target);
         observations.assets.extend(live.assets);
         observations.live = true;
@@ -135,7 +158,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
     }
 
     // From here on a Ctrl-C stops the run cleanly (see `interrupt`).
-    crate::interrupt::install();
+    crate::interrupt::arm(true);
     let runtime = super::runtime()?;
     let mut run = Run {
         ctx,
@@ -297,6 +320,47 @@ fn check_saved_plan(
             "it names asset `{}`, which is neither in the config nor in state",
             crate::diagnostic::shown(&c.asset)
         )));
+    }
+    Ok(())
+}
+
+/// Checks each change of a saved plan against the plan of the same config
+/// and state made now without the network: a create or a delete must be
+/// that plan's too; an applied, configured asset may be a no-op, an update
+/// or a re-consent (what live checks and `--reconsent` decide). The emails
+/// and providers shown are then the config's and the state's, not the
+/// file's.
+fn allowed_by(
+    saved: &mut plan::Plan,
+    offline: &plan::Plan,
+    path: &std::path::Path,
+) -> Result<(), Error> {
+    for c in &mut saved.changes {
+        let Some(now) = offline.changes.iter().find(|o| o.asset == c.asset) else {
+            return Err(Error::SavedPlan {
+                path: path.to_path_buf(),
+                why: format!(
+                    "it names asset `{}`, which the config and state do not plan",
+                    crate::diagnostic::shown(&c.asset)
+                ),
+            });
+        };
+        // Live checks move an applied, configured asset among no-op,
+        // update and re-consent (a refused login, a revoked grant, a login
+        // that passes again); a create or a delete is the config's alone.
+        let kept = |a: Action| matches!(a, Action::NoOp | Action::Update | Action::Reconsent);
+        let ok = c.action == now.action || (kept(c.action) && kept(now.action));
+        if !ok {
+            return Err(Error::SavedPlan {
+                path: path.to_path_buf(),
+                why: format!(
+                    "it says {:?} for `{}`, but the config and state allow only {:?} (was it edited?)",
+                    c.action, c.asset, now.action
+                ),
+            });
+        }
+        c.email.clone_from(&now.email);
+        c.provider.clone_from(&now.provider);
     }
     Ok(())
 }
@@ -467,15 +531,12 @@ impl Run<'_> {
         let prove = |proof: Proof| async move {
             let server = proof.probe.endpoint.server();
             if crate::interrupt::requested() {
-                let skipped = Err(observe::Failure::Setup(
-                    "not proven: interrupted before it started".into(),
-                ));
-                return (server, skipped, None);
+                return (server, None, None);
             }
             let refresh = proof.refresh.as_ref().map(|(c, r)| (&**c, r));
             let (result, grant) =
                 observe::prove_login(&proof.probe, &proof.access, refresh, proof.stale).await;
-            (server, result, grant)
+            (server, Some(result), grant)
         };
         let runtime = self.runtime;
         // Each outcome is recorded as it arrives (a journal line): a new
@@ -487,6 +548,10 @@ impl Run<'_> {
             progress,
             prove,
             |name, (server, result, grant)| {
+                // Not started (interrupted): the asset's change stands unproven.
+                let Some(result) = result else {
+                    return false;
+                };
                 let ok = matches!(result, Ok((_, SmtpObservation::Accepted { .. })));
                 let refreshed = grant.is_some();
                 self.proven(state, &name, server, result, grant);
@@ -745,9 +810,7 @@ impl Run<'_> {
             String,
         >| async move {
             match prepared {
-                Ok(Some(_)) if crate::interrupt::requested() => {
-                    Err("not started: interrupted".to_string())
-                }
+                Ok(Some(_)) if crate::interrupt::requested() => Err(NOT_STARTED.to_string()),
                 Ok(Some((client, token, kind))) => {
                     client.revoke(&token, kind).await.map_err(|e| e.to_string())
                 }
@@ -762,6 +825,9 @@ impl Run<'_> {
             progress,
             revoke,
             |name, result| {
+                if matches!(&result, Err(why) if why == NOT_STARTED) {
+                    return false; // reported as not started
+                }
                 let outcome = match result {
                     Ok(revoked) => {
                         state.assets.remove(&name);
@@ -812,6 +878,9 @@ impl Run<'_> {
                 let stdin = std::io::stdin();
                 let mut input = stdin.lock();
                 for name in names {
+                    if crate::interrupt::requested() {
+                        break;
+                    }
                     let action = action_of(state, name);
                     let outcome = self
                         .manual(state, name, &mut input)
@@ -821,6 +890,9 @@ impl Run<'_> {
             }
             ConsentMode::Device => {
                 for name in names {
+                    if crate::interrupt::requested() {
+                        break;
+                    }
                     let action = action_of(state, name);
                     let outcome = self
                         .device(state, name, timeout)
@@ -942,6 +1014,9 @@ impl Run<'_> {
             }
         }
         for (redirect, consents) in groups {
+            if crate::interrupt::requested() {
+                break;
+            }
             let listener = match Listener::bind(&redirect) {
                 Ok(l) => l,
                 Err(why) => {
@@ -1081,6 +1156,9 @@ impl Run<'_> {
         }
     }
 }
+
+/// Why a step was skipped: a Ctrl-C came first.
+const NOT_STARTED: &str = "not started: interrupted";
 
 /// Create or re-consent, as the plan said (a re-consent's record stays in
 /// state without tokens).

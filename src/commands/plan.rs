@@ -55,11 +55,18 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
         // at once (the old one is dead): a live plan refreshes as a writer,
         // holding the lock, on the state as it is under the lock.
         let _lock = ctx.lock(&store, "plan", settings.lock_timeout)?;
+        crate::interrupt::install();
+        crate::interrupt::arm(true);
         let mut fresh = store.load()?.ok_or_else(|| Error::StateMoved {
             path: store.path().to_path_buf(),
             expected: state.as_ref().map(|s| (s.lineage, s.serial)),
             found: None,
         })?;
+        // A killed apply's journal is folded in first: the plan's serial
+        // then tells a later `apply PLAN` whether anything changed since.
+        if store.has_journal() {
+            store.save(&mut fresh)?;
+        }
         let (observed, failed) = live_checks(
             &config,
             &settings,
@@ -71,6 +78,10 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
             now,
             args.json,
         )?;
+        crate::interrupt::arm(false);
+        if crate::interrupt::requested() {
+            return Err(Error::ChecksInterrupted);
+        }
         live = observed;
         failures = failed;
         state = Some(fresh);

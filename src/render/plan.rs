@@ -71,17 +71,19 @@ fn render_change(out: &mut String, c: &Change, width: usize) {
         Action::Delete => ("-", "delete", style::DELETE),
         Action::NoOp => (" ", "no change", style::DIM),
     };
+    // Words from servers (and from a saved plan file) cannot move the cursor.
+    let esc = |t: &str| crate::diagnostic::shown_up_to(t, 2000).into_owned();
     let why = headline(c);
     let _ = writeln!(
         out,
         "  {st}{mark} {:<width$}  {verb:<10}{st:#}  {} ({}){}",
-        c.asset,
-        c.email,
-        c.provider,
+        esc(&c.asset),
+        esc(&c.email),
+        esc(&c.provider),
         if why.is_empty() {
             String::new()
         } else {
-            format!(": {why}")
+            format!(": {}", esc(&why))
         },
     );
     for f in &c.fields {
@@ -89,11 +91,11 @@ fn render_change(out: &mut String, c: &Change, width: usize) {
     }
     for r in &c.reasons {
         if let Reason::SmtpLoginRefused { hint: Some(h), .. } = r {
-            let _ = writeln!(out, "      hint: {h}");
+            let _ = writeln!(out, "      hint: {}", esc(h));
         }
     }
     for w in &c.warnings {
-        let _ = writeln!(out, "      {st}warning:{st:#} {w}", st = style::WARN);
+        let _ = writeln!(out, "      {st}warning:{st:#} {}", esc(w), st = style::WARN);
     }
 }
 

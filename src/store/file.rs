@@ -85,6 +85,10 @@ impl Clone for FileStore {
 struct JournalLine {
     lineage: uuid::Uuid,
     serial: u64,
+    /// The id of the key the state's tokens are sealed with (a first
+    /// consent sets it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_id: Option<String>,
     asset: String,
     record: Option<crate::state::AssetRecord>,
 }
@@ -134,20 +138,23 @@ impl FileStore {
             path: self.journal_path.clone(),
             why: format!("line {line}: {why}"),
         };
-        let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
-        let last = lines.len().saturating_sub(1);
-        for (n, line) in lines.iter().enumerate() {
+        // Every append ends with a newline: text after the last one is a
+        // line torn by a crash mid-append, and never counted.
+        let whole = bytes
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(&bytes[..0], |end| &bytes[..end]);
+        for (n, line) in whole.split(|b| *b == b'\n').enumerate() {
             if line.is_empty() {
                 continue;
             }
-            let entry: JournalLine = match serde_json::from_slice(line) {
-                Ok(e) => e,
-                // A line torn by a crash mid-append: it never counted.
-                Err(_) if n == last => break,
-                Err(e) => return Err(corrupt(n + 1, e.to_string())),
-            };
+            let entry: JournalLine =
+                serde_json::from_slice(line).map_err(|e| corrupt(n + 1, e.to_string()))?;
             if (entry.lineage, entry.serial) != (state.lineage, state.serial) {
                 continue; // folded into the state file already
+            }
+            if entry.key_id.is_some() {
+                state.key_id = entry.key_id;
             }
             match entry.record {
                 Some(record) => {
@@ -169,6 +176,23 @@ impl FileStore {
 
     fn journal_len(&self) -> u64 {
         std::fs::symlink_metadata(&self.journal_path).map_or(0, |m| m.len())
+    }
+
+    /// Whether journal lines wait to be folded into the state file (a
+    /// writer folds them first, so the serial a saved plan was made at
+    /// tells whether anything changed since).
+    pub fn has_journal(&self) -> bool {
+        self.journal_len() > 0
+    }
+
+    /// The identity of the state file now (it changes with every save).
+    fn file_id(&self) -> Option<(u64, u64, std::time::SystemTime)> {
+        let m = std::fs::symlink_metadata(&self.path).ok()?;
+        #[cfg(unix)]
+        let ino = std::os::unix::fs::MetadataExt::ino(&m);
+        #[cfg(not(unix))]
+        let ino = 0;
+        Some((ino, m.len(), m.modified().ok()?))
     }
 
     pub fn path(&self) -> &Path {
@@ -335,28 +359,47 @@ impl StateStore for FileStore {
         if !self.check_dir()? {
             return Ok(None);
         }
-        match Self::read(&self.path, MAX_STATE_BYTES, "read state file")? {
-            Some(bytes) => {
-                let mut state = parse_state(&self.path, &bytes)?;
-                self.replay(&mut state)?;
-                Ok(Some(state))
+        // State file and journal are two reads: when a writer folds the
+        // journal in between them, read both again.
+        for _ in 0..5 {
+            let before = self.file_id();
+            let Some(bytes) = Self::read(&self.path, MAX_STATE_BYTES, "read state file")? else {
+                return Ok(None);
+            };
+            let mut state = parse_state(&self.path, &bytes)?;
+            self.replay(&mut state)?;
+            if self.file_id() == before {
+                return Ok(Some(state));
             }
-            None => Ok(None),
         }
+        Err(Error::StateCorrupt {
+            path: self.path.clone(),
+            why: "it kept changing while it was read; is another mailform writing it without the lock?".into(),
+        })
     }
 
     fn record(&self, state: &mut State, assets: &[&str]) -> Result<(), Error> {
         // Nothing on disk to amend yet, or a journal grown past the state:
         // a whole new state file instead.
         let state_len = std::fs::symlink_metadata(&self.path).map_or(0, |m| m.len());
-        if state.serial == 0 || self.journal_len() > state_len.max(JOURNAL_FOLD_MIN) {
+        if state.serial == 0 {
             return self.save(state);
+        }
+        if self.journal_len() > state_len.max(JOURNAL_FOLD_MIN) {
+            match self.save(state) {
+                Ok(()) => return Ok(()),
+                // Another writer: the lines would amend a state that is gone.
+                Err(e @ Error::StateMoved { .. }) => return Err(e),
+                // Could not fold (disk full?): the line still goes in.
+                Err(_) => {}
+            }
         }
         let mut bytes = Vec::new();
         for asset in assets {
             let line = JournalLine {
                 lineage: state.lineage,
                 serial: state.serial,
+                key_id: state.key_id.clone(),
                 asset: (*asset).to_string(),
                 record: state.assets.get(*asset).cloned(),
             };
@@ -705,6 +748,8 @@ mod tests {
         state.assets.remove("box-1");
         store.record(&mut state, &["box-1"]).unwrap();
         state.assets.get_mut("box-2").unwrap().binding = "changed".into();
+        // A first consent names the key; the journal carries that too.
+        state.key_id = Some("key-1".into());
         store.record(&mut state, &["box-2"]).unwrap();
         assert_eq!(state.serial, 1, "journaling does not rewrite the state");
         let back = store.load().unwrap().unwrap();
@@ -728,7 +773,8 @@ mod tests {
             .append(true)
             .open(store.journal_path())
             .unwrap();
-        f.write_all(b"\n{\"lineage\":\"").unwrap();
+        // (a whole line without its newline counts as torn, too)
+        f.write_all(b"{\"lineage\":\"").unwrap();
         drop(f);
         let back = store.load().unwrap().unwrap();
         assert!(!back.assets.contains_key("box-0"));

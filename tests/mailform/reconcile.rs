@@ -151,6 +151,22 @@ fn a_saved_plan_is_applied_exactly_and_a_stale_one_refused() {
         assert!(run.stderr.contains(why), "{why}: {}", run.stderr);
         assert!(!run.stderr.contains("SENTINEL"), "{}", run.stderr);
     }
+    // An edited action, with its summary edited to match, is still refused:
+    // a configured mailbox cannot be deleted by a file.
+    let forged = good
+        .replacen("\"action\": \"no_op\"", "\"action\": \"delete\"", 1)
+        .replace("\"delete\": 0", "\"delete\": 1")
+        .replace("\"no_op\": 2", "\"no_op\": 1");
+    std::fs::write(dir.path().join("plan.json"), &forged).unwrap();
+    std::fs::write(dir.path().join("assets.toml"), offline_config(2, "sales")).unwrap();
+    let before = state(dir.path());
+    let run = mf(dir.path()).run(["apply", "plan.json"]).code(1);
+    assert!(
+        run.stderr.contains("it says Delete for `box-000`, but the config and state allow only NoOp (was it edited?)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(state(dir.path()).assets, before.assets);
     // A saved plan already says what to apply.
     let run = mf(dir.path())
         .run(["apply", "plan.json", "--target", "box-000"])
@@ -178,6 +194,9 @@ fn state_bytes_written_grow_linearly_with_the_assets() {
     // One journal line per asset, one whole state at the end: 10× the
     // assets is about 10× the bytes (rewriting the state after every asset
     // would be 100×).
+    println!(
+        "state writes: 20 assets {small_writes} writes {small} bytes; 200 assets {large_writes} writes {large} bytes"
+    );
     assert_eq!((small_writes, large_writes), (21, 201));
     assert!(
         large < small * 14,
@@ -243,6 +262,8 @@ fn apply_halfway(p: &Peers, dir: &Path) -> std::process::Child {
         ],
     );
     std::fs::write(dir.join("assets.toml"), text).unwrap();
+    // A state exists already, so the first consent is a journal line.
+    lab(p, dir).run(["init"]).ok();
     let child = lab(p, dir)
         .env("CONSENT_SILENT_USERS", "bob@example.test")
         .spawn(["apply", "--auto-approve", "--consent-timeout", "2m"], dir);
@@ -332,6 +353,12 @@ fn kill_9_after_the_first_consent_loses_no_consent_and_the_lock_is_named() {
     let mut child = apply_halfway(p, dir.path());
     child.kill().unwrap(); // SIGKILL
     let _ = child.wait();
+    // The consent is in the journal, not yet folded in.
+    assert!(dir.path().join(".mailform/state.json.journal").exists());
+    let file: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(".mailform/state.json")).unwrap())
+            .unwrap();
+    assert!(file["assets"].get("first").is_none(), "{file}");
     // The first consent is not asked for again.
     let plan = lab(p, dir.path())
         .run(["plan", "--offline", "--detailed-exitcode"])
