@@ -548,8 +548,9 @@ impl Run<'_> {
             progress,
             prove,
             |name, (server, result, grant)| {
-                // Not started (interrupted): the asset's change stands unproven.
+                // Not started (interrupted): the change stands, unproven.
                 let Some(result) = result else {
+                    self.fail(&name, "the SMTP login was not proven: interrupted");
                     return false;
                 };
                 let ok = matches!(result, Ok((_, SmtpObservation::Accepted { .. })));
@@ -681,6 +682,7 @@ impl Run<'_> {
                 "not started: the apply was interrupted".to_string(),
             ),
         };
+        let started = started.filter(|_| outcome != Outcome::NotStarted);
         render::apply::AssetOutcome {
             asset: change.asset.clone(),
             action: change.action,
@@ -979,10 +981,17 @@ impl Run<'_> {
         {
             let _ = self.ctx.printer.err(&format!("warning: {why}\n"));
         }
-        let grant = self
-            .runtime
-            .block_on(client.device_token(&code, timeout))
-            .map_err(|e| e.to_string())?;
+        // Polled until the person is done, the time is up, or a Ctrl-C.
+        let grant = self.runtime.block_on(async {
+            tokio::select! {
+                r = client.device_token(&code, timeout) => r.map_err(|e| e.to_string()),
+                () = async {
+                    while !crate::interrupt::requested() {
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                } => Err("interrupted before the consent arrived".to_string()),
+            }
+        })?;
         self.store_grant(state, name, grant)
     }
 

@@ -20,6 +20,18 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
     let smtp = args.check_smtp.then_some(settings.smtp_timeout);
     let store = Context::store(&config);
     let mut state = store.load()?;
+    // A plan to save is made on a folded state: its serial must tell
+    // `apply PLAN` whether anything changed since (a killed apply's journal
+    // lines do not move the serial until they are folded in).
+    if args.out.is_some() && store.has_journal() {
+        let _lock = ctx.lock(&store, "plan", settings.lock_timeout)?;
+        if let Some(mut s) = store.load()? {
+            if store.has_journal() {
+                store.save(&mut s)?;
+            }
+            state = Some(s);
+        }
+    }
 
     let applied = state
         .iter()

@@ -70,6 +70,8 @@ pub struct FileStore {
     /// Bytes and writes this store made (state files and journal lines).
     written: std::sync::atomic::AtomicU64,
     writes: std::sync::atomic::AtomicU64,
+    /// The last load replayed journal lines (not yet folded in).
+    replayed: std::sync::atomic::AtomicBool,
 }
 
 impl Clone for FileStore {
@@ -108,6 +110,7 @@ impl FileStore {
             path,
             written: std::sync::atomic::AtomicU64::new(0),
             writes: std::sync::atomic::AtomicU64::new(0),
+            replayed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -128,12 +131,14 @@ impl FileStore {
             .fetch_add(u64::try_from(bytes).unwrap_or(u64::MAX), Relaxed);
     }
 
-    /// Applies the journal lines that amend `state` (same lineage and serial).
-    fn replay(&self, state: &mut State) -> Result<(), Error> {
+    /// Applies the journal lines that amend `state` (same lineage and
+    /// serial); how many did.
+    fn replay(&self, state: &mut State) -> Result<usize, Error> {
         let Some(bytes) = Self::read(&self.journal_path, MAX_JOURNAL_BYTES, "read state journal")?
         else {
-            return Ok(());
+            return Ok(0);
         };
+        let mut applied = 0;
         let corrupt = |line: usize, why: String| Error::StateCorrupt {
             path: self.journal_path.clone(),
             why: format!("line {line}: {why}"),
@@ -153,6 +158,7 @@ impl FileStore {
             if (entry.lineage, entry.serial) != (state.lineage, state.serial) {
                 continue; // folded into the state file already
             }
+            applied += 1;
             if entry.key_id.is_some() {
                 state.key_id = entry.key_id;
             }
@@ -171,18 +177,18 @@ impl FileStore {
                 why: format!("replayed onto the state, it makes it inconsistent: {why}"),
             });
         }
-        Ok(())
+        Ok(applied)
     }
 
     fn journal_len(&self) -> u64 {
         std::fs::symlink_metadata(&self.journal_path).map_or(0, |m| m.len())
     }
 
-    /// Whether journal lines wait to be folded into the state file (a
-    /// writer folds them first, so the serial a saved plan was made at
-    /// tells whether anything changed since).
+    /// Whether the last load replayed journal lines that are not folded
+    /// into the state file yet (a writer folds them first, so the serial a
+    /// saved plan was made at tells whether anything changed since).
     pub fn has_journal(&self) -> bool {
-        self.journal_len() > 0
+        self.replayed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The identity of the state file now (it changes with every save).
@@ -367,8 +373,10 @@ impl StateStore for FileStore {
                 return Ok(None);
             };
             let mut state = parse_state(&self.path, &bytes)?;
-            self.replay(&mut state)?;
+            let replayed = self.replay(&mut state)?;
             if self.file_id() == before {
+                self.replayed
+                    .store(replayed > 0, std::sync::atomic::Ordering::Relaxed);
                 return Ok(Some(state));
             }
         }
@@ -489,14 +497,12 @@ impl StateStore for FileStore {
             &self.path,
         ))?;
         // Everything the journal held is in the new file; its lines name
-        // the old serial, so a journal left by a failed removal is ignored.
-        match std::fs::remove_file(&self.journal_path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Self::io(
-                "remove the folded state journal",
-                &self.journal_path,
-            )(e)),
-            _ => Ok(()),
-        }
+        // the old serial, so a journal whose removal fails is harmless (it
+        // is ignored on load), and the save stands.
+        let _ = std::fs::remove_file(&self.journal_path);
+        self.replayed
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     fn lock(
