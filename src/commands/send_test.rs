@@ -37,33 +37,7 @@ pub fn run(
         provider.ca_file.as_deref(),
     )
     .map_err(|why| Error::Usage(format!("{name}: {why}")))?;
-    let from: Mailbox = asset.email.parse().map_err(|e| {
-        Error::Usage(format!(
-            "{name}: email `{}` is not an address: {e}",
-            asset.email
-        ))
-    })?;
-    let domain = asset.email.rsplit('@').next().unwrap_or("mailform.invalid");
-    let subject = subject.map_or_else(
-        || format!("mailform test message from {name}"),
-        ToString::to_string,
-    );
-    let message = Message::builder()
-        .from(from)
-        .to(to.clone())
-        .subject(subject)
-        .date_now()
-        .message_id(Some(format!("<{}@{domain}>", uuid::Uuid::new_v4())))
-        .user_agent(concat!("mailform/", env!("CARGO_PKG_VERSION")).to_string())
-        .header(ContentType::TEXT_PLAIN)
-        .body(format!(
-            "This is a test message from mailform send-test.\r\n\r\nIt was sent by the email asset `{name}` ({}) through {} ({}), logged in as {} with OAuth 2.0 (XOAUTH2).\r\n",
-            asset.email,
-            endpoint.server(),
-            endpoint.security,
-            asset.username
-        ))
-        .map_err(|e| Error::Usage(format!("{name}: cannot build the test message: {e}")))?;
+    let message = test_message(name, asset, &endpoint, to.clone(), subject)?;
     let envelope = message.envelope().clone();
     let bytes = message.formatted();
 
@@ -126,5 +100,99 @@ pub fn run(
             name: name.to_string(),
             source,
         }),
+    }
+}
+
+/// The test message: Date, Message-ID on the asset's domain, From = the
+/// asset's email. The subject is given to lettre's header encoding, so a
+/// line break in it cannot start a header of its own.
+fn test_message(
+    name: &str,
+    asset: &crate::config::Asset,
+    endpoint: &Endpoint,
+    to: Mailbox,
+    subject: Option<&str>,
+) -> Result<Message, Error> {
+    let from: Mailbox = asset.email.parse().map_err(|e| {
+        Error::Usage(format!(
+            "{name}: email `{}` is not an address: {e}",
+            asset.email
+        ))
+    })?;
+    let domain = asset.email.rsplit('@').next().unwrap_or("mailform.invalid");
+    let subject = subject.map_or_else(
+        || format!("mailform test message from {name}"),
+        ToString::to_string,
+    );
+    let message = Message::builder()
+        .from(from)
+        .to(to)
+        .subject(subject)
+        .date_now()
+        .message_id(Some(format!("<{}@{domain}>", uuid::Uuid::new_v4())))
+        .user_agent(concat!("mailform/", env!("CARGO_PKG_VERSION")).to_string())
+        .header(ContentType::TEXT_PLAIN)
+        .body(format!(
+            "This is a test message from mailform send-test.\r\n\r\nIt was sent by the email asset `{name}` ({}) through {} ({}), logged in as {} with OAuth 2.0 (XOAUTH2).\r\n",
+            asset.email,
+            endpoint.server(),
+            endpoint.security,
+            asset.username
+        ))
+        .map_err(|e| Error::Usage(format!("{name}: cannot build the test message: {e}")))?;
+    Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subject_cannot_add_headers() {
+        let asset = crate::config::Asset {
+            name: "support".into(),
+            email: "support@example.com".into(),
+            username: "support@example.com".into(),
+            provider: "lab".into(),
+            scopes: vec![],
+            smtp: crate::config::SmtpEndpoint {
+                host: "127.0.0.1".into(),
+                port: 587,
+                security: crate::security::Security::Starttls,
+                port_span: None,
+                security_span: None,
+            },
+            forwarding_address: None,
+            labels: std::collections::BTreeMap::new(),
+            email_span: None,
+            scopes_span: None,
+            smtp_own_span: None,
+        };
+        let endpoint = Endpoint::new(
+            "127.0.0.1",
+            587,
+            crate::security::Security::Starttls,
+            "lab",
+            None,
+        )
+        .unwrap();
+        let to: Mailbox = "bob@example.com".parse().unwrap();
+        let m = test_message(
+            "support",
+            &asset,
+            &endpoint,
+            to,
+            Some("hello\r\nBcc: evil@example.net\r\n\r\nbody"),
+        )
+        .unwrap();
+        let text = String::from_utf8(m.formatted()).unwrap();
+        let headers = text.split("\r\n\r\n").next().unwrap();
+        assert!(!headers.contains("\r\nBcc:"), "{headers}");
+        assert!(
+            headers.contains("From: support@example.com\r\n"),
+            "{headers}"
+        );
+        assert!(headers.contains("\r\nMessage-ID: <"), "{headers}");
+        assert!(m.envelope().to().len() == 1);
     }
 }
