@@ -30,7 +30,7 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, value_name = "WHEN")]
     pub color: Option<ColorChoice>,
 
-    /// Show each HTTP exchange on stderr: method, URL without its query, status, the provider's error (never a token or secret).
+    /// Show each HTTP exchange and SMTP login on stderr: method, URL without its query, status, the provider's error; server, account and reply (never a token or secret).
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
@@ -100,7 +100,7 @@ pub enum Command {
     },
     /// Show what apply would change, and why.
     Plan(PlanArgs),
-    /// Make it so: consent where needed (the browser opens each mailbox's link), store the tokens.
+    /// Make it so: consent where needed (the browser opens each mailbox's link), store the tokens, prove each SMTP login.
     Apply(ApplyArgs),
     /// Show what state holds (tokens redacted).
     Show {
