@@ -399,6 +399,14 @@ fn failed_check(project: &Project, env: &[(&str, &str)]) -> String {
     run.stderr
 }
 
+/// `failed_check` of a project holding only an access token (no refresh
+/// token, so nothing is sent to the OAuth server).
+#[track_caller]
+fn failed_with_access_only(p: &Peers, lab: &Lab, env: &[(&str, &str)]) -> String {
+    let project = Project::new(p, lab, "some-access-token-SENTINEL", None, &["mail"]);
+    failed_check(&project, env)
+}
+
 #[test]
 fn an_untrusted_certificate_is_named_with_the_fix() {
     let p = peers();
@@ -407,8 +415,7 @@ fn an_untrusted_certificate_is_named_with_the_fix() {
         ..Lab::starttls(p, "alice@example.test")
     };
     // No refresh token: nothing is sent to the (equally untrusted) OAuth server.
-    let project = Project::new(p, &lab, "some-access-token-SENTINEL", None, &["mail"]);
-    let err = failed_check(&project, &[]);
+    let err = failed_with_access_only(p, &lab, &[]);
     assert!(
         err.contains(&format!(
             "error: support: SMTP check: TLS with 127.0.0.1:{} failed: the server's certificate is not signed by an authority mailform trusts: if the server uses a private CA, set ca_file on provider `lab`",
@@ -425,14 +432,7 @@ fn tls_spoken_to_the_starttls_port_and_the_reverse_get_a_port_hint() {
         security: "tls",
         ..Lab::starttls(p, "alice@example.test")
     };
-    let project = Project::new(
-        p,
-        &tls_on_starttls,
-        "some-access-token-SENTINEL",
-        None,
-        &["mail"],
-    );
-    let err = failed_check(&project, &[]);
+    let err = failed_with_access_only(p, &tls_on_starttls, &[]);
     assert!(
         err.contains(&format!(
             "TLS with 127.0.0.1:{port} failed: the server did not answer in TLS (it sent plain text): port {port} may expect STARTTLS (usually 587): try smtp.security = \"starttls\"",
@@ -445,14 +445,7 @@ fn tls_spoken_to_the_starttls_port_and_the_reverse_get_a_port_hint() {
         port: p.smtp.tls_port,
         ..Lab::starttls(p, "alice@example.test")
     };
-    let project = Project::new(
-        p,
-        &starttls_on_tls,
-        "some-access-token-SENTINEL",
-        None,
-        &["mail"],
-    );
-    let err = failed_check(&project, &[("MAILFORM_SMTP_TIMEOUT", "1s")]);
+    let err = failed_with_access_only(p, &starttls_on_tls, &[("MAILFORM_SMTP_TIMEOUT", "1s")]);
     assert!(
         err.contains(&format!(
             "127.0.0.1:{port} did not answer within 1s while waiting for the greeting (connected, but the server said nothing; if port {port} expects TLS from the first byte (implicit TLS, usually 465), set smtp.security = \"tls\")",
@@ -808,14 +801,7 @@ fn a_server_without_starttls_or_xoauth2_is_reported_plainly() {
         port: p.smtp.no_starttls_port,
         ..Lab::starttls(p, "alice@example.test")
     };
-    let project = Project::new(
-        p,
-        &no_starttls,
-        "some-access-token-SENTINEL",
-        None,
-        &["mail"],
-    );
-    let err = failed_check(&project, &[]);
+    let err = failed_with_access_only(p, &no_starttls, &[]);
     assert!(
         err.contains(&format!(
             "127.0.0.1:{} does not offer STARTTLS, so the login cannot be protected (AUTH is never sent in the clear)",
@@ -828,14 +814,7 @@ fn a_server_without_starttls_or_xoauth2_is_reported_plainly() {
         security: "tls",
         ..Lab::starttls(p, "alice@example.test")
     };
-    let project = Project::new(
-        p,
-        &plain_auth,
-        "some-access-token-SENTINEL",
-        None,
-        &["mail"],
-    );
-    let err = failed_check(&project, &[]);
+    let err = failed_with_access_only(p, &plain_auth, &[]);
     assert!(
         err.contains(&format!(
             "127.0.0.1:{} does not offer AUTH XOAUTH2 (it offers PLAIN, LOGIN)",
@@ -881,8 +860,7 @@ fn a_server_that_stalls_after_the_greeting_or_at_auth_is_bounded() {
         port: p.smtp.stall_port,
         ..Lab::starttls(p, "alice@example.test")
     };
-    let project = Project::new(p, &lab, "some-access-token-SENTINEL", None, &["mail"]);
-    let err = failed_check(&project, &[("MAILFORM_SMTP_TIMEOUT", "1")]);
+    let err = failed_with_access_only(p, &lab, &[("MAILFORM_SMTP_TIMEOUT", "1")]);
     assert!(
         err.contains(&format!(
             "127.0.0.1:{} did not answer within 1s while waiting for the answer to AUTH",
