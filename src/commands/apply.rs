@@ -40,7 +40,7 @@ use crate::secret::Secret;
 use crate::smtp;
 use crate::state::crypto::Key;
 use crate::state::{AppliedAsset, Field, SmtpCheck, State, Tokens};
-use crate::store::{FileStore, StateStore as _, key};
+use crate::store::{StateStore, key};
 
 pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
     let (config, settings) = ctx.config()?;
@@ -61,13 +61,14 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
     };
     super::plan::check_secrets(ctx, &config, &targets)?;
     crate::interrupt::install();
-    let store = Context::store(&config);
-    store.prepare_dir()?;
-    let _lock = ctx.lock(&store, "apply", settings.lock_timeout)?;
+    let boxed = Context::store(&config);
+    let store = &*boxed;
+    store.prepare()?;
+    let _lock = ctx.lock(store, "apply", settings.lock_timeout)?;
     let mut state = store.load()?.unwrap_or_else(State::new);
     // Lines a killed apply left in the journal are folded in first, so the
     // serial tells a saved plan whether anything changed since it was made.
-    if state.serial > 0 && store.has_journal() {
+    if state.serial > 0 && store.has_pending() {
         store.save(&mut state)?;
     }
     for t in args.target.iter().chain(&args.reconsent) {
@@ -119,7 +120,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
         let checked = super::plan::live_checks(
             &config,
             &settings,
-            &store,
+            store,
             &mut state,
             &key,
             &args.target,
@@ -151,7 +152,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
     };
     if plan.is_empty() {
         if args.json {
-            let doc = document(&plan, &[], &state, &store, args, false);
+            let doc = document(&plan, &[], &state, store, args, false);
             ctx.printer.out(&doc)?;
         }
         return Ok(ExitStatus::Success);
@@ -163,7 +164,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
     let mut run = Run {
         ctx,
         config: &config,
-        store: &store,
+        store,
         key: &key,
         runtime: &runtime,
         clients: BTreeMap::new(),
@@ -250,7 +251,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
             &plan,
             &outcomes,
             &state,
-            &store,
+            store,
             args,
             interrupted,
         ))?;
@@ -370,7 +371,7 @@ fn document(
     plan: &plan::Plan,
     assets: &[render::apply::AssetOutcome],
     state: &State,
-    store: &FileStore,
+    store: &dyn StateStore,
     args: &ApplyArgs,
     interrupted: bool,
 ) -> String {
@@ -447,7 +448,7 @@ struct Done {
 struct Run<'a> {
     ctx: &'a Context<'a>,
     config: &'a Config,
-    store: &'a FileStore,
+    store: &'a dyn StateStore,
     key: &'a Key,
     runtime: &'a tokio::runtime::Runtime,
     clients: BTreeMap<String, Arc<ProviderClient>>,
@@ -713,8 +714,8 @@ impl Run<'_> {
             && let Err(e) = self.store.save(state)
         {
             let _ = self.ctx.printer.err(&format!(
-                "warning: the state could not be rewritten in one piece ({e}); every change is kept in {} and is read back by the next command\n",
-                self.store.journal_path().display()
+                "warning: the state at {} could not be rewritten in one piece ({e}); the changes recorded so far are read back by the next command\n",
+                self.store.location()
             ));
         }
         self.unsaved = false;

@@ -4,7 +4,7 @@
 
 use super::{Context, ExitStatus};
 use crate::error::Error;
-use crate::store::{LockInfo, StateStore as _};
+use crate::store::LockInfo;
 
 pub fn run(ctx: &Context<'_>, id: &str, force: bool) -> Result<ExitStatus, Error> {
     let (config, _settings) = ctx.config()?;

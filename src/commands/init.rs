@@ -44,7 +44,8 @@ pub fn run(ctx: &Context<'_>) -> Result<ExitStatus, Error> {
 
     let (config, settings) = ctx.config()?;
     let state_dir = config.state_dir();
-    let store = Context::store(&config);
+    // init lays out the file store itself (folder, key, .gitignore).
+    let store = crate::store::FileStore::new(&config.state.path);
     store.prepare_dir()?;
     let lock = ctx.lock(&store, "init", settings.lock_timeout)?;
 

@@ -163,19 +163,18 @@ impl Context<'_> {
     }
 
     /// The state store the config names.
-    pub fn store(config: &Config) -> FileStore {
-        FileStore::new(&config.state.path)
+    pub fn store(config: &Config) -> Box<dyn crate::store::StateStore> {
+        Box::new(FileStore::new(&config.state.path))
     }
 
     /// Takes the state lock for `operation`, saying once on stderr whom it
     /// waits for, and noting a lock taken over from a holder that died.
     pub fn lock(
         &self,
-        store: &FileStore,
+        store: &dyn crate::store::StateStore,
         operation: &str,
         timeout: std::time::Duration,
     ) -> Result<Box<dyn crate::store::LockGuard>, Error> {
-        use crate::store::StateStore as _;
         let lock = store.lock(operation, timeout, &mut |info| {
             let _ = self.printer.err(&format!(
                 "Waiting for the state lock held by {} ({})...\n",

@@ -13,20 +13,21 @@ use crate::error::Error;
 use crate::observe;
 use crate::plan::{self, Observations};
 use crate::render;
-use crate::store::{StateStore as _, key};
+use crate::store::key;
 
 pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
     let (config, settings) = ctx.config()?;
     let smtp = args.check_smtp.then_some(settings.smtp_timeout);
-    let store = Context::store(&config);
+    let boxed = Context::store(&config);
+    let store = &*boxed;
     let mut state = store.load()?;
     // A plan to save is made on a folded state: its serial must tell
     // `apply PLAN` whether anything changed since (a killed apply's journal
     // lines do not move the serial until they are folded in).
-    if args.out.is_some() && store.has_journal() {
-        let _lock = ctx.lock(&store, "plan", settings.lock_timeout)?;
+    if args.out.is_some() && store.has_pending() {
+        let _lock = ctx.lock(store, "plan", settings.lock_timeout)?;
         if let Some(mut s) = store.load()? {
-            if store.has_journal() {
+            if store.has_pending() {
                 store.save(&mut s)?;
             }
             state = Some(s);
@@ -66,23 +67,23 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
         // A refresh may rotate the refresh token, which must then be stored
         // at once (the old one is dead): a live plan refreshes as a writer,
         // holding the lock, on the state as it is under the lock.
-        let _lock = ctx.lock(&store, "plan", settings.lock_timeout)?;
+        let _lock = ctx.lock(store, "plan", settings.lock_timeout)?;
         crate::interrupt::install();
         crate::interrupt::arm(true);
         let mut fresh = store.load()?.ok_or_else(|| Error::StateMoved {
-            path: store.path().to_path_buf(),
+            path: store.location().into(),
             expected: state.as_ref().map(|s| (s.lineage, s.serial)),
             found: None,
         })?;
         // A killed apply's journal is folded in first: the plan's serial
         // then tells a later `apply PLAN` whether anything changed since.
-        if store.has_journal() {
+        if store.has_pending() {
             store.save(&mut fresh)?;
         }
         let (observed, failed) = live_checks(
             &config,
             &settings,
-            &store,
+            store,
             &mut fresh,
             key,
             &args.target,
@@ -209,7 +210,7 @@ fn checkable(state: &crate::state::State, config: &Config, targets: &[String], s
 pub(super) fn live_checks(
     config: &Config,
     settings: &crate::settings::Settings,
-    store: &crate::store::FileStore,
+    store: &dyn crate::store::StateStore,
     state: &mut crate::state::State,
     key: &crate::state::crypto::Key,
     targets: &[String],

@@ -11,7 +11,6 @@ use lettre::message::{Mailbox, Message, header::ContentType};
 use super::{Context, ExitStatus};
 use crate::error::Error;
 use crate::smtp::{self, Endpoint, Outcome, Sent};
-use crate::store::StateStore as _;
 
 pub fn run(
     ctx: &Context<'_>,
@@ -53,7 +52,8 @@ pub fn run(
         ))
     };
     let mut result = send(&token);
-    let store = Context::store(&config);
+    let boxed = Context::store(&config);
+    let store = &*boxed;
     let record = store.load()?.and_then(|s| s.assets.get(name).cloned());
     let token_record = record.as_ref().and_then(|r| r.token.as_ref());
     if matches!(result, Ok(Sent::LoginRefused(_)))

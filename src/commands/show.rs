@@ -4,7 +4,6 @@ use super::{Context, ExitStatus, known_asset};
 use crate::error::Error;
 use crate::render;
 use crate::render::diagnostic::LineIndex;
-use crate::store::StateStore as _;
 
 pub fn run(ctx: &Context<'_>, name: Option<&str>, json: bool) -> Result<ExitStatus, Error> {
     let (config, _settings) = ctx.config()?;

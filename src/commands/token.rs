@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::oauth::{OAuthError, ProviderClient};
 use crate::secret::Secret;
 use crate::state::Tokens;
-use crate::store::{StateStore as _, key};
+use crate::store::key;
 
 /// An access token expiring sooner than this is refreshed first: the client
 /// that asked still has to connect and log in with it.
@@ -40,7 +40,8 @@ pub(super) fn access_token(
     name: &str,
     force_refresh: bool,
 ) -> Result<Secret, Error> {
-    let store = Context::store(config);
+    let boxed = Context::store(config);
+    let store = &*boxed;
     let state = store.load()?;
     let in_state = state
         .iter()
@@ -93,7 +94,7 @@ pub(super) fn access_token(
     // Refresh as a writer, on the state as it is under the lock: another
     // mailform may have refreshed (and rotated) it a moment ago.
     // A mail client is waiting: wait for another mailform rather than fail.
-    let _lock = ctx.lock(&store, "token", settings.lock_timeout.max(TOKEN_LOCK_WAIT))?;
+    let _lock = ctx.lock(store, "token", settings.lock_timeout.max(TOKEN_LOCK_WAIT))?;
     state = store
         .load()?
         .filter(|s| s.assets.contains_key(name))

@@ -361,6 +361,22 @@ pub fn parse_state(path: &Path, text: &[u8]) -> Result<State, Error> {
 }
 
 impl StateStore for FileStore {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn prepare(&self) -> Result<(), Error> {
+        self.prepare_dir()
+    }
+
+    fn has_pending(&self) -> bool {
+        self.has_journal()
+    }
+
+    fn written(&self) -> (u64, u64) {
+        FileStore::written(self)
+    }
+
     fn load(&self) -> Result<Option<State>, Error> {
         if !self.check_dir()? {
             return Ok(None);

@@ -27,7 +27,20 @@ pub trait LockGuard {
 }
 
 /// A place that keeps state.
-pub trait StateStore {
+pub trait StateStore: Send + Sync {
+    /// Where the state is, for messages (a path, or a database and name).
+    fn location(&self) -> String;
+
+    /// Makes the store ready for a first write (the file store's private folder).
+    fn prepare(&self) -> Result<(), Error>;
+
+    /// Whether the last load read changes not yet folded into the stored
+    /// document (a writer saves first, so serials stay meaningful).
+    fn has_pending(&self) -> bool;
+
+    /// (writes, bytes) this store has made so far.
+    fn written(&self) -> (u64, u64);
+
     /// The state, or `None` when none was ever written.
     fn load(&self) -> Result<Option<State>, Error>;
 
