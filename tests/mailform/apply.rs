@@ -10,7 +10,7 @@ use std::path::Path;
 use mailform::state::{State, Tokens};
 use mailform::store::{FileStore, StateStore as _, key};
 
-use crate::support::peers::{Peers, peers};
+use crate::support::peers::{LabSmtp, Peers, lab_provider, peers};
 use crate::support::{Mailform, Run};
 
 pub fn free_port() -> u16 {
@@ -22,30 +22,12 @@ pub fn free_port() -> u16 {
 }
 
 pub fn config_text(p: &Peers, port: u16, assets: &[(&str, &str)], scopes: &str) -> String {
-    let client = &p.clients.confidential;
-    let mut text = format!(
-        r#"version = 1
-
-[providers.lab]
-authorization_url = "{}"
-token_url = "{}"
-revocation_url = "{}"
-client_id = "{}"
-client_secret = {{ env = "LAB_CLIENT_SECRET" }}
-redirect_uri = "http://127.0.0.1:{port}/callback"
-scopes = {scopes}
-auth_params = {{ prompt = "consent" }}
-ca_file = "{}"
-smtp = {{ host = "{}", port = {}, security = "starttls" }}
-"#,
-        p.endpoints.authorization,
-        p.endpoints.token,
-        p.endpoints.revocation,
-        client.client_id,
-        p.ca_file.display(),
-        p.smtp.host,
-        p.smtp.starttls_port,
-    );
+    let smtp = LabSmtp {
+        port: p.smtp.starttls_port,
+        security: "starttls",
+        trust_ca: true,
+    };
+    let mut text = lab_provider(p, port, scopes, &smtp);
     for (name, email) in assets {
         let _ = write!(
             text,

@@ -7,20 +7,14 @@ use std::path::Path;
 
 use crate::support::{Mailform, project};
 
-const CONFIG: &str = r#"version = 1
-
-[providers.lab]
-authorization_url = "https://127.0.0.1:9/authorize"
-token_url = "https://127.0.0.1:9/token"
-client_id = "mailform-test"
-client_secret = { env = "LAB_CLIENT_SECRET" }
-scopes = ["mail", "offline_access"]
-smtp = { host = "127.0.0.1", port = 2587, security = "starttls" }
-
+const CONFIG: &str = concat!(
+    crate::support::offline_lab!(),
+    r#"
 [assets.support]
 email = "support@example.com"
 provider = "lab"
-"#;
+"#
+);
 
 fn mf(dir: &Path) -> Mailform {
     Mailform::new(dir).env("LAB_CLIENT_SECRET", "x")

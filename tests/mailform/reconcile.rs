@@ -20,17 +20,7 @@ const SECRET: &str = "client-secret-SENTINEL";
 
 /// A provider nobody answers at (the tests here that use it never call it).
 fn offline_config(n: usize, label: &str) -> String {
-    let mut text = r#"version = 1
-
-[providers.lab]
-authorization_url = "https://127.0.0.1:9/authorize"
-token_url = "https://127.0.0.1:9/token"
-client_id = "mailform-test"
-client_secret = { env = "LAB_CLIENT_SECRET" }
-scopes = ["mail", "offline_access"]
-smtp = { host = "127.0.0.1", port = 2587, security = "starttls" }
-"#
-    .to_string();
+    let mut text = crate::support::offline_lab!().to_string();
     for i in 0..n {
         let _ = write!(
             text,

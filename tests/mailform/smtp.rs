@@ -13,7 +13,9 @@ use mailform::state::{State, Tokens};
 use mailform::store::{FileStore, StateStore as _, key};
 use serde_json::Value;
 
-use crate::support::peers::{Peers, consent_and_exchange, offline_tokens, peers};
+use crate::support::peers::{
+    LabSmtp, Peers, consent_and_exchange, lab_provider, offline_tokens, peers,
+};
 use crate::support::{Mailform, Run};
 
 /// How the asset reaches the SMTP server.
@@ -43,39 +45,14 @@ impl Lab {
     }
 
     fn config(&self, p: &Peers) -> String {
+        let smtp = LabSmtp {
+            port: self.port,
+            security: self.security,
+            trust_ca: self.trust_ca,
+        };
         format!(
-            r#"version = 1
-
-[providers.lab]
-authorization_url = "{}"
-token_url = "{}"
-revocation_url = "{}"
-client_id = "{}"
-client_secret = {{ env = "LAB_CLIENT_SECRET" }}
-redirect_uri = "http://127.0.0.1:{}/callback"
-scopes = {}
-auth_params = {{ prompt = "consent" }}
-{}
-smtp = {{ host = "{}", port = {}, security = "{}" }}
-
-[assets.support]
-email = "{}"
-provider = "lab"
-"#,
-            p.endpoints.authorization,
-            p.endpoints.token,
-            p.endpoints.revocation,
-            p.clients.confidential.client_id,
-            self.callback_port,
-            self.scopes,
-            if self.trust_ca {
-                format!("ca_file = \"{}\"", p.ca_file.display())
-            } else {
-                String::new()
-            },
-            p.smtp.host,
-            self.port,
-            self.security,
+            "{}\n[assets.support]\nemail = \"{}\"\nprovider = \"lab\"\n",
+            lab_provider(p, self.callback_port, self.scopes, &smtp),
             self.username.unwrap_or(self.user),
         )
     }
@@ -524,6 +501,23 @@ fn a_bad_smtp_timeout_is_a_clear_error() {
     );
 }
 
+/// `send-test support --to bob@example.test --subject SUBJECT`, which must succeed.
+fn send_test(project: &Project, subject: &str) -> Run {
+    let run = project
+        .mf()
+        .run([
+            "send-test",
+            "support",
+            "--to",
+            "bob@example.test",
+            "--subject",
+            subject,
+        ])
+        .ok();
+    project.assert_clean(&run);
+    run
+}
+
 /// The message of `subject` in the server's store: (envelope, text).
 fn delivered(p: &Peers, subject: &str) -> (Value, String) {
     p.messages()
@@ -537,18 +531,7 @@ fn send_test_delivers_a_well_formed_message() {
     let p = peers();
     let project = Project::consented(p, &Lab::starttls(p, "alice@example.test"));
     let subject = format!("mailform send-test {}", crate::support::peers::random(6));
-    let run = project
-        .mf()
-        .run([
-            "send-test",
-            "support",
-            "--to",
-            "bob@example.test",
-            "--subject",
-            &subject,
-        ])
-        .ok();
-    project.assert_clean(&run);
+    let run = send_test(&project, &subject);
     // The server's reply to the message, with its queue id.
     assert!(
         run.stdout.starts_with("250 2.6.0 Ok: queued as "),
@@ -572,10 +555,11 @@ fn send_test_delivers_a_well_formed_message() {
     }
     assert!(headers.contains("@example.test>"), "{headers}");
     assert!(eml.contains("logged in as alice@example.test"), "{eml}");
-    // The reply named the file the server stored it under.
-    assert!(
-        p.messages().iter().any(|(_, e)| e == &eml) && !queued.is_empty(),
-        "{queued}"
+    // The queue id in the reply names the file the server stored it under.
+    assert_eq!(
+        std::fs::read_to_string(p.mailbox.join(format!("{queued}.eml"))).ok(),
+        Some(eml),
+        "queue id {queued}"
     );
 }
 
@@ -587,18 +571,7 @@ fn send_test_retries_once_with_a_fresh_token() {
     let before = project.state().assets["support"].token.clone().unwrap();
     assert!(p.expire_access_tokens(user) >= 1);
     let subject = format!("retry {}", crate::support::peers::random(6));
-    let run = project
-        .mf()
-        .run([
-            "send-test",
-            "support",
-            "--to",
-            "bob@example.test",
-            "--subject",
-            &subject,
-        ])
-        .ok();
-    project.assert_clean(&run);
+    send_test(&project, &subject);
     delivered(p, &subject);
     // The fresh token was stored.
     let after = project.state().assets["support"].token.clone().unwrap();
@@ -657,11 +630,7 @@ fn send_test_reports_a_refusal_and_bad_input() {
 #[test]
 fn apply_proves_the_login_records_it_and_fails_a_refused_one() {
     let p = peers();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::apply::free_port();
     let good = Lab {
         callback_port: port,
         ..Lab::starttls(p, "bob@example.test")

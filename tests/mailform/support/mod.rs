@@ -134,3 +134,21 @@ pub fn project(config: &str) -> tempfile::TempDir {
 }
 pub mod fixtures;
 pub mod peers;
+
+/// `version = 1` and a `[providers.lab]` nobody answers at: for tests that
+/// never call the provider. A macro, so it can start a `const` with `concat!`.
+macro_rules! offline_lab {
+    () => {
+        r#"version = 1
+
+[providers.lab]
+authorization_url = "https://127.0.0.1:9/authorize"
+token_url = "https://127.0.0.1:9/token"
+client_id = "mailform-test"
+client_secret = { env = "LAB_CLIENT_SECRET" }
+scopes = ["mail", "offline_access"]
+smtp = { host = "127.0.0.1", port = 2587, security = "starttls" }
+"#
+    };
+}
+pub(crate) use offline_lab;

@@ -497,3 +497,46 @@ pub fn refresh(p: &Peers, client: &Client, refresh_token: &str) -> (u16, Value) 
         ],
     )
 }
+
+/// How a test's `[providers.lab]` reaches the SMTP server.
+pub struct LabSmtp<'a> {
+    pub port: u16,
+    pub security: &'a str,
+    /// Whether `ca_file` names the test CA.
+    pub trust_ca: bool,
+}
+
+/// `version = 1` and a `[providers.lab]` for the test servers, as an
+/// operator writes it: the confidential client (secret from
+/// `LAB_CLIENT_SECRET`), loopback consent on `callback_port`, `scopes` (a
+/// TOML array), and the SMTP server as `smtp` says.
+pub fn lab_provider(p: &Peers, callback_port: u16, scopes: &str, smtp: &LabSmtp<'_>) -> String {
+    format!(
+        r#"version = 1
+
+[providers.lab]
+authorization_url = "{}"
+token_url = "{}"
+revocation_url = "{}"
+client_id = "{}"
+client_secret = {{ env = "LAB_CLIENT_SECRET" }}
+redirect_uri = "http://127.0.0.1:{callback_port}/callback"
+scopes = {scopes}
+auth_params = {{ prompt = "consent" }}
+{}
+smtp = {{ host = "{}", port = {}, security = "{}" }}
+"#,
+        p.endpoints.authorization,
+        p.endpoints.token,
+        p.endpoints.revocation,
+        p.clients.confidential.client_id,
+        if smtp.trust_ca {
+            format!("ca_file = \"{}\"", p.ca_file.display())
+        } else {
+            String::new()
+        },
+        p.smtp.host,
+        smtp.port,
+        smtp.security,
+    )
+}
