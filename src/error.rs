@@ -238,3 +238,20 @@ fn state_moved(
         "state file {path} was not written: {what}; nothing was overwritten — run the command again"
     )
 }
+
+/// An error with its causes, `: `-joined: reqwest's and lettre's own text
+/// ("error sending request", "Connection error") stops at the first link,
+/// and the reason sits below it. A cause already quoted is not repeated.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let words = cause.to_string();
+        if !text.contains(&words) {
+            text.push_str(": ");
+            text.push_str(&words);
+        }
+        next = cause.source();
+    }
+    text
+}

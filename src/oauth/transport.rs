@@ -37,27 +37,11 @@ impl TransportError {
         if e.is_timeout() {
             TransportError::Timeout
         } else if e.is_connect() {
-            TransportError::Connect(source_chain(&e))
+            TransportError::Connect(crate::error::chain(&e))
         } else {
-            TransportError::Other(source_chain(&e))
+            TransportError::Other(crate::error::chain(&e))
         }
     }
-}
-
-/// An error with its causes, since reqwest's own text is "error sending
-/// request" and the reason sits below it.
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let words = cause.to_string();
-        if !text.contains(&words) {
-            text.push_str(": ");
-            text.push_str(&words);
-        }
-        next = cause.source();
-    }
-    text
 }
 
 /// Where `-v` sends one line per HTTP exchange.
@@ -139,7 +123,7 @@ impl Transport {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        let http = builder.build().map_err(|e| source_chain(&e))?;
+        let http = builder.build().map_err(|e| crate::error::chain(&e))?;
         Ok(Transport { http })
     }
 

@@ -33,6 +33,7 @@ use lettre::transport::smtp::extension::ClientId;
 
 pub use reply::{Challenge, Reply, clean};
 
+use crate::error::chain;
 use crate::secret::Secret;
 use crate::security::Security;
 
@@ -205,22 +206,6 @@ impl SmtpError {
     }
 }
 
-/// The whole source chain of an error, `: `-joined (lettre's own `Display`
-/// stops at the first link).
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(s) = next {
-        let text = s.to_string();
-        if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        next = s.source();
-    }
-    out
-}
-
 /// The rustls error somewhere in `e`'s chain (inside an `io::Error`).
 fn rustls_error<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
     let mut next: Option<&'e (dyn std::error::Error + 'static)> = Some(e);
@@ -376,12 +361,25 @@ async fn bounded<T>(
     hint: String,
     f: impl Future<Output = T>,
 ) -> Result<T, SmtpError> {
-    tokio::time::timeout(timeout, f)
+    bounded_after(endpoint, timeout, timeout, step, hint, f).await
+}
+
+/// [`bounded`] by `limit`, reported as a wait of `waited` (the connect's
+/// own bound comes on top of the greeting's).
+async fn bounded_after<T>(
+    endpoint: &Endpoint,
+    limit: Duration,
+    waited: Duration,
+    step: &'static str,
+    hint: String,
+    f: impl Future<Output = T>,
+) -> Result<T, SmtpError> {
+    tokio::time::timeout(limit, f)
         .await
         .map_err(|_| SmtpError::Timeout {
             server: endpoint.server(),
             step,
-            after: timeout,
+            after: waited,
             hint,
         })
 }
@@ -418,15 +416,16 @@ impl<'a> Session<'a> {
             implicit,
             None,
         );
-        let mut conn = tokio::time::timeout(connect_timeout + timeout, connect)
-            .await
-            .map_err(|_| SmtpError::Timeout {
-                server: endpoint.server(),
-                step,
-                after: timeout,
-                hint,
-            })?
-            .map_err(|e| classify(&e, endpoint, "connecting", &[], connect_timeout))?;
+        let mut conn = bounded_after(
+            endpoint,
+            connect_timeout + timeout,
+            timeout,
+            step,
+            hint,
+            connect,
+        )
+        .await?
+        .map_err(|e| classify(&e, endpoint, "connecting", &[], connect_timeout))?;
         if endpoint.security == Security::Starttls {
             if !conn.can_starttls() {
                 hang_up(conn, timeout).await;
