@@ -130,6 +130,24 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// The consent mode: as set, else `loopback` where a person can consent
+    /// (a terminal, or `$BROWSER` set) and `never` otherwise, so CI fails
+    /// clearly instead of waiting.
+    pub fn consent_mode(&self) -> ConsentMode {
+        use std::io::IsTerminal as _;
+        self.consent.unwrap_or_else(|| {
+            if std::io::stdin().is_terminal()
+                || std::env::var_os("BROWSER").is_some_and(|b| !b.is_empty())
+            {
+                ConsentMode::Loopback
+            } else {
+                ConsentMode::Never
+            }
+        })
+    }
+}
+
 /// The prefix of the environment variables that set settings.
 const ENV_PREFIX: &str = "MAILFORM_";
 

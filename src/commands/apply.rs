@@ -21,7 +21,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::IsTerminal as _;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -196,7 +195,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
         run.delete(&mut state, &deletes);
     }
     if !consents.is_empty() && !crate::interrupt::requested() {
-        let mode = settings.consent.unwrap_or_else(default_mode);
+        let mode = settings.consent_mode();
         run.consent(&mut state, &consents, mode, consent_timeout);
     }
     // The login is proven where it may have changed: new grants, and
@@ -272,12 +271,8 @@ fn read_saved_plan(path: &std::path::Path) -> Result<plan::Plan, Error> {
         path: path.to_path_buf(),
         why,
     };
-    let bytes = crate::files::read(
-        path,
-        u64::try_from(plan::MAX_PLAN_BYTES).unwrap_or(u64::MAX),
-        crate::files::Links::Follow,
-    )
-    .map_err(|e| bad(e.to_string()))?;
+    let bytes = crate::files::read(path, plan::MAX_PLAN_BYTES, crate::files::Links::Follow)
+        .map_err(|e| bad(e.to_string()))?;
     plan::Plan::read_saved(&bytes).map_err(bad)
 }
 
@@ -401,17 +396,6 @@ fn document(
         state_writes: StateWrites { count, bytes },
     };
     serde_json::to_string_pretty(&doc).expect("apply documents serialize") + "\n"
-}
-
-/// `loopback` where a person can consent (a terminal, or `$BROWSER` set);
-/// `never` otherwise, so CI fails clearly instead of waiting.
-fn default_mode() -> ConsentMode {
-    if std::io::stdin().is_terminal() || std::env::var_os("BROWSER").is_some_and(|b| !b.is_empty())
-    {
-        ConsentMode::Loopback
-    } else {
-        ConsentMode::Never
-    }
 }
 
 /// The key that seals this state's tokens; made (like `init` does) when the

@@ -260,10 +260,8 @@ pub struct Scan {
     pub masked: String,
     /// The deepest nesting seen.
     pub max_depth: usize,
-    /// Where the nesting first exceeded [`Scan::limit`], when it did.
+    /// Where the nesting first exceeded the scan's limit, when it did.
     pub too_deep_at: Option<usize>,
-    /// The depth limit this scan was made with.
-    pub limit: usize,
 }
 
 /// The text with every secret value masked. See the module docs.
@@ -304,7 +302,6 @@ fn run(text: &str, limit: usize, masking: bool) -> Scan {
         masked,
         max_depth: s.max_depth,
         too_deep_at: s.too_deep_at,
-        limit,
     }
 }
 

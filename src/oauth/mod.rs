@@ -113,11 +113,6 @@ impl ProviderClient {
         })
     }
 
-    /// The provider's name, for messages.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// An authorization request for one asset (RFC 6749 §4.1 with PKCE S256,
     /// RFC 7636): its own random `state` and verifier, the provider's
     /// `auth_params`, and `login_hint` so the person signs in to the right

@@ -194,7 +194,7 @@ impl Summary {
 }
 
 /// Largest saved plan read (a plan of 10,000 assets is a few MB).
-pub const MAX_PLAN_BYTES: usize = 64 * 1024 * 1024;
+pub const MAX_PLAN_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Plan {
     /// Marks `names` (applied assets still in the config) for consent
@@ -215,16 +215,14 @@ impl Plan {
         self.summary = Summary::of(&self.changes);
     }
 
-    /// A saved plan (`plan --out`), read back: well-formed JSON of this
+    /// A saved plan (`plan --out`, read with at most [`MAX_PLAN_BYTES`]),
+    /// read back: well-formed JSON of this
     /// format, whose changes agree with its summary. Says why not, in a
     /// few words that quote nothing of the file.
     pub fn read_saved(bytes: &[u8]) -> Result<Plan, String> {
         #[derive(Deserialize)]
         struct Version {
             format_version: Option<u32>,
-        }
-        if bytes.len() > MAX_PLAN_BYTES {
-            return Err(format!("it is larger than {MAX_PLAN_BYTES} bytes"));
         }
         let plan: Plan = serde_json::from_slice(bytes).map_err(
             |e| match serde_json::from_slice::<Version>(bytes).map(|v| v.format_version) {

@@ -8,6 +8,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::style;
+use crate::diagnostic::shown_up_to;
 use crate::secret::REDACTED;
 use crate::state::{AppliedAsset, AssetRecord, SmtpCheck, State};
 
@@ -125,12 +126,13 @@ pub fn human(doc: &ShowDoc<'_>) -> String {
                 if c.server.is_empty() {
                     String::new()
                 } else {
-                    format!(" by {}", c.server)
+                    // State can be edited by hand: its words cannot move the cursor.
+                    format!(" by {}", shown_up_to(&c.server, 200))
                 },
-                c.detail
+                shown_up_to(&c.detail, 2000)
             );
             if let Some(h) = &c.hint {
-                let _ = writeln!(out, "  smtp hint    {h}");
+                let _ = writeln!(out, "  smtp hint    {}", shown_up_to(h, 2000));
             }
         }
         for (k, v) in &p.labels {

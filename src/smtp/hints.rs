@@ -14,10 +14,9 @@ pub struct Login<'a> {
     pub granted: &'a [String],
 }
 
+/// One row: a reply it recognises (the comment above it says which), and
+/// what it tells the operator.
 struct Row {
-    /// Why the row exists, for whoever reads the table.
-    #[allow(dead_code)]
-    what: &'static str,
     matches: fn(&Reply, Option<&Challenge>, &Login<'_>) -> bool,
     say: fn(&Reply, Option<&Challenge>, &Login<'_>) -> String,
 }
@@ -41,8 +40,8 @@ fn scope_missing(challenge: Option<&Challenge>, login: &Login<'_>) -> Option<Str
 }
 
 const TABLE: &[Row] = &[
+    // the token lacks the scope the server asks for (its 334 challenge names it)
     Row {
-        what: "the token lacks the scope the server asks for (its 334 challenge names it)",
         matches: |_, c, l| scope_missing(c, l).is_some(),
         say: |_, c, l| {
             format!(
@@ -52,8 +51,8 @@ const TABLE: &[Row] = &[
             )
         },
     },
+    // Microsoft 365: 535 5.7.139 ... SmtpClientAuthentication is disabled
     Row {
-        what: "Microsoft 365: 535 5.7.139 ... SmtpClientAuthentication is disabled",
         matches: |r, _, _| enhanced(r, "5.7.139") || has(r, "SmtpClientAuthentication is disabled"),
         say: |_, _, l| {
             format!(
@@ -62,8 +61,8 @@ const TABLE: &[Row] = &[
             )
         },
     },
+    // Microsoft 365: 5.7.3 / 5.7.57, the mailbox may not send
     Row {
-        what: "Microsoft 365: 5.7.3 / 5.7.57, the mailbox may not send",
         matches: |r, _, _| enhanced(r, "5.7.3") || enhanced(r, "5.7.57"),
         say: |_, _, l| {
             format!(
@@ -72,8 +71,8 @@ const TABLE: &[Row] = &[
             )
         },
     },
+    // Gmail and others: 535 5.7.8 Username and Password not accepted
     Row {
-        what: "Gmail and others: 535 5.7.8 Username and Password not accepted",
         matches: |r, _, _| {
             enhanced(r, "5.7.8")
                 || has(r, "Username and Password not accepted")

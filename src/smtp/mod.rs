@@ -37,9 +37,6 @@ use crate::error::chain;
 use crate::secret::Secret;
 use crate::security::Security;
 
-/// The default bound on each step (connect, greeting, TLS, each command).
-pub const STEP_TIMEOUT: Duration = Duration::from_secs(20);
-
 /// TCP connects give up sooner than the other steps.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
