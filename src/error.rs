@@ -137,17 +137,10 @@ pub enum Error {
         hint: Option<String>,
     },
 
-    #[error("{name}: {source}")]
-    Smtp {
-        name: String,
-        source: crate::smtp::SmtpError,
-    },
-
-    #[error("{name}: {source}")]
-    Token {
-        name: String,
-        source: crate::oauth::OAuthError,
-    },
+    /// A provider or SMTP server could not be asked, or said no, in the
+    /// edge's own words (kept as text: this leaf module knows no edge).
+    #[error("{name}: {why}")]
+    Network { name: String, why: String },
 
     #[error("{count} asset{} failed to apply (above); the others were applied", if *count == 1 { "" } else { "s" })]
     ApplyFailed { count: usize },

@@ -100,6 +100,9 @@ pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, FileError> {
     }
 }
 
+/// Largest CA bundle (`ca_file`) read: a few hundred certificates.
+pub const MAX_CA_FILE: u64 = 1024 * 1024;
+
 /// Opens `path` with `options`, never blocking on a FIFO, and checks the
 /// opened file: regular, and with [`Links::Refuse`] not a link and owned by
 /// the current user.

@@ -122,24 +122,6 @@ pub struct LiveChecks {
     pub failures: Vec<(String, Failure)>,
 }
 
-/// The provider's client, made once per provider and shared by its assets.
-fn client_for<'c>(
-    clients: &mut BTreeMap<&'c str, Arc<ProviderClient>>,
-    provider: &'c crate::config::Provider,
-) -> Result<Arc<ProviderClient>, OAuthError> {
-    if let Some(c) = clients.get(provider.name.as_str()) {
-        return Ok(Arc::clone(c));
-    }
-    let secret = provider.client_secret().map_err(|e| OAuthError::Config {
-        provider: provider.name.clone(),
-        error: "client_secret".into(),
-        description: Some(e.to_string()),
-    })?;
-    let client = Arc::new(ProviderClient::new(provider, secret)?);
-    clients.insert(&provider.name, Arc::clone(&client));
-    Ok(client)
-}
-
 /// One SMTP login to prove: where, as whom, and what the grant holds (for hints).
 #[derive(Debug, Clone)]
 pub struct Probe {
@@ -252,7 +234,7 @@ pub fn check_jobs(
     targets: &[String],
     smtp: Option<Duration>,
 ) -> (Vec<Job>, Vec<(String, Failure)>) {
-    let mut clients: BTreeMap<&str, Arc<ProviderClient>> = BTreeMap::new();
+    let mut clients = crate::oauth::Clients::default();
     let mut endpoints = Endpoints::default();
     let (mut jobs, mut failures) = (Vec::new(), Vec::new());
     for (name, record) in &state.assets {
@@ -267,8 +249,7 @@ pub fn check_jobs(
         {
             continue;
         }
-        let Ok(tokens) = Tokens::open(key, &state.token_aad(name, &record.binding), &token.sealed)
-        else {
+        let Some(Ok(tokens)) = state.open_tokens(key, name) else {
             continue; // reported as unreadable by `sealed_tokens`
         };
         let probe = match smtp.map(|t| endpoints.probe(config, asset, &token.granted_scopes, t)) {
@@ -280,7 +261,7 @@ pub fn check_jobs(
             None => None,
         };
         let refresh = match tokens.refresh_token {
-            Some(r) => match client_for(&mut clients, config.provider_of(asset)) {
+            Some(r) => match clients.get(config.provider_of(asset)) {
                 Ok(client) => Some((r, client)),
                 Err(e) => {
                     failures.push((name.clone(), e.into()));
@@ -355,8 +336,9 @@ pub async fn run_checks(
         let failures_before = checks.failures.len();
         let mut seen = AssetObservation::default();
         match found.token {
-            Some(Ok(grant)) => {
+            Some(Ok(mut grant)) => {
                 let access_expires_at = grant.access_expires_at(now);
+                let granted_scopes = grant.scopes.take();
                 let old = found.old_refresh.expect("refreshed with a refresh token");
                 let rotated = grant
                     .refresh_token
@@ -364,16 +346,13 @@ pub async fn run_checks(
                     .is_some_and(|r| r.expose() != old.expose());
                 let r = Refreshed {
                     name: name.clone(),
-                    tokens: Tokens {
-                        access_token: grant.access_token,
-                        refresh_token: Some(grant.refresh_token.unwrap_or(old)),
-                    },
+                    tokens: grant.into_tokens(Some(old)),
                     access_expires_at,
                     rotated,
                 };
                 refreshed(&r);
                 seen.token = Some(TokenObservation::Valid {
-                    granted_scopes: grant.scopes,
+                    granted_scopes,
                     access_expires_at,
                 });
             }

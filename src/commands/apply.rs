@@ -33,7 +33,7 @@ use crate::error::Error;
 use crate::oauth::loopback::{self, Consent, Listener};
 use crate::oauth::{Grant, ProviderClient, TokenKind};
 use crate::observe;
-use crate::plan::{self, Action, GRANT_SHAPING_SCOPES, SmtpObservation};
+use crate::plan::{self, Action, SmtpObservation};
 use crate::render;
 use crate::secret::Secret;
 use crate::smtp;
@@ -64,12 +64,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
     let store = &*boxed;
     store.prepare()?;
     let _lock = ctx.lock(store, "apply", settings.lock_timeout)?;
-    let mut state = store.load()?.unwrap_or_else(State::new);
-    // Lines a killed apply left in the journal are folded in first, so the
-    // serial tells a saved plan whether anything changed since it was made.
-    if state.serial > 0 && store.has_pending() {
-        store.save(&mut state)?;
-    }
+    let mut state = store.load_folded()?.unwrap_or_else(State::new);
     for t in args.target.iter().chain(&args.reconsent) {
         let applied = state.assets.keys().map(String::as_str);
         known_asset(
@@ -166,7 +161,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
         store,
         key: &key,
         runtime: &runtime,
-        clients: BTreeMap::new(),
+        clients: crate::oauth::Clients::default(),
         done: Vec::new(),
         unsaved: false,
         parallelism: usize::try_from(settings.parallelism).unwrap_or(usize::MAX),
@@ -435,7 +430,7 @@ struct Run<'a> {
     store: &'a dyn StateStore,
     key: &'a Key,
     runtime: &'a tokio::runtime::Runtime,
-    clients: BTreeMap<String, Arc<ProviderClient>>,
+    clients: crate::oauth::Clients,
     done: Vec<Done>,
     /// Records were journaled since the state file was last written.
     unsaved: bool,
@@ -570,10 +565,7 @@ impl Run<'_> {
         if let Some(grant) = grant {
             let old = self.stored(state, name).and_then(|(_, t)| t.refresh_token);
             let access_expires_at = grant.access_expires_at(now);
-            let tokens = Tokens {
-                access_token: grant.access_token,
-                refresh_token: grant.refresh_token.or(old),
-            };
+            let tokens = grant.into_tokens(old);
             state.store_refreshed(self.key, name, &tokens, access_expires_at, now);
         }
         let check = match result {
@@ -706,14 +698,9 @@ impl Run<'_> {
     }
 
     fn client(&mut self, provider: &str) -> Result<Arc<ProviderClient>, String> {
-        if let Some(c) = self.clients.get(provider) {
-            return Ok(Arc::clone(c));
-        }
-        let p = &self.config.providers[provider];
-        let secret = p.client_secret().map_err(|e| e.to_string())?;
-        let c = Arc::new(ProviderClient::new(p, secret).map_err(|e| e.to_string())?);
-        self.clients.insert(provider.to_string(), Arc::clone(&c));
-        Ok(c)
+        self.clients
+            .get(&self.config.providers[provider])
+            .map_err(|e| e.to_string())
     }
 
     fn update(&mut self, state: &mut State, name: &str) {
@@ -729,15 +716,8 @@ impl Run<'_> {
 
     /// An asset's applied record and its tokens, when it holds tokens that open.
     fn stored(&self, state: &State, name: &str) -> Option<(AppliedAsset, Tokens)> {
-        let record = state.assets.get(name)?;
-        let token = record.token.as_ref()?;
-        let tokens = Tokens::open(
-            self.key,
-            &state.token_aad(name, &record.binding),
-            &token.sealed,
-        )
-        .ok()?;
-        Some((record.applied.clone(), tokens))
+        let tokens = state.open_tokens(self.key, name)?.ok()?;
+        Some((state.assets[name].applied.clone(), tokens))
     }
 
     /// Revokes `tokens`, granted under `applied`, as [`Run::revocation`] says.
@@ -1057,12 +1037,7 @@ impl Run<'_> {
         let asset: &Asset = &self.config.assets[name];
         // RFC 6749 §5.1: no `scope` in the answer means as requested.
         let granted = grant.scopes.clone().unwrap_or_else(|| asset.scopes.clone());
-        let missing: Vec<&str> = asset
-            .scopes
-            .iter()
-            .filter(|s| !GRANT_SHAPING_SCOPES.contains(&s.as_str()) && !granted.contains(s))
-            .map(String::as_str)
-            .collect();
+        let missing = plan::missing_scopes(&asset.scopes, &granted);
         if !missing.is_empty() {
             return Err(format!(
                 "the grant lacks {} (boxes left unticked at the consent screen?); run mailform apply again and approve every scope",
@@ -1076,10 +1051,7 @@ impl Run<'_> {
         }
         let now = Utc::now();
         let access_expires_at = grant.access_expires_at(now);
-        let tokens = Tokens {
-            access_token: grant.access_token,
-            refresh_token: grant.refresh_token,
-        };
+        let tokens = grant.into_tokens(None);
         // What the old grant was, to settle it once the new one is stored.
         let old = self.stored(state, name);
         let record = state.insert_applied(

@@ -26,12 +26,7 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
     // lines do not move the serial until they are folded in).
     if args.out.is_some() && store.has_pending() {
         let _lock = ctx.lock(store, "plan", settings.lock_timeout)?;
-        if let Some(mut s) = store.load()? {
-            if store.has_pending() {
-                store.save(&mut s)?;
-            }
-            state = Some(s);
-        }
+        state = store.load_folded()?;
     }
 
     let applied = state
@@ -70,16 +65,11 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
         let _lock = ctx.lock(store, "plan", settings.lock_timeout)?;
         crate::interrupt::install();
         crate::interrupt::arm(true);
-        let mut fresh = store.load()?.ok_or_else(|| Error::StateMoved {
+        let mut fresh = store.load_folded()?.ok_or_else(|| Error::StateMoved {
             path: store.location().into(),
             expected: state.as_ref().map(|s| (s.lineage, s.serial)),
             found: None,
         })?;
-        // A killed apply's journal is folded in first: the plan's serial
-        // then tells a later `apply PLAN` whether anything changed since.
-        if store.has_pending() {
-            store.save(&mut fresh)?;
-        }
         let (observed, failed) = live_checks(
             &config,
             &settings,

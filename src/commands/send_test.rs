@@ -10,7 +10,8 @@ use lettre::message::{Mailbox, Message, header::ContentType};
 
 use super::{Context, ExitStatus};
 use crate::error::Error;
-use crate::smtp::{self, Endpoint, Outcome, Sent};
+use crate::plan::SmtpObservation;
+use crate::smtp::{self, Endpoint, Sent};
 
 pub fn run(
     ctx: &Context<'_>,
@@ -27,23 +28,27 @@ pub fn run(
     })?;
     let token = super::token::access_token(ctx, &config, &settings, name, false)?;
     let asset = &config.assets[name];
-    let provider = config.provider_of(asset);
-    let endpoint = Endpoint::new(
-        &asset.smtp.host,
-        asset.smtp.port,
-        asset.smtp.security,
-        &provider.name,
-        provider.ca_file.as_deref(),
-    )
-    .map_err(|why| Error::Usage(format!("{name}: {why}")))?;
-    let message = test_message(name, asset, &endpoint, to.clone(), subject)?;
+    // The state as `token` left it: what was granted (for hints), and
+    // whether a refresh can mint another token.
+    let record = Context::store(&config)
+        .load()?
+        .and_then(|s| s.assets.get(name).and_then(|r| r.token.clone()));
+    let granted = record
+        .as_ref()
+        .map(|t| t.granted_scopes.clone())
+        .unwrap_or_default();
+    let probe = crate::observe::Endpoints::default()
+        .probe(&config, asset, &granted, settings.smtp_timeout)
+        .map_err(|why| Error::Usage(format!("{name}: {why}")))?;
+    let endpoint = &*probe.endpoint;
+    let message = test_message(name, asset, endpoint, to.clone(), subject)?;
     let envelope = message.envelope().clone();
     let bytes = message.formatted();
 
     let runtime = super::runtime()?;
     let send = |token: &crate::secret::Secret| {
         runtime.block_on(smtp::send(
-            &endpoint,
+            endpoint,
             &asset.username,
             token,
             &envelope,
@@ -52,12 +57,8 @@ pub fn run(
         ))
     };
     let mut result = send(&token);
-    let boxed = Context::store(&config);
-    let store = &*boxed;
-    let record = store.load()?.and_then(|s| s.assets.get(name).cloned());
-    let token_record = record.as_ref().and_then(|r| r.token.as_ref());
-    if matches!(result, Ok(Sent::LoginRefused(_)))
-        && token_record.is_some_and(|t| t.has_refresh_token)
+    if matches!(&result, Ok(Sent::LoginRefused(o)) if o.fresh_token_may_help())
+        && record.as_ref().is_some_and(|t| t.has_refresh_token)
     {
         let fresh = super::token::access_token(ctx, &config, &settings, name, true)?;
         result = send(&fresh);
@@ -73,32 +74,22 @@ pub fn run(
             ctx.printer.out(&format!("{reply}\n"))?;
             Ok(ExitStatus::Success)
         }
-        Ok(Sent::LoginRefused(outcome)) => {
-            let granted = token_record
-                .map(|t| t.granted_scopes.clone())
-                .unwrap_or_default();
-            let hint = match &outcome {
-                Outcome::Refused { reply, challenge } => smtp::hints::for_refusal(
-                    reply,
-                    challenge.as_ref(),
-                    &smtp::hints::Login {
-                        asset: name,
-                        username: &asset.username,
-                        granted: &granted,
-                    },
-                ),
-                Outcome::Accepted(_) => None,
-            };
-            Err(Error::SmtpRefused {
-                name: name.to_string(),
-                server: endpoint.server(),
-                reply: outcome.words(),
+        Ok(Sent::LoginRefused(outcome)) => match probe.observation(&outcome) {
+            SmtpObservation::Refused {
+                server,
+                reply,
                 hint,
-            })
-        }
-        Err(source) => Err(Error::Smtp {
+            } => Err(Error::SmtpRefused {
+                name: name.to_string(),
+                server,
+                reply,
+                hint,
+            }),
+            _ => unreachable!("a refused login is observed as refused"),
+        },
+        Err(e) => Err(Error::Network {
             name: name.to_string(),
-            source,
+            why: e.to_string(),
         }),
     }
 }

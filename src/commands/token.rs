@@ -69,7 +69,9 @@ pub(super) fn access_token(
             return Err(consent("no tokens are stored".into()));
         };
         let key = key::for_state(&config.state_dir(), state)?.expect("the state holds tokens");
-        let tokens = Tokens::open(&key, &state.token_aad(name, &record.binding), &token.sealed)
+        let tokens = state
+            .open_tokens(&key, name)
+            .expect("the record holds tokens")
             .map_err(|e| consent(format!("the stored tokens cannot be opened ({e})")))?;
         Ok((tokens, fresh_enough(token) && !force_refresh))
     };
@@ -109,28 +111,19 @@ pub(super) fn access_token(
         ));
     };
     let provider = config.provider_of(asset);
-    let client = ProviderClient::new(provider, provider.client_secret()?).map_err(|source| {
-        Error::Token {
-            name: name.to_string(),
-            source,
-        }
-    })?;
+    let network = |e: OAuthError| Error::Network {
+        name: name.to_string(),
+        why: e.to_string(),
+    };
+    let client = ProviderClient::new(provider, provider.client_secret()?).map_err(network)?;
     let grant = match super::runtime()?.block_on(client.refresh(&refresh)) {
         Ok(grant) => grant,
         Err(e @ OAuthError::Revoked { .. }) => return Err(consent(e.to_string())),
-        Err(source) => {
-            return Err(Error::Token {
-                name: name.to_string(),
-                source,
-            });
-        }
+        Err(e) => return Err(network(e)),
     };
     let now = Utc::now();
     let access_expires_at = grant.access_expires_at(now);
-    let tokens = Tokens {
-        access_token: grant.access_token,
-        refresh_token: Some(grant.refresh_token.unwrap_or(refresh)),
-    };
+    let tokens = grant.into_tokens(Some(refresh));
     let key = key::for_state(&config.state_dir(), &state)?.expect("the state holds tokens");
     state.store_refreshed(&key, name, &tokens, access_expires_at, now);
     store.save(&mut state)?;

@@ -612,7 +612,11 @@ fn resolve_provider(
 
     let ca_file = raw.ca_file.as_ref().and_then(|f| {
         let path = dir.join(f.get_ref());
-        let problem = match crate::files::read(&path, MAX_CA_FILE, crate::files::Links::Follow) {
+        let problem = match crate::files::read(
+            &path,
+            crate::files::MAX_CA_FILE,
+            crate::files::Links::Follow,
+        ) {
             Ok(bytes) if is_pem_certificates(&bytes) => return Some(path),
             Ok(_) => "is not a PEM certificate file (expected -----BEGIN CERTIFICATE----- blocks)"
                 .to_string(),
@@ -1233,9 +1237,6 @@ fn check_url(what: &str, value: &str, span: Span, diags: &mut Diagnostics) -> Op
         }
     }
 }
-
-/// Largest CA file read.
-const MAX_CA_FILE: u64 = 1024 * 1024;
 
 /// Largest Google client JSON read.
 const MAX_CREDENTIALS_FILE: u64 = 256 * 1024;

@@ -52,7 +52,41 @@ pub struct Grant {
     pub scopes: Option<Vec<String>>,
 }
 
+/// Provider clients, made once per provider and shared by its assets.
+#[derive(Debug, Default)]
+pub struct Clients(std::collections::BTreeMap<String, std::sync::Arc<ProviderClient>>);
+
+impl Clients {
+    /// `provider`'s client, made (its secret read) on first use.
+    pub fn get(
+        &mut self,
+        provider: &Provider,
+    ) -> Result<std::sync::Arc<ProviderClient>, OAuthError> {
+        if let Some(c) = self.0.get(&provider.name) {
+            return Ok(std::sync::Arc::clone(c));
+        }
+        let secret = provider.client_secret().map_err(|e| OAuthError::Config {
+            provider: provider.name.clone(),
+            error: "client_secret".into(),
+            description: Some(e.to_string()),
+        })?;
+        let client = std::sync::Arc::new(ProviderClient::new(provider, secret)?);
+        self.0
+            .insert(provider.name.clone(), std::sync::Arc::clone(&client));
+        Ok(client)
+    }
+}
+
 impl Grant {
+    /// The tokens to store: a new refresh token when the provider rotated
+    /// it (or issued one), else `old`, the one the grant was refreshed with.
+    pub fn into_tokens(self, old: Option<Secret>) -> crate::state::Tokens {
+        crate::state::Tokens {
+            access_token: self.access_token,
+            refresh_token: self.refresh_token.or(old),
+        }
+    }
+
     /// When the access token expires, from `now`; `None` when unknown (or
     /// absurdly far away: a hostile `expires_in` must not overflow).
     pub fn access_expires_at(

@@ -115,8 +115,9 @@ impl Transport {
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .user_agent(concat!("mailform/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = ca_file {
-            let pem = crate::files::read(path, 1024 * 1024, crate::files::Links::Follow)
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            let pem =
+                crate::files::read(path, crate::files::MAX_CA_FILE, crate::files::Links::Follow)
+                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
             for cert in certs {

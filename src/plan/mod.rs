@@ -346,6 +346,17 @@ pub fn plan(
     }
 }
 
+/// The scopes of `wanted` a grant of `granted` lacks (scopes that only
+/// shape the grant, such as `offline_access`, are not reported back by
+/// providers, so they are never missing).
+pub fn missing_scopes(wanted: &[String], granted: &[String]) -> Vec<String> {
+    wanted
+        .iter()
+        .filter(|s| !GRANT_SHAPING_SCOPES.contains(&s.as_str()) && !granted.contains(s))
+        .cloned()
+        .collect()
+}
+
 /// Plans an asset that is both desired and applied.
 fn compare(
     name: &str,
@@ -430,12 +441,7 @@ fn compare(
                     }) => g,
                     _ => &token.granted_scopes,
                 };
-                let missing: Vec<String> = desired
-                    .scopes
-                    .iter()
-                    .filter(|s| !GRANT_SHAPING_SCOPES.contains(&s.as_str()) && !granted.contains(s))
-                    .cloned()
-                    .collect();
+                let missing = missing_scopes(&desired.scopes, granted);
                 if !missing.is_empty() {
                     reasons.push(Reason::ScopesShort { missing });
                 }

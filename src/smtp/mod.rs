@@ -72,8 +72,9 @@ impl Endpoint {
     ) -> Result<Endpoint, String> {
         let mut builder = TlsParameters::builder(host.to_string());
         if let Some(path) = ca_file {
-            let pem = crate::files::read(path, 1024 * 1024, crate::files::Links::Follow)
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            let pem =
+                crate::files::read(path, crate::files::MAX_CA_FILE, crate::files::Links::Follow)
+                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
             let cert = Certificate::from_pem(&pem).map_err(|_| {
                 format!(
                     "ca_file {}: not PEM certificates (expected -----BEGIN CERTIFICATE----- blocks)",

@@ -134,6 +134,23 @@ impl State {
         true
     }
 
+    /// The tokens `asset` holds, opened with `key`; `None` when it holds
+    /// none, `Err` when they do not open here (another state, asset or
+    /// binding, or another key).
+    pub fn open_tokens(
+        &self,
+        key: &Key,
+        asset: &str,
+    ) -> Option<Result<Tokens, crypto::CryptoError>> {
+        let record = self.assets.get(asset)?;
+        let token = record.token.as_ref()?;
+        Some(Tokens::open(
+            key,
+            &self.token_aad(asset, &record.binding),
+            &token.sealed,
+        ))
+    }
+
     /// The associated data a token of `asset` is sealed with in this state.
     pub fn token_aad(&self, asset: &str, binding: &str) -> Vec<u8> {
         token_aad(&self.lineage, asset, binding)

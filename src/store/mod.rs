@@ -56,6 +56,20 @@ pub trait StateStore: Send + Sync {
     /// the lock.
     fn record(&self, state: &mut State, assets: &[&str]) -> Result<(), Error>;
 
+    /// [`StateStore::load`] for a writer holding the lock: changes read but
+    /// not yet folded into the stored document (a killed apply's journal)
+    /// are saved first, so the serial tells a saved plan whether anything
+    /// changed since it was made.
+    fn load_folded(&self) -> Result<Option<State>, Error> {
+        let mut state = self.load()?;
+        if let Some(s) = state.as_mut().filter(|s| s.serial > 0)
+            && self.has_pending()
+        {
+            self.save(s)?;
+        }
+        Ok(state)
+    }
+
     /// Takes the exclusive lock, waiting up to `timeout`; `waiting` is called
     /// once with the holder's details if the lock is busy.
     fn lock(
