@@ -162,7 +162,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
         key: &key,
         runtime: &runtime,
         clients: crate::oauth::Clients::default(),
-        done: Vec::new(),
+        done: BTreeMap::new(),
         unsaved: false,
         parallelism: usize::try_from(settings.parallelism).unwrap_or(usize::MAX),
         smtp_timeout: settings.smtp_timeout,
@@ -253,7 +253,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
     }
     if interrupted {
         return Err(Error::Interrupted {
-            done: run.done.iter().filter(|d| d.outcome.is_ok()).count(),
+            done: run.done.values().filter(|d| d.outcome.is_ok()).count(),
             total,
         });
     }
@@ -416,7 +416,6 @@ fn key_for(ctx: &Context<'_>, config: &Config, state: &mut State) -> Result<Key,
 
 /// What happened to one asset.
 struct Done {
-    asset: String,
     action: Action,
     outcome: Result<String, String>,
     /// When its last step ended.
@@ -431,7 +430,8 @@ struct Run<'a> {
     key: &'a Key,
     runtime: &'a tokio::runtime::Runtime,
     clients: crate::oauth::Clients,
-    done: Vec<Done>,
+    /// What happened to each asset, by name.
+    done: BTreeMap<String, Done>,
     /// Records were journaled since the state file was last written.
     unsaved: bool,
     parallelism: usize,
@@ -456,9 +456,7 @@ struct Proof {
 impl Run<'_> {
     /// Whether the asset's change went through.
     fn succeeded(&self, asset: &str) -> bool {
-        self.done
-            .iter()
-            .any(|d| d.asset == asset && d.outcome.is_ok())
+        self.done.get(asset).is_some_and(|d| d.outcome.is_ok())
     }
 
     /// Proves each asset's SMTP login, in parallel, and records each
@@ -559,7 +557,7 @@ impl Run<'_> {
         grant: Option<crate::oauth::Grant>,
     ) {
         let now = Utc::now();
-        if let Some(d) = self.done.iter_mut().find(|d| d.asset == name) {
+        if let Some(d) = self.done.get_mut(name) {
             d.ended = std::time::Instant::now();
         }
         if let Some(grant) = grant {
@@ -617,7 +615,7 @@ impl Run<'_> {
     /// login could not be proven), and says so.
     fn fail(&mut self, asset: &str, why: &str) {
         let _ = self.ctx.printer.err(&format!("{asset}: failed: {why}\n"));
-        if let Some(d) = self.done.iter_mut().find(|d| d.asset == asset) {
+        if let Some(d) = self.done.get_mut(asset) {
             let before = d.outcome.as_deref().unwrap_or("");
             d.outcome = Err(format!("{before}, but {why}"));
             d.ended = std::time::Instant::now();
@@ -631,12 +629,14 @@ impl Run<'_> {
         };
         let _ = self.ctx.printer.err(&line);
         self.begin(asset);
-        self.done.push(Done {
-            asset: asset.to_string(),
-            action,
-            outcome,
-            ended: std::time::Instant::now(),
-        });
+        self.done.insert(
+            asset.to_string(),
+            Done {
+                action,
+                outcome,
+                ended: std::time::Instant::now(),
+            },
+        );
     }
 
     /// Notes that `asset`'s first step starts now (later calls keep the first).
@@ -649,7 +649,7 @@ impl Run<'_> {
     /// How `change` went, for `apply --json`.
     fn outcome(&self, change: &plan::Change) -> render::apply::AssetOutcome {
         use render::apply::Outcome;
-        let done = self.done.iter().find(|d| d.asset == change.asset);
+        let done = self.done.get(&change.asset);
         let started = self.started.get(&change.asset);
         let (outcome, detail) = match done.map(|d| &d.outcome) {
             Some(Ok(what)) => (Outcome::Applied, what.clone()),
@@ -1090,11 +1090,15 @@ impl Run<'_> {
     fn summary(&self, json: bool) -> Result<ExitStatus, Error> {
         let count = |action: Action| {
             self.done
-                .iter()
+                .values()
                 .filter(|d| d.action == action && d.outcome.is_ok())
                 .count()
         };
-        let failed: Vec<&Done> = self.done.iter().filter(|d| d.outcome.is_err()).collect();
+        let failed: Vec<(&String, &Done)> = self
+            .done
+            .iter()
+            .filter(|(_, d)| d.outcome.is_err())
+            .collect();
         let mut text = format!(
             "\nApply: {} created, {} updated, {} re-consented, {} deleted, {} failed.\n",
             count(Action::Create),
@@ -1103,9 +1107,9 @@ impl Run<'_> {
             count(Action::Delete),
             failed.len()
         );
-        for d in &failed {
+        for (asset, d) in &failed {
             if let Err(why) = &d.outcome {
-                let _ = writeln!(text, "  {}: {why}", d.asset);
+                let _ = writeln!(text, "  {asset}: {why}");
             }
         }
         if json {
