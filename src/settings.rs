@@ -84,25 +84,15 @@ impl Settings {
             .extract()
             .map_err(|e| Error::Usage(setting_error(&e)))?;
         if layered.parallelism == 0 {
-            let from = if std::env::var_os("MAILFORM_PARALLELISM").is_some() {
-                "environment variable MAILFORM_PARALLELISM"
-            } else {
-                "setting parallelism"
-            };
             return Err(Error::Usage(format!(
-                "invalid {from}: must be at least 1 (default {DEFAULT_PARALLELISM})"
+                "invalid {}: must be at least 1 (default {DEFAULT_PARALLELISM})",
+                origin("parallelism", None)
             )));
         }
         let lock_timeout = parse_duration(&layered.lock_timeout).map_err(|e| {
-            let from = if flags.lock_timeout.is_some() {
-                "--lock-timeout"
-            } else if std::env::var_os("MAILFORM_LOCK_TIMEOUT").is_some() {
-                "environment variable MAILFORM_LOCK_TIMEOUT"
-            } else {
-                "setting lock_timeout"
-            };
             Error::Usage(format!(
-                "invalid {from}: `{}` is not a duration: {e} (write e.g. 30s or 2m, or a number of seconds)",
+                "invalid {}: `{}` is not a duration: {e} (write e.g. 30s or 2m, or a number of seconds)",
+                origin("lock_timeout", flags.lock_timeout.as_ref().map(|_| "--lock-timeout")),
                 crate::diagnostic::shown(&layered.lock_timeout)
             ))
         })?;
@@ -110,11 +100,7 @@ impl Settings {
             .ok()
             .filter(|d| !d.is_zero())
             .ok_or_else(|| {
-                let from = if std::env::var_os("MAILFORM_SMTP_TIMEOUT").is_some() {
-                    "environment variable MAILFORM_SMTP_TIMEOUT"
-                } else {
-                    "setting smtp_timeout"
-                };
+                let from = origin("smtp_timeout", None);
                 Error::Usage(format!(
                     "invalid {from}: `{}` is not a duration above zero (write e.g. 20s or 1m, or a number of seconds)",
                     crate::diagnostic::shown(&layered.smtp_timeout)
@@ -145,6 +131,18 @@ impl Settings {
                 ConsentMode::Never
             }
         })
+    }
+}
+
+/// Where the value of setting `key` came from, for an error about it: the
+/// `flag` when it was given, else its environment variable when set, else
+/// the file's `[settings]`.
+fn origin(key: &str, flag: Option<&str>) -> String {
+    let var = format!("{ENV_PREFIX}{}", key.to_ascii_uppercase());
+    match flag {
+        Some(flag) => flag.to_string(),
+        None if std::env::var_os(&var).is_some() => format!("environment variable {var}"),
+        None => format!("setting {key}"),
     }
 }
 
