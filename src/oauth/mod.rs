@@ -147,6 +147,19 @@ impl ProviderClient {
         })
     }
 
+    /// The client with its id, secret (when it has one) and how it sends
+    /// them; each request adds the endpoints it needs.
+    fn base_client(&self) -> BasicClient {
+        let client = BasicClient::new(ClientId::new(self.client_id.clone()))
+            .set_auth_type(self.auth.clone());
+        match &self.client_secret {
+            Some(secret) => {
+                client.set_client_secret(ClientSecret::new(secret.expose().to_string()))
+            }
+            None => client,
+        }
+    }
+
     /// An authorization request for one asset (RFC 6749 §4.1 with PKCE S256,
     /// RFC 7636): its own random `state` and verifier, the provider's
     /// `auth_params`, and `login_hint` so the person signs in to the right
@@ -181,13 +194,10 @@ impl ProviderClient {
     /// Redeems an authorization code of `pending` (no retry: a code is good
     /// for one try).
     pub async fn exchange(&self, pending: &Pending, code: &Secret) -> Result<Grant, OAuthError> {
-        let mut client = BasicClient::new(ClientId::new(self.client_id.clone()))
+        let client = self
+            .base_client()
             .set_token_uri(TokenUrl::from_url(self.token_url.clone()))
-            .set_redirect_uri(RedirectUrl::from_url(pending.redirect.clone()))
-            .set_auth_type(self.auth.clone());
-        if let Some(secret) = &self.client_secret {
-            client = client.set_client_secret(ClientSecret::new(secret.expose().to_string()));
-        }
+            .set_redirect_uri(RedirectUrl::from_url(pending.redirect.clone()));
         let response = client
             .exchange_code(AuthorizationCode::new(code.expose().to_string()))
             .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier.expose().to_string()))
@@ -216,12 +226,9 @@ impl ProviderClient {
         let Some(url) = &self.device_authorization_url else {
             return Ok(None);
         };
-        let mut client = BasicClient::new(ClientId::new(self.client_id.clone()))
-            .set_device_authorization_url(DeviceAuthorizationUrl::from_url(url.clone()))
-            .set_auth_type(self.auth.clone());
-        if let Some(secret) = &self.client_secret {
-            client = client.set_client_secret(ClientSecret::new(secret.expose().to_string()));
-        }
+        let client = self
+            .base_client()
+            .set_device_authorization_url(DeviceAuthorizationUrl::from_url(url.clone()));
         let mut request = client
             .exchange_device_code()
             .add_scopes(scopes.iter().map(|s| Scope::new(s.clone())));
@@ -243,12 +250,9 @@ impl ProviderClient {
         timeout: Duration,
     ) -> Result<Grant, DeviceError> {
         use oauth2::DeviceCodeErrorResponseType as E;
-        let mut client = BasicClient::new(ClientId::new(self.client_id.clone()))
-            .set_token_uri(TokenUrl::from_url(self.token_url.clone()))
-            .set_auth_type(self.auth.clone());
-        if let Some(secret) = &self.client_secret {
-            client = client.set_client_secret(ClientSecret::new(secret.expose().to_string()));
-        }
+        let client = self
+            .base_client()
+            .set_token_uri(TokenUrl::from_url(self.token_url.clone()));
         let result = client
             .exchange_device_access_token(&code.details)
             .request_async(&self.transport, tokio::time::sleep, Some(timeout))
@@ -290,12 +294,9 @@ impl ProviderClient {
     }
 
     async fn refresh_once(&self, refresh_token: &Secret) -> Result<Grant, OAuthError> {
-        let mut client = BasicClient::new(ClientId::new(self.client_id.clone()))
-            .set_token_uri(TokenUrl::from_url(self.token_url.clone()))
-            .set_auth_type(self.auth.clone());
-        if let Some(secret) = &self.client_secret {
-            client = client.set_client_secret(ClientSecret::new(secret.expose().to_string()));
-        }
+        let client = self
+            .base_client()
+            .set_token_uri(TokenUrl::from_url(self.token_url.clone()));
         let response = client
             .exchange_refresh_token(&RefreshToken::new(refresh_token.expose().to_string()))
             .request_async(&self.transport)
