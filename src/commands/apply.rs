@@ -83,7 +83,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
             config.path.display()
         )));
     }
-    let key = key_for(ctx, &config, &mut state)?;
+    let key = key_for(ctx, &config, &state)?;
 
     // Human output goes to stderr when stdout carries the JSON document.
     let say = |text: &str| {
@@ -395,23 +395,15 @@ fn document(
 
 /// The key that seals this state's tokens; made (like `init` does) when the
 /// state holds none yet.
-fn key_for(ctx: &Context<'_>, config: &Config, state: &mut State) -> Result<Key, Error> {
-    let dir = config.state_dir();
-    if let Some((k, source)) = key::load(&dir)? {
-        if state.has_tokens() {
-            key::check_matches(state, &k, &source)?;
-        }
-        return Ok(k);
+fn key_for(ctx: &Context<'_>, config: &Config, state: &State) -> Result<Key, Error> {
+    let (key, origin) = key::load_or_create(&config.state_dir(), Some(state))?;
+    if let key::Origin::Created(path) = origin {
+        ctx.printer.err(&format!(
+            "Created the token-encryption key {} (mode 0600). Back it up: without it stored tokens are lost.\n",
+            path.display()
+        ))?;
     }
-    if state.has_tokens() {
-        key::for_state(&dir, state)?;
-    }
-    let (k, path) = key::create(&dir)?;
-    ctx.printer.err(&format!(
-        "Created the token-encryption key {} (mode 0600). Back it up: without it stored tokens are lost.\n",
-        path.display()
-    ))?;
-    Ok(k)
+    Ok(key)
 }
 
 /// What happened to one asset.

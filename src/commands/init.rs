@@ -50,33 +50,14 @@ pub fn run(ctx: &Context<'_>) -> Result<ExitStatus, Error> {
     let lock = ctx.lock(&store, "init", settings.lock_timeout)?;
 
     let mut state = store.load()?;
-    let key = if let Some((k, source)) = key::load(&state_dir)? {
-        if let Some(state) = state.as_ref().filter(|s| s.has_tokens()) {
-            key::check_matches(state, &k, &source)?;
-        }
-        report.push(format!("Using the key from {source}.\n"));
-        k
-    } else {
-        // Checked before a key is made: a new key cannot open old tokens,
-        // and a stray key file would only confuse the next attempt.
-        if let Some(state) = state.as_ref().filter(|s| s.has_tokens()) {
-            return Err(Error::Key {
-                why: format!(
-                    "the state {} holds tokens sealed with key id {}, but no key was found: set {} or restore {}; init makes no new key while tokens need the old one",
-                    store.path().display(),
-                    state.key_id.as_deref().unwrap_or("unknown"),
-                    key::KEY_ENV,
-                    state_dir.join(key::KEY_FILE).display()
-                ),
-            });
-        }
-        let (k, path) = key::create(&state_dir)?;
-        report.push(format!(
+    let (key, origin) = key::load_or_create(&state_dir, state.as_ref())?;
+    report.push(match origin {
+        key::Origin::Loaded(source) => format!("Using the key from {source}.\n"),
+        key::Origin::Created(path) => format!(
             "Created the token-encryption key {} (mode 0600). Back it up: without it stored tokens are lost.\n",
             path.display()
-        ));
-        k
-    };
+        ),
+    });
     match &mut state {
         Some(state) if state.key_id.as_deref() == Some(key.id()) => {
             report.push(format!(

@@ -194,3 +194,40 @@ pub fn for_state(state_dir: &Path, state: &crate::state::State) -> Result<Option
     check_matches(state, &key, &source)?;
     Ok(Some(key))
 }
+
+/// Where the key [`load_or_create`] returned came from.
+#[derive(Debug)]
+pub enum Origin {
+    Loaded(KeySource),
+    /// Made now, in this file.
+    Created(std::path::PathBuf),
+}
+
+/// The key for a state about to be written: the existing one (checked
+/// against `state`'s tokens), or a new one when there is none — never while
+/// `state` holds tokens the new key could not open.
+pub fn load_or_create(
+    state_dir: &Path,
+    state: Option<&crate::state::State>,
+) -> Result<(Key, Origin), Error> {
+    let with_tokens = state.filter(|s| s.has_tokens());
+    if let Some((key, source)) = load(state_dir)? {
+        if let Some(state) = with_tokens {
+            check_matches(state, &key, &source)?;
+        }
+        return Ok((key, Origin::Loaded(source)));
+    }
+    // Checked before a key is made: a new key cannot open old tokens, and a
+    // stray key file would only confuse the next attempt.
+    if let Some(state) = with_tokens {
+        return Err(Error::Key {
+            why: format!(
+                "the state holds tokens sealed with key id {}, but no key was found: set {KEY_ENV} or restore {}; no new key is made while tokens need the old one",
+                state.key_id.as_deref().unwrap_or("unknown"),
+                state_dir.join(KEY_FILE).display()
+            ),
+        });
+    }
+    let (key, path) = create(state_dir)?;
+    Ok((key, Origin::Created(path)))
+}
