@@ -1,10 +1,14 @@
 //! mailform manages OAuth 2.0 email accounts ("email assets") as code.
 //!
 //! The flow of every command is one way through:
-//! settings → [`config`] → [`store`] → (observe) → [`plan`] → [`render`] →
+//! settings → [`config`] → [`store`] → [`observe`] → [`plan`] → [`render`] →
 //! (confirm → execute) → [`store`]. The pure core (`config`, `state`, `plan`)
-//! does no I/O beyond reading the files it is pointed at; the edges (`store`,
-//! `render`, and later the OAuth and SMTP clients) do.
+//! does no I/O beyond reading the files it is pointed at; the edges do:
+//! [`store`], [`render`], the OAuth client [`oauth`] and the SMTP client
+//! [`smtp`]. [`observe`] sits one step above those two: it composes a token
+//! refresh and an SMTP proof into one live check. Leaves every layer may use:
+//! [`error`], [`secret`], [`diagnostic`], [`files`], [`lock`], [`security`],
+//! [`digest`], [`progress`], [`parallel`], [`interrupt`].
 //!
 //! [`run`] is the one place errors become exit codes: 0 success, 1 error, and
 //! 2 from `plan --detailed-exitcode` when there are changes.
