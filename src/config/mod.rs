@@ -11,6 +11,7 @@ pub mod presets;
 pub mod raw;
 pub mod resolve;
 pub mod scan;
+pub mod state_url;
 
 use std::path::{Path, PathBuf};
 

@@ -12,6 +12,7 @@ use url::Url;
 
 use super::presets::Preset;
 use super::raw::{Backend, PublishingStatus, RawSettings, Security, UserType};
+use crate::error::Error;
 use crate::secret::Secret;
 
 pub type Span = Option<Range<usize>>;
@@ -37,8 +38,67 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct StateConfig {
     pub backend: Backend,
-    /// The state file; the lock and key live beside it.
+    /// The state file; the lock and key live beside it. With the postgres
+    /// backend only its folder is used (the key file, unless `MAILFORM_KEY`).
     pub path: PathBuf,
+    /// `backend = "postgres"`: where the database is.
+    pub postgres: Option<PostgresState>,
+}
+
+/// The postgres backend's settings, resolved.
+#[derive(Debug, Clone)]
+pub struct PostgresState {
+    pub url: UrlSource,
+    /// The state's row (several configs may share a database).
+    pub name: String,
+    /// The schema mailform's tables live in (a plain identifier).
+    pub schema: String,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Where the connection URL comes from.
+#[derive(Debug, Clone)]
+pub enum UrlSource {
+    /// Written in the config, without a password.
+    Literal(crate::secret::Secret),
+    Env(String),
+    File(PathBuf),
+}
+
+impl PostgresState {
+    /// Reads and parses the URL (at run time: the variable or file may have
+    /// changed since validate), naming its source on failure, never its text.
+    pub fn url(&self) -> Result<super::state_url::StateUrl, Error> {
+        let (text, from) = match &self.url {
+            UrlSource::Literal(s) => (
+                zeroize::Zeroizing::new(s.expose().to_string()),
+                "state.url".to_string(),
+            ),
+            UrlSource::Env(var) => {
+                let from = format!("state.url (environment variable {var})");
+                match std::env::var(var) {
+                    Ok(v) if !v.trim().is_empty() => (zeroize::Zeroizing::new(v), from),
+                    Ok(_) => {
+                        return Err(Error::Usage(format!(
+                            "state.url: environment variable {var} is set but empty (a CI secret that is not defined?)"
+                        )));
+                    }
+                    Err(_) => {
+                        return Err(Error::Usage(format!(
+                            "state.url: environment variable {var} is not set: export {var}=postgres://ROLE:PASSWORD@HOST:5432/DATABASE?sslmode=verify-full"
+                        )));
+                    }
+                }
+            }
+            UrlSource::File(path) => {
+                let from = format!("state.url (file {})", path.display());
+                let text = crate::files::read_secret_file(path)
+                    .map_err(|e| Error::Usage(format!("{from}: cannot read it: {e}")))?;
+                (zeroize::Zeroizing::new(text.trim().to_string()), from)
+            }
+        };
+        super::state_url::parse(&text).map_err(|why| Error::Usage(format!("{from}: {why}")))
+    }
 }
 
 /// Where a client secret comes from.

@@ -152,18 +152,87 @@ pub enum Backend {
     /// A JSON file beside the config (`.mailform/state.json`).
     #[default]
     File,
+    /// A PostgreSQL database shared by a team: one row per state `name`.
+    Postgres,
 }
 
 /// `[state]`: where state lives.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawStateConfig {
-    /// Backend kind; only "file" today.
+    /// Backend kind: "file" (default) or "postgres".
     #[serde(default)]
     pub backend: Backend,
-    /// State file path, relative to the config file's folder (default `.mailform/state.json`).
+    /// State file path, relative to the config file's folder (default `.mailform/state.json`); file backend only.
     #[schemars(with = "Option<String>")]
     pub path: Option<Spanned<String>>,
+    /// postgres: the connection URL, `postgres://ROLE:PASSWORD@HOST:5432/DB?sslmode=verify-full`; from the environment or a file (a literal URL may not hold a password).
+    #[schemars(with = "Option<UrlRefSchema>")]
+    pub url: Option<Spanned<RawUrl>>,
+    /// postgres: the state's name in the database (several configs may share one database; default "default").
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Spanned<String>>,
+    /// postgres: the schema mailform keeps its tables in (default "mailform").
+    #[schemars(with = "Option<String>")]
+    pub schema: Option<Spanned<String>>,
+    /// postgres: PEM certificates trusted besides the web's roots (a private CA), relative to assets.toml.
+    #[schemars(with = "Option<String>")]
+    pub ca_file: Option<Spanned<String>>,
+}
+
+/// `state.url`: written in the config (no password), or kept outside it.
+#[derive(Debug, Clone)]
+pub enum RawUrl {
+    /// Written in the config; refused when it holds a password. A
+    /// [`Secret`](crate::secret::Secret), so `Debug` cannot show it.
+    Literal(crate::secret::Secret),
+    /// `{ env = "NAME" }`
+    Env(String),
+    /// `{ file = "path" }`, relative to the config file's folder.
+    File(String),
+}
+
+/// Only for the schema: the forms `state.url` takes.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // reason: exists only to describe the schema
+enum UrlRefSchema {
+    /// The URL itself, without a password.
+    Literal(String),
+    /// Read the URL from this environment variable.
+    Env { env: String },
+    /// Read the URL from this file (relative to assets.toml), trimmed.
+    File { file: String },
+}
+
+impl<'de> Deserialize<'de> for RawUrl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct UrlVisitor;
+
+        impl<'de> Visitor<'de> for UrlVisitor {
+            type Value = RawUrl;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a URL, or where to read it: { env = "NAME" } or { file = "path" }"#)
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<RawUrl, E> {
+                Ok(RawUrl::Literal(crate::secret::Secret::new(value)))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawUrl, A::Error> {
+                match RawSecret::deserialize(de::value::MapAccessDeserializer::new(map))? {
+                    RawSecret::Env(v) => Ok(RawUrl::Env(v)),
+                    RawSecret::File(f) => Ok(RawUrl::File(f)),
+                    RawSecret::Literal => Err(de::Error::custom(
+                        "expected { env = \"NAME\" } or { file = \"path\" }",
+                    )),
+                }
+            }
+        }
+
+        deserializer.deserialize_any(UrlVisitor)
+    }
 }
 
 /// A reference to a secret kept outside `assets.toml`.

@@ -17,14 +17,15 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use url::Url;
 
 use super::model::{
-    Asset, Config, Console, Provider, SecretSource, SmtpEndpoint, Span, StateConfig,
+    Asset, Config, Console, PostgresState, Provider, SecretSource, SmtpEndpoint, Span, StateConfig,
+    UrlSource,
 };
 use super::presets::Preset;
 use super::raw::{
-    CONFIG_VERSION, RawAsset, RawConsole, RawProvider, RawSecret, RawSettings, RawSmtp,
-    RawStateConfig,
+    Backend, CONFIG_VERSION, RawAsset, RawConsole, RawProvider, RawSecret, RawSettings, RawSmtp,
+    RawStateConfig, RawUrl,
 };
-use super::scan;
+use super::{scan, state_url};
 use crate::diagnostic::{Diagnostic, Diagnostics, Origin, did_you_mean, shown};
 use crate::secret::Secret;
 
@@ -226,9 +227,191 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
 /// `[state]`, resolved: the path must name a file inside a folder of its own,
 /// because the token key is kept beside the state.
 fn resolve_state(raw: &RawStateConfig, dir: &Path, diags: &mut Diagnostics) -> StateConfig {
+    let mut state = resolve_state_path(raw, dir, diags);
+    if raw.backend == Backend::Postgres {
+        state.postgres = resolve_postgres(raw, dir, diags);
+    } else {
+        for (key, span) in [
+            ("url", raw.url.as_ref().map(Spanned::span)),
+            ("name", raw.name.as_ref().map(Spanned::span)),
+            ("schema", raw.schema.as_ref().map(Spanned::span)),
+            ("ca_file", raw.ca_file.as_ref().map(Spanned::span)),
+        ] {
+            if let Some(span) = span {
+                diags.push(
+                    Diagnostic::error(format!("state.{key} is for the postgres backend"))
+                        .at(Some(span))
+                        .help("set backend = \"postgres\" to keep state in PostgreSQL, or remove this line to keep the state file"),
+                );
+            }
+        }
+    }
+    state
+}
+
+/// Names PostgreSQL accepts for mailform's schema without quoting tricks.
+fn is_plain_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && s.len() <= 63
+        && !s.starts_with("pg_")
+}
+
+/// `[state]` with `backend = "postgres"`: the URL's source and shape (a
+/// literal URL with a password is refused like a literal client secret),
+/// the state name, the schema, the CA file. Nothing connects here.
+fn resolve_postgres(
+    raw: &RawStateConfig,
+    dir: &Path,
+    diags: &mut Diagnostics,
+) -> Option<PostgresState> {
+    if let Some(p) = &raw.path {
+        diags.push(
+            Diagnostic::warning(
+                "state.path is not used by the postgres backend (the state is in the database)",
+            )
+            .at(Some(p.span()))
+            .help(
+                "remove the line; the key file, when MAILFORM_KEY is not set, stays in .mailform/",
+            ),
+        );
+    }
+    let name = match &raw.name {
+        None => "default".to_string(),
+        Some(n) => {
+            let text = n.get_ref();
+            if text.trim().is_empty() || text.len() > 200 || text.chars().any(char::is_control) {
+                diags.push(
+                    Diagnostic::error("state.name must be 1 to 200 characters of text, without control characters")
+                        .at(Some(n.span()))
+                        .help("e.g. name = \"production\"; leave it out for \"default\""),
+                );
+                return None;
+            }
+            text.clone()
+        }
+    };
+    let schema = match &raw.schema {
+        None => "mailform".to_string(),
+        Some(n) if is_plain_identifier(n.get_ref()) => n.get_ref().clone(),
+        Some(n) => {
+            diags.push(
+                Diagnostic::error(format!("state.schema `{}` is not a plain PostgreSQL name", shown(n.get_ref())))
+                    .at(Some(n.span()))
+                    .help("use lower-case letters, digits and `_`, starting with a letter or `_`, at most 63 characters, not starting with pg_ (default \"mailform\")"),
+            );
+            return None;
+        }
+    };
+    let ca_file = match &raw.ca_file {
+        None => None,
+        Some(f) if f.get_ref().trim().is_empty() => {
+            diags.push(
+                Diagnostic::error("state.ca_file is empty")
+                    .at(Some(f.span()))
+                    .help("name a PEM file of CA certificates, relative to assets.toml, or remove the line"),
+            );
+            return None;
+        }
+        Some(f) => {
+            let path = dir.join(f.get_ref());
+            if !path.is_file() {
+                diags.push(
+                    Diagnostic::warning(format!("state.ca_file `{}` does not exist or is not a file", shown(f.get_ref())))
+                        .at(Some(f.span()))
+                        .help("the path is relative to assets.toml; commands that need state will fail until it exists"),
+                );
+            }
+            Some(path)
+        }
+    };
+    let Some(url) = &raw.url else {
+        diags.push(
+            Diagnostic::error("state: backend = \"postgres\" needs url")
+                .at(raw.name.as_ref().map(Spanned::span))
+                .help("add url = { env = \"MAILFORM_STATE_URL\" } and export MAILFORM_STATE_URL=postgres://ROLE:PASSWORD@HOST:5432/DATABASE?sslmode=verify-full"),
+        );
+        return None;
+    };
+    let span = Some(url.span());
+    let shape = |text: &str, from: &str, diags: &mut Diagnostics| {
+        if let Err(why) = state_url::parse(text) {
+            diags.push(Diagnostic::error(format!("state.url{from}: {why}")).at(span.clone()));
+        }
+    };
+    let source = match url.get_ref() {
+        RawUrl::Literal(text) => {
+            match state_url::parse(text.expose()) {
+                Ok(u) if u.password.is_some() => {
+                    diags.push(
+                        Diagnostic::error("state.url holds a password, written literally in the config")
+                            .at(span)
+                            .help("assets.toml is committed to git, so secrets are not written in it: use url = { env = \"MAILFORM_STATE_URL\" } or { file = \"path\" }; and change that password, since it was in the file"),
+                    );
+                    return None;
+                }
+                Ok(_) => {}
+                Err(why) => {
+                    diags.push(Diagnostic::error(format!("state.url: {why}")).at(span));
+                    return None;
+                }
+            }
+            UrlSource::Literal(text.clone())
+        }
+        RawUrl::Env(var) if !scan::is_env_name(var) => {
+            diags.push(
+                Diagnostic::error("state.url: `env` takes the name of an environment variable, and this does not read as one (it is not shown, in case it is the URL)")
+                    .at(span)
+                    .help("e.g. url = { env = \"MAILFORM_STATE_URL\" }; if you pasted the URL with its password here, change that password"),
+            );
+            return None;
+        }
+        RawUrl::Env(var) => {
+            match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => shape(&v, &format!(" (environment variable {var})"), diags),
+                _ => diags.push(
+                    Diagnostic::note(format!(
+                        "state.url: environment variable {var} is not set; commands that need state will need it"
+                    ))
+                    .at(span),
+                ),
+            }
+            UrlSource::Env(var.clone())
+        }
+        RawUrl::File(f) if f.trim().is_empty() => {
+            diags.push(
+                Diagnostic::error("state.url: empty file name")
+                    .at(span)
+                    .help("name the file that holds the URL, relative to assets.toml"),
+            );
+            return None;
+        }
+        RawUrl::File(f) => {
+            let path = dir.join(f);
+            if check_secret_file("state.url", f, &path, span.clone(), diags)
+                && let Ok(text) = crate::files::read_secret_file(&path)
+            {
+                shape(text.trim(), &format!(" (file {})", shown(f)), diags);
+            }
+            UrlSource::File(path)
+        }
+    };
+    Some(PostgresState {
+        url: source,
+        name,
+        schema,
+        ca_file,
+    })
+}
+
+fn resolve_state_path(raw: &RawStateConfig, dir: &Path, diags: &mut Diagnostics) -> StateConfig {
     let default = || StateConfig {
         backend: raw.backend,
         path: dir.join(DEFAULT_STATE_PATH),
+        postgres: None,
     };
     let Some(p) = &raw.path else {
         return default();
@@ -281,6 +464,7 @@ fn resolve_state(raw: &RawStateConfig, dir: &Path, diags: &mut Diagnostics) -> S
     StateConfig {
         backend: raw.backend,
         path,
+        postgres: None,
     }
 }
 

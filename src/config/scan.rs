@@ -293,6 +293,9 @@ fn run(text: &str, limit: usize, masking: bool) -> Scan {
         searched_to: 0,
     };
     s.document();
+    if masking {
+        mask_url_passwords(s.b, &mut s.out);
+    }
     let masked = String::from_utf8(s.out).unwrap_or_else(|e| {
         // Masking replaces whole characters' bytes with ASCII, so this cannot
         // happen; if it did, show nothing rather than something unmasked.
@@ -302,6 +305,33 @@ fn run(text: &str, limit: usize, masking: bool) -> Scan {
         masked,
         max_depth: s.max_depth,
         too_deep_at: s.too_deep_at,
+    }
+}
+
+/// Masks the password of every `scheme://user:password@host` in the text,
+/// wherever it is (a literal `state.url`, a comment, a broken line): the key
+/// of a URL says "place", but its user part may still hold a secret.
+fn mask_url_passwords(b: &[u8], out: &mut [u8]) {
+    let mut i = 0;
+    while let Some(n) = b[i..].windows(3).position(|w| w == b"://") {
+        let start = i + n + 3;
+        let end = b[start..]
+            .iter()
+            .position(|c| {
+                matches!(
+                    c,
+                    b'/' | b'?' | b'#' | b'"' | b'\'' | b' ' | b'\t' | b'\r' | b'\n'
+                )
+            })
+            .map_or(b.len(), |e| start + e);
+        if let Some(at) = b[start..end].iter().rposition(|c| *c == b'@')
+            && let Some(colon) = b[start..start + at].iter().position(|c| *c == b':')
+        {
+            for c in &mut out[start + colon + 1..start + at] {
+                *c = b'*';
+            }
+        }
+        i = end.max(start);
     }
 }
 
@@ -1060,6 +1090,26 @@ mod tests {
             m("# the secret is in vault\n"),
             "# the secret is in vault\n"
         );
+    }
+
+    #[test]
+    fn passwords_in_urls_are_masked_wherever_they_are() {
+        for line in [
+            "url = \"postgres://ops:SECRET@db.example.com:5432/mail\"\n",
+            "url = 'postgresql://ops:SECRET@[::1]/mail?sslmode=require'\n",
+            "# url = postgres://ops:SECRET@db/mail\n",
+            "[state] url = \"postgres://ops:SECRET@db\n",
+            "url = postgres://o:p:SECRET@db/x\n",
+        ] {
+            let masked = m(line);
+            assert!(!masked.contains("SECRET"), "{line:?} → {masked:?}");
+            assert!(
+                masked.contains("ops") || masked.contains("o:"),
+                "{masked:?}"
+            );
+        }
+        let plain = "token_url = \"https://oauth2.googleapis.com/token\"\nurl = \"postgres://ops@db/mail\"\n";
+        assert_eq!(m(plain), plain);
     }
 
     /// Shapes a review found unmasked: each line's SECRET must go.
