@@ -39,11 +39,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("state file {} is not valid: {why}; it was left untouched — restore it from a backup or fix it by hand", path.display())]
+    #[error("state {} is not valid: {why}; it was left untouched — restore it from a backup or fix it by hand", path.display())]
     StateCorrupt { path: PathBuf, why: String },
 
     #[error(
-        "state file {} has format version {found}, newer than this mailform reads ({supported}); it was left untouched — upgrade mailform",
+        "state {} has format version {found}, newer than this mailform reads ({supported}); it was left untouched — upgrade mailform",
         path.display()
     )]
     StateTooNew {
@@ -161,6 +161,11 @@ pub enum Error {
     )]
     ChecksInterrupted,
 
+    /// The PostgreSQL state backend could not be used, in words that name
+    /// the server, role and database (never the password).
+    #[error("{location}: {why}")]
+    StateDb { location: String, why: String },
+
     #[error("{0}")]
     Usage(String),
 
@@ -227,9 +232,7 @@ fn state_moved(
         (None, Some((_, b))) => format!("a state (serial {b}) appeared there meanwhile"),
         (None, None) => "it changed meanwhile".to_string(),
     };
-    format!(
-        "state file {path} was not written: {what}; nothing was overwritten — run the command again"
-    )
+    format!("state {path} was not written: {what}; nothing was overwritten — run the command again")
 }
 
 /// An error with its causes, `: `-joined: reqwest's and lettre's own text

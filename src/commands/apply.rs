@@ -60,7 +60,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
     };
     super::plan::check_secrets(ctx, &config, &targets)?;
     crate::interrupt::install();
-    let boxed = Context::store(&config);
+    let boxed = Context::store(&config)?;
     let store = &*boxed;
     store.prepare()?;
     let _lock = ctx.lock(store, "apply", settings.lock_timeout)?;

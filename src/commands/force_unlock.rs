@@ -25,7 +25,7 @@ pub fn run(ctx: &Context<'_>, id: &str, force: bool) -> Result<ExitStatus, Error
             "--force",
         )
     };
-    let info = Context::store(&config).force_unlock(id, &mut confirm)?;
+    let info = Context::store(&config)?.force_unlock(id, &mut confirm)?;
     ctx.printer.err(&format!(
         "Removed lock {} left by {} ({} since {}).\n",
         info.id,

@@ -11,7 +11,7 @@ use super::{Context, ExitStatus};
 use crate::cli::SchemaKind;
 use crate::error::Error;
 use crate::state::State;
-use crate::store::{StateStore as _, key};
+use crate::store::key;
 
 /// The example config that `init` writes.
 pub const EXAMPLE: &str = include_str!("../../assets.toml.example");
@@ -44,15 +44,19 @@ pub fn run(ctx: &Context<'_>) -> Result<ExitStatus, Error> {
 
     let (config, settings) = ctx.config()?;
     let state_dir = config.state_dir();
-    // init lays out the file store itself (folder, key, .gitignore).
-    let store = crate::store::FileStore::new(&config.state.path);
-    store.prepare_dir()?;
-    let lock = ctx.lock(&store, "init", settings.lock_timeout)?;
+    let boxed = Context::store(&config)?;
+    let store = &*boxed;
+    store.prepare()?;
+    let lock = ctx.lock(store, "init", settings.lock_timeout)?;
 
     let mut state = store.load()?;
     let (key, origin) = key::load_or_create(&state_dir, state.as_ref())?;
     report.push(match origin {
         key::Origin::Loaded(source) => format!("Using the key from {source}.\n"),
+        key::Origin::Created(path) if config.state.postgres.is_some() => format!(
+            "Created the token-encryption key {} (mode 0600). The state is shared (PostgreSQL): everyone who runs mailform on it, CI too, needs this same key — give them its content as MAILFORM_KEY. Back it up: without it stored tokens are lost.\n",
+            path.display()
+        ),
         key::Origin::Created(path) => format!(
             "Created the token-encryption key {} (mode 0600). Back it up: without it stored tokens are lost.\n",
             path.display()
@@ -62,7 +66,7 @@ pub fn run(ctx: &Context<'_>) -> Result<ExitStatus, Error> {
         Some(state) if state.key_id.as_deref() == Some(key.id()) => {
             report.push(format!(
                 "Kept the state {} (serial {}).\n",
-                store.path().display(),
+                store.location(),
                 state.serial
             ));
         }
@@ -72,7 +76,7 @@ pub fn run(ctx: &Context<'_>) -> Result<ExitStatus, Error> {
             store.save(state)?;
             report.push(format!(
                 "Kept the state {} and recorded the key's id in it (serial {}).\n",
-                store.path().display(),
+                store.location(),
                 state.serial
             ));
         }
@@ -82,14 +86,14 @@ pub fn run(ctx: &Context<'_>) -> Result<ExitStatus, Error> {
             store.save(&mut state)?;
             report.push(format!(
                 "Created an empty state {} (lineage {}).\n",
-                store.path().display(),
+                store.location(),
                 state.lineage
             ));
         }
     }
     drop(lock);
 
-    let unignored = ignore_state(dir, &state_dir, store.path(), &mut report)?;
+    let unignored = ignore_state(dir, &state_dir, &config.state.path, &mut report)?;
     report.push(next_steps(&config));
     ctx.printer.err(&report.concat())?;
     if let Some(path) = unignored {

@@ -10,6 +10,7 @@ mod plan;
 mod schema;
 mod send_test;
 mod show;
+mod state;
 mod token;
 mod validate;
 
@@ -75,6 +76,10 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<ExitStatus, Error> {
         Command::Export { name, format } => export::run(&ctx, name, *format),
         Command::Schema { kind } => schema::run(&ctx, *kind),
         Command::ForceUnlock { id, force } => force_unlock::run(&ctx, id, *force),
+        Command::State { command } => match command {
+            crate::cli::StateCommand::Pull => state::pull(&ctx),
+            crate::cli::StateCommand::Push { file, force } => state::push(&ctx, file, *force),
+        },
         Command::Completions { shell } => completions::run(&ctx, *shell),
     };
     // A --json command that failed before printing its findings still leaves
@@ -163,8 +168,11 @@ impl Context<'_> {
     }
 
     /// The state store the config names.
-    pub fn store(config: &Config) -> Box<dyn crate::store::StateStore> {
-        Box::new(FileStore::new(&config.state.path))
+    pub fn store(config: &Config) -> Result<Box<dyn crate::store::StateStore>, Error> {
+        match &config.state.postgres {
+            Some(pg) => Ok(Box::new(crate::store::PgStore::new(pg)?)),
+            None => Ok(Box::new(FileStore::new(&config.state.path))),
+        }
     }
 
     /// Takes the state lock for `operation`, saying once on stderr whom it

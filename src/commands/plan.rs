@@ -18,7 +18,7 @@ use crate::store::key;
 pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
     let (config, settings) = ctx.config()?;
     let smtp = args.check_smtp.then_some(settings.smtp_timeout);
-    let boxed = Context::store(&config);
+    let boxed = Context::store(&config)?;
     let store = &*boxed;
     let mut state = store.load()?;
     // A plan to save is made on a folded state: its serial must tell

@@ -30,7 +30,7 @@ pub fn run(
     let asset = &config.assets[name];
     // The state as `token` left it: what was granted (for hints), and
     // whether a refresh can mint another token.
-    let record = Context::store(&config)
+    let record = Context::store(&config)?
         .load()?
         .and_then(|s| s.assets.get(name).and_then(|r| r.token.clone()));
     let granted = record

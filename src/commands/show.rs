@@ -7,7 +7,7 @@ use crate::render::diagnostic::LineIndex;
 
 pub fn run(ctx: &Context<'_>, name: Option<&str>, json: bool) -> Result<ExitStatus, Error> {
     let (config, _settings) = ctx.config()?;
-    let state = Context::store(&config).load()?;
+    let state = Context::store(&config)?.load()?;
     if let Some(n) = name {
         let applied = state.as_ref().is_some_and(|s| s.assets.contains_key(n));
         if !applied && let Some(asset) = config.assets.get(n) {

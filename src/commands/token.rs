@@ -40,7 +40,7 @@ pub(super) fn access_token(
     name: &str,
     force_refresh: bool,
 ) -> Result<Secret, Error> {
-    let boxed = Context::store(config);
+    let boxed = Context::store(config)?;
     let store = &*boxed;
     let state = store.load()?;
     let in_state = state

@@ -41,6 +41,7 @@ use std::io::{Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::journal::JournalLine;
 use super::{LockGuard, LockInfo, StateStore};
 use crate::error::Error;
 use crate::files::{self, FileError, Links};
@@ -78,21 +79,6 @@ impl Clone for FileStore {
     fn clone(&self) -> Self {
         FileStore::new(self.path.clone())
     }
-}
-
-/// One journal line: an asset's record as it is now (or its removal),
-/// amending the state file of this lineage and serial.
-#[derive(serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JournalLine {
-    lineage: uuid::Uuid,
-    serial: u64,
-    /// The id of the key the state's tokens are sealed with (a first
-    /// consent sets it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    key_id: Option<String>,
-    asset: String,
-    record: Option<crate::state::AssetRecord>,
 }
 
 impl FileStore {
@@ -155,21 +141,8 @@ impl FileStore {
             }
             let entry: JournalLine =
                 serde_json::from_slice(line).map_err(|e| corrupt(n + 1, e.to_string()))?;
-            if (entry.lineage, entry.serial) != (state.lineage, state.serial) {
-                continue; // folded into the state file already
-            }
-            applied += 1;
-            if entry.key_id.is_some() {
-                state.key_id = entry.key_id;
-            }
-            match entry.record {
-                Some(record) => {
-                    state.assets.insert(entry.asset, record);
-                }
-                None => {
-                    state.assets.remove(&entry.asset);
-                }
-            }
+            // A line for an older serial is folded into the file already.
+            applied += usize::from(entry.apply(state));
         }
         if let Some(why) = state.inconsistency() {
             return Err(Error::StateCorrupt {
@@ -420,13 +393,7 @@ impl StateStore for FileStore {
         }
         let mut bytes = Vec::new();
         for asset in assets {
-            let line = JournalLine {
-                lineage: state.lineage,
-                serial: state.serial,
-                key_id: state.key_id.clone(),
-                asset: (*asset).to_string(),
-                record: state.assets.get(*asset).cloned(),
-            };
+            let line = JournalLine::of(state, asset);
             serde_json::to_writer(&mut bytes, &line)
                 .map_err(std::io::Error::from)
                 .map_err(Self::io("write state journal", &self.journal_path))?;
@@ -470,10 +437,9 @@ impl StateStore for FileStore {
         Ok(())
     }
 
-    fn save(&self, state: &mut State) -> Result<(), Error> {
+    fn write(&self, state: &mut State, expected: Option<(uuid::Uuid, u64)>) -> Result<(), Error> {
         self.prepare_dir()?;
         let dir = self.dir();
-        let expected = (state.serial > 0).then_some((state.lineage, state.serial));
         let found = self.on_disk()?;
         if found != expected {
             return Err(Error::StateMoved {
@@ -483,7 +449,7 @@ impl StateStore for FileStore {
             });
         }
         let previous = (state.serial, state.format_version);
-        state.serial += 1;
+        state.serial = state.serial.max(expected.map_or(0, |(_, s)| s)) + 1;
         state.format_version = STATE_FORMAT_VERSION;
         let result = (|| {
             let mut tmp = tempfile::Builder::new()

@@ -1,16 +1,20 @@
 //! Where state is kept. [`StateStore`] is the role; [`FileStore`] the embedded
-//! default (a JSON file, an OS file lock, atomic replace). A `PostgreSQL` store
-//! will implement the same trait (row/advisory lock, serial checked on write).
+//! default (a JSON file, an OS file lock, atomic replace); [`PgStore`] the
+//! team's (one row per state name, a session advisory lock, the serial
+//! compared and swapped on every write).
 //!
 //! The token-encryption key is found here too ([`key`]): it lives beside the
 //! state, or comes from `MAILFORM_KEY`.
 
 pub mod file;
+mod journal;
 pub mod key;
+pub mod postgres;
 
 use std::time::Duration;
 
 pub use file::FileStore;
+pub use postgres::PgStore;
 
 pub use crate::lock::LockInfo;
 
@@ -48,7 +52,17 @@ pub trait StateStore: Send + Sync {
     /// still the state it was loaded from (same lineage and serial; nothing
     /// stored when the serial is 0). Otherwise [`Error::StateMoved`], and
     /// nothing is written.
-    fn save(&self, state: &mut State) -> Result<(), Error>;
+    fn save(&self, state: &mut State) -> Result<(), Error> {
+        let expected = (state.serial > 0).then_some((state.lineage, state.serial));
+        self.write(state, expected)
+    }
+
+    /// Writes `state` in place of what is stored, if that is still
+    /// `expected` (lineage and serial; `None`: nothing stored), with a serial
+    /// one above both `state`'s and `expected`'s; otherwise
+    /// [`Error::StateMoved`], and nothing is written. `save` is this with
+    /// the state's own lineage and serial; `state push` replaces a state.
+    fn write(&self, state: &mut State, expected: Option<(uuid::Uuid, u64)>) -> Result<(), Error>;
 
     /// Makes the current records of `assets` in `state` durable now, as
     /// cheaply as the store can (the file store appends them to a journal
