@@ -146,10 +146,30 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Move state: print it, or replace it (tokens stay sealed), e.g. from the state file to PostgreSQL.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+/// `mailform state …`.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Print the stored state as JSON (tokens stay sealed with the key), e.g. to back it up or move it.
+    Pull,
+    /// Replace the stored state with FILE ("-": standard input); refuses another lineage, a lower serial, or the same serial with other content, unless --force.
+    Push {
+        /// A state document, as `state pull` prints it or the file backend keeps it.
+        file: PathBuf,
+        /// Replace whatever is stored, whatever its lineage or serial.
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -1,0 +1,145 @@
+//! `mailform state pull` / `mailform state push FILE [--force]`: print the
+//! stored state, or replace it (Terraform's commands of the same names).
+//! Tokens stay sealed with the key either way; moving a team from the state
+//! file to PostgreSQL is a pull with one config and a push with the other.
+
+use std::io::Read as _;
+use std::path::Path;
+
+use super::{Context, ExitStatus};
+use crate::error::Error;
+use crate::state::State;
+use crate::store::file::{MAX_STATE_BYTES, parse_state};
+use crate::store::key;
+
+pub fn pull(ctx: &Context<'_>) -> Result<ExitStatus, Error> {
+    let (config, _settings) = ctx.config()?;
+    let boxed = Context::store(&config)?;
+    let store = &*boxed;
+    let Some(state) = store.load()? else {
+        return Err(Error::Usage(format!(
+            "no state is stored at {} yet: nothing to pull",
+            store.location()
+        )));
+    };
+    ctx.printer.out(&document(&state))?;
+    Ok(ExitStatus::Success)
+}
+
+/// The state as the file backend writes it.
+fn document(state: &State) -> String {
+    let mut text = serde_json::to_string_pretty(state).expect("a state always encodes");
+    text.push('\n');
+    text
+}
+
+pub fn push(ctx: &Context<'_>, file: &Path, force: bool) -> Result<ExitStatus, Error> {
+    let (config, settings) = ctx.config()?;
+    let bytes = read(file)?;
+    let mut pushed = parse_state(file, &bytes)?;
+    if pushed.serial == 0 {
+        return Err(Error::StateCorrupt {
+            path: file.to_path_buf(),
+            why: "its serial is 0, which no written state has".into(),
+        });
+    }
+    // Tokens nobody here can open would be a state nobody here can use.
+    if !force {
+        key::for_state(&config.state_dir(), &pushed).map_err(|e| {
+            Error::Usage(format!(
+                "{} was not pushed: its tokens cannot be opened with the key here ({e}); pass --force to push it anyway",
+                file.display()
+            ))
+        })?;
+    }
+    let boxed = Context::store(&config)?;
+    let store = &*boxed;
+    store.prepare()?;
+    let _lock = ctx.lock(store, "state push", settings.lock_timeout)?;
+    let current = store.load()?;
+    let refuse = |why: String| {
+        Err(Error::Usage(format!(
+            "{} was not pushed to {}: {why}",
+            file.display(),
+            store.location()
+        )))
+    };
+    let expected = match &current {
+        None => None,
+        Some(now) => {
+            let same_content =
+                || serde_json::to_value(now).ok() == serde_json::to_value(&pushed).ok();
+            if !force {
+                if now.lineage != pushed.lineage {
+                    return refuse(format!(
+                        "the stored state has another lineage ({}, serial {}) than the file ({}, serial {}), so they are different states; pass --force to replace it",
+                        now.lineage, now.serial, pushed.lineage, pushed.serial
+                    ));
+                }
+                if pushed.serial < now.serial {
+                    return refuse(format!(
+                        "the file has serial {}, older than the stored state's {}; pull the current state and start from it, or pass --force to go back",
+                        pushed.serial, now.serial
+                    ));
+                }
+                if pushed.serial == now.serial && !same_content() {
+                    return refuse(format!(
+                        "the file and the stored state both have serial {} but differ, so they have gone separate ways; pass --force to replace the stored one",
+                        now.serial
+                    ));
+                }
+            }
+            if now.lineage == pushed.lineage && now.serial == pushed.serial && same_content() {
+                ctx.printer.err(&format!(
+                    "{} already holds this state (serial {}); nothing was written.\n",
+                    store.location(),
+                    now.serial
+                ))?;
+                return Ok(ExitStatus::Success);
+            }
+            Some((now.lineage, now.serial))
+        }
+    };
+    store.write(&mut pushed, expected)?;
+    ctx.printer.err(&format!(
+        "Pushed {} to {}: {} asset{}, serial {}, lineage {}.\n",
+        file.display(),
+        store.location(),
+        pushed.assets.len(),
+        if pushed.assets.len() == 1 { "" } else { "s" },
+        pushed.serial,
+        pushed.lineage
+    ))?;
+    Ok(ExitStatus::Success)
+}
+
+/// The file's bytes (`-`: standard input), bounded like a state file.
+fn read(file: &Path) -> Result<Vec<u8>, Error> {
+    let io = |source| Error::Io {
+        action: "read",
+        path: file.to_path_buf(),
+        source,
+    };
+    if file == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .take(MAX_STATE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        if bytes.len() as u64 > MAX_STATE_BYTES {
+            return Err(Error::StateCorrupt {
+                path: file.to_path_buf(),
+                why: format!("it is larger than {MAX_STATE_BYTES} bytes"),
+            });
+        }
+        return Ok(bytes);
+    }
+    match crate::files::read(file, MAX_STATE_BYTES, crate::files::Links::Follow) {
+        Ok(bytes) => Ok(bytes.to_vec()),
+        Err(crate::files::FileError::Io(e)) => Err(io(e)),
+        Err(e) => Err(Error::StateCorrupt {
+            path: file.to_path_buf(),
+            why: e.to_string(),
+        }),
+    }
+}
