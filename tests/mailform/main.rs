@@ -8,6 +8,7 @@ mod front_door;
 mod live;
 mod oauth;
 mod peers;
+mod postgres;
 mod properties;
 mod reconcile;
 mod schemas;

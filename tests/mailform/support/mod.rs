@@ -134,6 +134,7 @@ pub fn project(config: &str) -> tempfile::TempDir {
 }
 pub mod fixtures;
 pub mod peers;
+pub mod postgres;
 
 /// `version = 1` and a `[providers.lab]` nobody answers at: for tests that
 /// never call the provider. A macro, so it can start a `const` with `concat!`.
