@@ -13,7 +13,6 @@
 #[path = "../tests/mailform/support/fixtures.rs"]
 mod fixtures;
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -25,23 +24,8 @@ use mailform::secret::Secret;
 use mailform::state::{State, Tokens};
 use mailform::store::{FileStore, StateStore as _, key};
 
-fn config_text(n: usize) -> String {
-    let mut s = String::from(
-        "version = 1\n\n[providers.lab]\nauthorization_url = \"https://idp.example.com/authorize\"\ntoken_url = \"https://idp.example.com/token\"\nrevocation_url = \"https://idp.example.com/revoke\"\nclient_id = \"mailform\"\nscopes = [\"mail\", \"offline_access\"]\nsmtp = { host = \"smtp.example.com\", port = 587, security = \"starttls\" }\n",
-    );
-    for i in 0..n {
-        let _ = write!(
-            s,
-            "\n[assets.mailbox-{i:05}]\nemail = \"mailbox-{i:05}@example.com\"\nprovider = \"lab\"\nforwarding_address = \"fwd-{i:05}@mail.example.com\"\nlabels = {{ team = \"team-{}\", queue = \"tier{}\" }}\n",
-            i % 17,
-            i % 3
-        );
-    }
-    s
-}
-
 fn write_project(dir: &Path, n: usize) {
-    let text = config_text(n);
+    let text = fixtures::generated_config(n);
     std::fs::write(dir.join("assets.toml"), &text).unwrap();
     fixtures::applied_state(dir, &text, |_| Tokens {
         access_token: Secret::new("a".repeat(180)),

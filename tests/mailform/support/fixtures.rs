@@ -35,3 +35,22 @@ pub fn applied_state(dir: &Path, text: &str, tokens: impl Fn(&Asset) -> Tokens) 
         .unwrap();
     (key, state)
 }
+
+/// A config of `n` assets of one provider (no client secret, so nothing
+/// needs the environment), for the benches.
+#[allow(dead_code)] // reason: the benches use it, the tests do not
+pub fn generated_config(n: usize) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::from(
+        "version = 1\n\n[providers.lab]\nauthorization_url = \"https://idp.example.com/authorize\"\ntoken_url = \"https://idp.example.com/token\"\nrevocation_url = \"https://idp.example.com/revoke\"\nclient_id = \"mailform\"\nscopes = [\"mail\", \"offline_access\"]\nsmtp = { host = \"smtp.example.com\", port = 587, security = \"starttls\" }\n",
+    );
+    for i in 0..n {
+        let _ = write!(
+            s,
+            "\n[assets.mailbox-{i:05}]\nemail = \"mailbox-{i:05}@example.com\"\nprovider = \"lab\"\nforwarding_address = \"fwd-{i:05}@mail.example.com\"\nlabels = {{ team = \"team-{}\", queue = \"tier{}\" }}\n",
+            i % 17,
+            i % 3
+        );
+    }
+    s
+}

@@ -186,7 +186,10 @@ impl Pg {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        let port = crate::apply::free_port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
         let options = format!(
             "-c listen_addresses=127.0.0.1 -p {port} -k {} -c ssl=on -c ssl_cert_file={} -c ssl_key_file={} -c fsync=off -c max_connections=200",
             dir.display(),
