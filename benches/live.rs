@@ -18,6 +18,8 @@ mod peers;
 
 #[path = "../tests/mailform/support/fixtures.rs"]
 mod fixtures;
+#[path = "../tests/mailform/support/tls.rs"]
+mod tls;
 
 use std::fmt::Write as _;
 use std::path::Path;

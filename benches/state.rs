@@ -14,6 +14,8 @@ mod fixtures;
 #[allow(dead_code)] // reason: the bench uses the server, not the tests' helpers
 #[path = "../tests/mailform/support/postgres.rs"]
 mod postgres;
+#[path = "../tests/mailform/support/tls.rs"]
+mod tls;
 
 use std::path::Path;
 use std::process::Command;
@@ -76,9 +78,17 @@ fn main() {
     std::fs::create_dir(db.path().join(".mailform")).unwrap();
     {
         use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(db.path().join(".mailform"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(
+            db.path().join(".mailform"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
     }
-    std::fs::copy(file.path().join(".mailform/key"), db.path().join(".mailform/key")).unwrap();
+    std::fs::copy(
+        file.path().join(".mailform/key"),
+        db.path().join(".mailform/key"),
+    )
+    .unwrap();
     let store = PgStore::new(&PostgresState {
         url: UrlSource::Literal(Secret::new(url.clone())),
         name: "default".into(),

@@ -64,13 +64,7 @@ impl Project {
 
     /// mailform with the secret, and the headless person as `$BROWSER`.
     fn mf(&self, p: &Peers) -> Mailform {
-        Mailform::new(self.path())
-            .env(
-                "LAB_CLIENT_SECRET",
-                p.clients.confidential.client_secret.as_deref().unwrap(),
-            )
-            .env("BROWSER", p.consent_browser.to_str().unwrap())
-            .env("PEERS_CA", p.ca_file.to_str().unwrap())
+        crate::support::lab(p, self.path())
     }
 
     fn state(&self) -> State {

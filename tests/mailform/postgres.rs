@@ -14,6 +14,7 @@ use mailform::secret::Secret;
 use mailform::state::{State, Tokens};
 use mailform::store::{PgStore, StateStore as _, key};
 
+use crate::reconcile::wait;
 use crate::support::Mailform;
 use crate::support::peers::{Peers, peers};
 use crate::support::postgres::pg;
@@ -50,14 +51,7 @@ impl Project {
     }
 
     fn mf(&self, p: &Peers) -> Mailform {
-        Mailform::new(self.path())
-            .env(
-                "LAB_CLIENT_SECRET",
-                p.clients.confidential.client_secret.as_deref().unwrap(),
-            )
-            .env("BROWSER", p.consent_browser.to_str().unwrap())
-            .env("PEERS_CA", p.ca_file.to_str().unwrap())
-            .env("MAILFORM_STATE_URL", &self.url)
+        crate::support::lab(p, self.path()).env("MAILFORM_STATE_URL", &self.url)
     }
 
     fn store(&self) -> PgStore {
@@ -250,20 +244,6 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn wait(child: &mut std::process::Child, limit: Duration) -> i32 {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code().unwrap_or(-1);
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            panic!("mailform did not stop within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn a_second_apply_waits_for_the_first_and_names_it() {
     let p = peers();
@@ -432,13 +412,7 @@ fn state_push_moves_a_team_from_the_file_to_postgres_and_refuses_what_would_lose
     let old = project.path().join("old");
     std::fs::create_dir(&old).unwrap();
     std::fs::write(old.join("assets.toml"), &file_config).unwrap();
-    Mailform::new(&old)
-        .env(
-            "LAB_CLIENT_SECRET",
-            p.clients.confidential.client_secret.as_deref().unwrap(),
-        )
-        .env("BROWSER", p.consent_browser.to_str().unwrap())
-        .env("PEERS_CA", p.ca_file.to_str().unwrap())
+    crate::support::lab(p, &old)
         .run(["apply", "--auto-approve"])
         .ok();
     let key = std::fs::read_to_string(old.join(".mailform/key")).unwrap();
@@ -847,4 +821,48 @@ fn validate_refuses_a_literal_url_with_a_password_and_never_shows_it() {
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn a_damaged_row_is_refused_in_words_and_left_alone() {
+    let pg = pg();
+    let schema = pg.schema();
+    let url = pg.admin_url("postgres", "disable");
+    let mut state = State::new();
+    store(&url, &schema).save(&mut state).unwrap();
+    let load = || store(&url, &schema).load().unwrap_err().to_string();
+    let s = &schema;
+    pg.sql(&format!(
+        "INSERT INTO {s}.journal (name, lineage, serial, entry) SELECT name, lineage, serial, 'not json' FROM {s}.states"
+    ));
+    let e = load();
+    assert!(
+        e.contains("PostgreSQL admin@127.0.0.1:") && e.contains("journal row 1 of 1"),
+        "{e}"
+    );
+    pg.sql(&format!(
+        "DELETE FROM {s}.journal; CREATE TABLE {s}.good AS SELECT doc, serial FROM {s}.states"
+    ));
+    let restore = format!("UPDATE {s}.states SET doc = g.doc, serial = g.serial FROM {s}.good g");
+    for (damage, says) in [
+        ("doc = '{'", "is not valid: EOF while parsing"),
+        (
+            "doc = '{\"format_version\": 9}'",
+            "has format version 9, newer than this mailform reads (2); it was left untouched",
+        ),
+        (
+            "serial = 5",
+            "its lineage and serial columns disagree with its document",
+        ),
+    ] {
+        pg.sql(&format!("UPDATE {s}.states SET {damage}"));
+        let before = pg.sql(&format!("SELECT md5(doc) || serial FROM {s}.states"));
+        let e = load();
+        assert!(e.contains(says), "{damage}: {e}");
+        assert!(e.contains("PostgreSQL admin@127.0.0.1:"), "{e}");
+        let after = pg.sql(&format!("SELECT md5(doc) || serial FROM {s}.states"));
+        assert_eq!(before, after, "the row was left as it was");
+        pg.sql(&restore);
+        assert!(store(&url, &schema).load().unwrap().is_some());
+    }
 }

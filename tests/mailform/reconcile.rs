@@ -230,13 +230,7 @@ fn lab_config(p: &Peers, port: u16, assets: &[(&str, &str)]) -> String {
 }
 
 fn lab(p: &Peers, dir: &Path) -> Mailform {
-    Mailform::new(dir)
-        .env(
-            "LAB_CLIENT_SECRET",
-            p.clients.confidential.client_secret.as_deref().unwrap(),
-        )
-        .env("BROWSER", p.consent_browser.to_str().unwrap())
-        .env("PEERS_CA", p.ca_file.to_str().unwrap())
+    crate::support::lab(p, dir)
 }
 
 /// An apply of two mailboxes whose second owner never comes back, started
@@ -280,7 +274,7 @@ fn apply_halfway(p: &Peers, dir: &Path) -> std::process::Child {
     }
 }
 
-fn wait(child: &mut std::process::Child, limit: Duration) -> i32 {
+pub fn wait(child: &mut std::process::Child, limit: Duration) -> i32 {
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {

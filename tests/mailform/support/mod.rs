@@ -126,6 +126,18 @@ impl Mailform {
     }
 }
 
+/// mailform in `dir` with the test provider's client secret, the headless
+/// person as `$BROWSER`, and the test CA for the peers.
+pub fn lab(p: &peers::Peers, dir: &Path) -> Mailform {
+    Mailform::new(dir)
+        .env(
+            "LAB_CLIENT_SECRET",
+            p.clients.confidential.client_secret.as_deref().unwrap(),
+        )
+        .env("BROWSER", p.consent_browser.to_str().unwrap())
+        .env("PEERS_CA", p.ca_file.to_str().unwrap())
+}
+
 /// A temporary project folder.
 pub fn project(config: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -135,6 +147,7 @@ pub fn project(config: &str) -> tempfile::TempDir {
 pub mod fixtures;
 pub mod peers;
 pub mod postgres;
+pub mod tls;
 
 /// `version = 1` and a `[providers.lab]` nobody answers at: for tests that
 /// never call the provider. A macro, so it can start a `const` with `concat!`.

@@ -18,10 +18,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use ring::rand::SecureRandom as _;
 use serde::Deserialize;
 use serde_json::Value;
@@ -172,40 +168,16 @@ pub fn check_node(peers_dir: &Path) -> Result<(), String> {
 
 /// A CA and a server certificate for `127.0.0.1`, `::1` and `localhost`.
 fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "mailform test CA");
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-
-    let mut server = CertificateParams::new(vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ])
-    .unwrap();
-    server
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let server_key = KeyPair::generate().unwrap();
-    let server_cert = server.signed_by(&server_key, &issuer).unwrap();
-
+    let (issuer, ca_pem) = super::tls::ca("mailform test CA");
+    let (cert, key) = super::tls::server(&issuer, &["localhost", "127.0.0.1", "::1"]);
     let files = (
         dir.join("ca.pem"),
         dir.join("server.pem"),
         dir.join("server.key"),
     );
-    std::fs::write(&files.0, ca_cert.pem()).unwrap();
-    std::fs::write(&files.1, server_cert.pem()).unwrap();
-    std::fs::write(&files.2, server_key.serialize_pem()).unwrap();
+    std::fs::write(&files.0, ca_pem).unwrap();
+    std::fs::write(&files.1, cert).unwrap();
+    std::fs::write(&files.2, key).unwrap();
     (files.0, files.1, files.2)
 }
 

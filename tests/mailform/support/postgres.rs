@@ -14,11 +14,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-
 /// The superuser's password (this throwaway server's only).
 const ADMIN_PASSWORD: &str = "admin-pw-3f9c";
 
@@ -108,20 +103,6 @@ fn chown_to_server(path: &Path) {
     }
 }
 
-fn make_ca(name: &str) -> (Issuer<'static, KeyPair>, String) {
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, name);
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = KeyPair::generate().unwrap();
-    let cert = ca.self_signed(&key).unwrap();
-    (Issuer::new(ca, key), cert.pem())
-}
-
 impl Pg {
     fn start() -> Result<Pg, String> {
         let bin = bin_dir()?;
@@ -132,20 +113,13 @@ impl Pg {
             .keep();
         let data = dir.join("data");
         // Certificates: the server's, for 127.0.0.1 and localhost.
-        let (issuer, ca_pem) = make_ca("mailform PostgreSQL test CA");
-        let (_, other_pem) = make_ca("a CA nobody uses");
-        let mut server =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        server
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let server_key = KeyPair::generate().unwrap();
-        let server_cert = server.signed_by(&server_key, &issuer).unwrap();
+        let (issuer, ca_pem) = super::tls::ca("mailform PostgreSQL test CA");
+        let (_, other_pem) = super::tls::ca("a CA nobody uses");
+        let (server_cert, server_key) = super::tls::server(&issuer, &["localhost", "127.0.0.1"]);
         let tls = dir.join("tls");
         std::fs::create_dir_all(&tls).unwrap();
-        std::fs::write(tls.join("server.crt"), server_cert.pem()).unwrap();
-        std::fs::write(tls.join("server.key"), server_key.serialize_pem()).unwrap();
+        std::fs::write(tls.join("server.crt"), server_cert).unwrap();
+        std::fs::write(tls.join("server.key"), server_key).unwrap();
         {
             use std::os::unix::fs::PermissionsExt as _;
             std::fs::set_permissions(
