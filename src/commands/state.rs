@@ -56,7 +56,10 @@ pub fn push(ctx: &Context<'_>, file: &Path, force: bool) -> Result<ExitStatus, E
     let store = &*boxed;
     store.prepare()?;
     let _lock = ctx.lock(store, "state push", settings.lock_timeout)?;
-    let current = store.load()?;
+    // Rows a killed apply recorded are folded in first, so the serial
+    // compared below says whether anything changed (and nothing recorded
+    // is dropped by the write).
+    let current = store.load_folded()?;
     let refuse = |why: String| {
         Err(Error::Usage(format!(
             "{} was not pushed to {}: {why}",

@@ -249,17 +249,6 @@ fn resolve_state(raw: &RawStateConfig, dir: &Path, diags: &mut Diagnostics) -> S
     state
 }
 
-/// Names PostgreSQL accepts for mailform's schema without quoting tricks.
-fn is_plain_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && s.len() <= 63
-        && !s.starts_with("pg_")
-}
-
 /// `[state]` with `backend = "postgres"`: the URL's source and shape (a
 /// literal URL with a password is refused like a literal client secret),
 /// the state name, the schema, the CA file. Nothing connects here.
@@ -296,7 +285,7 @@ fn resolve_postgres(
     };
     let schema = match &raw.schema {
         None => "mailform".to_string(),
-        Some(n) if is_plain_identifier(n.get_ref()) => n.get_ref().clone(),
+        Some(n) if state_url::is_plain_identifier(n.get_ref()) => n.get_ref().clone(),
         Some(n) => {
             diags.push(
                 Diagnostic::error(format!("state.schema `{}` is not a plain PostgreSQL name", shown(n.get_ref())))
@@ -386,6 +375,15 @@ fn resolve_postgres(
                 Diagnostic::error("state.url: empty file name")
                     .at(span)
                     .help("name the file that holds the URL, relative to assets.toml"),
+            );
+            return None;
+        }
+        // Not echoed: a URL pasted where a path belongs may hold a password.
+        RawUrl::File(f) if f.contains("://") || f.contains('@') => {
+            diags.push(
+                Diagnostic::error("state.url: `file` takes the path of a file that holds the URL, and this reads as a URL itself (it is not shown, in case it holds a password)")
+                    .at(span)
+                    .help("e.g. url = { file = \"secrets/state-url\" }, or url = { env = \"MAILFORM_STATE_URL\" }; if you pasted the URL with its password here, change that password"),
             );
             return None;
         }

@@ -70,6 +70,19 @@ pub fn is_loopback(host: &str) -> bool {
         || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Names mailform accepts for its schema: lower-case letters, digits and
+/// `_`, as PostgreSQL folds them, at most 63 bytes, not `pg_*` (reserved).
+/// SQL still quotes them, so a reserved word (`user`) works too.
+pub fn is_plain_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && s.len() <= 63
+        && !s.starts_with("pg_")
+}
+
 /// Parses `text`; the error says what is wrong in words, quoting nothing of
 /// the URL but the names of query parameters mailform does not know.
 pub fn parse(text: &str) -> Result<StateUrl, String> {

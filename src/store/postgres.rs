@@ -57,7 +57,11 @@ macro_rules! with_client {
     ($sh:expr, |$client:ident| $body:expr) => {{
         let mut conn = $sh.connection()?;
         let $client = conn.client.as_mut().expect("connected");
-        $sh.run($body)
+        let result = $sh.run($body);
+        if result.is_err() && $sh.timed_out.load(Relaxed) {
+            $sh.close(&mut conn);
+        }
+        result
     }};
 }
 
@@ -77,7 +81,7 @@ const LOCK_POLL: Duration = Duration::from_millis(100);
 const JOURNAL_FOLD_MIN: u64 = 256 * 1024;
 
 /// The migrations, in order: step `n` brings the schema to version `n + 1`.
-/// `{s}` is the schema (a plain identifier, checked by the config).
+/// `{s}` is the schema, quoted (a plain identifier, checked by the config).
 const MIGRATIONS: [&str; 1] = [r"
 CREATE TABLE {s}.states (
     name text PRIMARY KEY,
@@ -90,7 +94,7 @@ CREATE TABLE {s}.states (
 );
 CREATE TABLE {s}.journal (
     name text NOT NULL,
-    seq bigserial,
+    seq bigint GENERATED ALWAYS AS IDENTITY,
     lineage uuid NOT NULL,
     serial bigint NOT NULL,
     entry text NOT NULL,
@@ -129,6 +133,8 @@ impl std::fmt::Debug for PgStore {
 struct Shared {
     url: StateUrl,
     schema: String,
+    /// The schema as SQL writes it (double-quoted).
+    quoted: String,
     name: String,
     ca_file: Option<PathBuf>,
     location: String,
@@ -136,15 +142,21 @@ struct Shared {
     migrate_key: i64,
     runtime: Option<tokio::runtime::Runtime>,
     client: Mutex<Connection>,
+    /// A round trip timed out: its connection is closed.
+    timed_out: AtomicBool,
+    /// This session holds the state lock.
+    locked: AtomicBool,
+    /// A session was opened (errors after that may mean it was lost).
+    opened: AtomicBool,
 }
 
 #[derive(Default)]
 struct Connection {
     client: Option<Client>,
+    /// The task that drives the socket; aborted to end the session.
+    task: Option<tokio::task::JoinHandle<()>>,
     /// A connection was made once; it is never made again.
     opened: bool,
-    /// This session holds the state lock.
-    locked: bool,
 }
 
 impl Drop for Shared {
@@ -169,6 +181,12 @@ impl PgStore {
     /// The store the config names; reads the URL (from its variable or
     /// file) but connects only when a command first needs state.
     pub fn new(config: &PostgresState) -> Result<Self, Error> {
+        if !crate::config::state_url::is_plain_identifier(&config.schema) {
+            return Err(Error::Usage(format!(
+                "state.schema `{}` is not a plain PostgreSQL name",
+                crate::diagnostic::shown(&config.schema)
+            )));
+        }
         let url = config.url()?;
         let location = format!(
             "PostgreSQL {} (schema {}, state \"{}\")",
@@ -189,11 +207,15 @@ impl PgStore {
                 migrate_key: advisory_key(&["mailform migration", &config.schema]),
                 url,
                 schema: config.schema.clone(),
+                quoted: format!("\"{}\"", config.schema),
                 name: config.name.clone(),
                 ca_file: config.ca_file.clone(),
                 location,
                 runtime: Some(runtime),
                 client: Mutex::new(Connection::default()),
+                timed_out: AtomicBool::new(false),
+                locked: AtomicBool::new(false),
+                opened: AtomicBool::new(false),
             }),
             written: AtomicU64::new(0),
             writes: AtomicU64::new(0),
@@ -244,11 +266,35 @@ impl Shared {
         match self.block(async { tokio::time::timeout(CALL_TIMEOUT, fut).await }) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.error(&e)),
-            Err(_) => Err(self.failed(format!(
-                "the server did not answer within {}s",
-                CALL_TIMEOUT.as_secs()
-            ))),
+            Err(_) => {
+                self.timed_out.store(true, Relaxed);
+                Err(self.failed(format!(
+                    "the server did not answer within {}s; the connection was closed (and the state lock with it), nothing more is written — run the command again",
+                    CALL_TIMEOUT.as_secs()
+                )))
+            }
         }
+    }
+
+    /// Ends the session (a request may still be in flight after a timeout,
+    /// and the lock must not outlive what this process knows of it).
+    fn close(&self, conn: &mut Connection) {
+        conn.client = None;
+        if let Some(task) = conn.task.take() {
+            task.abort();
+            self.block(async move {
+                let _ = task.await;
+            });
+        }
+    }
+
+    /// The connection is gone (the server ended it, or a timeout closed it).
+    fn lost(&self) -> Error {
+        self.failed(if self.locked.load(Relaxed) {
+            "the connection to the server was lost, and the state lock with it; nothing more was written — run the command again".into()
+        } else {
+            "the connection to the server was lost; run the command again".into()
+        })
     }
 
     fn failed(&self, why: String) -> Error {
@@ -263,29 +309,33 @@ impl Shared {
         let mut conn = self.client.lock().unwrap_or_else(PoisonError::into_inner);
         match &conn.client {
             Some(c) if !c.is_closed() => return Ok(conn),
-            Some(_) => {
-                return Err(self.failed(if conn.locked {
-                    "the connection to the server was lost, and the state lock with it; nothing more was written — run the command again".into()
-                } else {
-                    "the connection to the server was lost; run the command again".into()
-                }));
-            }
-            None if conn.opened => {
-                return Err(self.failed("the connection to the server was lost".into()));
-            }
+            Some(_) => return Err(self.lost()),
+            None if conn.opened => return Err(self.lost()),
             None => {}
         }
-        let mut client = self.block(self.connect())?;
+        let (mut client, task) = self.block(self.connect())?;
         conn.opened = true;
-        self.block(async { tokio::time::timeout(CALL_TIMEOUT, self.migrate(&mut client)).await })
-            .map_err(|_| {
-                self.failed("the server did not answer while mailform checked its tables".into())
-            })??;
+        self.opened.store(true, Relaxed);
+        conn.task = Some(task);
+        let migrated = self
+            .block(async { tokio::time::timeout(CALL_TIMEOUT, self.migrate(&mut client)).await });
         conn.client = Some(client);
+        match migrated {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.close(&mut conn);
+                return Err(e);
+            }
+            Err(_) => {
+                self.close(&mut conn);
+                return Err(self
+                    .failed("the server did not answer while mailform checked its tables".into()));
+            }
+        }
         Ok(conn)
     }
 
-    async fn connect(&self) -> Result<Client, Error> {
+    async fn connect(&self) -> Result<(Client, tokio::task::JoinHandle<()>), Error> {
         let url = &self.url;
         let mut config = tokio_postgres::Config::new();
         config
@@ -297,8 +347,11 @@ impl Shared {
             .connect_timeout(url.connect_timeout)
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30))
+            // The server, too, must notice a client that vanished (its
+            // session holds the lock), and must not end an idle holder's
+            // session while a person consents (PostgreSQL 14+).
             .options(format!(
-                "-c statement_timeout={} -c idle_in_transaction_session_timeout=60000",
+                "-c statement_timeout={} -c idle_in_transaction_session_timeout=60000 -c idle_session_timeout=0 -c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3 -c tcp_user_timeout=60000",
                 STATEMENT_TIMEOUT.as_millis()
             ))
             .ssl_mode(if url.sslmode == SslMode::Disable {
@@ -337,16 +390,16 @@ impl Shared {
         };
         // Driven while the store's runtime runs (inside each call); a
         // broken connection shows as a closed client.
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let _ = connection.await;
         });
-        Ok(client)
+        Ok((client, task))
     }
 
     /// Brings the schema to [`SCHEMA_VERSION`]: a fast read when it is
     /// there, else the missing steps in one transaction under a lock.
     async fn migrate(&self, client: &mut Client) -> Result<(), Error> {
-        let s = &self.schema;
+        let s = &self.quoted;
         let current = format!("SELECT coalesce(max(version), 0) FROM {s}.schema_version");
         match client.query_one(&current, &[]).await {
             Ok(row) if row.get::<_, i32>(0) == SCHEMA_VERSION => return Ok(()),
@@ -365,7 +418,10 @@ impl Shared {
             // CREATE SCHEMA IF NOT EXISTS wants the CREATE privilege even
             // when the schema exists (an admin may have made it for us).
             let exists = tx
-                .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[s])
+                .query_opt(
+                    "SELECT 1 FROM pg_namespace WHERE nspname = $1",
+                    &[&self.schema],
+                )
                 .await?
                 .is_some();
             if !exists {
@@ -416,6 +472,17 @@ impl Shared {
     fn error(&self, e: &tokio_postgres::Error) -> Error {
         let url = &self.url;
         let server = crate::security::server_name(&url.host, url.port);
+        let ended = e.as_db_error().is_some_and(|db| {
+            matches!(
+                *db.code(),
+                SqlState::ADMIN_SHUTDOWN
+                    | SqlState::CRASH_SHUTDOWN
+                    | SqlState::IDLE_SESSION_TIMEOUT
+            )
+        });
+        if (e.is_closed() || ended) && self.opened.load(Relaxed) {
+            return self.lost();
+        }
         if let Some(db) = e.as_db_error() {
             let said = crate::diagnostic::shown_up_to(db.message(), 400);
             let why = match *db.code() {
@@ -430,8 +497,15 @@ impl Shared {
                     url.dbname
                 ),
                 SqlState::INSUFFICIENT_PRIVILEGE => format!(
-                    "role {} lacks a privilege ({said}): an admin can grant it, e.g. GRANT CREATE ON DATABASE {} TO {} (mailform makes its schema {} on first use), or GRANT USAGE ON SCHEMA {} and SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}",
-                    url.user, url.dbname, url.user, self.schema, self.schema, self.schema, url.user
+                    "role {} lacks a privilege ({said}): an admin can grant it, e.g. GRANT CREATE ON DATABASE {} TO {} (mailform makes its schema {} on first use), or, for tables an admin made, GRANT USAGE ON SCHEMA {} TO {} and GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}",
+                    url.user,
+                    url.dbname,
+                    url.user,
+                    self.schema,
+                    self.schema,
+                    url.user,
+                    self.schema,
+                    url.user
                 ),
                 SqlState::QUERY_CANCELED => format!(
                     "a statement took longer than {}s and was cancelled ({said}); is the database overloaded, or a table locked?",
@@ -635,7 +709,7 @@ impl StateStore for PgStore {
 
     fn load(&self) -> Result<Option<State>, Error> {
         let sh = &self.shared;
-        let s = &sh.schema;
+        let s = &sh.quoted;
         let name = &sh.name;
         // One snapshot: the document and the journal rows amending it.
         let read = with_client!(sh, |client| async move {
@@ -725,7 +799,7 @@ impl StateStore for PgStore {
         }
         let bytes: usize = entries.iter().map(String::len).sum();
         let sh = &self.shared;
-        let s = &sh.schema;
+        let s = &sh.quoted;
         let (lineage, serial) = (state.lineage, sql_serial(state.serial));
         let added = with_client!(sh, |client| {
             let entries = &entries;
@@ -768,7 +842,7 @@ impl StateStore for PgStore {
             }
         };
         let sh = &self.shared;
-        let s = &sh.schema;
+        let s = &sh.quoted;
         let by = LockInfo::new("write").who;
         let new = (
             state.lineage,
@@ -837,12 +911,12 @@ impl StateStore for PgStore {
         waiting: &mut dyn FnMut(&LockInfo),
     ) -> Result<Box<dyn LockGuard>, Error> {
         let sh = &self.shared;
-        let s = &sh.schema;
+        let s = &sh.quoted;
         let key = sh.lock_key;
         let started = Instant::now();
         let mut told = false;
         loop {
-            let held = sh.connection()?.locked;
+            let held = sh.locked.load(Relaxed);
             let got = !held
                 && with_client!(sh, |client| async move {
                     client
@@ -851,10 +925,16 @@ impl StateStore for PgStore {
                         .map(|r| r.get::<_, bool>(0))
                 })?;
             if got {
-                sh.connection()?.locked = true;
-                let info = LockInfo::new(operation);
-                let text = serde_json::to_string(&info).expect("lock info encodes");
-                let id = &info.id;
+                // The guard exists from here on: if writing the holder's row
+                // fails, dropping it releases the lock.
+                let mut guard = PgLock {
+                    shared: Arc::clone(&self.shared),
+                    info: LockInfo::new(operation),
+                    left_by: None,
+                };
+                sh.locked.store(true, Relaxed);
+                let text = serde_json::to_string(&guard.info).expect("lock info encodes");
+                let id = &guard.info.id;
                 let left: Option<String> = with_client!(sh, |client| {
                     let name = &sh.name;
                     let text = &text;
@@ -875,11 +955,8 @@ impl StateStore for PgStore {
                         Ok(left)
                     }
                 })?;
-                return Ok(Box::new(PgLock {
-                    shared: Arc::clone(&self.shared),
-                    left_by: left.and_then(|t| serde_json::from_str(&t).ok()),
-                    info,
-                }));
+                guard.left_by = left.and_then(|t| serde_json::from_str(&t).ok());
+                return Ok(Box::new(guard));
             }
             let holder = self.live_holder()?;
             let info = holder.unwrap_or_else(LockInfo::unknown);
@@ -900,25 +977,11 @@ impl StateStore for PgStore {
         confirm: &mut dyn FnMut(&LockInfo) -> Result<bool, Error>,
     ) -> Result<LockInfo, Error> {
         let sh = &self.shared;
-        let s = &sh.schema;
+        let s = &sh.quoted;
         let key = sh.lock_key;
         let not_locked = || Error::NotLocked { path: self.path() };
-        let row: Option<String> = with_client!(sh, |client| {
-            let name = &sh.name;
-            async move {
-                Ok(client
-                    .query_opt(
-                        &format!("SELECT info FROM {s}.locks WHERE name = $1"),
-                        &[name],
-                    )
-                    .await?
-                    .map(|r| r.get(0)))
-            }
-        })?;
-        let Some(info) = row.and_then(|t| serde_json::from_str::<LockInfo>(&t).ok()) else {
-            return Err(not_locked());
-        };
-        // Is the holder alive? Its session holds the advisory lock.
+        // Is a holder alive? Its session holds the advisory lock. Asked
+        // first, and without keeping the lock while a person reads.
         let probe = |release: bool| {
             with_client!(sh, |client| async move {
                 let free: bool = client
@@ -933,9 +996,48 @@ impl StateStore for PgStore {
                 Ok(free)
             })
         };
+        let row: Option<(String, i32)> = with_client!(sh, |client| {
+            let name = &sh.name;
+            async move {
+                Ok(client
+                    .query_opt(
+                        &format!("SELECT info, backend_pid FROM {s}.locks WHERE name = $1"),
+                        &[name],
+                    )
+                    .await?
+                    .map(|r| (r.get(0), r.get(1))))
+            }
+        })?;
+        let live = |row: Option<&(LockInfo, i32)>| {
+            let (who, backend) = match row {
+                Some((info, pid)) => (
+                    format!(
+                        "lock ID {} is held by a live session ({}, {} since {}, pid {}, database backend pid {pid})",
+                        info.id,
+                        info.who,
+                        info.operation,
+                        info.created.format("%Y-%m-%d %H:%M:%S UTC"),
+                        info.pid
+                    ),
+                    pid.to_string(),
+                ),
+                None => (
+                    "the state lock is held by a live session that has not said who it is"
+                        .to_string(),
+                    "PID".to_string(),
+                ),
+            };
+            sh.failed(format!(
+                "{who}; it was not removed: wait for it, or stop that process — if it hangs, an admin can end its session with SELECT pg_terminate_backend({backend}), which releases the lock"
+            ))
+        };
+        let row = row.and_then(|(t, pid)| Some((serde_json::from_str::<LockInfo>(&t).ok()?, pid)));
         if !probe(true)? {
-            return Err(Error::LockLive { info });
+            return Err(live(row.as_ref()));
         }
+        let Some((info, _)) = row.clone() else {
+            return Err(not_locked());
+        };
         if info.id != id {
             return Err(Error::LockIdMismatch {
                 path: self.path(),
@@ -947,7 +1049,7 @@ impl StateStore for PgStore {
             return Err(Error::Usage("nothing was removed".into()));
         }
         if !probe(false)? {
-            return Err(Error::LockLive { info });
+            return Err(live(row.as_ref()));
         }
         let removed = with_client!(sh, |client| {
             let name = &sh.name;
@@ -978,7 +1080,7 @@ impl PgStore {
     /// The lineage and serial stored now, for a compare-and-swap's error.
     fn stored(&self) -> Result<Option<(uuid::Uuid, u64)>, Error> {
         let sh = &self.shared;
-        let s = &sh.schema;
+        let s = &sh.quoted;
         with_client!(sh, |client| {
             let name = &sh.name;
             async move {
@@ -996,7 +1098,8 @@ impl PgStore {
     /// The lock holder's details, if the row's backend is still alive.
     fn live_holder(&self) -> Result<Option<LockInfo>, Error> {
         let sh = &self.shared;
-        let s = &sh.schema;
+        let s = &sh.quoted;
+        let key = sh.lock_key;
         let text: Option<String> = with_client!(sh, |client| {
             let name = &sh.name;
             async move {
@@ -1004,9 +1107,13 @@ impl PgStore {
                     .query_opt(
                         &format!(
                             "SELECT l.info FROM {s}.locks l WHERE l.name = $1 AND EXISTS \
-                             (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.granted AND k.pid = l.backend_pid)"
+                             (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.granted \
+                             AND k.pid = l.backend_pid AND k.objsubid = 1 \
+                             AND k.classid = (($2::bigint >> 32) & 4294967295)::oid \
+                             AND k.objid = ($2::bigint & 4294967295)::oid \
+                             AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
                         ),
-                        &[name],
+                        &[name, &key],
                     )
                     .await?
                     .map(|r| r.get(0)))
@@ -1037,7 +1144,7 @@ impl LockGuard for PgLock {
 impl Drop for PgLock {
     fn drop(&mut self) {
         let sh = &self.shared;
-        let s = &sh.schema;
+        let s = &sh.quoted;
         let key = sh.lock_key;
         let id = &self.info.id;
         let release = || -> Result<u64, Error> {
@@ -1058,10 +1165,7 @@ impl Drop for PgLock {
         };
         // A lost connection took the lock with it.
         let _ = release();
-        sh.client
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .locked = false;
+        sh.locked.store(false, Relaxed);
     }
 }
 

@@ -284,7 +284,8 @@ fn a_second_apply_waits_for_the_first_and_names_it() {
     let id = info["id"].as_str().unwrap();
     let refused = project.mf(p).run(["force-unlock", id, "--force"]).code(1);
     assert!(
-        refused.stderr.contains("is held by a running mailform"),
+        refused.stderr.contains("is held by a live session")
+            && refused.stderr.contains("pg_terminate_backend("),
         "{}",
         refused.stderr
     );
@@ -392,6 +393,12 @@ fn a_writer_whose_serial_moved_on_writes_nothing() {
     assert_eq!(
         (stored.serial, stored.key_id.as_deref()),
         (2, Some("theirs"))
+    );
+    // Journal rows for a state that moved on are refused too.
+    let e = b.record(&mut mine, &["x"]).unwrap_err().to_string();
+    assert!(
+        e.contains("it changed since it was read (serial 1, now 2)"),
+        "{e}"
     );
     // A first write where a state appeared meanwhile is refused too.
     let e = b.save(&mut State::new()).unwrap_err().to_string();
@@ -504,7 +511,12 @@ fn state_push_moves_a_team_from_the_file_to_postgres_and_refuses_what_would_lose
         cut.stderr
     );
     // A state whose tokens the key here cannot open: refused without --force.
-    let wrong_key = project.mf(p).run(["state", "push", "round.json"]).code(1);
+    let (_, other_key) = mailform::state::crypto::Key::generate();
+    let wrong_key = project
+        .mf(p)
+        .env("MAILFORM_KEY", other_key.as_str())
+        .run(["state", "push", "round.json"])
+        .code(1);
     assert!(
         wrong_key
             .stderr
@@ -704,6 +716,31 @@ fn a_role_without_privileges_is_told_what_to_grant_and_a_newer_schema_is_left_al
         .then_some(())
         .expect("connected");
 
+    // Tables an admin made, and only the grants the message names: a role
+    // can read, write, journal and lock.
+    let admin_made = pg.schema();
+    pull(
+        bare(&admin_made, "").path(),
+        &pg.admin_url("postgres", "disable"),
+    )
+    .code(1);
+    pg.sql(&format!(
+        "GRANT USAGE ON SCHEMA {admin_made} TO mailform_limited; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {admin_made} TO mailform_limited"
+    ));
+    let store = store(&limited, &admin_made);
+    let lock = store
+        .lock("test", Duration::ZERO, &mut |_| {})
+        .expect("locks");
+    let mut state = State::new();
+    store.save(&mut state).unwrap();
+    store.record(&mut state, &["gone"]).expect("journals");
+    assert!(store.has_pending() || store.load().unwrap().is_some());
+    drop(lock);
+    assert_eq!(
+        pg.sql(&format!("SELECT count(*) FROM {admin_made}.journal")),
+        "1"
+    );
+
     // A schema made by a newer mailform: refused, untouched.
     let newer = pg.schema();
     let admin = pg.admin_url("postgres", "disable");
@@ -780,6 +817,18 @@ fn validate_refuses_a_literal_url_with_a_password_and_never_shows_it() {
         run.stderr
     );
     assert!(!run.all().contains("S3CRETPW"), "{}", run.all());
+    // A password with a `/` in it breaks the URL, and is still never shown;
+    // nor is a URL pasted where a file name belongs.
+    for state in [
+        "backend = \"postgres\"\nurl = \"postgres://ops:S3C/RETPW@db.example.com/mail\"\n",
+        "backend = \"postgres\"\nurl = { file = \"postgres://ops:S3CRETPW@db.example.com/mail\" }\n",
+        "backend = \"postgres\"\nurl = { env = \"postgres://ops:S3CRETPW@db.example.com/mail\" }\n",
+    ] {
+        write(state);
+        let run = Mailform::new(dir.path()).run(["validate"]).code(1);
+        assert!(run.stderr.contains("state.url"), "{}", run.stderr);
+        assert!(!run.all().contains("RETPW"), "{}", run.all());
+    }
     // From the environment, the shape is checked offline too.
     write("backend = \"postgres\"\nurl = { env = \"MF_TEST_URL\" }\n");
     let run = Mailform::new(dir.path())
@@ -865,4 +914,55 @@ fn a_damaged_row_is_refused_in_words_and_left_alone() {
         pg.sql(&restore);
         assert!(store(&url, &schema).load().unwrap().is_some());
     }
+}
+
+#[test]
+fn a_holder_whose_session_the_server_ends_writes_nothing_more() {
+    let pg = pg();
+    let schema = pg.schema();
+    let app = format!("ended_{schema}");
+    let url = format!(
+        "{}&application_name={app}",
+        pg.admin_url("postgres", "disable")
+    );
+    let holder = store(&url, &schema);
+    let lock = holder.lock("apply", Duration::ZERO, &mut |_| {}).unwrap();
+    let mut state = State::new();
+    holder.save(&mut state).unwrap();
+    // Someone else waits for it, naming the holder.
+    let other = store(&pg.admin_url("postgres", "disable"), &schema);
+    let mut named = None;
+    let e = other
+        .lock("plan", Duration::from_millis(300), &mut |info| {
+            named = Some(info.clone());
+        })
+        .err()
+        .expect("busy");
+    assert_eq!(
+        named.as_ref().map(|i| i.id.as_str()),
+        Some(lock.info().id.as_str())
+    );
+    assert!(e.to_string().contains("still running"), "{e}");
+    // An admin ends the holder's session: its lock goes with it.
+    assert_eq!(
+        pg.sql(&format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{app}'"
+        )),
+        "1"
+    );
+    let e = holder.save(&mut state).unwrap_err().to_string();
+    assert!(
+        e.contains("the connection to the server was lost, and the state lock with it; nothing more was written"),
+        "{e}"
+    );
+    let taken = other
+        .lock("plan", Duration::from_secs(5), &mut |_| {})
+        .unwrap();
+    assert_eq!(
+        taken.taken_over().map(|i| i.id.as_str()),
+        Some(lock.info().id.as_str()),
+        "the next holder names the one whose session ended"
+    );
+    drop(lock);
+    assert_eq!(other.load().unwrap().unwrap().serial, 1);
 }
