@@ -56,10 +56,15 @@ pub fn push(ctx: &Context<'_>, file: &Path, force: bool) -> Result<ExitStatus, E
     let store = &*boxed;
     store.prepare()?;
     let _lock = ctx.lock(store, "state push", settings.lock_timeout)?;
-    // Rows a killed apply recorded are folded in first, so the serial
-    // compared below says whether anything changed (and nothing recorded
-    // is dropped by the write).
-    let current = store.load_folded()?;
+    // What is stored, with what a killed apply recorded since (as `state
+    // pull` shows it): a file pulled from it is the same state. Anything
+    // else is compared with those records folded in, so the serial says
+    // whether the file has seen them, and a push never drops them unseen.
+    let mut current = store.load()?;
+    let same = |a: &State, b: &State| serde_json::to_value(a).ok() == serde_json::to_value(b).ok();
+    if store.has_pending() && !current.as_ref().is_some_and(|now| same(now, &pushed)) {
+        current = store.load_folded()?;
+    }
     let refuse = |why: String| {
         Err(Error::Usage(format!(
             "{} was not pushed to {}: {why}",
@@ -70,8 +75,7 @@ pub fn push(ctx: &Context<'_>, file: &Path, force: bool) -> Result<ExitStatus, E
     let expected = match &current {
         None => None,
         Some(now) => {
-            let same_content =
-                || serde_json::to_value(now).ok() == serde_json::to_value(&pushed).ok();
+            let same_content = || same(now, &pushed);
             if !force {
                 if now.lineage != pushed.lineage {
                     return refuse(format!(

@@ -382,7 +382,8 @@ fn resolve_postgres(
         RawUrl::File(f) if f.contains("://") || f.contains('@') => {
             diags.push(
                 Diagnostic::error("state.url: `file` takes the path of a file that holds the URL, and this reads as a URL itself (it is not shown, in case it holds a password)")
-                    .at(span)
+                    // The line itself is masked only for a full URL (`://`).
+                    .at(span.filter(|_| f.contains("://")))
                     .help("e.g. url = { file = \"secrets/state-url\" }, or url = { env = \"MAILFORM_STATE_URL\" }; if you pasted the URL with its password here, change that password"),
             );
             return None;

@@ -309,21 +309,39 @@ fn run(text: &str, limit: usize, masking: bool) -> Scan {
 }
 
 /// Masks the password of every `scheme://user:password@host` in the text,
-/// wherever it is (a literal `state.url`, a comment, a broken line): the key
-/// of a URL says "place", but its user part may still hold a secret.
+/// wherever it is (a literal `state.url`, a comment, a broken line), and the
+/// value of a `password=` query parameter: the key of a URL says "place",
+/// but the URL may still hold a secret.
 ///
-/// A password may hold `/`, `?`, `#` and quotes, so the user part runs from
-/// `://` to the last `@` before the next blank or line end, and what follows
-/// the first `:` in it (if no `/` comes first) is masked. Masking a little
+/// A password may hold `/`, `?`, `#`, quotes and even blanks, so the URL runs
+/// to its closing quote when it is in a string (else to the next blank or
+/// line end); the user part is up to the last `@` in it, and what follows
+/// the first `:` there (if no `/` comes first) is masked. Masking a little
 /// too much in an odd line is the price of never showing a password.
 fn mask_url_passwords(b: &[u8], out: &mut [u8]) {
     let mut i = 0;
     while let Some(n) = b[i..].windows(3).position(|w| w == b"://") {
-        let start = i + n + 3;
-        let end = b[start..]
+        let scheme = i + n;
+        let start = scheme + 3;
+        let line_end = b[start..]
             .iter()
-            .position(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
+            .position(|c| matches!(c, b'\r' | b'\n'))
             .map_or(b.len(), |e| start + e);
+        // The character before the scheme: a quote opens the string the URL is in.
+        let opener = b[..scheme]
+            .iter()
+            .rposition(|c| !(c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.')))
+            .map(|p| b[p]);
+        let end = match opener {
+            Some(q @ (b'"' | b'\'')) => b[start..line_end]
+                .iter()
+                .rposition(|c| *c == q)
+                .map_or(line_end, |e| start + e),
+            _ => b[start..line_end]
+                .iter()
+                .position(|c| matches!(c, b' ' | b'\t'))
+                .map_or(line_end, |e| start + e),
+        };
         let colon = b[start..end]
             .iter()
             .position(|c| matches!(c, b':' | b'/'))
@@ -334,6 +352,21 @@ fn mask_url_passwords(b: &[u8], out: &mut [u8]) {
             for c in &mut out[start + colon + 1..start + colon + at] {
                 *c = b'*';
             }
+        }
+        let mut k = start;
+        while let Some(p) = b[k..end]
+            .windows(9)
+            .position(|w| w.eq_ignore_ascii_case(b"password="))
+        {
+            let from = k + p + 9;
+            let to = b[from..end]
+                .iter()
+                .position(|c| *c == b'&')
+                .map_or(end, |e| from + e);
+            for c in &mut out[from..to] {
+                *c = b'*';
+            }
+            k = to;
         }
         i = end.max(start);
     }
@@ -1107,6 +1140,9 @@ mod tests {
             "url = \"postgres://ops:it's/a?SECRET#x@db/mail\"\n",
             "url = 'postgres://ops:SECRET\"q@db'\n",
             "url = { env = \"postgres://ops:SE/CRET@db:5432/x\" }\n",
+            "url = \"postgres://ops:my SECRET pass@db/mail\"\n",
+            "url = \"postgres://ops@db/mail?sslmode=require&password=SECRET&x=1\"\n",
+            "url = \"postgres://ops@db/mail?PASSWORD=SECRET\" # note\n",
         ] {
             let masked = m(line);
             assert!(!masked.contains("SECRET"), "{line:?} → {masked:?}");

@@ -269,7 +269,7 @@ impl Shared {
             Err(_) => {
                 self.timed_out.store(true, Relaxed);
                 Err(self.failed(format!(
-                    "the server did not answer within {}s; the connection was closed (and the state lock with it), nothing more is written — run the command again",
+                    "the server did not answer within {}s; the connection was closed (the server releases the state lock once it notices): nothing more is written (whether the last write was stored, the next command reads) — run the command again",
                     CALL_TIMEOUT.as_secs()
                 )))
             }
@@ -289,11 +289,14 @@ impl Shared {
     }
 
     /// The connection is gone (the server ended it, or a timeout closed it).
-    fn lost(&self) -> Error {
+    fn lost(&self, said: Option<&str>) -> Error {
+        let said = said
+            .map(|s| format!(" ({})", crate::diagnostic::shown_up_to(s, 300)))
+            .unwrap_or_default();
         self.failed(if self.locked.load(Relaxed) {
-            "the connection to the server was lost, and the state lock with it; nothing more was written — run the command again".into()
+            format!("the connection to the server was lost{said}, and the state lock with it: nothing more is written (whether the last write was stored, the next command reads) — run the command again")
         } else {
-            "the connection to the server was lost; run the command again".into()
+            format!("the connection to the server was lost{said}; run the command again")
         })
     }
 
@@ -309,8 +312,8 @@ impl Shared {
         let mut conn = self.client.lock().unwrap_or_else(PoisonError::into_inner);
         match &conn.client {
             Some(c) if !c.is_closed() => return Ok(conn),
-            Some(_) => return Err(self.lost()),
-            None if conn.opened => return Err(self.lost()),
+            Some(_) => return Err(self.lost(None)),
+            None if conn.opened => return Err(self.lost(None)),
             None => {}
         }
         let (mut client, task) = self.block(self.connect())?;
@@ -472,16 +475,18 @@ impl Shared {
     fn error(&self, e: &tokio_postgres::Error) -> Error {
         let url = &self.url;
         let server = crate::security::server_name(&url.host, url.port);
-        let ended = e.as_db_error().is_some_and(|db| {
+        // A FATAL or PANIC ends the session (an admin's terminate, a
+        // shutdown, a session timeout).
+        let ended = e.as_db_error().filter(|db| {
             matches!(
-                *db.code(),
-                SqlState::ADMIN_SHUTDOWN
-                    | SqlState::CRASH_SHUTDOWN
-                    | SqlState::IDLE_SESSION_TIMEOUT
+                db.parsed_severity(),
+                Some(
+                    tokio_postgres::error::Severity::Fatal | tokio_postgres::error::Severity::Panic
+                )
             )
         });
-        if (e.is_closed() || ended) && self.opened.load(Relaxed) {
-            return self.lost();
+        if (e.is_closed() || ended.is_some()) && self.opened.load(Relaxed) {
+            return self.lost(ended.map(tokio_postgres::error::DbError::message));
         }
         if let Some(db) = e.as_db_error() {
             let said = crate::diagnostic::shown_up_to(db.message(), 400);
@@ -511,6 +516,9 @@ impl Shared {
                     "a statement took longer than {}s and was cancelled ({said}); is the database overloaded, or a table locked?",
                     STATEMENT_TIMEOUT.as_secs()
                 ),
+                SqlState::UNDEFINED_OBJECT if db.message().contains("idle_session_timeout") => {
+                    format!("the server is older than PostgreSQL 14, which mailform needs ({said})")
+                }
                 SqlState::READ_ONLY_SQL_TRANSACTION => {
                     format!("the server is read-only ({said}): point state.url at the primary")
                 }
@@ -958,8 +966,10 @@ impl StateStore for PgStore {
                 guard.left_by = left.and_then(|t| serde_json::from_str(&t).ok());
                 return Ok(Box::new(guard));
             }
-            let holder = self.live_holder()?;
-            let info = holder.unwrap_or_else(LockInfo::unknown);
+            let info = self
+                .holder()?
+                .and_then(|(_, info)| info)
+                .unwrap_or_else(LockInfo::unknown);
             if started.elapsed() >= timeout {
                 return Err(Error::Locked { info });
             }
@@ -996,46 +1006,22 @@ impl StateStore for PgStore {
                 Ok(free)
             })
         };
-        let row: Option<(String, i32)> = with_client!(sh, |client| {
+        if !probe(true)? {
+            return Err(self.live());
+        }
+        let row: Option<String> = with_client!(sh, |client| {
             let name = &sh.name;
             async move {
                 Ok(client
                     .query_opt(
-                        &format!("SELECT info, backend_pid FROM {s}.locks WHERE name = $1"),
+                        &format!("SELECT info FROM {s}.locks WHERE name = $1"),
                         &[name],
                     )
                     .await?
-                    .map(|r| (r.get(0), r.get(1))))
+                    .map(|r| r.get(0)))
             }
         })?;
-        let live = |row: Option<&(LockInfo, i32)>| {
-            let (who, backend) = match row {
-                Some((info, pid)) => (
-                    format!(
-                        "lock ID {} is held by a live session ({}, {} since {}, pid {}, database backend pid {pid})",
-                        info.id,
-                        info.who,
-                        info.operation,
-                        info.created.format("%Y-%m-%d %H:%M:%S UTC"),
-                        info.pid
-                    ),
-                    pid.to_string(),
-                ),
-                None => (
-                    "the state lock is held by a live session that has not said who it is"
-                        .to_string(),
-                    "PID".to_string(),
-                ),
-            };
-            sh.failed(format!(
-                "{who}; it was not removed: wait for it, or stop that process — if it hangs, an admin can end its session with SELECT pg_terminate_backend({backend}), which releases the lock"
-            ))
-        };
-        let row = row.and_then(|(t, pid)| Some((serde_json::from_str::<LockInfo>(&t).ok()?, pid)));
-        if !probe(true)? {
-            return Err(live(row.as_ref()));
-        }
-        let Some((info, _)) = row.clone() else {
+        let Some(info) = row.and_then(|t| serde_json::from_str::<LockInfo>(&t).ok()) else {
             return Err(not_locked());
         };
         if info.id != id {
@@ -1049,21 +1035,24 @@ impl StateStore for PgStore {
             return Err(Error::Usage("nothing was removed".into()));
         }
         if !probe(false)? {
-            return Err(live(row.as_ref()));
+            return Err(Error::Usage(
+                "another session took the state lock while you were asked; nothing was removed"
+                    .into(),
+            ));
         }
         let removed = with_client!(sh, |client| {
             let name = &sh.name;
             async move {
-                let n = client
+                let removed = client
                     .execute(
                         &format!("DELETE FROM {s}.locks WHERE name = $1 AND id = $2"),
                         &[name, &id],
                     )
-                    .await?;
-                client
+                    .await;
+                let unlocked = client
                     .execute("SELECT pg_advisory_unlock($1)", &[&key])
-                    .await?;
-                Ok(n)
+                    .await;
+                unlocked.and(removed)
             }
         })?;
         if removed == 1 {
@@ -1095,31 +1084,64 @@ impl PgStore {
         })
     }
 
-    /// The lock holder's details, if the row's backend is still alive.
-    fn live_holder(&self) -> Result<Option<LockInfo>, Error> {
+    /// The session holding the state lock now, if any: its backend pid,
+    /// and its row when that session wrote it (a row of a dead holder, or
+    /// of another pid, is not shown as the holder's).
+    fn holder(&self) -> Result<Option<(i32, Option<LockInfo>)>, Error> {
         let sh = &self.shared;
         let s = &sh.quoted;
         let key = sh.lock_key;
-        let text: Option<String> = with_client!(sh, |client| {
+        let row: Option<(i32, Option<String>)> = with_client!(sh, |client| {
             let name = &sh.name;
             async move {
                 Ok(client
                     .query_opt(
                         &format!(
-                            "SELECT l.info FROM {s}.locks l WHERE l.name = $1 AND EXISTS \
-                             (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.granted \
-                             AND k.pid = l.backend_pid AND k.objsubid = 1 \
+                            "SELECT k.pid, l.info FROM pg_locks k \
+                             LEFT JOIN {s}.locks l ON l.name = $1 AND l.backend_pid = k.pid \
+                             WHERE k.locktype = 'advisory' AND k.granted AND k.objsubid = 1 \
                              AND k.classid = (($2::bigint >> 32) & 4294967295)::oid \
                              AND k.objid = ($2::bigint & 4294967295)::oid \
-                             AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
+                             AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                             LIMIT 1"
                         ),
                         &[name, &key],
                     )
                     .await?
-                    .map(|r| r.get(0)))
+                    .map(|r| (r.get(0), r.get(1))))
             }
         })?;
-        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+        Ok(row.map(|(pid, info)| (pid, info.and_then(|t| serde_json::from_str(&t).ok()))))
+    }
+
+    /// Why a live holder's lock is not removed, naming its session.
+    fn live(&self) -> Error {
+        let (who, backend) = match self.holder() {
+            Ok(Some((pid, Some(info)))) => (
+                format!(
+                    "lock ID {} is held by a live session ({}, {} since {}, pid {}, database backend pid {pid})",
+                    info.id,
+                    info.who,
+                    info.operation,
+                    info.created.format("%Y-%m-%d %H:%M:%S UTC"),
+                    info.pid
+                ),
+                pid.to_string(),
+            ),
+            Ok(Some((pid, None))) => (
+                format!(
+                    "the state lock is held by a live session (database backend pid {pid}) that has not said who it is"
+                ),
+                pid.to_string(),
+            ),
+            Ok(None) | Err(_) => (
+                "the state lock is held by a live session".to_string(),
+                "PID".to_string(),
+            ),
+        };
+        self.shared.failed(format!(
+            "{who}; it was not removed: wait for it, or stop that process — if it hangs, an admin can end its session with SELECT pg_terminate_backend({backend}), which releases the lock"
+        ))
     }
 }
 
@@ -1151,15 +1173,18 @@ impl Drop for PgLock {
             with_client!(sh, |client| {
                 let name = &sh.name;
                 async move {
-                    client
+                    // Unlocked first: a row that cannot be removed is only a
+                    // record, which the next holder takes over.
+                    let unlocked = client
+                        .execute("SELECT pg_advisory_unlock($1)", &[&key])
+                        .await;
+                    let removed = client
                         .execute(
                             &format!("DELETE FROM {s}.locks WHERE name = $1 AND id = $2"),
                             &[name, id],
                         )
-                        .await?;
-                    client
-                        .execute("SELECT pg_advisory_unlock($1)", &[&key])
-                        .await
+                        .await;
+                    unlocked.and(removed)
                 }
             })
         };

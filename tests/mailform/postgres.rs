@@ -823,11 +823,18 @@ fn validate_refuses_a_literal_url_with_a_password_and_never_shows_it() {
         "backend = \"postgres\"\nurl = \"postgres://ops:S3C/RETPW@db.example.com/mail\"\n",
         "backend = \"postgres\"\nurl = { file = \"postgres://ops:S3CRETPW@db.example.com/mail\" }\n",
         "backend = \"postgres\"\nurl = { env = \"postgres://ops:S3CRETPW@db.example.com/mail\" }\n",
+        "backend = \"postgres\"\nurl = { file = \"ops:S3CRETPW@db.example.com/mail\" }\n",
+        "backend = \"postgres\"\nurl = \"postgres://ops:my S3CRET PW@db.example.com/mail\"\n",
+        "backend = \"postgres\"\nurl = \"postgres://ops@db.example.com/mail?password=S3CRETPW\"\n",
     ] {
         write(state);
         let run = Mailform::new(dir.path()).run(["validate"]).code(1);
         assert!(run.stderr.contains("state.url"), "{}", run.stderr);
-        assert!(!run.all().contains("RETPW"), "{}", run.all());
+        assert!(
+            !run.all().contains("RETPW") && !run.all().contains("RET PW"),
+            "{}",
+            run.all()
+        );
     }
     // From the environment, the shape is checked offline too.
     write("backend = \"postgres\"\nurl = { env = \"MF_TEST_URL\" }\n");
@@ -952,17 +959,73 @@ fn a_holder_whose_session_the_server_ends_writes_nothing_more() {
     );
     let e = holder.save(&mut state).unwrap_err().to_string();
     assert!(
-        e.contains("the connection to the server was lost, and the state lock with it; nothing more was written"),
+        e.contains("the connection to the server was lost (terminating connection due to administrator command), and the state lock with it: nothing more is written"),
         "{e}"
     );
+    // Its row stays behind (the kill -9 test sees the next holder take it
+    // over); force-unlock removes it, by its ID only.
+    let e = other
+        .force_unlock("not-the-id", &mut |_| Ok(true))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("does not match the lock held"), "{e}");
+    let removed = other
+        .force_unlock(&lock.info().id, &mut |_| Ok(true))
+        .unwrap();
+    assert_eq!(removed.id, lock.info().id);
+    assert_eq!(pg.sql(&format!("SELECT count(*) FROM {schema}.locks")), "0");
     let taken = other
         .lock("plan", Duration::from_secs(5), &mut |_| {})
         .unwrap();
-    assert_eq!(
-        taken.taken_over().map(|i| i.id.as_str()),
-        Some(lock.info().id.as_str()),
-        "the next holder names the one whose session ended"
-    );
+    assert!(taken.taken_over().is_none(), "nothing left to take over");
     drop(lock);
     assert_eq!(other.load().unwrap().unwrap().serial, 1);
+}
+
+#[test]
+fn a_push_sees_what_a_killed_apply_recorded() {
+    let pg = pg();
+    let schema = pg.schema();
+    let url = pg.admin_url("postgres", "disable");
+    let dir = bare(&schema, "");
+    let s = store(&url, &schema);
+    let mut state = State::new();
+    s.save(&mut state).unwrap();
+    let before = serde_json::to_string(&state).unwrap();
+    // Recorded, not folded in: what an apply killed halfway leaves.
+    state.key_id = Some("recorded".into());
+    s.record(&mut state, &["gone"]).unwrap();
+    let journal = || pg.sql(&format!("SELECT count(*) FROM {schema}.journal"));
+    assert_eq!(journal(), "1");
+    let push = |file: &str, text: &str| {
+        std::fs::write(dir.path().join(file), text).unwrap();
+        Mailform::new(dir.path())
+            .env("MAILFORM_STATE_URL", &url)
+            .run(["state", "push", file])
+    };
+    // Pulled and pushed back: the same state, nothing written.
+    let pulled = pull(dir.path(), &url).ok();
+    assert!(
+        pulled.stdout.contains("\"key_id\": \"recorded\""),
+        "{}",
+        pulled.stdout
+    );
+    let same = push("pulled.json", &pulled.stdout).ok();
+    assert!(
+        same.stderr.contains("already holds this state (serial 1)"),
+        "{}",
+        same.stderr
+    );
+    assert_eq!(journal(), "1");
+    // A file from before the record: folded first, then refused as older.
+    let old = push("before.json", &before).code(1);
+    assert!(
+        old.stderr
+            .contains("the file has serial 1, older than the stored state's 2"),
+        "{}",
+        old.stderr
+    );
+    assert_eq!(journal(), "0");
+    let now = s.load().unwrap().unwrap();
+    assert_eq!((now.serial, now.key_id.as_deref()), (2, Some("recorded")));
 }
