@@ -40,8 +40,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, IsolationLevel};
 
 use super::file::parse_state;
 use super::journal::JournalLine;
@@ -719,37 +719,27 @@ impl StateStore for PgStore {
         let sh = &self.shared;
         let s = &sh.quoted;
         let name = &sh.name;
-        // One snapshot: the document and the journal rows amending it.
+        // One statement, so one snapshot: the document and the journal
+        // rows amending it, in one round trip.
         let read = with_client!(sh, |client| async move {
-            let tx = client
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await?;
-            let Some(row) = tx
+            let row = client
                 .query_opt(
-                    &format!("SELECT lineage, serial, doc FROM {s}.states WHERE name = $1"),
+                    &format!(
+                        "SELECT s.lineage, s.serial, s.doc, \
+                         (SELECT array_agg(j.entry ORDER BY j.seq) FROM {s}.journal j \
+                          WHERE j.name = s.name AND j.lineage = s.lineage AND j.serial = s.serial) \
+                         FROM {s}.states s WHERE s.name = $1"
+                    ),
                     &[name],
                 )
-                .await?
-            else {
-                return Ok(None);
-            };
-            let lineage: uuid::Uuid = row.get(0);
-            let serial: i64 = row.get(1);
-            let doc: String = row.get(2);
-            let entries: Vec<String> = tx
-                .query(
-                    &format!("SELECT entry FROM {s}.journal WHERE name = $1 AND lineage = $2 AND serial = $3 ORDER BY seq"),
-                    &[name, &lineage, &serial],
-                )
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            tx.commit().await?;
-            Ok(Some((lineage, serial, doc, entries)))
+                .await?;
+            Ok(row.map(|row| {
+                let lineage: uuid::Uuid = row.get(0);
+                let serial: i64 = row.get(1);
+                let doc: String = row.get(2);
+                let entries: Option<Vec<String>> = row.get(3);
+                (lineage, serial, doc, entries.unwrap_or_default())
+            }))
         })?;
         let Some((lineage, serial, doc, entries)) = read else {
             self.replayed.store(false, Relaxed);
