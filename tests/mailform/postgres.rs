@@ -351,22 +351,38 @@ fn a_holder_killed_with_9_takes_its_lock_along_and_loses_no_consent() {
         "{}",
         plan.stdout
     );
-    // The next writer takes the lock at once, and says whose it was.
-    let run = project
+    // The next writer takes the lock at once, and says whose it was: saving
+    // a plan folds the journal rows first, so the plan's serial is the
+    // folded state's, and the saved plan applies as it is.
+    let saved = project
         .mf(p)
-        .run(["apply", "--auto-approve", "--lock-timeout", "0s"])
+        .run([
+            "plan",
+            "--offline",
+            "--out",
+            "p.json",
+            "--lock-timeout",
+            "0s",
+        ])
         .ok();
     assert!(
-        run.stderr
+        saved
+            .stderr
             .contains(&format!("(apply, pid {}, lock ID ", child.id()))
-            && run.stderr.contains("which is no longer running"),
+            && saved.stderr.contains("which is no longer running"),
         "{}",
-        run.stderr
+        saved.stderr
     );
+    assert_eq!(
+        pg().sql(&format!("SELECT count(*) FROM {s}.journal")),
+        "0",
+        "folded"
+    );
+    let run = project.mf(p).run(["apply", "p.json"]).ok();
     assert!(run.stdout.contains("1 created"), "{}", run.all());
     let state = project.state().unwrap();
     assert!(state.assets["first"].token.is_some() && state.assets["second"].token.is_some());
-    project.assert_clean(p, &[&run.all(), &plan.all()]);
+    project.assert_clean(p, &[&run.all(), &plan.all(), &saved.all()]);
 }
 
 #[test]
