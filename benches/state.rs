@@ -46,6 +46,16 @@ fn plan(dir: &Path, url: &str) -> Duration {
     took
 }
 
+fn pg_store(url: &str, schema: &str) -> PgStore {
+    PgStore::new(&PostgresState {
+        url: UrlSource::Literal(Secret::new(url)),
+        name: "default".into(),
+        schema: schema.into(),
+        ca_file: None,
+    })
+    .unwrap()
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -89,13 +99,7 @@ fn main() {
         db.path().join(".mailform/key"),
     )
     .unwrap();
-    let store = PgStore::new(&PostgresState {
-        url: UrlSource::Literal(Secret::new(url.clone())),
-        name: "default".into(),
-        schema: schema.clone(),
-        ca_file: None,
-    })
-    .unwrap();
+    let store = pg_store(&url, &schema);
     store.write(&mut state, None).unwrap();
     drop(store);
 
@@ -112,13 +116,7 @@ fn main() {
     let (mut connect, mut read, mut file_read) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
         let t = Instant::now();
-        let store = PgStore::new(&PostgresState {
-            url: UrlSource::Literal(Secret::new(url.clone())),
-            name: "default".into(),
-            schema: schema.clone(),
-            ca_file: None,
-        })
-        .unwrap();
+        let store = pg_store(&url, &schema);
         store.prepare().unwrap();
         connect.push(t.elapsed());
         let t = Instant::now();
