@@ -21,10 +21,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mailform::config::model::{PostgresState, UrlSource};
 use mailform::secret::Secret;
 use mailform::state::Tokens;
-use mailform::store::{PgStore, StateStore as _};
+use mailform::store::StateStore as _;
 
 fn plan(dir: &Path, url: &str) -> Duration {
     let started = Instant::now();
@@ -44,16 +43,6 @@ fn plan(dir: &Path, url: &str) -> Duration {
         String::from_utf8_lossy(&out.stderr)
     );
     took
-}
-
-fn pg_store(url: &str, schema: &str) -> PgStore {
-    PgStore::new(&PostgresState {
-        url: UrlSource::Literal(Secret::new(url)),
-        name: "default".into(),
-        schema: schema.into(),
-        ca_file: None,
-    })
-    .unwrap()
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -99,7 +88,7 @@ fn main() {
         db.path().join(".mailform/key"),
     )
     .unwrap();
-    let store = pg_store(&url, &schema);
+    let store = postgres::store(&url, &schema);
     store.write(&mut state, None).unwrap();
     drop(store);
 
@@ -116,7 +105,7 @@ fn main() {
     let (mut connect, mut read, mut file_read) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
         let t = Instant::now();
-        let store = pg_store(&url, &schema);
+        let store = postgres::store(&url, &schema);
         store.prepare().unwrap();
         connect.push(t.elapsed());
         let t = Instant::now();

@@ -17,7 +17,7 @@ use mailform::store::{PgStore, StateStore as _, key};
 use crate::reconcile::wait;
 use crate::support::Mailform;
 use crate::support::peers::{Peers, peers};
-use crate::support::postgres::pg;
+use crate::support::postgres::{pg, store};
 
 /// A project whose state is in its own schema of the test server.
 struct Project {
@@ -118,16 +118,6 @@ fn state_section(schema: &str, extra: &str) -> String {
     format!(
         "\n[state]\nbackend = \"postgres\"\nurl = {{ env = \"MAILFORM_STATE_URL\" }}\nschema = \"{schema}\"\n{extra}"
     )
-}
-
-fn store(url: &str, schema: &str) -> PgStore {
-    PgStore::new(&PostgresState {
-        url: UrlSource::Literal(Secret::new(url)),
-        name: "default".into(),
-        schema: schema.into(),
-        ca_file: None,
-    })
-    .unwrap()
 }
 
 /// A project with no assets, for the connection tests: `state pull` on an

@@ -28,6 +28,18 @@ pub struct Pg {
     _watchdog: Mutex<Child>,
 }
 
+/// The state store mailform makes of `[state] backend = "postgres"` with
+/// this URL and schema (state name "default").
+pub fn store(url: &str, schema: &str) -> mailform::store::PgStore {
+    mailform::store::PgStore::new(&mailform::config::model::PostgresState {
+        url: mailform::config::model::UrlSource::Literal(mailform::secret::Secret::new(url)),
+        name: "default".into(),
+        schema: schema.into(),
+        ca_file: None,
+    })
+    .unwrap()
+}
+
 /// The shared server of this test binary, started on first use.
 pub fn pg() -> &'static Pg {
     static PG: OnceLock<Pg> = OnceLock::new();
