@@ -388,17 +388,19 @@ impl<'a> Session<'a> {
         let hello = ClientId::default();
         let implicit = (endpoint.security == Security::Tls).then(|| endpoint.tls.clone());
         let (step, hint) = match endpoint.security {
+            // lettre's connect reads the greeting and says EHLO: a server
+            // that greets and then goes quiet stops it there too.
             Security::Tls => (
-                "waiting for the TLS handshake and greeting",
+                "waiting for the TLS handshake, the greeting and the answer to EHLO",
                 format!(
                     " (connected, but nothing came back; {})",
                     endpoint.port_hint()
                 ),
             ),
             Security::Starttls => (
-                "waiting for the greeting",
+                "waiting for the greeting and the answer to EHLO",
                 format!(
-                    " (connected, but the server said nothing; {})",
+                    " (connected, but the server did not answer; {})",
                     endpoint.port_hint()
                 ),
             ),
