@@ -230,7 +230,7 @@ fn no_auth_is_offered_before_tls() {
 fn a_removed_grant_gives_invalid_grant_and_smtp_refuses() {
     let p = peers();
     // A user of its own: revoking grants must not race other tests.
-    let user = "carol@example.test";
+    let user = "olga@example.test";
     let client = &p.clients.confidential;
     let tokens = offline_tokens(p, client, user);
     let access = tokens["access_token"].as_str().unwrap();
@@ -250,7 +250,7 @@ fn a_removed_grant_gives_invalid_grant_and_smtp_refuses() {
 fn an_expired_access_token_keeps_the_grant() {
     let p = peers();
     // A user of its own: expiring tokens must not race other tests.
-    let user = "dave@example.test";
+    let user = "pete@example.test";
     let client = &p.clients.public;
     let tokens = offline_tokens(p, client, user);
     let old = tokens["access_token"].as_str().unwrap();

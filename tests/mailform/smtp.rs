@@ -793,22 +793,10 @@ fn a_server_without_starttls_or_xoauth2_is_reported_plainly() {
 }
 
 #[test]
-fn a_server_that_stalls_after_the_greeting_or_at_auth_is_bounded() {
-    use std::io::{Read as _, Write as _};
+fn a_real_server_that_stalls_before_the_greeting_or_at_auth_is_bounded() {
     let p = peers();
-    // Greets, then reads and never answers (EHLO hangs).
-    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = mute.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in mute.incoming() {
-            let Ok(mut conn) = conn else { return };
-            std::thread::spawn(move || {
-                let _ = conn.write_all(b"220 mute.test ESMTP\r\n");
-                let mut sink = [0u8; 512];
-                while conn.read(&mut sink).is_ok_and(|n| n > 0) {}
-            });
-        }
-    });
+    // smtp-server holding the connection before its greeting.
+    let port = p.smtp.mute_port;
     let lab = Lab {
         port,
         ..Lab::starttls(p, "alice@example.test")

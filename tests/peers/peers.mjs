@@ -80,6 +80,8 @@ const USERS = new Map([
   ['leo@example.test', { password: 'leo-password' }],
   ['mia@example.test', { password: 'mia-password' }],
   ['nina@example.test', { password: 'nina-password' }],
+  ['olga@example.test', { password: 'olga-password' }],
+  ['pete@example.test', { password: 'pete-password' }],
 ]);
 
 const SCOPES = ['openid', 'offline_access', 'mail', 'https://mail.google.com/'];
@@ -388,7 +390,7 @@ let delivered = 0;
 //   disabled ...`, a bad one with `535 5.7.3 Authentication unsuccessful`, at
 //   once and without a challenge (its replies carry their own codes).
 // `extra` makes the odd servers: one that offers no STARTTLS, one that
-// offers only PLAIN and LOGIN.
+// offers only PLAIN and LOGIN, one that never greets.
 const smtpOptions = (secure, persona = 'gmail', extra = {}) => ({
   ...tls,
   secure,
@@ -461,6 +463,8 @@ const microsoftPort = await front(await listen(smtpServer(smtpOptions(false, 'mi
 const noStarttlsPort = await front(await listen(smtpServer(smtpOptions(false, 'gmail', { hideSTARTTLS: true }))));
 const plainAuthPort = await front(await listen(smtpServer(smtpOptions(true, 'gmail', { authMethods: ['PLAIN', 'LOGIN'] }))));
 const stallPort = await front(await listen(smtpServer(smtpOptions(false, 'stall'))));
+// One that accepts the connection and never greets (its onConnect never answers).
+const mutePort = await front(await listen(smtpServer(smtpOptions(false, 'gmail', { onConnect() {} }))));
 
 // The harness holds our stdin open; when it exits (however it dies), stdin
 // closes and so do we, removing the folder it made for us.
@@ -487,7 +491,7 @@ process.stdout.write(`${JSON.stringify({
     device_authorization: `${issuer}/device/auth`,
   },
   admin: { token: adminToken, revoke_grants: `${issuer}/__admin/revoke-grants`, expire_access_tokens: `${issuer}/__admin/expire-access-tokens` },
-  smtp: { host: HOST, starttls_port: starttlsPort, tls_port: tlsPort, microsoft_port: microsoftPort, no_starttls_port: noStarttlsPort, plain_auth_port: plainAuthPort, stall_port: stallPort, scopes: smtpScopes },
+  smtp: { host: HOST, starttls_port: starttlsPort, tls_port: tlsPort, microsoft_port: microsoftPort, no_starttls_port: noStarttlsPort, plain_auth_port: plainAuthPort, stall_port: stallPort, mute_port: mutePort, scopes: smtpScopes },
   clients,
   users: Object.fromEntries([...USERS].map(([email, { password }]) => [email, password])),
   mailbox,

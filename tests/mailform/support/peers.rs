@@ -54,6 +54,8 @@ pub struct Smtp {
     pub plain_auth_port: u16,
     /// STARTTLS that never answers AUTH (nor anything after it).
     pub stall_port: u16,
+    /// Accepts, and never greets.
+    pub mute_port: u16,
     pub scopes: Vec<String>,
 }
 
