@@ -55,8 +55,15 @@ impl Mailform {
         cmd.current_dir(dir)
             .env("NO_COLOR", "1")
             .env_remove("RUST_BACKTRACE");
+        // Nothing of the developer's environment decides a test: no
+        // MAILFORM_* setting, no $BROWSER (it means "a person is here"), no
+        // consent driver instructions.
         for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("MAILFORM_") {
+            let k_text = k.to_string_lossy();
+            if k_text.starts_with("MAILFORM_")
+                || k_text.starts_with("CONSENT_")
+                || k_text == "BROWSER"
+            {
                 cmd.env_remove(k);
             }
         }

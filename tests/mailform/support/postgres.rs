@@ -31,11 +31,20 @@ pub struct Pg {
 /// The state store mailform makes of `[state] backend = "postgres"` with
 /// this URL and schema (state name "default").
 pub fn store(url: &str, schema: &str) -> mailform::store::PgStore {
+    store_trusting(url, schema, None)
+}
+
+/// [`store`] with `state.ca_file`.
+pub fn store_trusting(
+    url: &str,
+    schema: &str,
+    ca_file: Option<PathBuf>,
+) -> mailform::store::PgStore {
     mailform::store::PgStore::new(&mailform::config::model::PostgresState {
         url: mailform::config::model::UrlSource::Literal(mailform::secret::Secret::new(url)),
         name: "default".into(),
         schema: schema.into(),
-        ca_file: None,
+        ca_file,
     })
     .unwrap()
 }
