@@ -339,8 +339,23 @@ fn allowed_by(
         // Live checks move an applied, configured asset among no-op,
         // update and re-consent (a refused login, a revoked grant, a login
         // that passes again); a create or a delete is the config's alone.
+        // But a re-consent that config and state alone require (tokens
+        // bound to other fields, missing, unreadable, expired, short of a
+        // scope) no live check can clear: writing the new fields over
+        // those tokens would hand them to a client they were not made for.
         let kept = |a: Action| matches!(a, Action::NoOp | Action::Update | Action::Reconsent);
-        let ok = c.action == now.action || (kept(c.action) && kept(now.action));
+        let required = now.action == Action::Reconsent
+            && now.reasons.iter().any(|r| {
+                matches!(
+                    r,
+                    plan::Reason::TokenMissing
+                        | plan::Reason::TokenUnreadable { .. }
+                        | plan::Reason::BindingChanged { .. }
+                        | plan::Reason::ScopesShort { .. }
+                        | plan::Reason::TokenExpired { .. }
+                )
+            });
+        let ok = c.action == now.action || (kept(c.action) && kept(now.action) && !required);
         if !ok {
             return Err(Error::SavedPlan {
                 path: path.to_path_buf(),
@@ -352,6 +367,7 @@ fn allowed_by(
         }
         c.email.clone_from(&now.email);
         c.provider.clone_from(&now.provider);
+        c.fields.clone_from(&now.fields);
     }
     Ok(())
 }

@@ -165,6 +165,39 @@ fn a_saved_plan_is_applied_exactly_and_a_stale_one_refused() {
 }
 
 #[test]
+fn a_saved_plan_cannot_skip_a_reconsent_the_config_requires() {
+    let dir = offline_project(1);
+    // Another OAuth client: the stored tokens are bound to the old one.
+    let text = offline_config(1, "care").replace(
+        "client_id = \"mailform-test\"",
+        "client_id = \"another-client\"",
+    );
+    std::fs::write(dir.path().join("assets.toml"), &text).unwrap();
+    let saved = mf(dir.path())
+        .run(["plan", "--offline", "--out", "plan.json"])
+        .ok();
+    assert!(saved.stdout.contains("re-consent"), "{}", saved.stdout);
+    let good = std::fs::read_to_string(dir.path().join("plan.json")).unwrap();
+    // Edited to a plain update (summary to match): the new client_id would
+    // be written over tokens made for the old one.
+    let forged = good
+        .replace("\"action\": \"reconsent\"", "\"action\": \"update\"")
+        .replace("\"reconsent\": 1", "\"reconsent\": 0")
+        .replace("\"update\": 0", "\"update\": 1");
+    assert_ne!(forged, good);
+    std::fs::write(dir.path().join("plan.json"), &forged).unwrap();
+    let before = state(dir.path());
+    let run = mf(dir.path()).run(["apply", "plan.json"]).code(1);
+    assert!(
+        run.stderr.contains("it says Update for `box-000`, but the config and state allow only Reconsent (was it edited?)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(state(dir.path()).assets, before.assets);
+    assert_no_secrets(&run);
+}
+
+#[test]
 fn state_bytes_written_grow_linearly_with_the_assets() {
     let bytes = |n: usize| {
         let dir = offline_project(n);
