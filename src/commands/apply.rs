@@ -624,8 +624,11 @@ impl Run<'_> {
     fn fail(&mut self, asset: &str, why: &str) {
         let _ = self.ctx.printer.err(&format!("{asset}: failed: {why}\n"));
         if let Some(d) = self.done.get_mut(asset) {
-            let before = d.outcome.as_deref().unwrap_or("");
-            d.outcome = Err(format!("{before}, but {why}"));
+            // A second failure adds to the first; it never hides it.
+            d.outcome = Err(match &d.outcome {
+                Ok(done) => format!("{done}, but {why}"),
+                Err(first) => format!("{first}; {why}"),
+            });
             d.ended = std::time::Instant::now();
         }
     }

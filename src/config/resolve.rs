@@ -1182,18 +1182,25 @@ fn resolve_asset(
     if let Some(s) = &raw.scopes {
         check_scopes(&ctx("scopes"), s, diags);
     }
+    // A label named for a secret is refused; one a typo away (`broken` is
+    // one letter from `token`) is only pointed out.
     if let Some(labels) = &raw.labels
         && let Some(key) = labels.get_ref().keys().find(|k| scan::looks_secret(k))
     {
-        diags.push(
-            Diagnostic::error(format!(
-                "{}: `{}` looks like a secret; labels are shown by plan and show, and kept in state",
-                ctx("labels"),
-                shown(key)
-            ))
-            .at(Some(labels.span()))
-            .help("labels are for names like team or queue; if a secret was written here, rotate it"),
+        let exact = scan::names_secret(key);
+        let message = format!(
+            "{}: `{}` looks like a secret; labels are shown by plan and show, and kept in state",
+            ctx("labels"),
+            shown(key)
         );
+        let d = if exact {
+            Diagnostic::error(message)
+        } else {
+            Diagnostic::warning(message)
+        };
+        diags.push(d.at(Some(labels.span())).help(
+            "labels are for names like team or queue; if a secret was written here, rotate it",
+        ));
     }
 
     let provider_name = raw.provider.get_ref();

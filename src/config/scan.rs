@@ -49,6 +49,17 @@ const PLACE_WORDS: [&str; 9] = [
 /// `refresh_tokn`). Called for every key of every config, so it allocates
 /// nothing.
 pub fn looks_secret(key: &str) -> bool {
+    secret_key(key, true)
+}
+
+/// [`looks_secret`] without the typos: the key holds a secret word itself
+/// (`api_token`, `password`), so `broken` or `passed` do not count. For
+/// checks that refuse a key rather than mask a value.
+pub fn names_secret(key: &str) -> bool {
+    secret_key(key, false)
+}
+
+fn secret_key(key: &str, typos: bool) -> bool {
     const MAX: usize = 128;
     if key.len() > MAX {
         let lower = key.to_ascii_lowercase();
@@ -93,9 +104,13 @@ pub fn looks_secret(key: &str) -> bool {
     }
     words().chain(std::iter::once(joined)).any(|w| {
         SECRET_SHORT_WORDS.iter().any(|s| s.as_bytes() == w)
-            || SECRET_WORDS
-                .iter()
-                .any(|s| contains_within_one_edit(w, s.as_bytes()))
+            || SECRET_WORDS.iter().any(|s| {
+                if typos {
+                    contains_within_one_edit(w, s.as_bytes())
+                } else {
+                    contains(w, s.as_bytes())
+                }
+            })
     })
 }
 
@@ -992,6 +1007,17 @@ mod tests {
         ] {
             assert!(!within_one_edit(a.as_bytes(), b.as_bytes()), "{a}");
         }
+    }
+
+    #[test]
+    fn only_whole_secret_words_name_a_secret() {
+        for key in ["api_token", "password", "clientSecret", "pat", "apikey"] {
+            assert!(names_secret(key), "{key}");
+        }
+        for key in ["broken", "passed", "secert", "team", "queue"] {
+            assert!(!names_secret(key), "{key}");
+        }
+        assert!(looks_secret("broken") && looks_secret("secert"));
     }
 
     #[test]
