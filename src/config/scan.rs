@@ -335,13 +335,18 @@ fn run(text: &str, limit: usize, masking: bool) -> Scan {
 /// too much in an odd line is the price of never showing a password.
 fn mask_url_passwords(b: &[u8], out: &mut [u8]) {
     let mut i = 0;
+    // The end of the line being searched, found once per line (many URLs
+    // on one long line stay linear).
+    let mut line_end = 0;
     while let Some(n) = b[i..].windows(3).position(|w| w == b"://") {
         let scheme = i + n;
         let start = scheme + 3;
-        let line_end = b[start..]
-            .iter()
-            .position(|c| matches!(c, b'\r' | b'\n'))
-            .map_or(b.len(), |e| start + e);
+        if start > line_end {
+            line_end = b[start..]
+                .iter()
+                .position(|c| matches!(c, b'\r' | b'\n'))
+                .map_or(b.len(), |e| start + e);
+        }
         // The character before the scheme: a quote opens the string the URL is in.
         let opener = b[..scheme]
             .iter()
@@ -1167,6 +1172,7 @@ mod tests {
             "url = 'postgres://ops:SECRET\"q@db'\n",
             "url = { env = \"postgres://ops:SE/CRET@db:5432/x\" }\n",
             "url = \"postgres://ops:my SECRET pass@db/mail\"\n",
+            "# a://ops:SECRET@h b://ops:SECRET@h\nc://ops:SECRET@h\n",
             "url = \"postgres://ops@db/mail?sslmode=require&password=SECRET&x=1\"\n",
             "url = \"postgres://ops@db/mail?PASSWORD=SECRET\" # note\n",
         ] {
