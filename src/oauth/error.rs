@@ -126,9 +126,20 @@ impl OAuthError {
     }
 
     pub(super) fn from_transport(provider: &str, e: &TransportError) -> Self {
-        OAuthError::Transient {
-            provider: provider.to_string(),
-            detail: e.to_string(),
+        match e {
+            // Not retried: sending the same refresh token again after the
+            // provider used it could look like a replay, and revoke the grant.
+            TransportError::AfterAnswer { code, why } => OAuthError::Refused {
+                provider: provider.to_string(),
+                error: "answer cut off".into(),
+                description: Some(format!(
+                    "HTTP {code} came, but not its body ({why}); not retried"
+                )),
+            },
+            _ => OAuthError::Transient {
+                provider: provider.to_string(),
+                detail: e.to_string(),
+            },
         }
     }
 
@@ -147,5 +158,33 @@ impl OAuthError {
                 description: None,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_provider_is_retried_an_answer_cut_off_after_success_is_not() {
+        for e in [
+            TransportError::Timeout,
+            TransportError::Busy { code: 503 },
+            TransportError::Connect("refused".into()),
+        ] {
+            assert!(OAuthError::from_transport("lab", &e).is_transient(), "{e}");
+        }
+        let cut = TransportError::AfterAnswer {
+            code: 200,
+            why: "timed out".into(),
+        };
+        let e = OAuthError::from_transport("lab", &cut);
+        assert!(!e.is_transient());
+        assert!(
+            e.to_string().contains(
+                "refused the request (answer cut off: HTTP 200 came, but not its body (timed out); not retried)"
+            ),
+            "{e}"
+        );
     }
 }

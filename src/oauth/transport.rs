@@ -28,6 +28,11 @@ pub enum TransportError {
     /// the grant.
     #[error("HTTP {code}")]
     Busy { code: u16 },
+    /// A success status came, but its body did not (cut off, too slow, too
+    /// large): the provider may have acted already (a refresh token used
+    /// and rotated), so this is never retried.
+    #[error("the provider answered HTTP {code}, but its answer could not be read ({why})")]
+    AfterAnswer { code: u16, why: String },
 }
 
 impl TransportError {
@@ -166,15 +171,25 @@ impl Transport {
         let mut out = HttpResponse::new(Vec::new());
         *out.status_mut() = status;
         *out.headers_mut() = response.headers().clone();
+        let cut = |e: TransportError| {
+            if status.is_success() {
+                TransportError::AfterAnswer {
+                    code: status.as_u16(),
+                    why: e.to_string(),
+                }
+            } else {
+                e
+            }
+        };
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(TransportError::from_reqwest)?
+            .map_err(|e| cut(TransportError::from_reqwest(e)))?
         {
             if out.body().len() + chunk.len() > MAX_BODY {
-                return Err(TransportError::Other(format!(
+                return Err(cut(TransportError::Other(format!(
                     "the answer is larger than {MAX_BODY} bytes"
-                )));
+                ))));
             }
             out.body_mut().extend_from_slice(&chunk);
         }
