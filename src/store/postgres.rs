@@ -404,9 +404,15 @@ impl Shared {
     async fn migrate(&self, client: &mut Client) -> Result<(), Error> {
         let s = &self.quoted;
         let current = format!("SELECT coalesce(max(version), 0) FROM {s}.schema_version");
-        match client.query_one(&current, &[]).await {
-            Ok(row) if row.get::<_, i32>(0) == SCHEMA_VERSION => return Ok(()),
-            Ok(row) => self.newer(row.get(0))?,
+        // Columns are read with try_get: tables an admin made may have
+        // other types, which is an error in words, never a panic.
+        match client
+            .query_one(&current, &[])
+            .await
+            .and_then(|row| row.try_get::<_, i32>(0))
+        {
+            Ok(SCHEMA_VERSION) => return Ok(()),
+            Ok(found) => self.newer(found)?,
             Err(e)
                 if matches!(
                     e.code(),
@@ -434,9 +440,7 @@ impl Shared {
                 "CREATE TABLE IF NOT EXISTS {s}.schema_version (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now(), applied_by text NOT NULL)"
             ))
             .await?;
-            tx.query_one(&current, &[])
-                .await
-                .map(|r| r.get::<_, i32>(0))
+            tx.query_one(&current, &[]).await?.try_get::<_, i32>(0)
         };
         let found = run.await.map_err(|e| self.error(&e))?;
         self.newer(found)?;
@@ -733,13 +737,14 @@ impl StateStore for PgStore {
                     &[name],
                 )
                 .await?;
-            Ok(row.map(|row| {
-                let lineage: uuid::Uuid = row.get(0);
-                let serial: i64 = row.get(1);
-                let doc: String = row.get(2);
-                let entries: Option<Vec<String>> = row.get(3);
-                (lineage, serial, doc, entries.unwrap_or_default())
-            }))
+            row.map(|row| {
+                let lineage: uuid::Uuid = row.try_get(0)?;
+                let serial: i64 = row.try_get(1)?;
+                let doc: String = row.try_get(2)?;
+                let entries: Option<Vec<String>> = row.try_get(3)?;
+                Ok((lineage, serial, doc, entries.unwrap_or_default()))
+            })
+            .transpose()
         })?;
         let Some((lineage, serial, doc, entries)) = read else {
             self.replayed.store(false, Relaxed);
@@ -943,7 +948,8 @@ impl StateStore for PgStore {
                                 &[name],
                             )
                             .await?
-                            .map(|r| r.get(0));
+                            .map(|r| r.try_get(0))
+                            .transpose()?;
                         client
                             .execute(
                                 &format!("INSERT INTO {s}.locks (name, id, backend_pid, info) VALUES ($1, $2, pg_backend_pid(), $3) ON CONFLICT (name) DO UPDATE SET id = excluded.id, backend_pid = excluded.backend_pid, info = excluded.info"),
@@ -1002,13 +1008,14 @@ impl StateStore for PgStore {
         let row: Option<String> = with_client!(sh, |client| {
             let name = &sh.name;
             async move {
-                Ok(client
+                client
                     .query_opt(
                         &format!("SELECT info FROM {s}.locks WHERE name = $1"),
                         &[name],
                     )
                     .await?
-                    .map(|r| r.get(0)))
+                    .map(|r| r.try_get(0))
+                    .transpose()
             }
         })?;
         let Some(info) = row.and_then(|t| serde_json::from_str::<LockInfo>(&t).ok()) else {
@@ -1063,13 +1070,14 @@ impl PgStore {
         with_client!(sh, |client| {
             let name = &sh.name;
             async move {
-                Ok(client
+                client
                     .query_opt(
                         &format!("SELECT lineage, serial FROM {s}.states WHERE name = $1"),
                         &[name],
                     )
                     .await?
-                    .map(|r| (r.get::<_, uuid::Uuid>(0), serial_of(r.get(1)))))
+                    .map(|r| Ok((r.try_get::<_, uuid::Uuid>(0)?, serial_of(r.try_get(1)?))))
+                    .transpose()
             }
         })
     }
@@ -1084,7 +1092,7 @@ impl PgStore {
         let row: Option<(i32, Option<String>)> = with_client!(sh, |client| {
             let name = &sh.name;
             async move {
-                Ok(client
+                client
                     .query_opt(
                         &format!(
                             "SELECT k.pid, l.info FROM pg_locks k \
@@ -1098,7 +1106,8 @@ impl PgStore {
                         &[name, &key],
                     )
                     .await?
-                    .map(|r| (r.get(0), r.get(1))))
+                    .map(|r| Ok((r.get(0), r.try_get(1)?)))
+                    .transpose()
             }
         })?;
         Ok(row.map(|(pid, info)| (pid, info.and_then(|t| serde_json::from_str(&t).ok()))))

@@ -746,6 +746,19 @@ fn a_role_without_privileges_is_told_what_to_grant_and_a_newer_schema_is_left_al
         "1"
     );
 
+    // Tables of other column types (made by hand): an error, not a panic.
+    let odd = pg.schema();
+    pg.sql(&format!(
+        "CREATE SCHEMA {odd}; CREATE TABLE {odd}.schema_version (version bigint, applied_at timestamptz, applied_by text); INSERT INTO {odd}.schema_version VALUES (1, now(), 'a person')"
+    ));
+    let run = pull(bare(&odd, "").path(), &pg.admin_url("postgres", "disable")).code(1);
+    assert!(
+        run.stderr.contains("PostgreSQL admin@127.0.0.1:") && run.stderr.contains("column 0"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+
     // A schema made by a newer mailform: refused, untouched.
     let newer = pg.schema();
     let admin = pg.admin_url("postgres", "disable");
