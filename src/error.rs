@@ -169,12 +169,6 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
-    #[error("{what} is not available yet: {hint}")]
-    NotAvailable {
-        what: &'static str,
-        hint: &'static str,
-    },
-
     #[error("cannot write output: {0}")]
     Output(std::io::Error),
 }

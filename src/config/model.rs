@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use url::Url;
 
 use super::presets::Preset;
-use super::raw::{Backend, PublishingStatus, RawSettings, Security, UserType};
+use super::raw::{PublishingStatus, RawSettings, Security, UserType};
 use crate::error::Error;
 use crate::secret::Secret;
 
@@ -37,7 +37,6 @@ pub struct Config {
 /// Where state lives, resolved.
 #[derive(Debug, Clone)]
 pub struct StateConfig {
-    pub backend: Backend,
     /// The state file; the lock and key live beside it. With the postgres
     /// backend only its folder is used (the key file, unless `MAILFORM_KEY`).
     pub path: PathBuf,

@@ -408,7 +408,6 @@ fn resolve_postgres(
 
 fn resolve_state_path(raw: &RawStateConfig, dir: &Path, diags: &mut Diagnostics) -> StateConfig {
     let default = || StateConfig {
-        backend: raw.backend,
         path: dir.join(DEFAULT_STATE_PATH),
         postgres: None,
     };
@@ -461,7 +460,6 @@ fn resolve_state_path(raw: &RawStateConfig, dir: &Path, diags: &mut Diagnostics)
         );
     }
     StateConfig {
-        backend: raw.backend,
         path,
         postgres: None,
     }

@@ -28,17 +28,18 @@ use oauth2::{
 };
 
 pub use error::OAuthError;
-pub use transport::{Log, Transport, log_exchanges};
+use transport::Transport;
+pub use transport::log_exchanges;
 
 use crate::config::Provider;
 use crate::config::presets::Preset;
 use crate::secret::Secret;
 
 /// Attempts of a request that fails for a passing reason.
-pub const ATTEMPTS: u32 = 3;
+const ATTEMPTS: u32 = 3;
 
 /// The first wait before a retry; each further wait doubles it.
-pub const BACKOFF: Duration = Duration::from_millis(250);
+const BACKOFF: Duration = Duration::from_millis(250);
 
 /// What the token endpoint granted.
 #[derive(Debug)]

@@ -52,7 +52,7 @@ pub const PLAN_FORMAT_VERSION: u32 = 1;
 /// Scopes that shape the grant rather than name a permission; providers do not
 /// always echo them back in the token response, so they are not required to
 /// appear among the granted scopes.
-pub const GRANT_SHAPING_SCOPES: [&str; 2] = ["offline_access", "openid"];
+const GRANT_SHAPING_SCOPES: [&str; 2] = ["offline_access", "openid"];
 
 /// Warn about a refresh token's death this long in advance.
 const EXPIRY_WARNING_DAYS: i64 = 14;

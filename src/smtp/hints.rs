@@ -32,6 +32,11 @@ fn enhanced(reply: &Reply, code: &str) -> bool {
     reply.enhanced() == Some(code) || reply.text.contains(&format!(" {code} "))
 }
 
+/// Microsoft 365's "SMTP AUTH is disabled" (5.7.139): no token can help.
+pub fn auth_disabled(reply: &Reply) -> bool {
+    enhanced(reply, "5.7.139") || has(reply, "SmtpClientAuthentication is disabled")
+}
+
 /// The scopes the server asked for that the grant has none of.
 fn scope_missing(challenge: Option<&Challenge>, login: &Login<'_>) -> Option<String> {
     let wanted = challenge?.scopes();
@@ -53,7 +58,7 @@ const TABLE: &[Row] = &[
     },
     // Microsoft 365: 535 5.7.139 ... SmtpClientAuthentication is disabled
     Row {
-        matches: |r, _, _| enhanced(r, "5.7.139") || has(r, "SmtpClientAuthentication is disabled"),
+        matches: |r, _, _| auth_disabled(r),
         say: |_, _, l| {
             format!(
                 "authenticated SMTP is disabled for this mailbox or its tenant: enable it (Microsoft 365 admin center → the user → Mail → Manage email apps → Authenticated SMTP; or Set-CASMailbox -Identity {} -SmtpClientAuthenticationDisabled $false, and for the tenant Set-TransportConfig -SmtpClientAuthenticationDisabled $false)",

@@ -31,7 +31,8 @@ use lettre::transport::smtp::authentication::Mechanism;
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 
-pub use reply::{Challenge, Reply, clean};
+use reply::clean;
+pub use reply::{Challenge, Reply};
 
 use crate::error::chain;
 use crate::secret::Secret;
@@ -133,10 +134,7 @@ impl Outcome {
     pub fn fresh_token_may_help(&self) -> bool {
         match self {
             Outcome::Accepted(_) => false,
-            Outcome::Refused { reply, .. } => {
-                reply.enhanced() != Some("5.7.139")
-                    && !reply.text.contains("SmtpClientAuthentication")
-            }
+            Outcome::Refused { reply, .. } => !hints::auth_disabled(reply),
         }
     }
 
@@ -352,14 +350,14 @@ struct Session<'a> {
     timeout: Duration,
 }
 
+/// `f`, bounded by `timeout`, reported as the wait at `step`.
 async fn bounded<T>(
     endpoint: &Endpoint,
     timeout: Duration,
     step: &'static str,
-    hint: String,
     f: impl Future<Output = T>,
 ) -> Result<T, SmtpError> {
-    bounded_after(endpoint, timeout, timeout, step, hint, f).await
+    bounded_after(endpoint, timeout, timeout, step, String::new(), f).await
 }
 
 /// [`bounded`] by `limit`, reported as a wait of `waited` (the connect's
@@ -434,15 +432,9 @@ impl<'a> Session<'a> {
                 });
             }
             let upgrade = conn.starttls(endpoint.tls.clone(), &hello);
-            bounded(
-                endpoint,
-                timeout,
-                "upgrading to TLS (STARTTLS)",
-                String::new(),
-                upgrade,
-            )
-            .await?
-            .map_err(|e| classify(&e, endpoint, "STARTTLS", &[], connect_timeout))?;
+            bounded(endpoint, timeout, "upgrading to TLS (STARTTLS)", upgrade)
+                .await?
+                .map_err(|e| classify(&e, endpoint, "STARTTLS", &[], connect_timeout))?;
         }
         if !conn.is_encrypted() {
             return Err(SmtpError::Protocol {
@@ -491,7 +483,6 @@ impl<'a> Session<'a> {
             endpoint,
             self.timeout,
             "waiting for the answer to AUTH",
-            String::new(),
             self.conn.command(&command),
         )
         .await?;
@@ -528,7 +519,6 @@ impl<'a> Session<'a> {
                     endpoint,
                     self.timeout,
                     "waiting for the final answer to AUTH",
-                    String::new(),
                     self.conn.command(EmptyLine),
                 )
                 .await?;
@@ -646,15 +636,7 @@ pub async fn send(
             Ok(o @ Outcome::Refused { .. }) => Ok(Sent::LoginRefused(o)),
             Ok(Outcome::Accepted(_)) => {
                 let send = session.conn.send(envelope, message);
-                match bounded(
-                    endpoint,
-                    timeout,
-                    "sending the message",
-                    String::new(),
-                    send,
-                )
-                .await
-                {
+                match bounded(endpoint, timeout, "sending the message", send).await {
                     Ok(Ok(r)) => Ok(Sent::Accepted(reply_of(&r, &[]))),
                     Ok(Err(e)) => Err(classify(&e, endpoint, "the message", &[], timeout)),
                     Err(e) => Err(e),

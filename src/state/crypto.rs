@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 /// Bytes in a key.
 pub const KEY_LEN: usize = 32;
 
-pub use crate::digest::sha256_hex;
+use crate::digest::sha256_hex;
 
 /// Why a key or a sealed record could not be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

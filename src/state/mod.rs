@@ -108,7 +108,7 @@ impl State {
 
     /// Stores refreshed tokens for `name`: sealed again under its binding,
     /// the consent time and granted scopes kept, the access expiry updated.
-    /// `false` when the asset holds no tokens here.
+    /// Nothing when the asset holds no tokens here.
     pub fn store_refreshed(
         &mut self,
         key: &Key,
@@ -116,22 +116,21 @@ impl State {
         tokens: &Tokens,
         access_expires_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
-    ) -> bool {
+    ) {
         let aad = self
             .assets
             .get(name)
             .map(|r| self.token_aad(name, &r.binding));
         let (Some(aad), Some(record)) = (aad, self.assets.get_mut(name)) else {
-            return false;
+            return;
         };
         let Some(token) = record.token.as_mut() else {
-            return false;
+            return;
         };
         token.sealed = tokens.seal(key, &aad);
         token.has_refresh_token = tokens.refresh_token.is_some();
         token.access_expires_at = access_expires_at;
         record.updated_at = now;
-        true
     }
 
     /// The tokens `asset` holds, opened with `key`; `None` when it holds
@@ -541,7 +540,7 @@ pub fn fingerprint(fields: &[(Field, Option<FieldValue<'_>>)]) -> String {
     let binding: Vec<&(Field, Option<FieldValue<'_>>)> =
         fields.iter().filter(|(f, _)| f.binds_tokens()).collect();
     let json = serde_json::to_vec(&binding).expect("fields serialize");
-    crypto::sha256_hex(&json)
+    crate::digest::sha256_hex(&json)
 }
 
 #[cfg(test)]

@@ -146,7 +146,8 @@ struct Shared {
     timed_out: AtomicBool,
     /// This session holds the state lock.
     locked: AtomicBool,
-    /// A session was opened (errors after that may mean it was lost).
+    /// A session was opened (errors after that may mean it was lost; it
+    /// is never opened again).
     opened: AtomicBool,
 }
 
@@ -155,8 +156,6 @@ struct Connection {
     client: Option<Client>,
     /// The task that drives the socket; aborted to end the session.
     task: Option<tokio::task::JoinHandle<()>>,
-    /// A connection was made once; it is never made again.
-    opened: bool,
 }
 
 impl Drop for Shared {
@@ -313,11 +312,11 @@ impl Shared {
         match &conn.client {
             Some(c) if !c.is_closed() => return Ok(conn),
             Some(_) => return Err(self.lost(None)),
-            None if conn.opened => return Err(self.lost(None)),
+            // A connection was made once; it is never made again.
+            None if self.opened.load(Relaxed) => return Err(self.lost(None)),
             None => {}
         }
         let (mut client, task) = self.block(self.connect())?;
-        conn.opened = true;
         self.opened.store(true, Relaxed);
         conn.task = Some(task);
         let migrated = self
