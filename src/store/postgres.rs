@@ -361,15 +361,8 @@ impl Shared {
             } else {
                 tokio_postgres::config::SslMode::Require
             });
-        let password = std::env::var("PGPASSWORD").ok();
-        match (&url.password, &password) {
-            (Some(p), _) => {
-                config.password(p.expose());
-            }
-            (None, Some(p)) => {
-                config.password(p);
-            }
-            (None, None) => {}
+        if let Some(p) = &url.password {
+            config.password(p.expose());
         }
         let tls = tokio_postgres_rustls::MakeRustlsConnect::new(
             tls_config(url.sslmode, self.ca_file.as_deref()).map_err(|why| self.failed(why))?,
