@@ -96,8 +96,8 @@ impl PostgresState {
                 (zeroize::Zeroizing::new(text.trim().to_string()), from)
             }
         };
-        let mut url = super::state_url::parse(&text)
-            .map_err(|why| Error::Usage(format!("{from}: {why}")))?;
+        let mut url =
+            super::state_url::parse(&text).map_err(|why| Error::Usage(format!("{from}: {why}")))?;
         // Without a password in the URL, libpq's variable gives it.
         if url.password.is_none()
             && let Some(p) = std::env::var_os("PGPASSWORD").and_then(|p| p.into_string().ok())

@@ -59,9 +59,6 @@ const MAX_LOCK_BYTES: u64 = 64 * 1024;
 /// Largest journal read (it is folded in once it outgrows the state).
 const MAX_JOURNAL_BYTES: u64 = MAX_STATE_BYTES;
 
-/// A journal smaller than this is never folded in early.
-const JOURNAL_FOLD_MIN: u64 = 256 * 1024;
-
 #[derive(Debug)]
 pub struct FileStore {
     path: PathBuf,
@@ -376,20 +373,9 @@ impl StateStore for FileStore {
     }
 
     fn record(&self, state: &mut State, assets: &[&str]) -> Result<(), Error> {
-        // Nothing on disk to amend yet, or a journal grown past the state:
-        // a whole new state file instead.
         let state_len = std::fs::symlink_metadata(&self.path).map_or(0, |m| m.len());
-        if state.serial == 0 {
-            return self.save(state);
-        }
-        if self.journal_len() > state_len.max(JOURNAL_FOLD_MIN) {
-            match self.save(state) {
-                Ok(()) => return Ok(()),
-                // Another writer: the lines would amend a state that is gone.
-                Err(e @ Error::StateMoved { .. }) => return Err(e),
-                // Could not fold (disk full?): the line still goes in.
-                Err(_) => {}
-            }
+        if super::journal::write_instead(self, state, self.journal_len(), state_len)? {
+            return Ok(());
         }
         let mut bytes = Vec::new();
         for asset in assets {

@@ -3,7 +3,39 @@
 //! file store as lines of `state.json.journal`, the PostgreSQL store as rows)
 //! and replay them onto the state they amend.
 
+use crate::error::Error;
 use crate::state::{AssetRecord, State};
+
+use super::StateStore;
+
+/// A journal smaller than this is never folded in early.
+const FOLD_MIN: u64 = 256 * 1024;
+
+/// What `record` does before appending: a whole write instead when nothing
+/// is stored yet to amend, or when the journal (`journal` bytes) has
+/// outgrown the stored state (`stored` bytes). `true` when that write made
+/// the append needless. A fold that fails for any reason but a moved state
+/// (disk full?) lets the append go ahead: the change is kept either way.
+pub fn write_instead(
+    store: &dyn StateStore,
+    state: &mut State,
+    journal: u64,
+    stored: u64,
+) -> Result<bool, Error> {
+    if state.serial == 0 {
+        store.save(state)?;
+        return Ok(true);
+    }
+    if journal > stored.max(FOLD_MIN) {
+        match store.save(state) {
+            Ok(()) => return Ok(true),
+            // Another writer: the lines would amend a state that is gone.
+            Err(e @ Error::StateMoved { .. }) => return Err(e),
+            Err(_) => {}
+        }
+    }
+    Ok(false)
+}
 
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -77,9 +77,6 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(40);
 /// How often a waiting command retries the lock.
 const LOCK_POLL: Duration = Duration::from_millis(100);
 
-/// A journal smaller than this is never folded in early.
-const JOURNAL_FOLD_MIN: u64 = 256 * 1024;
-
 /// The migrations, in order: step `n` brings the schema to version `n + 1`.
 /// `{s}` is the schema, quoted (a plain identifier, checked by the config).
 const MIGRATIONS: [&str; 1] = [r"
@@ -773,15 +770,12 @@ impl StateStore for PgStore {
     }
 
     fn record(&self, state: &mut State, assets: &[&str]) -> Result<(), Error> {
-        if state.serial == 0 {
-            return self.save(state);
-        }
-        if self.journal_bytes.load(Relaxed) > self.doc_bytes.load(Relaxed).max(JOURNAL_FOLD_MIN) {
-            match self.save(state) {
-                Ok(()) => return Ok(()),
-                Err(e @ Error::StateMoved { .. }) => return Err(e),
-                Err(_) => {}
-            }
+        let (journal, stored) = (
+            self.journal_bytes.load(Relaxed),
+            self.doc_bytes.load(Relaxed),
+        );
+        if super::journal::write_instead(self, state, journal, stored)? {
+            return Ok(());
         }
         let mut entries = Vec::with_capacity(assets.len());
         for asset in assets {
