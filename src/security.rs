@@ -55,3 +55,53 @@ pub fn server_name(host: &str, port: u16) -> String {
         format!("{host}:{port}")
     }
 }
+
+/// The CA certificates in a `ca_file` (PEM, one or more): what the
+/// provider's and the state database's connections trust besides the web's
+/// roots. The error says what is wrong with the file, in words.
+pub fn ca_certificates(
+    path: &std::path::Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    const NOT_PEM: &str =
+        "is not a PEM certificate file (expected -----BEGIN CERTIFICATE----- blocks)";
+    let pem = crate::files::read(path, crate::files::MAX_CA_FILE, crate::files::Links::Follow)
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| NOT_PEM.to_string())?;
+    if certs.is_empty() {
+        return Err(NOT_PEM.to_string());
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_ca_file_holds_pem_certificates_or_says_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["ca.test".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem();
+        std::fs::write(&path, format!("# our CA\n{cert}{cert}")).unwrap();
+        assert_eq!(super::ca_certificates(&path).unwrap().len(), 2);
+        for junk in [
+            String::new(),
+            "not a certificate".to_string(),
+            cert[..cert.len() / 2].to_string(),
+            cert.replace("CERTIFICATE", "PRIVATE KEY"),
+        ] {
+            std::fs::write(&path, &junk).unwrap();
+            let e = super::ca_certificates(&path).unwrap_err();
+            assert!(e.contains("is not a PEM certificate file"), "{junk:?}: {e}");
+        }
+        let e = super::ca_certificates(&dir.path().join("missing.pem")).unwrap_err();
+        assert!(e.starts_with("cannot be read"), "{e}");
+    }
+}

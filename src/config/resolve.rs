@@ -307,12 +307,15 @@ fn resolve_postgres(
         }
         Some(f) => {
             let path = dir.join(f.get_ref());
-            if !path.is_file() {
+            // Checked as the provider's ca_file is: a bad one is found here,
+            // not at the first connection.
+            if let Err(problem) = crate::security::ca_certificates(&path) {
                 diags.push(
-                    Diagnostic::warning(format!("state.ca_file `{}` does not exist or is not a file", shown(f.get_ref())))
+                    Diagnostic::error(format!("state.ca_file `{}` {problem}", shown(f.get_ref())))
                         .at(Some(f.span()))
-                        .help("the path is relative to assets.toml; commands that need state will fail until it exists"),
+                        .help("name a PEM file of CA certificates; the path is relative to assets.toml"),
                 );
+                return None;
             }
             Some(path)
         }
@@ -793,15 +796,8 @@ fn resolve_provider(
 
     let ca_file = raw.ca_file.as_ref().and_then(|f| {
         let path = dir.join(f.get_ref());
-        let problem = match crate::files::read(
-            &path,
-            crate::files::MAX_CA_FILE,
-            crate::files::Links::Follow,
-        ) {
-            Ok(bytes) if is_pem_certificates(&bytes) => return Some(path),
-            Ok(_) => "is not a PEM certificate file (expected -----BEGIN CERTIFICATE----- blocks)"
-                .to_string(),
-            Err(e) => format!("cannot be read: {e}"),
+        let Err(problem) = crate::security::ca_certificates(&path) else {
+            return Some(path);
         };
         diags.push(
             Diagnostic::error(format!(
@@ -1428,35 +1424,6 @@ fn check_url(what: &str, value: &str, span: Span, diags: &mut Diagnostics) -> Op
 
 /// Largest Google client JSON read.
 const MAX_CREDENTIALS_FILE: u64 = 256 * 1024;
-
-/// Whether `bytes` hold one or more PEM certificates and nothing else but
-/// comments and blank lines.
-fn is_pem_certificates(bytes: &[u8]) -> bool {
-    use base64::Engine as _;
-    let Ok(text) = std::str::from_utf8(bytes) else {
-        return false;
-    };
-    let mut count = 0;
-    let mut body: Option<String> = None;
-    for line in text.lines().map(str::trim) {
-        match (&mut body, line) {
-            (None, "-----BEGIN CERTIFICATE-----") => body = Some(String::new()),
-            (Some(b), "-----END CERTIFICATE-----") => {
-                if base64::engine::general_purpose::STANDARD
-                    .decode(b.as_bytes())
-                    .map_or(true, |der| der.is_empty())
-                {
-                    return false;
-                }
-                count += 1;
-                body = None;
-            }
-            (Some(b), line) => b.push_str(line),
-            (None, _) => {}
-        }
-    }
-    body.is_none() && count > 0
-}
 
 /// What mailform takes from Google's client JSON.
 struct Credentials {

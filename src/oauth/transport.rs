@@ -120,12 +120,10 @@ impl Transport {
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .user_agent(concat!("mailform/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = ca_file {
-            let pem =
-                crate::files::read(path, crate::files::MAX_CA_FILE, crate::files::Links::Follow)
-                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-            for cert in certs {
+            let bad = |why: String| format!("ca_file {} {why}", path.display());
+            for der in crate::security::ca_certificates(path).map_err(bad)? {
+                let cert = reqwest::Certificate::from_der(&der)
+                    .map_err(|e| bad(crate::error::chain(&e)))?;
                 builder = builder.add_root_certificate(cert);
             }
         }

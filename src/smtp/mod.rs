@@ -73,16 +73,11 @@ impl Endpoint {
     ) -> Result<Endpoint, String> {
         let mut builder = TlsParameters::builder(host.to_string());
         if let Some(path) = ca_file {
-            let pem =
-                crate::files::read(path, crate::files::MAX_CA_FILE, crate::files::Links::Follow)
-                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-            let cert = Certificate::from_pem(&pem).map_err(|_| {
-                format!(
-                    "ca_file {}: not PEM certificates (expected -----BEGIN CERTIFICATE----- blocks)",
-                    path.display()
-                )
-            })?;
-            builder = builder.add_root_certificate(cert);
+            let bad = |why: String| format!("ca_file {} {why}", path.display());
+            for der in crate::security::ca_certificates(path).map_err(bad)? {
+                let cert = Certificate::from_der(der.to_vec()).map_err(|e| bad(chain(&e)))?;
+                builder = builder.add_root_certificate(cert);
+            }
         }
         let tls = builder
             .build_rustls()

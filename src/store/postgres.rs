@@ -598,8 +598,6 @@ fn tls_config(
     mode: SslMode,
     ca_file: Option<&std::path::Path>,
 ) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject as _;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -613,21 +611,9 @@ fn tls_config(
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
-        let bad = |why: String| format!("state.ca_file {}: {why}", path.display());
-        let pem = crate::files::read(path, crate::files::MAX_CA_FILE, crate::files::Links::Follow)
-            .map_err(|e| bad(e.to_string()))?;
-        let mut added = 0;
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|_| {
-                bad("not PEM certificates (expected -----BEGIN CERTIFICATE----- blocks)".into())
-            })?;
+        let bad = |why: String| format!("state.ca_file {} {why}", path.display());
+        for cert in crate::security::ca_certificates(path).map_err(bad)? {
             roots.add(cert).map_err(|e| bad(e.to_string()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(bad(
-                "it holds no certificate (expected -----BEGIN CERTIFICATE----- blocks)".into(),
-            ));
         }
     }
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
@@ -1213,9 +1199,6 @@ mod tests {
         let junk = dir.path().join("ca.pem");
         std::fs::write(&junk, "not a certificate").unwrap();
         let e = tls_config(SslMode::VerifyFull, Some(&junk)).unwrap_err();
-        assert!(
-            e.contains("holds no certificate") || e.contains("not PEM"),
-            "{e}"
-        );
+        assert!(e.contains("is not a PEM certificate file"), "{e}");
     }
 }

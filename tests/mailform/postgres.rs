@@ -888,6 +888,17 @@ fn validate_refuses_a_literal_url_with_a_password_and_never_shows_it() {
         "{}",
         run.stderr
     );
+    std::fs::write(dir.path().join("ca.pem"), "not a certificate").unwrap();
+    write(
+        "backend = \"postgres\"\nurl = \"postgres://ops@db.example.com/mail\"\nca_file = \"ca.pem\"\n",
+    );
+    let run = Mailform::new(dir.path()).run(["validate"]).code(1);
+    assert!(
+        run.stderr
+            .contains("state.ca_file `ca.pem` is not a PEM certificate file"),
+        "{}",
+        run.stderr
+    );
     write("backend = \"postgres\"\n");
     let run = Mailform::new(dir.path()).run(["validate"]).code(1);
     assert!(
