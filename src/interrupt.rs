@@ -15,17 +15,18 @@ static ARMED: AtomicBool = AtomicBool::new(false);
 /// The exit code of a command stopped by a signal (128 + SIGINT).
 pub const EXIT_CODE: u8 = 130;
 
-/// Installs the handler (once per process; later calls do nothing).
-pub fn install() {
-    use std::io::Write as _;
-    let _ = ctrlc::set_handler(|| {
+/// What is said on the first signal while armed.
+pub const NOTICE: &str = "interrupted: finishing the steps in flight, then stopping (press Ctrl-C again to quit at once)";
+
+/// Installs the handler (once per process; later calls do nothing);
+/// `notice` tells the person that the stop is under way (the terminal is
+/// render's, so it is handed in).
+pub fn install(notice: fn(&str)) {
+    let _ = ctrlc::set_handler(move || {
         if !ARMED.load(Ordering::SeqCst) || REQUESTED.swap(true, Ordering::SeqCst) {
             std::process::exit(i32::from(EXIT_CODE));
         }
-        let _ = writeln!(
-            std::io::stderr(),
-            "\nmailform: interrupted: finishing the steps in flight, then stopping (press Ctrl-C again to quit at once)"
-        );
+        notice(NOTICE);
     });
 }
 

@@ -59,7 +59,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
         None => args.target.clone(),
     };
     super::plan::check_secrets(ctx, &config, &targets)?;
-    crate::interrupt::install();
+    crate::interrupt::install(crate::render::notice_line);
     let boxed = Context::store(&config)?;
     let store = &*boxed;
     store.prepare()?;

@@ -63,7 +63,7 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
         // at once (the old one is dead): a live plan refreshes as a writer,
         // holding the lock, on the state as it is under the lock.
         let _lock = ctx.lock(store, "plan", settings.lock_timeout)?;
-        crate::interrupt::install();
+        crate::interrupt::install(crate::render::notice_line);
         crate::interrupt::arm(true);
         let mut fresh = store.load_folded()?.ok_or_else(|| Error::StateMoved {
             path: store.location().into(),

@@ -90,6 +90,15 @@ pub fn verbose_line(line: &str) {
     });
 }
 
+/// A line said out of turn (the Ctrl-C notice), on its own line of stderr,
+/// above any progress display.
+pub fn notice_line(line: &str) {
+    use std::io::Write as _;
+    progress::suspended(|| {
+        let _ = writeln!(anstream::stderr(), "\nmailform: {line}");
+    });
+}
+
 /// Styles used across renderers.
 pub(crate) mod style {
     use anstyle::{AnsiColor, Style};
