@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::{Context, ExitStatus, known_asset};
+use super::{Context, ExitStatus};
 use crate::cli::ApplyArgs;
 use crate::config::raw::ConsentMode;
 use crate::config::{Asset, Config};
@@ -43,12 +43,21 @@ use crate::store::{StateStore, key};
 
 pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
     let (config, settings) = ctx.config()?;
-    let consent_timeout = crate::settings::parse_duration(&args.consent_timeout).map_err(|e| {
-        Error::Usage(format!(
-            "invalid --consent-timeout `{}`: {e} (write e.g. 5m)",
-            crate::diagnostic::shown(&args.consent_timeout)
-        ))
-    })?;
+    let consent_timeout = crate::settings::parse_duration(&args.consent_timeout)
+        .map_err(|e| e.to_string())
+        .and_then(|d| {
+            if d.is_zero() {
+                Err("it must be longer than 0s: no person consents at once".to_string())
+            } else {
+                Ok(d)
+            }
+        })
+        .map_err(|e| {
+            Error::Usage(format!(
+                "invalid --consent-timeout `{}`: {e} (write e.g. 5m)",
+                crate::diagnostic::shown(&args.consent_timeout)
+            ))
+        })?;
     // A saved plan is read (and its shape checked) before anything else.
     let saved = match &args.plan {
         Some(path) => Some(read_saved_plan(path)?),
@@ -65,14 +74,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
     store.prepare()?;
     let _lock = ctx.lock(store, "apply", settings.lock_timeout)?;
     let mut state = store.load_folded()?.unwrap_or_else(State::new);
-    for t in args.target.iter().chain(&args.reconsent) {
-        let applied = state.assets.keys().map(String::as_str);
-        known_asset(
-            t,
-            config.assets.keys().map(String::as_str).chain(applied),
-            &config,
-        )?;
-    }
+    super::check_selection(&config, Some(&state), &args.target, &args.reconsent)?;
     if let Some(t) = args
         .reconsent
         .iter()

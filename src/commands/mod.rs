@@ -237,6 +237,39 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         })
 }
 
+/// `--target` and `--reconsent` of plan and apply: each names an asset of
+/// the config or of state, and a re-consent outside the targets (which
+/// would be silently planned away) is refused.
+pub fn check_selection(
+    config: &Config,
+    state: Option<&crate::state::State>,
+    targets: &[String],
+    reconsent: &[String],
+) -> Result<(), Error> {
+    let applied = state
+        .into_iter()
+        .flat_map(|s| s.assets.keys().map(String::as_str));
+    for t in targets.iter().chain(reconsent) {
+        known_asset(
+            t,
+            config
+                .assets
+                .keys()
+                .map(String::as_str)
+                .chain(applied.clone()),
+            config,
+        )?;
+    }
+    if !targets.is_empty()
+        && let Some(r) = reconsent.iter().find(|r| !targets.contains(r))
+    {
+        return Err(Error::Usage(format!(
+            "--reconsent {r} is outside the --target list, so nothing would be done for it: add --target {r}, or leave out --target"
+        )));
+    }
+    Ok(())
+}
+
 /// Fails with a suggestion when `name` is not an asset in `names`.
 pub fn known_asset<'n>(
     name: &str,

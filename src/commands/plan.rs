@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use chrono::Utc;
 
-use super::{Context, ExitStatus, known_asset};
+use super::{Context, ExitStatus};
 use crate::cli::PlanArgs;
 use crate::config::Config;
 use crate::diagnostic::{Diagnostic, Diagnostics};
@@ -29,20 +29,7 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
         state = store.load_folded()?;
     }
 
-    let applied = state
-        .iter()
-        .flat_map(|s| s.assets.keys().map(String::as_str));
-    for t in args.target.iter().chain(&args.reconsent) {
-        known_asset(
-            t,
-            config
-                .assets
-                .keys()
-                .map(String::as_str)
-                .chain(applied.clone()),
-            &config,
-        )?;
-    }
+    super::check_selection(&config, state.as_ref(), &args.target, &args.reconsent)?;
 
     check_secrets(ctx, &config, &args.target)?;
 

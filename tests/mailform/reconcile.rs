@@ -253,6 +253,32 @@ fn plan_reconsent_marks_a_healthy_asset() {
         "{}",
         run.stderr
     );
+    // A re-consent the targets leave out would be planned away: refused.
+    let run = mf(dir.path())
+        .run([
+            "plan",
+            "--offline",
+            "--target",
+            "box-000",
+            "--reconsent",
+            "box-001",
+        ])
+        .code(1);
+    assert!(
+        run.stderr
+            .contains("--reconsent box-001 is outside the --target list"),
+        "{}",
+        run.stderr
+    );
+    let run = mf(dir.path())
+        .run(["apply", "--consent-timeout", "0s", "--auto-approve"])
+        .code(1);
+    assert!(
+        run.stderr
+            .contains("invalid --consent-timeout `0s`: it must be longer than 0s"),
+        "{}",
+        run.stderr
+    );
 }
 
 // ---- against the real OAuth server -------------------------------------
