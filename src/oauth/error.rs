@@ -2,8 +2,7 @@
 //! other refusal, or a passing failure. Each names the provider and carries
 //! the provider's own `error` and `error_description`, never a token.
 
-use oauth2::basic::BasicErrorResponseType;
-use oauth2::{RequestTokenError, StandardErrorResponse};
+use oauth2::{ErrorResponseType, RequestTokenError, StandardErrorResponse};
 
 use super::transport::TransportError;
 use crate::diagnostic::shown;
@@ -64,10 +63,6 @@ impl OAuthError {
     }
 
     /// Sorts an RFC 6749 §5.2 error code into its class.
-    pub(super) fn from_code(provider: &str, error: &str, description: Option<String>) -> Self {
-        Self::classify(provider, error, description)
-    }
-
     fn classify(provider: &str, error: &str, description: Option<String>) -> Self {
         let provider = provider.to_string();
         let error_owned = error.to_string();
@@ -98,9 +93,12 @@ impl OAuthError {
         }
     }
 
-    pub(super) fn from_token_error(
+    /// A token endpoint's failure (code exchange, refresh, device polling).
+    pub(super) fn from_token_error<
+        T: ErrorResponseType + AsRef<str> + std::fmt::Display + 'static,
+    >(
         provider: &str,
-        e: RequestTokenError<TransportError, StandardErrorResponse<BasicErrorResponseType>>,
+        e: RequestTokenError<TransportError, StandardErrorResponse<T>>,
     ) -> Self {
         match e {
             RequestTokenError::ServerResponse(r) => {

@@ -260,32 +260,19 @@ impl ProviderClient {
             .await;
         match result {
             Ok(response) => Ok(grant_of(&response)),
-            Err(oauth2::RequestTokenError::ServerResponse(r)) => match r.error() {
-                E::AccessDenied => Err(DeviceError::Denied {
+            Err(oauth2::RequestTokenError::ServerResponse(r)) if *r.error() == E::AccessDenied => {
+                Err(DeviceError::Denied {
                     description: r.error_description().cloned(),
-                }),
-                E::ExpiredToken => Err(DeviceError::Expired),
-                other => Err(DeviceError::OAuth(OAuthError::from_code(
-                    &self.name,
-                    other.as_ref(),
-                    r.error_description().cloned(),
-                ))),
-            },
-            Err(oauth2::RequestTokenError::Request(t)) => Err(DeviceError::OAuth(
-                OAuthError::from_transport(&self.name, &t),
-            )),
-            Err(oauth2::RequestTokenError::Parse(..)) => {
-                Err(DeviceError::OAuth(OAuthError::Transient {
-                    provider: self.name.clone(),
-                    detail: "an answer that is not OAuth 2.0 JSON".into(),
-                }))
+                })
             }
-            Err(oauth2::RequestTokenError::Other(why)) => {
-                Err(DeviceError::OAuth(OAuthError::Transient {
-                    provider: self.name.clone(),
-                    detail: crate::diagnostic::shown(&why).into_owned(),
-                }))
+            Err(oauth2::RequestTokenError::ServerResponse(r)) if *r.error() == E::ExpiredToken => {
+                Err(DeviceError::Expired)
             }
+            // Everything else as for any token request (an unreadable
+            // answer is a refusal there too, never "transient").
+            Err(e) => Err(DeviceError::OAuth(OAuthError::from_token_error(
+                &self.name, e,
+            ))),
         }
     }
 
