@@ -135,30 +135,32 @@ impl Project {
         std::fs::write(&path, doc.to_string()).unwrap();
     }
 
-    /// Nothing printed holds a token or the client secret.
+    /// Nothing printed holds a token or the client secret: the tokens the
+    /// project started with, and those stored now (a refresh or rotation
+    /// replaced them); the state file holds none of them in clear.
     #[track_caller]
     fn assert_clean(&self, run: &Run, except_stdout: bool) {
-        let mut secrets: Vec<&str> = vec![
-            self.tokens["refresh_token"].as_str().unwrap(),
-            self.tokens["access_token"].as_str().unwrap(),
+        let now = self.stored();
+        let mut tokens: Vec<String> = vec![
+            self.tokens["refresh_token"].as_str().unwrap().to_string(),
+            self.tokens["access_token"].as_str().unwrap().to_string(),
+            now.access_token.expose().to_string(),
         ];
-        if let Some(s) = &self.secret {
-            secrets.push(s);
-        }
+        tokens.extend(now.refresh_token.map(|r| r.expose().to_string()));
         let text = if except_stdout {
             &run.stderr
         } else {
             &run.all()
         };
-        for s in secrets {
-            assert!(!text.contains(s), "a secret leaked:\n{text}");
+        for s in tokens.iter().chain(&self.secret) {
+            assert!(!text.contains(s.as_str()), "a secret leaked:\n{text}");
         }
         let state = std::fs::read_to_string(self.path().join(".mailform/state.json")).unwrap();
-        for s in [
-            self.tokens["refresh_token"].as_str().unwrap(),
-            self.tokens["access_token"].as_str().unwrap(),
-        ] {
-            assert!(!state.contains(s), "a token is in the state file in clear");
+        for s in &tokens {
+            assert!(
+                !state.contains(s.as_str()),
+                "a token is in the state file in clear"
+            );
         }
     }
 }

@@ -62,6 +62,8 @@ impl Lab {
 struct Project {
     dir: tempfile::TempDir,
     secrets: Vec<String>,
+    /// Who the XOAUTH2 initial response names.
+    user: String,
 }
 
 impl Project {
@@ -95,18 +97,10 @@ impl Project {
         FileStore::new(dir.path().join(".mailform/state.json"))
             .save(&mut state)
             .unwrap();
-        let mut secrets = vec![
-            access.to_string(),
-            p.clients.confidential.client_secret.clone().unwrap(),
-        ];
-        secrets.extend(refresh.map(ToString::to_string));
-        // What a leak of the XOAUTH2 initial response would look like.
-        let user = lab.username.unwrap_or(lab.user);
-        secrets.push(
-            base64::engine::general_purpose::STANDARD
-                .encode(format!("user={user}\x01auth=Bearer {access}\x01\x01")),
-        );
-        Project { dir, secrets }
+        let user = lab.username.unwrap_or(lab.user).to_string();
+        let mut secrets = vec![p.clients.confidential.client_secret.clone().unwrap()];
+        secrets.extend(xoauth2_secrets(&user, access, refresh));
+        Project { dir, secrets, user }
     }
 
     /// With tokens `user` consented to (scopes `mail offline_access`).
@@ -145,11 +139,21 @@ impl Project {
     }
 
     /// Nothing printed or stored in clear holds a token, the XOAUTH2 initial
-    /// response, or the client secret.
+    /// response, or the client secret: of the tokens the project started
+    /// with, and of those stored now (a refresh replaced them).
     #[track_caller]
     fn assert_clean(&self, run: &Run) {
         let state = std::fs::read_to_string(self.path().join(".mailform/state.json")).unwrap();
-        for s in &self.secrets {
+        let (key, _) = key::load(&self.path().join(".mailform")).unwrap().unwrap();
+        let mut secrets = self.secrets.clone();
+        if let Some(Ok(now)) = self.state().open_tokens(&key, "support") {
+            secrets.extend(xoauth2_secrets(
+                &self.user,
+                now.access_token.expose(),
+                now.refresh_token.as_ref().map(Secret::expose),
+            ));
+        }
+        for s in &secrets {
             assert!(
                 !run.all().contains(s.as_str()),
                 "a secret leaked:\n{}",
@@ -171,6 +175,18 @@ impl Project {
         let plan: Value = serde_json::from_str(&run.stdout).unwrap_or(Value::Null);
         (run, plan["changes"][0].clone())
     }
+}
+
+/// The tokens, and what a leak of the XOAUTH2 initial response made of
+/// the access token would look like.
+fn xoauth2_secrets(user: &str, access: &str, refresh: Option<&str>) -> Vec<String> {
+    let mut secrets = vec![
+        access.to_string(),
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("user={user}\x01auth=Bearer {access}\x01\x01")),
+    ];
+    secrets.extend(refresh.map(ToString::to_string));
+    secrets
 }
 
 /// The one SMTP refusal reason of a change.
