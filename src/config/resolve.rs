@@ -393,8 +393,14 @@ fn resolve_postgres(
         }
         RawUrl::File(f) => {
             let path = dir.join(f);
-            if check_secret_file("state.url", f, &path, span.clone(), diags)
-                && let Ok(text) = crate::files::read_secret_file(&path)
+            if check_secret_file(
+                "state.url",
+                "the PostgreSQL URL",
+                f,
+                &path,
+                span.clone(),
+                diags,
+            ) && let Ok(text) = crate::files::read_secret_file(&path)
             {
                 shape(text.trim(), &format!(" (file {})", shown(f)), diags);
             }
@@ -956,7 +962,14 @@ fn resolve_client_secret(
         }
         RawSecret::File(f) => {
             let path = dir.join(f);
-            if check_secret_file(&what, f, &path, Some(s.span()), diags) {
+            if check_secret_file(
+                &what,
+                "the OAuth client's secret",
+                f,
+                &path,
+                Some(s.span()),
+                diags,
+            ) {
                 Some(SecretSource::File(path))
             } else {
                 None
@@ -986,9 +999,11 @@ fn check_secret_env(what: &str, var: &str, span: Span, diags: &mut Diagnostics) 
 
 /// Checks a secret file without showing a byte of it: a folder is an error
 /// (returns false), an empty file an error, a missing one a note, one that
-/// others may read a warning.
+/// others may read a warning. `holds` says what belongs in it ("the OAuth
+/// client's secret").
 fn check_secret_file(
     what: &str,
+    holds: &str,
     written: &str,
     path: &Path,
     span: Span,
@@ -1018,7 +1033,9 @@ fn check_secret_file(
         diags.push(
             Diagnostic::error(format!("{what}: `{}` is not a file", shown(written)))
                 .at(span)
-                .help("name the file that holds the secret (the path is relative to assets.toml)"),
+                .help(format!(
+                    "name the file that holds {holds} (the path is relative to assets.toml)"
+                )),
         );
         return false;
     }
@@ -1027,7 +1044,7 @@ fn check_secret_file(
             diags.push(
                 Diagnostic::error(format!("{what}: `{}` is empty", shown(written)))
                     .at(span)
-                    .help("write the OAuth client's secret into the file"),
+                    .help(format!("write {holds} into the file")),
             );
             return false;
         }
@@ -1036,7 +1053,7 @@ fn check_secret_file(
             diags.push(
                 Diagnostic::error(format!("{what}: `{}` cannot be used: {e}", shown(written)))
                     .at(span)
-                    .help("the file holds the client secret as text, nothing else"),
+                    .help(format!("the file holds {holds} as text, nothing else")),
             );
             return false;
         }
