@@ -112,8 +112,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
         plan
     } else {
         let now = Utc::now();
-        crate::interrupt::arm(true);
-        let checked = super::plan::live_checks(
+        let (observations, failures) = super::plan::observed(
             &config,
             &settings,
             store,
@@ -123,15 +122,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
             None,
             now,
             args.json,
-        );
-        crate::interrupt::arm(false);
-        let (live, failures) = checked?;
-        if crate::interrupt::requested() {
-            return Err(Error::ChecksInterrupted);
-        }
-        let mut observations = observe::sealed_tokens(&state, &key, &args.target);
-        observations.assets.extend(live.assets);
-        observations.live = true;
+        )?;
         for (name, e) in &failures {
             ctx.printer.err(&format!("warning: {name}: {e}\n"))?;
         }

@@ -38,9 +38,7 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
         None => None,
     };
     let now = Utc::now();
-    let mut failures = Vec::new();
-    let mut live = Observations::default();
-    if !args.offline
+    let (mut observations, failures) = if !args.offline
         && let Some(key) = &key
         && state
             .as_ref()
@@ -51,13 +49,12 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
         // holding the lock, on the state as it is under the lock.
         let _lock = ctx.lock(store, "plan", settings.lock_timeout)?;
         crate::interrupt::install(crate::render::notice_line);
-        crate::interrupt::arm(true);
         let mut fresh = store.load_folded()?.ok_or_else(|| Error::StateMoved {
             path: store.location().into(),
             expected: state.as_ref().map(|s| (s.lineage, s.serial)),
             found: None,
         })?;
-        let (observed, failed) = live_checks(
+        let observed = observed(
             &config,
             &settings,
             store,
@@ -68,19 +65,15 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
             now,
             args.json,
         )?;
-        crate::interrupt::arm(false);
-        if crate::interrupt::requested() {
-            return Err(Error::ChecksInterrupted);
-        }
-        live = observed;
-        failures = failed;
         state = Some(fresh);
-    }
-    let mut observations = match (&state, &key) {
-        (Some(s), Some(key)) => observe::sealed_tokens(s, key, &args.target),
-        _ => Observations::default(),
+        observed
+    } else {
+        let sealed = match (&state, &key) {
+            (Some(s), Some(key)) => observe::sealed_tokens(s, key, &args.target),
+            _ => Observations::default(),
+        };
+        (sealed, Vec::new())
     };
-    observations.assets.extend(live.assets);
     observations.live = !args.offline;
 
     let mut plan = plan::plan(&config, state.as_ref(), &observations, now, &args.target);
@@ -180,11 +173,41 @@ fn checkable(state: &crate::state::State, config: &Config, targets: &[String], s
     })
 }
 
+/// What plan and apply decide on: the live checks of `targets` (refreshes,
+/// and with `smtp` the login proofs; Ctrl-C stops them gracefully), on top
+/// of what the sealed tokens say; and the checks that could not decide.
+#[allow(clippy::too_many_arguments)] // reason: the one pipeline of plan and apply, each input its own
+pub(super) fn observed(
+    config: &Config,
+    settings: &crate::settings::Settings,
+    store: &dyn crate::store::StateStore,
+    state: &mut crate::state::State,
+    key: &crate::state::crypto::Key,
+    targets: &[String],
+    smtp: Option<std::time::Duration>,
+    now: chrono::DateTime<Utc>,
+    quiet: bool,
+) -> Result<(Observations, Vec<(String, observe::Failure)>), Error> {
+    crate::interrupt::arm(true);
+    let checked = live_checks(
+        config, settings, store, state, key, targets, smtp, now, quiet,
+    );
+    crate::interrupt::arm(false);
+    let (live, failures) = checked?;
+    if crate::interrupt::requested() {
+        return Err(Error::ChecksInterrupted);
+    }
+    let mut observations = observe::sealed_tokens(state, key, targets);
+    observations.assets.extend(live.assets);
+    observations.live = true;
+    Ok((observations, failures))
+}
+
 /// The live token checks (and, with `smtp` = the step timeout, the SMTP
 /// login proofs) on `state` as it is under the caller's lock; a rotated
 /// refresh token is stored before this returns.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn live_checks(
+fn live_checks(
     config: &Config,
     settings: &crate::settings::Settings,
     store: &dyn crate::store::StateStore,
