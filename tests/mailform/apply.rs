@@ -8,7 +8,6 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use mailform::state::{State, Tokens};
-use mailform::store::{FileStore, StateStore as _, key};
 
 use crate::support::peers::{LabSmtp, Peers, lab_provider, peers};
 use crate::support::{Mailform, Run};
@@ -68,22 +67,11 @@ impl Project {
     }
 
     fn state(&self) -> State {
-        FileStore::new(self.path().join(".mailform/state.json"))
-            .load()
-            .unwrap()
-            .unwrap()
+        crate::support::fixtures::stored_state(self.path())
     }
 
     fn tokens(&self, name: &str) -> Tokens {
-        let state = self.state();
-        let (key, _) = key::load(&self.path().join(".mailform")).unwrap().unwrap();
-        let r = &state.assets[name];
-        Tokens::open(
-            &key,
-            &state.token_aad(name, &r.binding),
-            &r.token.as_ref().unwrap().sealed,
-        )
-        .unwrap()
+        crate::support::fixtures::stored_tokens(self.path(), name)
     }
 
     /// No output holds any stored token or the client secret.
@@ -473,10 +461,7 @@ fn device_consent_shows_the_code_and_waits_for_the_person() {
         run.stderr
     );
     assert!(run.stdout.contains("1 created"), "{}", run.stdout);
-    let state = FileStore::new(dir.path().join(".mailform/state.json"))
-        .load()
-        .unwrap()
-        .unwrap();
+    let state = crate::support::fixtures::stored_state(dir.path());
     assert!(
         state.assets["support"]
             .token

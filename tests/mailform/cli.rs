@@ -107,10 +107,7 @@ fn init_creates_config_state_key_and_gitignore_and_is_idempotent() {
             );
         }
     }
-    let state = FileStore::new(p.join(".mailform/state.json"))
-        .load()
-        .unwrap()
-        .unwrap();
+    let state = crate::support::fixtures::stored_state(p);
     assert_eq!(state.serial, 1);
 
     let again = Mailform::new(p).run(["init"]).ok();
@@ -121,10 +118,7 @@ fn init_creates_config_state_key_and_gitignore_and_is_idempotent() {
     );
     let gitignore = std::fs::read_to_string(p.join(".gitignore")).unwrap();
     assert_eq!(gitignore.matches(".mailform/").count(), 1);
-    let after = FileStore::new(p.join(".mailform/state.json"))
-        .load()
-        .unwrap()
-        .unwrap();
+    let after = crate::support::fixtures::stored_state(p);
     assert_eq!((after.lineage, after.serial), (state.lineage, 1));
     // The key never appears in what init prints.
     assert!(!again.all().contains(key_text.trim()) && !run.all().contains(key_text.trim()));

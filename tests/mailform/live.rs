@@ -107,23 +107,12 @@ impl Project {
     }
 
     fn state(&self) -> State {
-        FileStore::new(self.path().join(".mailform/state.json"))
-            .load()
-            .unwrap()
-            .unwrap()
+        crate::support::fixtures::stored_state(self.path())
     }
 
     /// The tokens as stored now, opened with the project's key.
     fn stored(&self) -> Tokens {
-        let state = self.state();
-        let (key, _) = key::load(&self.path().join(".mailform")).unwrap().unwrap();
-        let r = &state.assets["support"];
-        Tokens::open(
-            &key,
-            &state.token_aad("support", &r.binding),
-            &r.token.as_ref().unwrap().sealed,
-        )
-        .unwrap()
+        crate::support::fixtures::stored_tokens(self.path(), "support")
     }
 
     /// Moves the stored access token's expiry into the past.

@@ -47,10 +47,7 @@ fn mf(dir: &Path) -> Mailform {
 }
 
 fn state(dir: &Path) -> State {
-    FileStore::new(dir.join(".mailform/state.json"))
-        .load()
-        .unwrap()
-        .unwrap()
+    crate::support::fixtures::stored_state(dir)
 }
 
 #[track_caller]

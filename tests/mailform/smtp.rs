@@ -132,10 +132,7 @@ impl Project {
     }
 
     fn state(&self) -> State {
-        FileStore::new(self.path().join(".mailform/state.json"))
-            .load()
-            .unwrap()
-            .unwrap()
+        crate::support::fixtures::stored_state(self.path())
     }
 
     /// Nothing printed or stored in clear holds a token, the XOAUTH2 initial
@@ -677,18 +674,7 @@ fn apply_proves_the_login_records_it_and_fails_a_refused_one() {
         show.stdout
     );
     // Nothing printed holds the tokens the consent stored, or the secret.
-    let state = FileStore::new(dir.path().join(".mailform/state.json"))
-        .load()
-        .unwrap()
-        .unwrap();
-    let (key, _) = key::load(&dir.path().join(".mailform")).unwrap().unwrap();
-    let record = &state.assets["support"];
-    let tokens = Tokens::open(
-        &key,
-        &state.token_aad("support", &record.binding),
-        &record.token.as_ref().unwrap().sealed,
-    )
-    .unwrap();
+    let tokens = crate::support::fixtures::stored_tokens(dir.path(), "support");
     let secrets = [
         tokens.access_token.expose().to_string(),
         tokens.refresh_token.as_ref().unwrap().expose().to_string(),
@@ -740,10 +726,7 @@ fn apply_proves_the_login_records_it_and_fails_a_refused_one() {
         .run(["plan", "--offline", "--detailed-exitcode"])
         .code(2);
     assert!(plan.stdout.contains("at the last check"), "{}", plan.stdout);
-    let state = FileStore::new(dir.path().join(".mailform/state.json"))
-        .load()
-        .unwrap()
-        .unwrap();
+    let state = crate::support::fixtures::stored_state(dir.path());
     assert!(state.assets["support"].token.is_some());
 }
 

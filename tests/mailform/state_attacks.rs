@@ -458,10 +458,7 @@ fn concurrent_inits_agree_on_one_state_and_one_key() {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let state = FileStore::new(dir.path().join(".mailform/state.json"))
-            .load()
-            .unwrap()
-            .unwrap();
+        let state = crate::support::fixtures::stored_state(dir.path());
         let (key, _) = key::load(&dir.path().join(".mailform")).unwrap().unwrap();
         assert_eq!(state.key_id.as_deref(), Some(key.id()));
         assert_eq!(state.serial, 1, "one init created it, the others kept it");

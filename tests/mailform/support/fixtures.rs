@@ -54,3 +54,22 @@ pub fn generated_config(n: usize) -> String {
     }
     s
 }
+
+/// The state the project in `dir` holds now (file backend, journal replayed).
+#[allow(dead_code)] // reason: the tests use it, the benches do not
+pub fn stored_state(dir: &Path) -> State {
+    FileStore::new(dir.join(".mailform/state.json"))
+        .load()
+        .unwrap()
+        .expect("a state")
+}
+
+/// `asset`'s tokens as stored now in the project in `dir`, opened with its key.
+#[allow(dead_code)] // reason: the tests use it, the benches do not
+pub fn stored_tokens(dir: &Path, asset: &str) -> Tokens {
+    let (key, _) = key::load(&dir.join(".mailform")).unwrap().expect("a key");
+    stored_state(dir)
+        .open_tokens(&key, asset)
+        .expect("the asset holds tokens")
+        .expect("they open with the project's key")
+}
