@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::support::fixtures::applied_state;
 use crate::support::peers::{Peers, peers};
-use crate::support::{Mailform, Run};
+use crate::support::{Mailform, Run, lab};
 
 const SECRET: &str = "client-secret-SENTINEL";
 
@@ -283,10 +283,6 @@ fn plan_reconsent_marks_a_healthy_asset() {
 /// The apply tests' config: the test provider, loopback consent on `port`.
 fn lab_config(p: &Peers, port: u16, assets: &[(&str, &str)]) -> String {
     crate::apply::config_text(p, port, assets, "[\"mail\", \"offline_access\"]")
-}
-
-fn lab(p: &Peers, dir: &Path) -> Mailform {
-    crate::support::lab(p, dir)
 }
 
 /// An apply of two mailboxes whose second owner never comes back, started

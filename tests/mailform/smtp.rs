@@ -649,15 +649,7 @@ fn apply_proves_the_login_records_it_and_fails_a_refused_one() {
     };
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("assets.toml"), good.config(p)).unwrap();
-    let mf = || {
-        Mailform::new(dir.path())
-            .env(
-                "LAB_CLIENT_SECRET",
-                p.clients.confidential.client_secret.as_deref().unwrap(),
-            )
-            .env("BROWSER", p.consent_browser.to_str().unwrap())
-            .env("PEERS_CA", p.ca_file.to_str().unwrap())
-    };
+    let mf = || crate::support::lab(p, dir.path());
     let run = mf().run(["apply", "--auto-approve"]).ok();
     assert!(
         run.stderr.contains(&format!(
