@@ -8,7 +8,7 @@
 //! [`smtp`]. [`observe`] sits one step above those two: it composes a token
 //! refresh and an SMTP proof into one live check. Leaves every layer may use:
 //! [`error`], [`secret`], [`diagnostic`], [`files`], [`lock`], [`security`],
-//! [`digest`], [`progress`], [`parallel`], [`interrupt`].
+//! [`digest`], [`progress`], [`parallel`], [`interrupt`], [`verbose`].
 //!
 //! [`run`] is the one place errors become exit codes: 0 success, 1 error, and
 //! 2 from `plan --detailed-exitcode` when there are changes.
@@ -35,6 +35,7 @@ pub mod settings;
 pub mod smtp;
 pub mod state;
 pub mod store;
+pub mod verbose;
 
 use std::ffi::OsString;
 

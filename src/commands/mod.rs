@@ -54,8 +54,7 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<ExitStatus, Error> {
         },
     };
     if cli.verbose {
-        crate::oauth::log_exchanges(render::verbose_line);
-        crate::smtp::log_sessions(render::verbose_line);
+        crate::verbose::enable(render::verbose_line);
     }
     let ctx = Context {
         cli,

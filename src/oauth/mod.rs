@@ -29,7 +29,6 @@ use oauth2::{
 
 pub use error::OAuthError;
 use transport::Transport;
-pub use transport::log_exchanges;
 
 use crate::config::Provider;
 use crate::config::presets::Preset;

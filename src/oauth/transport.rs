@@ -49,24 +49,12 @@ impl TransportError {
     }
 }
 
-/// Where `-v` sends one line per HTTP exchange.
-pub type Log = fn(&str);
-
-/// Set once by the command line's `-v`; read by every transport.
-static LOG: std::sync::OnceLock<Log> = std::sync::OnceLock::new();
-
-/// Sends a line per HTTP exchange to `log`: method, URL without its query,
-/// status, and for a refusal the provider's `error` and
-/// `error_description` — never a header, a form field or any other part of
-/// a body, so no token, code, verifier or secret.
-pub fn log_exchanges(log: Log) {
-    let _ = LOG.set(log);
-}
-
+/// One `-v` line per HTTP exchange: method, URL without its query, status,
+/// and for a refusal the provider's `error` and `error_description` — never
+/// a header, a form field or any other part of a body, so no token, code,
+/// verifier or secret.
 fn log(line: impl FnOnce() -> String) {
-    if let Some(log) = LOG.get() {
-        log(&line());
-    }
+    crate::verbose::line(line);
 }
 
 /// A URL as logged: no query, no fragment, no user info.

@@ -555,25 +555,16 @@ fn reply_of(r: &lettre::transport::smtp::response::Response, secrets: &[&str]) -
     )
 }
 
-/// Where `-v` lines go.
-pub type Log = fn(&str);
-
-static LOG: std::sync::OnceLock<Log> = std::sync::OnceLock::new();
-
-/// Sends a line per SMTP login to `log` (`-v`): server, security, username
-/// and the server's answer — never the token or its XOAUTH2 encoding.
-pub fn log_sessions(log: Log) {
-    let _ = LOG.set(log);
-}
-
+/// One `-v` line per SMTP login: server, security, username and the
+/// server's answer — never the token or its XOAUTH2 encoding.
 fn log(endpoint: &Endpoint, username: &str, what: &str) {
-    if let Some(log) = LOG.get() {
-        log(&format!(
+    crate::verbose::line(|| {
+        format!(
             "SMTP {} ({}) as {username}: {what}",
             endpoint.server(),
             endpoint.security
-        ));
-    }
+        )
+    });
 }
 
 fn log_result<T>(
