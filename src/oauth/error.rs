@@ -21,6 +21,14 @@ pub enum OAuthError {
         error: String,
         description: Option<String>,
     },
+    /// The client could not be set up here, before anything was sent (its
+    /// secret unreadable, its `ca_file` unusable).
+    #[error("provider `{provider}`: {what}: {why}")]
+    Setup {
+        provider: String,
+        what: &'static str,
+        why: String,
+    },
     /// The client itself is refused: fix the configuration.
     #[error(
         "provider `{provider}` refused the OAuth client ({}{}) — check client_id and client_secret (and that the client may use this grant)",

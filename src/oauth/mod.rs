@@ -65,10 +65,10 @@ impl Clients {
         if let Some(c) = self.0.get(&provider.name) {
             return Ok(std::sync::Arc::clone(c));
         }
-        let secret = provider.client_secret().map_err(|e| OAuthError::Config {
+        let secret = provider.client_secret().map_err(|e| OAuthError::Setup {
             provider: provider.name.clone(),
-            error: "client_secret".into(),
-            description: Some(e.to_string()),
+            what: "client_secret",
+            why: e.to_string(),
         })?;
         let client = std::sync::Arc::new(ProviderClient::new(provider, secret)?);
         self.0
@@ -127,10 +127,10 @@ impl ProviderClient {
         timeout: Duration,
     ) -> Result<Self, OAuthError> {
         let transport = Transport::new(provider.ca_file.as_deref(), timeout).map_err(|why| {
-            OAuthError::Config {
+            OAuthError::Setup {
                 provider: provider.name.clone(),
-                error: "transport".into(),
-                description: Some(why),
+                what: "cannot prepare its HTTPS client",
+                why,
             }
         })?;
         Ok(ProviderClient {
