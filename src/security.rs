@@ -77,6 +77,36 @@ pub fn ca_certificates(
     Ok(certs)
 }
 
+/// The rustls error somewhere in `e`'s chain (inside an `io::Error`).
+pub fn rustls_error<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
+    let mut next: Option<&'e (dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && let Some(r) = inner.downcast_ref::<rustls::Error>()
+        {
+            return Some(r);
+        }
+        next = err.source();
+    }
+    None
+}
+
+/// The kind of the first I/O error in `e`'s chain.
+pub fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        next = err.source();
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -197,35 +197,6 @@ impl SmtpError {
     }
 }
 
-/// The rustls error somewhere in `e`'s chain (inside an `io::Error`).
-fn rustls_error<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
-    let mut next: Option<&'e (dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = next {
-        if let Some(r) = err.downcast_ref::<rustls::Error>() {
-            return Some(r);
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-            && let Some(r) = inner.downcast_ref::<rustls::Error>()
-        {
-            return Some(r);
-        }
-        next = err.source();
-    }
-    None
-}
-
-fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = next {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return Some(io.kind());
-        }
-        next = err.source();
-    }
-    None
-}
-
 /// A lettre error in operators' terms, with what to try.
 fn classify(
     e: &lettre::transport::smtp::Error,
@@ -243,7 +214,7 @@ fn classify(
             reply: Reply::new(u16::from(code), text.as_deref().unwrap_or(""), secrets),
         };
     }
-    if let Some(tls) = rustls_error(e) {
+    if let Some(tls) = crate::security::rustls_error(e) {
         use rustls::{CertificateError as C, Error as R};
         let (why, hint) = match tls {
             R::InvalidCertificate(C::UnknownIssuer) => (
@@ -289,7 +260,7 @@ fn classify(
         };
     }
     let why = || clean(&chain(e), secrets);
-    match io_kind(e) {
+    match crate::security::io_kind(e) {
         Some(std::io::ErrorKind::ConnectionRefused) => SmtpError::Connect {
             server,
             why: format!(

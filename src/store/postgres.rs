@@ -529,32 +529,22 @@ impl Shared {
 
 /// A connection failure in words: refused, unreachable, TLS.
 fn transport_words(e: &tokio_postgres::Error, server: &str, has_ca: bool) -> String {
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = next {
-        let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
-            err.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(tls) = tls {
-            return tls_words(tls, server, has_ca);
+    if let Some(tls) = crate::security::rustls_error(e) {
+        return tls_words(tls, server, has_ca);
+    }
+    match crate::security::io_kind(e) {
+        Some(std::io::ErrorKind::ConnectionRefused) => {
+            return format!(
+                "cannot connect to {server}: connection refused (nothing listens there: is PostgreSQL running, and are the host and port in state.url right?)"
+            );
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind as K;
-            match io.kind() {
-                K::ConnectionRefused => {
-                    return format!(
-                        "cannot connect to {server}: connection refused (nothing listens there: is PostgreSQL running, and are the host and port in state.url right?)"
-                    );
-                }
-                K::TimedOut => return format!("cannot connect to {server}: timed out"),
-                K::HostUnreachable | K::NetworkUnreachable => {
-                    return format!("cannot connect to {server}: {io}");
-                }
-                _ => {}
-            }
+        Some(std::io::ErrorKind::TimedOut) => {
+            return format!("cannot connect to {server}: timed out");
         }
-        next = err.source();
+        Some(std::io::ErrorKind::HostUnreachable | std::io::ErrorKind::NetworkUnreachable) => {
+            return format!("cannot connect to {server}: {}", crate::error::chain(e));
+        }
+        _ => {}
     }
     let text = crate::error::chain(e);
     if text.contains("server does not support TLS") {
