@@ -59,7 +59,20 @@ pub enum OAuthError {
     Transient { provider: String, detail: String },
 }
 
-fn described(description: Option<&str>) -> String {
+/// The `error` and `error_description` of an RFC 6749 §5.2 error body.
+pub(super) fn error_body(body: &[u8]) -> Option<(String, Option<String>)> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        error: String,
+        error_description: Option<String>,
+    }
+    serde_json::from_slice::<Body>(body)
+        .ok()
+        .map(|b| (b.error, b.error_description))
+}
+
+/// `: description`, shown safely, or nothing.
+pub(super) fn described(description: Option<&str>) -> String {
     description
         .map(|d| format!(": {}", shown(d)))
         .unwrap_or_default()
@@ -151,14 +164,9 @@ impl OAuthError {
 
     /// A non-2xx answer read by hand (revocation): its error JSON, or the status.
     pub(super) fn from_error_body(provider: &str, status: u16, body: &[u8]) -> Self {
-        #[derive(serde::Deserialize)]
-        struct Body {
-            error: String,
-            error_description: Option<String>,
-        }
-        match serde_json::from_slice::<Body>(body) {
-            Ok(b) => Self::classify(provider, &b.error, b.error_description),
-            Err(_) => OAuthError::Refused {
+        match error_body(body) {
+            Some((error, description)) => Self::classify(provider, &error, description),
+            None => OAuthError::Refused {
                 provider: provider.to_string(),
                 error: format!("HTTP {status}"),
                 description: None,

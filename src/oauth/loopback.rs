@@ -28,7 +28,7 @@ pub struct Consent {
 /// Why a consent brought no tokens.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsentError {
-    #[error("consent denied by the user ({}{})", crate::diagnostic::shown(error), description.as_deref().map(|d| format!(": {}", crate::diagnostic::shown(d))).unwrap_or_default())]
+    #[error("consent denied by the user ({}{})", crate::diagnostic::shown(error), super::error::described(description.as_deref()))]
     Denied {
         error: String,
         description: Option<String>,

@@ -348,8 +348,8 @@ impl ProviderClient {
         if response.status().is_success() {
             return Ok(());
         }
-        let refused_as_invalid = serde_json::from_slice::<serde_json::Value>(response.body())
-            .is_ok_and(|v| v["error"] == "invalid_token");
+        let refused_as_invalid =
+            error::error_body(response.body()).is_some_and(|(e, _)| e == "invalid_token");
         if refused_as_invalid {
             return Ok(());
         }
@@ -402,7 +402,7 @@ impl DeviceCode {
 /// Why a device authorization brought no tokens.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
-    #[error("consent denied by the user (access_denied{})", description.as_deref().map(|d| format!(": {}", crate::diagnostic::shown(d))).unwrap_or_default())]
+    #[error("consent denied by the user (access_denied{})", error::described(description.as_deref()))]
     Denied { description: Option<String> },
     /// The code's lifetime, or mailform's wait (`--consent-timeout`), ran out.
     #[error("no one entered the device code in time (expired_token); run mailform apply again")]

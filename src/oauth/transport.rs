@@ -73,23 +73,11 @@ fn loggable(uri: &str) -> String {
 
 /// The provider's `error` and `error_description` from a refusal's body.
 fn refusal(body: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct Refusal {
-        error: Option<String>,
-        error_description: Option<String>,
-    }
-    match serde_json::from_slice::<Refusal>(body) {
-        Ok(Refusal {
-            error: Some(e),
-            error_description,
-        }) => {
-            let shown = |s: &str| crate::diagnostic::shown(s).into_owned();
-            match error_description {
-                Some(d) => format!(" {}: {}", shown(&e), shown(&d)),
-                None => format!(" {}", shown(&e)),
-            }
-        }
-        _ => String::new(),
+    let shown = |s: &str| crate::diagnostic::shown(s).into_owned();
+    match super::error::error_body(body) {
+        Some((e, Some(d))) => format!(" {}: {}", shown(&e), shown(&d)),
+        Some((e, None)) => format!(" {}", shown(&e)),
+        None => String::new(),
     }
 }
 
