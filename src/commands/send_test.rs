@@ -26,17 +26,11 @@ pub fn run(
             crate::diagnostic::shown(to)
         ))
     })?;
-    let token = super::token::access_token(ctx, &config, &settings, name, false)?;
+    // The token, and its record as stored: what was granted (for hints),
+    // and whether a refresh can mint another token.
+    let (token, record) = super::token::access_token(ctx, &config, &settings, name, false)?;
     let asset = &config.assets[name];
-    // The state as `token` left it: what was granted (for hints), and
-    // whether a refresh can mint another token.
-    let record = Context::store(&config)?
-        .load()?
-        .and_then(|s| s.assets.get(name).and_then(|r| r.token.clone()));
-    let granted = record
-        .as_ref()
-        .map(|t| t.granted_scopes.clone())
-        .unwrap_or_default();
+    let granted = record.granted_scopes.clone();
     let probe = crate::observe::Endpoints::default()
         .probe(&config, asset, &granted, settings.smtp_timeout)
         .map_err(|why| Error::Usage(format!("{name}: {why}")))?;
@@ -58,9 +52,9 @@ pub fn run(
     };
     let mut result = send(&token);
     if matches!(&result, Ok(Sent::LoginRefused(o)) if o.fresh_token_may_help())
-        && record.as_ref().is_some_and(|t| t.has_refresh_token)
+        && record.has_refresh_token
     {
-        let fresh = super::token::access_token(ctx, &config, &settings, name, true)?;
+        let (fresh, _) = super::token::access_token(ctx, &config, &settings, name, true)?;
         result = send(&fresh);
     }
     match result {

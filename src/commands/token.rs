@@ -25,21 +25,31 @@ pub const TOKEN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(
 
 pub fn run(ctx: &Context<'_>, name: &str) -> Result<ExitStatus, Error> {
     let (config, settings) = ctx.config()?;
-    let token = access_token(ctx, &config, &settings, name, false)?;
+    let (token, _) = access_token(ctx, &config, &settings, name, false)?;
     ctx.printer.out(&format!("{}\n", token.expose()))?;
     Ok(ExitStatus::Success)
 }
 
-/// A valid access token for `name`: the stored one when it is good for at
-/// least [`MARGIN`] more (and `force_refresh` is not set), otherwise a fresh
-/// one, refreshed under the state lock and stored.
+/// What a state gives for a token: its tokens, whether the access token is
+/// good for long enough, the key that opened them, and the record.
+type Opened = (
+    Tokens,
+    bool,
+    crate::state::crypto::Key,
+    crate::state::TokenRecord,
+);
+
+/// A valid access token for `name`, with its record as stored: the stored
+/// one when it is good for at least [`MARGIN`] more (and `force_refresh` is
+/// not set), otherwise a fresh one, refreshed under the state lock and
+/// stored.
 pub(super) fn access_token(
     ctx: &Context<'_>,
     config: &crate::config::Config,
     settings: &crate::settings::Settings,
     name: &str,
     force_refresh: bool,
-) -> Result<Secret, Error> {
+) -> Result<(Secret, crate::state::TokenRecord), Error> {
     let boxed = Context::store(config)?;
     let store = &*boxed;
     let state = store.load()?;
@@ -63,7 +73,7 @@ pub(super) fn access_token(
         t.access_expires_at
             .is_some_and(|at| at > Utc::now() + MARGIN)
     };
-    let open = |state: &crate::state::State| -> Result<(Tokens, bool), Error> {
+    let open = |state: &crate::state::State| -> Result<Opened, Error> {
         let record = &state.assets[name];
         let Some(token) = &record.token else {
             return Err(consent("no tokens are stored".into()));
@@ -73,7 +83,12 @@ pub(super) fn access_token(
             .open_tokens(&key, name)
             .expect("the record holds tokens")
             .map_err(|e| consent(format!("the stored tokens cannot be opened ({e})")))?;
-        Ok((tokens, fresh_enough(token) && !force_refresh))
+        Ok((
+            tokens,
+            fresh_enough(token) && !force_refresh,
+            key,
+            token.clone(),
+        ))
     };
     let Some(asset) = config.assets.get(name) else {
         return Err(Error::Usage(format!(
@@ -88,9 +103,9 @@ pub(super) fn access_token(
             "the config's token-binding fields (client, endpoints, scopes, username) changed since consent".into(),
         ));
     }
-    let (tokens, fresh) = open(&state)?;
+    let (tokens, fresh, _, record) = open(&state)?;
     if fresh {
-        return Ok(tokens.access_token);
+        return Ok((tokens.access_token, record));
     }
 
     // Refresh as a writer, on the state as it is under the lock: another
@@ -101,9 +116,9 @@ pub(super) fn access_token(
         .load()?
         .filter(|s| s.assets.contains_key(name))
         .ok_or_else(|| consent("it was removed from state meanwhile".into()))?;
-    let (tokens, fresh) = open(&state)?;
+    let (tokens, fresh, key, record) = open(&state)?;
     if fresh {
-        return Ok(tokens.access_token);
+        return Ok((tokens.access_token, record));
     }
     let Some(refresh) = tokens.refresh_token.clone() else {
         return Err(consent(
@@ -124,8 +139,8 @@ pub(super) fn access_token(
     let now = Utc::now();
     let access_expires_at = grant.access_expires_at(now);
     let tokens = grant.into_tokens(Some(refresh));
-    let key = key::for_state(&config.state_dir(), &state)?.expect("the state holds tokens");
     state.store_refreshed(&key, name, &tokens, access_expires_at, now);
     store.save(&mut state)?;
-    Ok(tokens.access_token)
+    let record = state.assets[name].token.clone().unwrap_or(record);
+    Ok((tokens.access_token, record))
 }
