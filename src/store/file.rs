@@ -39,10 +39,10 @@
 use std::fs::{File, TryLockError};
 use std::io::{Seek as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::journal::JournalLine;
-use super::{LockGuard, LockInfo, StateStore};
+use super::{Attempt, LockGuard, LockInfo, StateStore};
 use crate::error::Error;
 use crate::files::{self, FileError, Links};
 use crate::state::{STATE_FORMAT_VERSION, State};
@@ -480,41 +480,37 @@ impl StateStore for FileStore {
         waiting: &mut dyn FnMut(&LockInfo),
     ) -> Result<Box<dyn LockGuard>, Error> {
         self.prepare_dir()?;
-        let started = Instant::now();
-        let mut told = false;
-        loop {
-            let file = self.open_lock(true)?.expect("created");
-            match file.try_lock() {
-                Ok(()) if is_current(&file, &self.lock_path) => {
-                    // Content left in a lock file we could lock is a dead
-                    // holder's: the kernel released its lock when it died.
-                    let left_by = lock_info(&file);
-                    let info = LockInfo::new(operation);
-                    write_info(&file, &info)
-                        .map_err(Self::io("write lock file", &self.lock_path))?;
-                    return Ok(Box::new(FileLock {
-                        file,
-                        path: self.lock_path.clone(),
-                        info,
-                        left_by,
-                    }));
-                }
-                // Unlinked by a releasing holder after we opened it: retry.
-                Ok(()) => {}
-                Err(TryLockError::WouldBlock) => {
-                    let info = lock_info(&file).unwrap_or_else(LockInfo::unknown);
-                    if started.elapsed() >= timeout {
-                        return Err(Error::Locked { info });
+        super::wait_for_lock(timeout, LOCK_POLL, waiting, || {
+            loop {
+                let file = self.open_lock(true)?.expect("created");
+                match file.try_lock() {
+                    Ok(()) if is_current(&file, &self.lock_path) => {
+                        // Content left in a lock file we could lock is a dead
+                        // holder's: the kernel released its lock when it died.
+                        let left_by = lock_info(&file);
+                        let info = LockInfo::new(operation);
+                        write_info(&file, &info)
+                            .map_err(Self::io("write lock file", &self.lock_path))?;
+                        return Ok(Attempt::Got(Box::new(FileLock {
+                            file,
+                            path: self.lock_path.clone(),
+                            info,
+                            left_by,
+                        })));
                     }
-                    if !told {
-                        waiting(&info);
-                        told = true;
+                    // Unlinked by a releasing holder after we opened it: retry.
+                    Ok(()) => {}
+                    Err(TryLockError::WouldBlock) => {
+                        return Ok(Attempt::Busy(
+                            lock_info(&file).unwrap_or_else(LockInfo::unknown),
+                        ));
                     }
-                    std::thread::sleep(LOCK_POLL.min(timeout.saturating_sub(started.elapsed())));
+                    Err(TryLockError::Error(e)) => {
+                        return Err(Self::io("lock", &self.lock_path)(e));
+                    }
                 }
-                Err(TryLockError::Error(e)) => return Err(Self::io("lock", &self.lock_path)(e)),
             }
-        }
+        })
     }
 
     fn force_unlock(

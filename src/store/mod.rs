@@ -21,6 +21,40 @@ pub use crate::lock::LockInfo;
 use crate::error::Error;
 use crate::state::State;
 
+/// One try at the lock, by a store.
+pub(crate) enum Attempt {
+    Got(Box<dyn LockGuard>),
+    /// Held by someone else (as far as can be told).
+    Busy(LockInfo),
+}
+
+/// Tries for the lock every `poll` until `timeout`: `waiting` hears once
+/// whom it waits for, and after the timeout the holder is named in
+/// [`Error::Locked`]. The wait both stores share.
+pub(crate) fn wait_for_lock(
+    timeout: Duration,
+    poll: Duration,
+    waiting: &mut dyn FnMut(&LockInfo),
+    mut attempt: impl FnMut() -> Result<Attempt, Error>,
+) -> Result<Box<dyn LockGuard>, Error> {
+    let started = std::time::Instant::now();
+    let mut told = false;
+    loop {
+        let info = match attempt()? {
+            Attempt::Got(guard) => return Ok(guard),
+            Attempt::Busy(info) => info,
+        };
+        if started.elapsed() >= timeout {
+            return Err(Error::Locked { info });
+        }
+        if !told {
+            waiting(&info);
+            told = true;
+        }
+        std::thread::sleep(poll.min(timeout.saturating_sub(started.elapsed())));
+    }
+}
+
 /// A held lock; released when dropped.
 pub trait LockGuard {
     fn info(&self) -> &LockInfo;

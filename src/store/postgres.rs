@@ -38,14 +38,14 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use super::file::parse_state;
 use super::journal::JournalLine;
-use super::{LockGuard, LockInfo, StateStore};
+use super::{Attempt, LockGuard, LockInfo, StateStore};
 use crate::config::model::PostgresState;
 use crate::config::state_url::{SslMode, StateUrl};
 use crate::error::Error;
@@ -878,9 +878,7 @@ impl StateStore for PgStore {
         let sh = &self.shared;
         let s = &sh.quoted;
         let key = sh.lock_key;
-        let started = Instant::now();
-        let mut told = false;
-        loop {
+        super::wait_for_lock(timeout, LOCK_POLL, waiting, || {
             let held = sh.locked.load(Relaxed);
             let got = !held
                 && with_client!(sh, |client| async move {
@@ -922,21 +920,14 @@ impl StateStore for PgStore {
                     }
                 })?;
                 guard.left_by = left.and_then(|t| serde_json::from_str(&t).ok());
-                return Ok(Box::new(guard));
+                return Ok(Attempt::Got(Box::new(guard)));
             }
-            let info = self
-                .holder()?
-                .and_then(|(_, info)| info)
-                .unwrap_or_else(LockInfo::unknown);
-            if started.elapsed() >= timeout {
-                return Err(Error::Locked { info });
-            }
-            if !told {
-                waiting(&info);
-                told = true;
-            }
-            std::thread::sleep(LOCK_POLL.min(timeout.saturating_sub(started.elapsed())));
-        }
+            Ok(Attempt::Busy(
+                self.holder()?
+                    .and_then(|(_, info)| info)
+                    .unwrap_or_else(LockInfo::unknown),
+            ))
+        })
     }
 
     fn force_unlock(
