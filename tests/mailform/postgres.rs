@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 use mailform::state::{State, Tokens};
 use mailform::store::{PgStore, StateStore as _, key};
 
-use crate::reconcile::wait;
-use crate::support::Mailform;
 use crate::support::peers::{Peers, peers};
 use crate::support::postgres::{pg, store};
+use crate::support::{Mailform, wait, wait_for};
 
 /// A project whose state is in its own schema of the test server.
 struct Project {
@@ -219,17 +218,6 @@ fn gated_browser(p: &Peers, dir: &Path, gate: &Path) -> PathBuf {
     .unwrap();
     std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
     browser
-}
-
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < limit,
-            "{what} did not happen within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

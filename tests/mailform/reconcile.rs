@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::support::fixtures::applied_state;
 use crate::support::peers::{Peers, peers};
-use crate::support::{Mailform, Run, lab};
+use crate::support::{Mailform, Run, lab, wait};
 
 const SECRET: &str = "client-secret-SENTINEL";
 
@@ -323,20 +323,6 @@ fn apply_halfway(p: &Peers, dir: &Path) -> std::process::Child {
             );
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-pub fn wait(child: &mut std::process::Child, limit: Duration) -> i32 {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code().unwrap_or(-1);
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            panic!("mailform did not stop within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -133,6 +133,35 @@ impl Mailform {
     }
 }
 
+/// Waits for a background mailform to end (at most `limit`, then kills it
+/// and fails); its exit code.
+pub fn wait(child: &mut std::process::Child, limit: std::time::Duration) -> i32 {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("mailform did not stop within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Polls `done` until it holds (at most `limit`, then fails naming `what`).
+pub fn wait_for(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// mailform in `dir` with the test provider's client secret, the headless
 /// person as `$BROWSER`, and the test CA for the peers.
 pub fn lab(p: &peers::Peers, dir: &Path) -> Mailform {
