@@ -161,6 +161,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
         smtp_timeout: settings.smtp_timeout,
         started: BTreeMap::new(),
         quiet: args.json,
+        proven_at_consent: std::collections::BTreeSet::new(),
     };
     let mut consents = Vec::new();
     let mut deletes = Vec::new();
@@ -191,7 +192,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
     let proofs: Vec<(String, bool)> = plan
         .changes
         .iter()
-        .filter(|c| run.succeeded(&c.asset))
+        .filter(|c| run.succeeded(&c.asset) && !run.proven_at_consent.contains(&c.asset))
         .filter_map(|c| match c.action {
             Action::Create | Action::Reconsent => Some((c.asset.clone(), false)),
             Action::Update
@@ -441,6 +442,9 @@ struct Run<'a> {
     started: BTreeMap<String, (chrono::DateTime<Utc>, std::time::Instant)>,
     /// No progress display (`--json`).
     quiet: bool,
+    /// Assets whose new grant's login was proven before it was stored (it
+    /// named no account): apply's proof need not run again.
+    proven_at_consent: std::collections::BTreeSet<String>,
 }
 
 /// One login to prove after the changes.
@@ -891,10 +895,10 @@ impl Run<'_> {
             )
         })?;
         let client = self.client(&provider.name)?;
-        let pending = client.authorization(&asset.scopes, &asset.username, &redirect);
+        let pending = client.authorization(&asset.scopes, asset.consenter(), &redirect);
         let _ = self.ctx.printer.err(&format!(
             "Consent for {name}: open this link signed in as {}, approve, then paste the address the browser ends on (it may not load; the address is what counts), or the code alone:\n  {}\npaste> ",
-            asset.email, pending.url
+            asset.consenter(), pending.url
         ));
         let mut answer = zeroize::Zeroizing::new(String::new());
         let read = input
@@ -934,7 +938,7 @@ impl Run<'_> {
             })?;
         let _ = self.ctx.printer.err(&format!(
             "Consent for {name}: signed in as {}, open {} and enter the code {}{}\n",
-            asset.email,
+            asset.consenter(),
             crate::diagnostic::shown(code.verification_uri()),
             crate::diagnostic::shown(code.user_code()),
             code.verification_uri_complete()
@@ -977,10 +981,10 @@ impl Run<'_> {
             };
             match self.client(&provider.name) {
                 Ok(client) => {
-                    let pending = client.authorization(&asset.scopes, &asset.username, &redirect);
+                    let pending = client.authorization(&asset.scopes, asset.consenter(), &redirect);
                     groups.entry(redirect).or_default().push(Consent {
                         asset: name.clone(),
-                        email: asset.email.clone(),
+                        email: asset.consenter().to_string(),
                         pending,
                         client,
                     });
@@ -1036,7 +1040,11 @@ impl Run<'_> {
         }
     }
 
-    /// Checks the granted scopes, seals the tokens and writes state at once.
+    /// Checks who consented and the granted scopes, seals the tokens and
+    /// writes state at once. A grant given by another account than the one
+    /// that should consent ([`Asset::consenter`]) is revoked and never
+    /// stored: the ID token decides where there is one, else the SMTP login
+    /// proven with the new token, before it replaces the stored grant.
     fn store_grant(&mut self, state: &mut State, name: &str, grant: Grant) -> Result<(), String> {
         let asset: &Asset = &self.config.assets[name];
         // RFC 6749 §5.1: no `scope` in the answer means as requested.
@@ -1048,6 +1056,31 @@ impl Run<'_> {
                 missing.join(", ")
             ));
         }
+        let expected = asset.consenter().to_string();
+        let mut proven = None;
+        match &grant.identity {
+            Some(Ok(id)) if id.is(&expected) == Some(true) => {}
+            Some(Ok(id)) if id.is(&expected) == Some(false) => {
+                let who = crate::diagnostic::shown(id.email.as_deref().unwrap_or_default());
+                return Err(self.reject(
+                    state,
+                    name,
+                    &grant,
+                    &format!("consent was given as {who}, not {expected}"),
+                ));
+            }
+            Some(Err(why)) => {
+                return Err(self.reject(
+                    state,
+                    name,
+                    &grant,
+                    &format!("the provider's answer does not show who consented ({why})"),
+                ));
+            }
+            // No ID token, or one without an address: the SMTP login decides.
+            _ => proven = self.identity_by_login(state, name, &grant)?,
+        }
+        let asset: &Asset = &self.config.assets[name];
         if grant.refresh_token.is_none() {
             let _ = self.ctx.printer.err(&format!(
                 "warning: {name}: no refresh token was issued; mail stops when the access token expires (check offline access in the provider's settings)\n"
@@ -1066,6 +1099,10 @@ impl Run<'_> {
         );
         if let Some(t) = record.token.as_mut() {
             t.access_expires_at = access_expires_at;
+        }
+        if let Some(check) = proven {
+            record.smtp_check = Some(check);
+            self.proven_at_consent.insert(name.to_string());
         }
         self.save(state, name)?;
         // The new grant is stored. The old one of the same client and the
@@ -1089,6 +1126,96 @@ impl Run<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The SMTP login of a new grant that does not say who gave it, proven
+    /// before the grant is stored: accepted, the check to record; refused as
+    /// a token (another account's), the grant revoked; undecided (server
+    /// unreachable, SMTP AUTH off) while a grant is stored, the new one is
+    /// not stored, and not revoked either (it may be the same account's,
+    /// and revoking it could end the stored grant with it). With nothing
+    /// stored there is nothing to lose: the grant is stored, and apply's
+    /// own proof reports the login.
+    fn identity_by_login(
+        &mut self,
+        state: &State,
+        name: &str,
+        grant: &Grant,
+    ) -> Result<Option<SmtpCheck>, String> {
+        let asset = &self.config.assets[name];
+        let expected = asset.consenter().to_string();
+        let granted = grant.scopes.clone().unwrap_or_else(|| asset.scopes.clone());
+        let result = observe::Endpoints::default()
+            .probe(self.config, asset, &granted, self.smtp_timeout)
+            .map_err(observe::Failure::Setup)
+            .and_then(|probe| {
+                self.runtime
+                    .block_on(probe.run(&grant.access_token))
+                    .map_err(observe::Failure::from)
+            });
+        let undecided = match result {
+            Ok((_, SmtpObservation::Accepted { server, reply })) => {
+                let _ = self.ctx.printer.err(&format!(
+                    "{name}: SMTP login proven by {server} ({reply})\n"
+                ));
+                return Ok(Some(SmtpCheck {
+                    at: Utc::now(),
+                    ok: true,
+                    server,
+                    detail: reply,
+                    hint: None,
+                }));
+            }
+            Ok((outcome, SmtpObservation::Refused { server, reply, .. }))
+                if outcome.fresh_token_may_help() =>
+            {
+                return Err(self.reject(
+                    state,
+                    name,
+                    grant,
+                    &format!(
+                        "{server} refused the new grant's login as {} — {reply}: it may be another account's (the provider sent no ID token to say who consented)",
+                        asset.username
+                    ),
+                ));
+            }
+            Ok((_, SmtpObservation::Refused { reply, .. })) => reply,
+            Ok((_, SmtpObservation::Transient { detail })) => detail,
+            Err(e) => e.to_string(),
+        };
+        if self.stored(state, name).is_none() {
+            return Ok(None);
+        }
+        Err(format!(
+            "could not tell who consented: the provider sent no ID token, and the SMTP login could not be proven ({undecided}); the new grant was not stored and the stored one kept — run mailform apply --reconsent {name} again, signed in as {expected}, once the server answers"
+        ))
+    }
+
+    /// Revokes a new grant that must not be stored (another account's, or
+    /// one that cannot say whose it is), and says why, and what to do.
+    fn reject(&mut self, state: &State, name: &str, grant: &Grant, why: &str) -> String {
+        let expected = self.config.assets[name].consenter().to_string();
+        let provider = self.config.assets[name].provider.clone();
+        let revoked = self.client(&provider).and_then(|client| {
+            let (token, kind) = match &grant.refresh_token {
+                Some(r) => (r, TokenKind::Refresh),
+                None => (&grant.access_token, TokenKind::Access),
+            };
+            self.runtime
+                .block_on(client.revoke(token, kind))
+                .map_err(|e| e.to_string())
+        });
+        let fate = match revoked {
+            Ok(true) => "the new grant was revoked".to_string(),
+            Ok(false) => "the new grant was not stored (the provider has no revocation endpoint: remove it in its console)".to_string(),
+            Err(e) => format!("the new grant was not stored, and could not be revoked ({e}): remove it in the provider's console"),
+        };
+        let kept = if self.stored(state, name).is_some() {
+            " and the stored one kept"
+        } else {
+            ""
+        };
+        format!("{why}: {fate}{kept} — consent again signed in as {expected}")
     }
 
     fn summary(&self, json: bool) -> Result<ExitStatus, Error> {

@@ -148,6 +148,7 @@ mod tests {
                 security_span: None,
             },
             forwarding_address: None,
+            consent_as: None,
             labels: std::collections::BTreeMap::new(),
             email_span: None,
             scopes_span: None,

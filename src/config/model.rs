@@ -176,12 +176,22 @@ pub struct Asset {
     pub scopes: Vec<String>,
     pub smtp: SmtpEndpoint,
     pub forwarding_address: Option<String>,
+    /// A delegate who consents for the mailbox (`None`: the username does).
+    pub consent_as: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub email_span: Span,
     pub scopes_span: Span,
     /// The asset's own `smtp.security` or `smtp.port`, when it sets one
     /// (otherwise the provider's apply).
     pub smtp_own_span: Span,
+}
+
+impl Asset {
+    /// The account that must consent: `consent_as`, else the SMTP login
+    /// name. Also the `login_hint` of its consent links.
+    pub fn consenter(&self) -> &str {
+        self.consent_as.as_deref().unwrap_or(&self.username)
+    }
 }
 
 impl Config {

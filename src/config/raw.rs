@@ -431,6 +431,11 @@ pub struct RawAsset {
     /// Informational forwarding address, e.g. for a contact-center inbox.
     #[schemars(with = "Option<String>")]
     pub forwarding_address: Option<Spanned<String>>,
+    /// The account that consents for this mailbox, when it is not the
+    /// mailbox itself: a delegate with access to a shared mailbox (default:
+    /// username). A grant given by anyone else is revoked, never stored.
+    #[schemars(with = "Option<String>")]
+    pub consent_as: Option<Spanned<String>>,
     /// Free-form labels.
     #[schemars(with = "Option<BTreeMap<String, String>>")]
     pub labels: Option<Spanned<BTreeMap<String, String>>>,

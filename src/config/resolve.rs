@@ -1190,6 +1190,9 @@ fn resolve_asset(
     if let Some(f) = &raw.forwarding_address {
         check_email(&ctx("forwarding_address"), f, diags);
     }
+    if let Some(c) = &raw.consent_as {
+        check_email(&ctx("consent_as"), c, diags);
+    }
     if let Some(s) = &raw.scopes {
         check_scopes(&ctx("scopes"), s, diags);
     }
@@ -1267,6 +1270,7 @@ fn resolve_asset(
             .map_or_else(|| provider.scopes.clone(), Spanned::into_inner),
         smtp: smtp?,
         forwarding_address: raw.forwarding_address.map(Spanned::into_inner),
+        consent_as: raw.consent_as.map(Spanned::into_inner),
         labels: raw.labels.map(Spanned::into_inner).unwrap_or_default(),
         email_span: Some(raw.email.span()),
         scopes_span,

@@ -15,20 +15,69 @@
 //! error, message or `Debug` output; the provider's `error_description` does.
 
 mod error;
+pub mod identity;
 pub mod loopback;
 mod transport;
 
 use std::time::Duration;
 
-use oauth2::basic::BasicClient;
+use oauth2::basic::{
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
+    BasicTokenType,
+};
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
-    DeviceAuthorizationUrl, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope,
-    StandardDeviceAuthorizationResponse, TokenResponse as _, TokenUrl,
+    DeviceAuthorizationUrl, EndpointNotSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
+    RefreshToken, Scope, StandardDeviceAuthorizationResponse, StandardRevocableToken,
+    StandardTokenResponse, TokenResponse as _, TokenUrl,
 };
 
 pub use error::OAuthError;
+pub use identity::Identity;
 use transport::Transport;
+
+/// The ID token a token response may carry (OIDC Core §3.1.3.3),
+/// beside RFC 6749's fields. Read once for the account it names, never kept.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct IdTokenField {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+}
+
+impl std::fmt::Debug for IdTokenField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdTokenField([redacted])")
+    }
+}
+
+impl oauth2::ExtraTokenFields for IdTokenField {}
+
+type TokenResponse = StandardTokenResponse<IdTokenField, BasicTokenType>;
+
+/// `oauth2`'s basic client, reading the ID token too.
+type OAuthClient<
+    HasAuthUrl = EndpointNotSet,
+    HasDeviceAuthUrl = EndpointNotSet,
+    HasIntrospectionUrl = EndpointNotSet,
+    HasRevocationUrl = EndpointNotSet,
+    HasTokenUrl = EndpointNotSet,
+> = oauth2::Client<
+    BasicErrorResponse,
+    TokenResponse,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    HasAuthUrl,
+    HasDeviceAuthUrl,
+    HasIntrospectionUrl,
+    HasRevocationUrl,
+    HasTokenUrl,
+>;
+
+/// Scopes a preset's consent asks for beside the mail scopes, so that the
+/// answer names the account that consented. Not required of the grant: a
+/// grant made before mailform asked for them keeps working.
+const IDENTITY_SCOPES: [&str; 2] = ["openid", "email"];
 
 use crate::config::Provider;
 use crate::config::presets::Preset;
@@ -50,6 +99,10 @@ pub struct Grant {
     pub expires_in: Option<Duration>,
     /// The scopes granted, when the provider says (RFC 6749 §5.1).
     pub scopes: Option<Vec<String>>,
+    /// Who consented, from the ID token: `None` when the answer had none,
+    /// `Some(Err)` when it had one that is not this provider's, for this
+    /// client, now.
+    pub identity: Option<Result<Identity, String>>,
 }
 
 /// Provider clients, made once per provider and shared by its assets.
@@ -111,6 +164,10 @@ pub struct ProviderClient {
     device_authorization_url: Option<url::Url>,
     auth: AuthType,
     transport: Transport,
+    /// Whose ID tokens are believed.
+    issuers: identity::Issuers,
+    /// What a consent asks for beside an asset's scopes.
+    identity_scopes: &'static [&'static str],
 }
 
 impl ProviderClient {
@@ -144,13 +201,36 @@ impl ProviderClient {
             device_authorization_url: provider.device_authorization_url.clone(),
             auth: client_auth(provider.preset),
             transport,
+            issuers: identity::Issuers::new(
+                provider.preset,
+                &[&provider.token_url, &provider.authorization_url],
+            ),
+            // Custom providers are asked for what their config lists (one
+            // that lists `openid` answers with an ID token too); an unknown
+            // scope could be refused outright.
+            identity_scopes: if provider.preset.is_some() {
+                &IDENTITY_SCOPES
+            } else {
+                &[]
+            },
         })
+    }
+
+    /// The scopes a consent asks for: the asset's, and the identity scopes.
+    fn consent_scopes(&self, scopes: &[String]) -> Vec<Scope> {
+        let mut all: Vec<Scope> = scopes.iter().map(|s| Scope::new(s.clone())).collect();
+        for extra in self.identity_scopes {
+            if !scopes.iter().any(|s| s == extra) {
+                all.push(Scope::new((*extra).to_string()));
+            }
+        }
+        all
     }
 
     /// The client with its id, secret (when it has one) and how it sends
     /// them; each request adds the endpoints it needs.
-    fn base_client(&self) -> BasicClient {
-        let client = BasicClient::new(ClientId::new(self.client_id.clone()))
+    fn base_client(&self) -> OAuthClient {
+        let client = OAuthClient::new(ClientId::new(self.client_id.clone()))
             .set_auth_type(self.auth.clone());
         match &self.client_secret {
             Some(secret) => {
@@ -170,13 +250,13 @@ impl ProviderClient {
         login_hint: &str,
         redirect: &url::Url,
     ) -> Pending {
-        let client = BasicClient::new(ClientId::new(self.client_id.clone()))
+        let client = OAuthClient::new(ClientId::new(self.client_id.clone()))
             .set_auth_uri(AuthUrl::from_url(self.authorization_url.clone()))
             .set_redirect_uri(RedirectUrl::from_url(redirect.clone()));
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client
             .authorize_url(CsrfToken::new_random)
-            .add_scopes(scopes.iter().map(|s| Scope::new(s.clone())))
+            .add_scopes(self.consent_scopes(scopes))
             .set_pkce_challenge(challenge)
             .add_extra_param("login_hint", login_hint);
         for (k, v) in &self.auth_params {
@@ -217,7 +297,7 @@ impl ProviderClient {
                 },
                 other => other,
             })?;
-        Ok(grant_of(&response))
+        Ok(self.grant_of(&response))
     }
 
     /// Starts a device authorization (RFC 8628 §3.1); `Ok(None)` when the
@@ -231,7 +311,7 @@ impl ProviderClient {
             .set_device_authorization_url(DeviceAuthorizationUrl::from_url(url.clone()));
         let mut request = client
             .exchange_device_code()
-            .add_scopes(scopes.iter().map(|s| Scope::new(s.clone())));
+            .add_scopes(self.consent_scopes(scopes));
         for (k, v) in &self.auth_params {
             request = request.add_extra_param(k, v);
         }
@@ -258,7 +338,7 @@ impl ProviderClient {
             .request_async(&self.transport, tokio::time::sleep, Some(timeout))
             .await;
         match result {
-            Ok(response) => Ok(grant_of(&response)),
+            Ok(response) => Ok(self.grant_of(&response)),
             Err(oauth2::RequestTokenError::ServerResponse(r)) if *r.error() == E::AccessDenied => {
                 Err(DeviceError::Denied {
                     description: r.error_description().cloned(),
@@ -289,7 +369,7 @@ impl ProviderClient {
             .request_async(&self.transport)
             .await
             .map_err(|e| OAuthError::from_token_error(&self.name, e))?;
-        Ok(grant_of(&response))
+        Ok(self.grant_of(&response))
     }
 
     /// Revokes a token at the provider (RFC 7009), when it has an endpoint;
@@ -359,18 +439,26 @@ impl ProviderClient {
             response.body(),
         ))
     }
-}
 
-fn grant_of(response: &oauth2::basic::BasicTokenResponse) -> Grant {
-    Grant {
-        access_token: Secret::new(response.access_token().secret().clone()),
-        refresh_token: response
-            .refresh_token()
-            .map(|r| Secret::new(r.secret().clone())),
-        expires_in: response.expires_in(),
-        scopes: response
-            .scopes()
-            .map(|s| s.iter().map(|s| s.to_string()).collect()),
+    /// What a token response granted; its ID token, if any, read for the
+    /// account it names and dropped.
+    fn grant_of(&self, response: &TokenResponse) -> Grant {
+        let identity = response
+            .extra_fields()
+            .id_token
+            .as_deref()
+            .map(|t| identity::verify(t, &self.issuers, &self.client_id, chrono::Utc::now()));
+        Grant {
+            access_token: Secret::new(response.access_token().secret().clone()),
+            refresh_token: response
+                .refresh_token()
+                .map(|r| Secret::new(r.secret().clone())),
+            expires_in: response.expires_in(),
+            scopes: response
+                .scopes()
+                .map(|s| s.iter().map(|s| s.to_string()).collect()),
+            identity,
+        }
     }
 }
 

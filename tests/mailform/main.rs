@@ -15,3 +15,4 @@ mod schemas;
 mod smtp;
 mod state_attacks;
 mod support;
+mod trust;

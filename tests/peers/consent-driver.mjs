@@ -15,6 +15,7 @@
 //                      CONSENT_DENY_USERS="a b"  only these users press Deny
 //   --scopes "a b"     CONSENT_SCOPES     approve only these of the asked scopes
 //   --no-callback      CONSENT_NO_CALLBACK=1  print the redirect URL, do not request it
+//                      CONSENT_SWAP="a=b c=d"  the link meant for a (its login_hint) is opened by b
 //                      CONSENT_SILENT_USERS="a b"  only these users never come back (they approve, then close the tab)
 //                                          (what a person does for `--consent manual`)
 //   --ca FILE          CONSENT_CA or PEERS_CA   the test CA (PEM)
@@ -51,7 +52,9 @@ const start = args[0];
 // suggests (login_hint), as someone opening their own link would.
 let hint;
 try { hint = new URL(start).searchParams.get('login_hint') ?? undefined; } catch { hint = undefined; }
-const user = userOption ?? process.env.CONSENT_USER ?? hint ?? 'alice@example.test';
+// CONSENT_SWAP="a=b": whoever opens a's link is b (owners who swapped links).
+const swaps = new Map((process.env.CONSENT_SWAP ?? '').split(/[ ,]+/).filter(Boolean).map((p) => p.split('=')));
+const user = userOption ?? process.env.CONSENT_USER ?? swaps.get(hint) ?? hint ?? 'alice@example.test';
 const password = passwordOption ?? process.env.CONSENT_PASSWORD ?? `${user.split('@')[0]}-password`;
 // CONSENT_DENY_USERS="a@x b@x": those people press Deny, the others approve.
 const denyUsers = (process.env.CONSENT_DENY_USERS ?? '').split(/[ ,]+/).filter(Boolean);

@@ -82,9 +82,28 @@ const USERS = new Map([
   ['nina@example.test', { password: 'nina-password' }],
   ['olga@example.test', { password: 'olga-password' }],
   ['pete@example.test', { password: 'pete-password' }],
+  // Accounts of mailform's trust tests: a wrong account signs in, a delegate
+  // consents for a shared mailbox.
+  ['quinn@example.test', { password: 'quinn-password' }],
+  ['rita@example.test', { password: 'rita-password' }],
+  ['sam@example.test', { password: 'sam-password' }],
+  ['tess@example.test', { password: 'tess-password' }],
+  ['uma@example.test', { password: 'uma-password' }],
+  ['vic@example.test', { password: 'vic-password' }],
+  ['wendy@example.test', { password: 'wendy-password' }],
+  ['xena@example.test', { password: 'xena-password' }],
+  ['yuri@example.test', { password: 'yuri-password' }],
+  ['zoe@example.test', { password: 'zoe-password' }],
 ]);
 
-const SCOPES = ['openid', 'offline_access', 'mail', 'https://mail.google.com/'];
+// Shared mailboxes no one signs in to, and the delegates who may send as them
+// (Microsoft 365's FullAccess): a delegate's token logs in as the mailbox.
+const DELEGATES = new Map([
+  ['quinn@example.test', ['shared@example.test']],
+]);
+const maySendAs = (sub, mailbox) => sub === mailbox || (DELEGATES.get(sub) ?? []).includes(mailbox);
+
+const SCOPES = ['openid', 'email', 'offline_access', 'mail', 'https://mail.google.com/'];
 const GRANTS = ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'];
 // Native clients: any loopback port is accepted for these paths (RFC 8252 §7.3).
 const REDIRECTS = ['http://127.0.0.1/callback', 'http://localhost/callback', 'http://[::1]/callback'];
@@ -238,6 +257,9 @@ const provider = new Provider(issuer, {
   cookies: { keys: [secret()] },
   scopes: SCOPES,
   claims: { openid: ['sub'], email: ['email'] },
+  // The ID token of a code or device grant names the account (`email`), as
+  // Google's and Microsoft's do; the spec's default keeps it for userinfo.
+  conformIdTokenClaims: false,
   extraParams: ['access_type'],
   pkce: { required: () => true, methods: ['S256'] },
   features: {
@@ -415,7 +437,7 @@ const smtpOptions = (secure, persona = 'gmail', extra = {}) => ({
     try {
       const info = await introspect(auth.accessToken);
       const scopes = (info.scope ?? '').split(' ');
-      if (info.active && info.sub === auth.username && smtpScopes.some((s) => scopes.includes(s))) {
+      if (info.active && maySendAs(info.sub, auth.username) && smtpScopes.some((s) => scopes.includes(s))) {
         if (persona === 'microsoft') {
           return microsoft('5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information. [PEERS01CA0001.peers.prod.outlook.test]');
         }

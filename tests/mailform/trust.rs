@@ -1,0 +1,224 @@
+//! The trust rules, against the real OAuth and SMTP servers: a consent given
+//! by the wrong account is revoked and never replaces a working grant (the
+//! ID token decides, else the SMTP login); a delegate named by `consent_as`
+//! consents for a shared mailbox.
+//!
+//! Each test has accounts of its own, so counting a person's grants at the
+//! provider tells whether mailform revoked the one it was handed.
+
+use std::path::Path;
+
+use crate::apply::{config_text, free_port};
+use crate::support::peers::{Peers, peers};
+use crate::support::{Mailform, Run};
+
+/// The test provider asking for `openid email`, as the presets do.
+const WITH_ID_TOKEN: &str = r#"["openid", "email", "mail", "offline_access"]"#;
+/// A provider that asks for no `openid`: no ID token comes back.
+const WITHOUT_ID_TOKEN: &str = r#"["mail", "offline_access"]"#;
+
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(p: &Peers, assets: &[(&str, &str)], scopes: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let text = config_text(p, free_port(), assets, scopes) + extra;
+        std::fs::write(dir.path().join("assets.toml"), text).unwrap();
+        Project { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn mf(&self, p: &Peers) -> Mailform {
+        crate::support::lab(p, self.path())
+    }
+
+    /// The stored refresh token of `name`.
+    fn refresh(&self, name: &str) -> String {
+        crate::support::fixtures::stored_tokens(self.path(), name)
+            .refresh_token
+            .unwrap()
+            .expose()
+            .to_string()
+    }
+
+    fn has_tokens(&self, name: &str) -> bool {
+        if !self.path().join(".mailform/state.json").exists() {
+            return false;
+        }
+        crate::support::fixtures::stored_state(self.path())
+            .assets
+            .get(name)
+            .is_some_and(|r| r.token.is_some())
+    }
+}
+
+/// Whose the access token `mailform token NAME` prints is, per the provider.
+fn token_owner(p: &Peers, project: &Project, name: &str) -> String {
+    let run = project.mf(p).run(["token", name]).ok();
+    let info = p.introspect(run.stdout.trim());
+    assert_eq!(info["active"], true, "{info}");
+    info["sub"].as_str().unwrap().to_string()
+}
+
+#[track_caller]
+fn assert_says(run: &Run, text: &str) {
+    assert!(
+        run.all().contains(text),
+        "expected {text:?} in:\n{}",
+        run.all()
+    );
+}
+
+#[test]
+fn a_wrong_account_at_create_is_revoked_and_never_stored() {
+    let p = peers();
+    let project = Project::new(p, &[("support", "rita@example.test")], WITH_ID_TOKEN, "");
+    let run = project
+        .mf(p)
+        .env("CONSENT_USER", "sam@example.test")
+        .run(["apply", "--auto-approve"])
+        .code(1);
+    assert_says(
+        &run,
+        "support: consent was given as sam@example.test, not rita@example.test: the new grant was revoked — consent again signed in as rita@example.test",
+    );
+    assert!(!project.has_tokens("support"));
+    assert!(
+        !run.all().contains("consented; tokens stored"),
+        "{}",
+        run.all()
+    );
+    // Revoked at the provider: sam holds no grant any more.
+    assert_eq!(p.revoke_grants("sam@example.test"), 0);
+    // The next apply, by the right person, creates it.
+    project.mf(p).run(["apply", "--auto-approve"]).ok();
+    assert_eq!(token_owner(p, &project, "support"), "rita@example.test");
+}
+
+#[test]
+fn a_wrong_account_at_reconsent_keeps_the_working_grant() {
+    let p = peers();
+    let project = Project::new(p, &[("support", "tess@example.test")], WITH_ID_TOKEN, "");
+    project.mf(p).run(["apply", "--auto-approve"]).ok();
+    let before = project.refresh("support");
+    let run = project
+        .mf(p)
+        .env("CONSENT_USER", "uma@example.test")
+        .run(["apply", "--auto-approve", "--reconsent", "support"])
+        .code(1);
+    assert_says(
+        &run,
+        "support: consent was given as uma@example.test, not tess@example.test: the new grant was revoked and the stored one kept — consent again signed in as tess@example.test",
+    );
+    assert_eq!(
+        project.refresh("support"),
+        before,
+        "the working grant stays"
+    );
+    assert_eq!(p.introspect(&before)["active"], true);
+    assert_eq!(token_owner(p, &project, "support"), "tess@example.test");
+    assert_eq!(p.revoke_grants("uma@example.test"), 0);
+    project
+        .mf(p)
+        .run(["plan", "--check-smtp", "--detailed-exitcode"])
+        .code(0);
+}
+
+#[test]
+fn owners_who_swap_links_in_a_bulk_consent_are_both_refused() {
+    let p = peers();
+    let project = Project::new(
+        p,
+        &[
+            ("billing", "wendy@example.test"),
+            ("support", "xena@example.test"),
+        ],
+        WITH_ID_TOKEN,
+        "",
+    );
+    let run = project
+        .mf(p)
+        .env(
+            "CONSENT_SWAP",
+            "wendy@example.test=xena@example.test xena@example.test=wendy@example.test",
+        )
+        .run(["apply", "--auto-approve"])
+        .code(1);
+    assert_says(
+        &run,
+        "billing: consent was given as xena@example.test, not wendy@example.test",
+    );
+    assert_says(
+        &run,
+        "support: consent was given as wendy@example.test, not xena@example.test",
+    );
+    assert_says(&run, "0 created");
+    assert!(!project.has_tokens("billing") && !project.has_tokens("support"));
+    assert_eq!(p.revoke_grants("wendy@example.test"), 0);
+    assert_eq!(p.revoke_grants("xena@example.test"), 0);
+}
+
+#[test]
+fn without_an_id_token_the_smtp_login_decides_before_the_grant_is_replaced() {
+    let p = peers();
+    let project = Project::new(p, &[("support", "yuri@example.test")], WITHOUT_ID_TOKEN, "");
+    // The right account: the login is proven once, before the grant is stored.
+    let first = project.mf(p).run(["apply", "--auto-approve"]).ok();
+    assert_eq!(
+        first.all().matches("support: SMTP login proven by").count(),
+        1,
+        "{}",
+        first.all()
+    );
+    let before = project.refresh("support");
+    let run = project
+        .mf(p)
+        .env("CONSENT_USER", "zoe@example.test")
+        .run(["apply", "--auto-approve", "--reconsent", "support"])
+        .code(1);
+    assert_says(&run, "refused the new grant's login as yuri@example.test");
+    assert_says(
+        &run,
+        "it may be another account's (the provider sent no ID token to say who consented): the new grant was revoked and the stored one kept — consent again signed in as yuri@example.test",
+    );
+    assert_eq!(project.refresh("support"), before);
+    assert_eq!(token_owner(p, &project, "support"), "yuri@example.test");
+    assert_eq!(p.revoke_grants("zoe@example.test"), 0);
+}
+
+#[test]
+fn a_delegate_named_by_consent_as_consents_for_a_shared_mailbox() {
+    let p = peers();
+    let project = Project::new(
+        p,
+        &[("shared", "shared@example.test")],
+        WITH_ID_TOKEN,
+        "consent_as = \"Quinn@Example.test\"\n",
+    );
+    let run = project
+        .mf(p)
+        .env("CONSENT_USER", "quinn@example.test")
+        .run(["apply", "--auto-approve"])
+        .ok();
+    // The link names the delegate, who signs in; the login is the mailbox's.
+    assert_says(&run, "login_hint=Quinn%40Example.test");
+    assert_says(&run, "shared: consented; tokens stored");
+    assert_says(&run, "shared: SMTP login proven by");
+    assert_eq!(token_owner(p, &project, "shared"), "quinn@example.test");
+    // Anyone else is refused, the mailbox's own name included.
+    let run = project
+        .mf(p)
+        .env("CONSENT_USER", "vic@example.test")
+        .run(["apply", "--auto-approve", "--reconsent", "shared"])
+        .code(1);
+    assert_says(
+        &run,
+        "consent was given as vic@example.test, not Quinn@Example.test",
+    );
+    assert_eq!(token_owner(p, &project, "shared"), "quinn@example.test");
+}
