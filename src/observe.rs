@@ -12,7 +12,9 @@
 //!   The new tokens are handed back for the command to store (a rotated
 //!   refresh token must be stored at once).
 //! - With `--check-smtp`, each job then proves the SMTP login with the
-//!   fresh access token (or the stored one, when there is no refresh token):
+//!   fresh access token (or the stored one, when there is no refresh token),
+//!   at the endpoint the last apply recorded — never at one an unapplied
+//!   edit names (with a changed `ca_file`, not at all until apply):
 //!   a refusal is drift, in the server's words; a passing failure is a
 //!   warning and a failed check. [`prove_login`] is the same proof with one
 //!   retry on a fresh token, for tokens that come from storage.
@@ -137,7 +139,8 @@ pub struct Probe {
 pub struct Endpoints(BTreeMap<(String, u16, String, String), Arc<Endpoint>>);
 
 impl Endpoints {
-    /// The probe of `asset`'s login.
+    /// The probe of `asset`'s login where the config says (what `apply`
+    /// proves, once the person approved the plan).
     pub fn probe(
         &mut self,
         config: &Config,
@@ -145,20 +148,60 @@ impl Endpoints {
         granted: &[String],
         timeout: Duration,
     ) -> Result<Probe, String> {
+        let at = (
+            asset.smtp.host.as_str(),
+            asset.smtp.port,
+            asset.smtp.security,
+        );
+        self.probe_at(config, asset, at, granted, timeout)
+    }
+
+    /// The probe of `asset`'s login where the last apply proved it: the
+    /// server, port and security recorded in `applied`, with the trust it
+    /// recorded. `Ok(None)` when the config's trust (`ca_file`) is no longer
+    /// that one: the old trust cannot be rebuilt, and the new one is for
+    /// apply to prove.
+    pub fn applied_probe(
+        &mut self,
+        config: &Config,
+        asset: &Asset,
+        applied: &crate::state::AppliedAsset,
+        granted: &[String],
+        timeout: Duration,
+    ) -> Result<Option<Probe>, String> {
+        if config.provider_of(asset).ca_digest != applied.smtp_trust {
+            return Ok(None);
+        }
+        let at = (
+            applied.smtp_host.as_str(),
+            applied.smtp_port,
+            applied.smtp_security,
+        );
+        self.probe_at(config, asset, at, granted, timeout).map(Some)
+    }
+
+    fn probe_at(
+        &mut self,
+        config: &Config,
+        asset: &Asset,
+        (host, port, security): (&str, u16, crate::security::Security),
+        granted: &[String],
+        timeout: Duration,
+    ) -> Result<Probe, String> {
         let provider = config.provider_of(asset);
         let key = (
-            asset.smtp.host.clone(),
-            asset.smtp.port,
-            asset.smtp.security.to_string(),
+            host.to_string(),
+            port,
+            security.to_string(),
             provider.name.clone(),
         );
         let endpoint = if let Some(e) = self.0.get(&key) {
             Arc::clone(e)
         } else {
             let e = Arc::new(Endpoint::new(
-                &asset.smtp.host,
-                asset.smtp.port,
-                asset.smtp.security,
+                host,
+                port,
+                security,
                 &provider.name,
                 provider.ca_file.as_deref(),
             )?);
@@ -252,8 +295,12 @@ pub fn check_jobs(
         let Some(Ok(tokens)) = state.open_tokens(key, name) else {
             continue; // reported as unreadable by `sealed_tokens`
         };
-        let probe = match smtp.map(|t| endpoints.probe(config, asset, &token.granted_scopes, t)) {
-            Some(Ok(p)) => Some(p),
+        // Where the last apply logged in, never where an unapplied edit
+        // points: a token goes to a new endpoint only after apply.
+        let probe = match smtp.map(|t| {
+            endpoints.applied_probe(config, asset, &record.applied, &token.granted_scopes, t)
+        }) {
+            Some(Ok(p)) => p,
             Some(Err(why)) => {
                 failures.push((name.clone(), Failure::Setup(why)));
                 None

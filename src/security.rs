@@ -77,6 +77,17 @@ pub fn ca_certificates(
     Ok(certs)
 }
 
+/// What a set of extra trust roots is, for state: `sha256:` and the hex
+/// SHA-256 of the certificates (DER, in order), so that comments and line
+/// breaks in the PEM file do not count as a change.
+pub fn trust_digest(certs: &[rustls::pki_types::CertificateDer<'_>]) -> String {
+    let mut all = Vec::new();
+    for c in certs {
+        all.extend_from_slice(c.as_ref());
+    }
+    format!("sha256:{}", crate::digest::sha256_hex(&all))
+}
+
 /// The rustls error somewhere in `e`'s chain (inside an `io::Error`).
 pub fn rustls_error<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
     let mut next: Option<&'e (dyn std::error::Error + 'static)> = Some(e);

@@ -38,7 +38,7 @@ use crate::render;
 use crate::secret::Secret;
 use crate::smtp;
 use crate::state::crypto::Key;
-use crate::state::{AppliedAsset, Field, SmtpCheck, State, Tokens};
+use crate::state::{AppliedAsset, SmtpCheck, State, Tokens};
 use crate::store::{StateStore, key};
 
 pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
@@ -196,15 +196,10 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
         .filter_map(|c| match c.action {
             Action::Create | Action::Reconsent => Some((c.asset.clone(), false)),
             Action::Update
-                if c.fields.iter().any(|f| {
-                    matches!(
-                        f.field,
-                        Field::SmtpHost | Field::SmtpPort | Field::SmtpSecurity
-                    )
-                }) || c
-                    .reasons
-                    .iter()
-                    .any(|r| matches!(r, plan::Reason::SmtpLoginRefused { .. })) =>
+                if c.fields.iter().any(|f| f.field.is_smtp_endpoint())
+                    || c.reasons
+                        .iter()
+                        .any(|r| matches!(r, plan::Reason::SmtpLoginRefused { .. })) =>
             {
                 Some((c.asset.clone(), true))
             }

@@ -28,12 +28,22 @@ pub fn run(
     })?;
     // The token, and its record as stored: what was granted (for hints),
     // and whether a refresh can mint another token.
-    let (token, record) = super::token::access_token(ctx, &config, &settings, name, false)?;
+    let (token, record, applied) =
+        super::token::access_token(ctx, &config, &settings, name, false)?;
     let asset = &config.assets[name];
     let granted = record.granted_scopes.clone();
+    // Sent where the last apply proved the login, never where an unapplied
+    // edit points (a token goes to a new server only after apply).
+    let moved = super::token::moved_endpoint(&config, name, &applied);
     let probe = crate::observe::Endpoints::default()
-        .probe(&config, asset, &granted, settings.smtp_timeout)
-        .map_err(|why| Error::Usage(format!("{name}: {why}")))?;
+        .applied_probe(&config, asset, &applied, &granted, settings.smtp_timeout)
+        .map_err(|why| Error::Usage(format!("{name}: {why}")))?
+        .ok_or_else(|| Error::Usage(format!("{name}: {}", moved.clone().unwrap_or_default())))?;
+    if let Some(moved) = &moved {
+        ctx.printer.err(&format!(
+            "note: {name}: {moved}; sending through the proven one\n"
+        ))?;
+    }
     let endpoint = &*probe.endpoint;
     let message = test_message(name, asset, endpoint, to.clone(), subject)?;
     let envelope = message.envelope().clone();
@@ -54,7 +64,7 @@ pub fn run(
     if matches!(&result, Ok(Sent::LoginRefused(o)) if o.fresh_token_may_help())
         && record.has_refresh_token
     {
-        let (fresh, _) = super::token::access_token(ctx, &config, &settings, name, true)?;
+        let (fresh, _, _) = super::token::access_token(ctx, &config, &settings, name, true)?;
         result = send(&fresh);
     }
     match result {

@@ -25,9 +25,40 @@ pub const TOKEN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(
 
 pub fn run(ctx: &Context<'_>, name: &str) -> Result<ExitStatus, Error> {
     let (config, settings) = ctx.config()?;
-    let (token, _) = access_token(ctx, &config, &settings, name, false)?;
+    let (token, _, applied) = access_token(ctx, &config, &settings, name, false)?;
+    // The token is for the mailbox as applied; an unapplied move of its
+    // SMTP endpoint is said (on stderr: stdout is the client's).
+    if let Some(moved) = moved_endpoint(&config, name, &applied) {
+        ctx.printer.err(&format!("warning: {name}: {moved}\n"))?;
+    }
     ctx.printer.out(&format!("{}\n", token.expose()))?;
     Ok(ExitStatus::Success)
+}
+
+/// How the config moved `name`'s SMTP endpoint away from the one the last
+/// apply proved and recorded, in words that point at apply; `None` when it
+/// did not.
+pub(super) fn moved_endpoint(
+    config: &crate::config::Config,
+    name: &str,
+    applied: &crate::state::AppliedAsset,
+) -> Option<String> {
+    let asset = config.assets.get(name)?;
+    let now = crate::plan::applied(config, asset);
+    let moved: Vec<&str> = now
+        .fields()
+        .iter()
+        .zip(applied.fields())
+        .filter(|((f, after), (_, before))| f.is_smtp_endpoint() && after != before)
+        .map(|((f, _), _)| f.path())
+        .collect();
+    (!moved.is_empty()).then(|| {
+        format!(
+            "the config changes {} of the SMTP endpoint, which is not applied: {} is the one proven; run mailform apply to prove and record the new one",
+            moved.join(", "),
+            crate::security::server_name(&applied.smtp_host, applied.smtp_port)
+        )
+    })
 }
 
 /// What a state gives for a token: its tokens, whether the access token is
@@ -39,7 +70,8 @@ type Opened = (
     crate::state::TokenRecord,
 );
 
-/// A valid access token for `name`, with its record as stored: the stored
+/// A valid access token for `name`, with its records as stored (the
+/// token's, and the asset as applied): the stored
 /// one when it is good for at least [`MARGIN`] more (and `force_refresh` is
 /// not set), otherwise a fresh one, refreshed under the state lock and
 /// stored.
@@ -49,7 +81,14 @@ pub(super) fn access_token(
     settings: &crate::settings::Settings,
     name: &str,
     force_refresh: bool,
-) -> Result<(Secret, crate::state::TokenRecord), Error> {
+) -> Result<
+    (
+        Secret,
+        crate::state::TokenRecord,
+        crate::state::AppliedAsset,
+    ),
+    Error,
+> {
     let boxed = Context::store(config)?;
     let store = &*boxed;
     let state = store.load()?;
@@ -105,7 +144,11 @@ pub(super) fn access_token(
     }
     let (tokens, fresh, _, record) = open(&state)?;
     if fresh {
-        return Ok((tokens.access_token, record));
+        return Ok((
+            tokens.access_token,
+            record,
+            state.assets[name].applied.clone(),
+        ));
     }
 
     // Refresh as a writer, on the state as it is under the lock: another
@@ -118,7 +161,11 @@ pub(super) fn access_token(
         .ok_or_else(|| consent("it was removed from state meanwhile".into()))?;
     let (tokens, fresh, key, record) = open(&state)?;
     if fresh {
-        return Ok((tokens.access_token, record));
+        return Ok((
+            tokens.access_token,
+            record,
+            state.assets[name].applied.clone(),
+        ));
     }
     let Some(refresh) = tokens.refresh_token.clone() else {
         return Err(consent(
@@ -142,5 +189,9 @@ pub(super) fn access_token(
     state.store_refreshed(&key, name, &tokens, access_expires_at, now);
     store.save(&mut state)?;
     let record = state.assets[name].token.clone().unwrap_or(record);
-    Ok((tokens.access_token, record))
+    Ok((
+        tokens.access_token,
+        record,
+        state.assets[name].applied.clone(),
+    ))
 }

@@ -158,6 +158,8 @@ pub struct Provider {
     pub auth_params: BTreeMap<String, String>,
     pub smtp: SmtpEndpoint,
     pub ca_file: Option<PathBuf>,
+    /// SHA-256 of `ca_file`'s certificates: the trust an apply records.
+    pub ca_digest: Option<String>,
     pub console: Option<Console>,
     /// The `[providers.NAME]` header.
     pub span: Span,

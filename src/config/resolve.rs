@@ -802,8 +802,9 @@ fn resolve_provider(
 
     let ca_file = raw.ca_file.as_ref().and_then(|f| {
         let path = dir.join(f.get_ref());
-        let Err(problem) = crate::security::ca_certificates(&path) else {
-            return Some(path);
+        let problem = match crate::security::ca_certificates(&path) {
+            Ok(certs) => return Some((path, crate::security::trust_digest(&certs))),
+            Err(problem) => problem,
         };
         diags.push(
             Diagnostic::error(format!(
@@ -838,7 +839,8 @@ fn resolve_provider(
         scopes,
         auth_params,
         smtp: smtp?,
-        ca_file,
+        ca_digest: ca_file.as_ref().map(|(_, d)| d.clone()),
+        ca_file: ca_file.map(|(p, _)| p),
         console,
         span,
         redirect_uri_span: raw.redirect_uri.as_ref().map(Spanned::span),

@@ -41,6 +41,7 @@ pub fn applied(config: &Config, asset: &Asset) -> AppliedAsset {
         smtp_host: asset.smtp.host.clone(),
         smtp_port: asset.smtp.port,
         smtp_security: asset.smtp.security,
+        smtp_trust: p.ca_digest.clone(),
         forwarding_address: asset.forwarding_address.clone(),
         labels: asset.labels.clone(),
     }
@@ -509,6 +510,13 @@ fn compare(
     } else {
         Action::Update
     };
+    // Live checks log in only where the last apply did (a branch's edit
+    // must not collect tokens): the moved endpoint waits for apply.
+    if action == Action::Update && fields.iter().any(|f| f.field.is_smtp_endpoint()) {
+        warnings.push(
+            "not proved: the new SMTP endpoint gets a token only after apply (live checks log in where the last apply did)".into(),
+        );
+    }
     Change {
         asset: name.to_string(),
         email: desired.email.clone(),

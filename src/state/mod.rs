@@ -352,6 +352,11 @@ pub struct AppliedAsset {
     pub smtp_host: String,
     pub smtp_port: u16,
     pub smtp_security: Security,
+    /// What the SMTP login trusts besides the web's roots: SHA-256 of the
+    /// provider's `ca_file` certificates (`None`: the web's roots only).
+    /// Live checks log in only with the trust the last apply used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_trust: Option<String>,
     pub forwarding_address: Option<String>,
     pub labels: BTreeMap<String, String>,
 }
@@ -376,6 +381,7 @@ pub enum Field {
     SmtpHost,
     SmtpPort,
     SmtpSecurity,
+    SmtpTrust,
     ForwardingAddress,
     Labels,
 }
@@ -398,6 +404,7 @@ impl Field {
             Field::SmtpHost => "smtp.host",
             Field::SmtpPort => "smtp.port",
             Field::SmtpSecurity => "smtp.security",
+            Field::SmtpTrust => "ca_file",
             Field::ForwardingAddress => "forwarding_address",
             Field::Labels => "labels",
         }
@@ -429,9 +436,19 @@ impl Field {
             | Field::SmtpHost
             | Field::SmtpPort
             | Field::SmtpSecurity
+            | Field::SmtpTrust
             | Field::ForwardingAddress
             | Field::Labels => false,
         }
+    }
+
+    /// Whether the field is part of where the SMTP login goes (server,
+    /// port, security, trust): a token is shown there only after apply.
+    pub fn is_smtp_endpoint(self) -> bool {
+        matches!(
+            self,
+            Field::SmtpHost | Field::SmtpPort | Field::SmtpSecurity | Field::SmtpTrust
+        )
     }
 }
 
@@ -480,7 +497,7 @@ fn map(m: &BTreeMap<String, String>) -> Option<FieldValue<'_>> {
 impl AppliedAsset {
     /// Every field with its value (`None` when unset). The destructuring has
     /// no `..`, so a new field cannot be forgotten here.
-    pub fn fields(&self) -> [(Field, Option<FieldValue<'_>>); 16] {
+    pub fn fields(&self) -> [(Field, Option<FieldValue<'_>>); 17] {
         let AppliedAsset {
             email,
             username,
@@ -496,6 +513,7 @@ impl AppliedAsset {
             smtp_host,
             smtp_port,
             smtp_security,
+            smtp_trust,
             forwarding_address,
             labels,
         } = self;
@@ -523,6 +541,7 @@ impl AppliedAsset {
                 Field::SmtpSecurity,
                 Some(FieldValue::Security(*smtp_security)),
             ),
+            (Field::SmtpTrust, opt(smtp_trust.as_ref())),
             (Field::ForwardingAddress, opt(forwarding_address.as_ref())),
             (Field::Labels, map(labels)),
         ]
@@ -563,6 +582,7 @@ pub(crate) mod tests {
             smtp_host: "smtp.example".into(),
             smtp_port: 587,
             smtp_security: Security::Starttls,
+            smtp_trust: None,
             forwarding_address: None,
             labels: BTreeMap::new(),
         }

@@ -222,3 +222,48 @@ fn a_delegate_named_by_consent_as_consents_for_a_shared_mailbox() {
     );
     assert_eq!(token_owner(p, &project, "shared"), "quinn@example.test");
 }
+
+#[test]
+fn an_unapplied_smtp_endpoint_gets_no_token_before_apply() {
+    let p = peers();
+    let user = "amy@example.test";
+    let project = Project::new(p, &[("support", user)], WITH_ID_TOKEN, "");
+    project.mf(p).run(["apply", "--auto-approve"]).ok();
+    // A branch points the mailbox at a server nobody approved (with a
+    // certificate the trusted CA signed, so only the rule stops it).
+    let config = project.path().join("assets.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{text}smtp = {{ host = \"127.0.0.1\", port = {}, security = \"starttls\" }}\n",
+            p.smtp.capture_port
+        ),
+    )
+    .unwrap();
+    let plan = project
+        .mf(p)
+        .run(["plan", "--check-smtp", "--detailed-exitcode"])
+        .code(2);
+    assert_says(&plan, "~ support  update");
+    assert_says(
+        &plan,
+        "not proved: the new SMTP endpoint gets a token only after apply",
+    );
+    let token = project.mf(p).run(["token", "support"]).ok();
+    assert_says(&token, "which is not applied");
+    let sent = project
+        .mf(p)
+        .run(["send-test", "support", "--to", "someone@example.test"])
+        .ok();
+    assert_says(&sent, "sending through the proven one");
+    assert!(
+        !p.captured_logins().iter().any(|u| u == user),
+        "a token reached the unapplied server"
+    );
+    // Once a person approves it, apply proves it there (and this server
+    // refuses every login).
+    let apply = project.mf(p).run(["apply", "--auto-approve"]).code(1);
+    assert_says(&apply, "SMTP login refused by 127.0.0.1:");
+    assert!(p.captured_logins().iter().any(|u| u == user));
+}

@@ -26,7 +26,7 @@
 // and it exits when its standard input closes (so it dies with the harness).
 
 import { randomBytes, generateKeyPairSync } from 'node:crypto';
-import { readFileSync, writeFileSync, renameSync, mkdirSync, rmSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync, renameSync, mkdirSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
@@ -94,6 +94,7 @@ const USERS = new Map([
   ['xena@example.test', { password: 'xena-password' }],
   ['yuri@example.test', { password: 'yuri-password' }],
   ['zoe@example.test', { password: 'zoe-password' }],
+  ['amy@example.test', { password: 'amy-password' }],
 ]);
 
 // Shared mailboxes no one signs in to, and the delegates who may send as them
@@ -404,6 +405,7 @@ async function introspect(token) {
 }
 
 let delivered = 0;
+const captureLog = path.join(mailbox, 'captured-auth.log');
 // `persona` is how refusals are worded:
 // - 'gmail': a bad token gets `334 <base64 JSON>`, then, after the client's
 //   empty line, `535 5.7.8 ...` (enhanced status codes on, as Gmail sends them);
@@ -434,6 +436,10 @@ const smtpOptions = (secure, persona = 'gmail', extra = {}) => ({
     if (auth.method !== 'XOAUTH2') return done(new Error('only XOAUTH2 is offered'));
     // A server that hangs at AUTH (and so at everything after it).
     if (persona === 'stall') return undefined;
+    if (persona === 'capture') {
+      appendFileSync(captureLog, `${JSON.stringify({ user: auth.username, token: Boolean(auth.accessToken) })}\n`);
+      return refuse();
+    }
     try {
       const info = await introspect(auth.accessToken);
       const scopes = (info.scope ?? '').split(' ');
@@ -487,6 +493,11 @@ const plainAuthPort = await front(await listen(smtpServer(smtpOptions(true, 'gma
 const stallPort = await front(await listen(smtpServer(smtpOptions(false, 'stall'))));
 // One that accepts the connection and never greets (its onConnect never answers).
 const mutePort = await front(await listen(smtpServer(smtpOptions(false, 'gmail', { onConnect() {} }))));
+// A server nobody applied (a pull request's edit points at it): a real
+// STARTTLS server on the test CA that writes down every AUTH it is sent
+// (user, and whether a token came) in PEERS_MAILBOX/captured-auth.log, and
+// refuses it. Tests read the file to see that no token reached it.
+const capturePort = await front(await listen(smtpServer(smtpOptions(false, 'capture'))));
 
 // The harness holds our stdin open; when it exits (however it dies), stdin
 // closes and so do we, removing the folder it made for us.
@@ -513,7 +524,7 @@ process.stdout.write(`${JSON.stringify({
     device_authorization: `${issuer}/device/auth`,
   },
   admin: { token: adminToken, revoke_grants: `${issuer}/__admin/revoke-grants`, expire_access_tokens: `${issuer}/__admin/expire-access-tokens` },
-  smtp: { host: HOST, starttls_port: starttlsPort, tls_port: tlsPort, microsoft_port: microsoftPort, no_starttls_port: noStarttlsPort, plain_auth_port: plainAuthPort, stall_port: stallPort, mute_port: mutePort, scopes: smtpScopes },
+  smtp: { host: HOST, starttls_port: starttlsPort, tls_port: tlsPort, microsoft_port: microsoftPort, no_starttls_port: noStarttlsPort, plain_auth_port: plainAuthPort, stall_port: stallPort, mute_port: mutePort, capture_port: capturePort, capture_log: captureLog, scopes: smtpScopes },
   clients,
   users: Object.fromEntries([...USERS].map(([email, { password }]) => [email, password])),
   mailbox,

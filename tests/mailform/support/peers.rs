@@ -56,6 +56,9 @@ pub struct Smtp {
     pub stall_port: u16,
     /// Accepts, and never greets.
     pub mute_port: u16,
+    /// A server nobody applied: it writes down each AUTH it gets, and refuses it.
+    pub capture_port: u16,
+    pub capture_log: PathBuf,
     pub scopes: Vec<String>,
 }
 
@@ -329,6 +332,18 @@ impl Peers {
         self.admin(&self.admin.expire_access_tokens, user)["access_tokens_removed"]
             .as_u64()
             .unwrap()
+    }
+
+    /// The users whose AUTH the capture server received, oldest first.
+    pub fn captured_logins(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.smtp.capture_log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["user"].as_str().unwrap_or_default().to_string()
+            })
+            .collect()
     }
 
     /// Accepted messages: (envelope, raw message), oldest first.
