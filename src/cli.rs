@@ -197,6 +197,9 @@ pub struct PlanArgs {
     /// Plan consent again for this asset although its tokens are fine (repeatable).
     #[arg(long, value_name = "NAME")]
     pub reconsent: Vec<String>,
+    /// Network steps at once (default 10) [env `MAILFORM_PARALLELISM`].
+    #[arg(long, value_name = "N")]
+    pub parallelism: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -223,6 +226,9 @@ pub struct ApplyArgs {
     /// Print one JSON document of outcomes at the end (schema: `mailform schema apply`); the rest goes to stderr.
     #[arg(long)]
     pub json: bool,
+    /// Network steps at once (default 10) [env `MAILFORM_PARALLELISM`].
+    #[arg(long, value_name = "N")]
+    pub parallelism: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

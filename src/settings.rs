@@ -56,6 +56,8 @@ pub struct Flags {
     pub lock_timeout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consent: Option<ConsentMode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u32>,
 }
 
 impl Settings {
@@ -86,7 +88,7 @@ impl Settings {
         if layered.parallelism == 0 {
             return Err(Error::Usage(format!(
                 "invalid {}: must be at least 1 (default {DEFAULT_PARALLELISM})",
-                origin("parallelism", None)
+                origin("parallelism", flags.parallelism.map(|_| "--parallelism"))
             )));
         }
         let lock_timeout = parse_duration(&layered.lock_timeout).map_err(|e| {

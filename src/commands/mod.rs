@@ -52,6 +52,11 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<ExitStatus, Error> {
             Command::Apply(args) => args.consent,
             _ => None,
         },
+        parallelism: match &cli.command {
+            Command::Apply(args) => args.parallelism,
+            Command::Plan(args) => args.parallelism,
+            _ => None,
+        },
     };
     if cli.verbose {
         crate::verbose::enable(render::verbose_line);

@@ -685,6 +685,24 @@ fn bad_settings_from_the_environment_are_named() {
         "{}",
         run.stderr
     );
+    // --parallelism outranks the environment (and the file), checked the
+    // same way, in the same words.
+    let run = mf(dir.path())
+        .env("MAILFORM_PARALLELISM", "4")
+        .run(["plan", "--offline", "--parallelism", "0"])
+        .code(1);
+    assert!(
+        run.stderr
+            .contains("invalid --parallelism: must be at least 1 (default 10)"),
+        "{}",
+        run.stderr
+    );
+    mf(dir.path())
+        .env("MAILFORM_PARALLELISM", "0")
+        .run(["plan", "--offline", "--parallelism", "3"])
+        .ok();
+    let run = mf(dir.path()).run(["plan", "-parallelism=3"]).code(1);
+    assert!(run.stderr.contains("--parallelism=3"), "{}", run.stderr);
     // A bare number is seconds, from the environment and from the flag.
     mf(dir.path())
         .env("MAILFORM_LOCK_TIMEOUT", "1")
