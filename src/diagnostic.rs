@@ -173,9 +173,30 @@ pub fn shown(value: &str) -> Cow<'_, str> {
     shown_up_to(value, SHOWN_MAX_CHARS)
 }
 
-/// [`shown`], shortened after `max` characters instead.
+/// Text from state, config, a provider or a server, whole, made safe for a
+/// terminal as [`shown_up_to`] does.
+pub fn escaped(value: &str) -> Cow<'_, str> {
+    shown_up_to(value, usize::MAX)
+}
+
+/// Whether `c` must not reach a terminal as it is: control characters (ESC
+/// starts the sequences that move the cursor, retitle the window or write
+/// the clipboard) and Unicode format characters (Cf: U+202E turns the text
+/// after it around, U+200B hides itself), which can make a line read as
+/// something it is not.
+pub fn is_hostile(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory as _};
+    c.is_control() || c.general_category() == GeneralCategory::Format
+}
+
+/// [`shown`], shortened after `max` characters instead. This is the one
+/// escaping function every string shown on a terminal passes through.
 pub fn shown_up_to(value: &str, max: usize) -> Cow<'_, str> {
-    let plain = value.chars().count() <= max && !value.chars().any(char::is_control);
+    let mut chars = 0usize;
+    let plain = value.chars().all(|c| {
+        chars += 1;
+        chars <= max && !is_hostile(c)
+    });
     if plain {
         return Cow::Borrowed(value);
     }
@@ -185,7 +206,7 @@ pub fn shown_up_to(value: &str, max: usize) -> Cow<'_, str> {
             out.push('…');
             break;
         }
-        if c.is_control() {
+        if is_hostile(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);

@@ -1110,7 +1110,7 @@ impl Run<'_> {
             if old.client_id != now_applied.client_id || old.token_url != now_applied.token_url {
                 let _ = self.ctx.printer.err(&format!(
                     "note: {name}: the old grant was made for client {} and is not revoked by mailform; remove it in the provider's console\n",
-                    old.client_id
+                    crate::diagnostic::escaped(&old.client_id)
                 ));
             } else if old.username != now_applied.username
                 && let Err(why) = self.revoke_tokens(&old, &old_tokens)

@@ -26,6 +26,14 @@ pub const TOKEN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(
 pub fn run(ctx: &Context<'_>, name: &str) -> Result<ExitStatus, Error> {
     let (config, settings) = ctx.config()?;
     let (token, _, applied) = access_token(ctx, &config, &settings, name, false)?;
+    // What goes to a mail client's command line must be a bearer token and
+    // nothing else (no space, no control character).
+    if !crate::oauth::is_b64token(token.expose()) {
+        return Err(Error::ConsentRequired {
+            name: name.to_string(),
+            why: "the stored access token has characters a bearer token cannot have (RFC 6750 b64token); it is not printed".into(),
+        });
+    }
     // The token is for the mailbox as applied; an unapplied move of its
     // SMTP endpoint is said (on stderr: stdout is the client's).
     if let Some(moved) = moved_endpoint(&config, name, &applied) {
@@ -56,7 +64,7 @@ pub(super) fn moved_endpoint(
         format!(
             "the config changes {} of the SMTP endpoint, which is not applied: {} is the one proven; run mailform apply to prove and record the new one",
             moved.join(", "),
-            crate::security::server_name(&applied.smtp_host, applied.smtp_port)
+            crate::diagnostic::escaped(&crate::security::server_name(&applied.smtp_host, applied.smtp_port))
         )
     })
 }

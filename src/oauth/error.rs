@@ -51,6 +51,12 @@ pub enum OAuthError {
         error: String,
         description: Option<String>,
     },
+    /// A grant whose access token could not travel as a bearer token: it is
+    /// never stored, printed or sent to a server.
+    #[error(
+        "provider `{provider}` returned an access token with characters a bearer token cannot have (RFC 6750 b64token); it was not stored"
+    )]
+    UnusableToken { provider: String },
     /// Timeout, connection failure, 408/429/5xx, an unreadable answer: says
     /// nothing about the grant.
     #[error(

@@ -297,7 +297,7 @@ impl ProviderClient {
                 },
                 other => other,
             })?;
-        Ok(self.grant_of(&response))
+        self.grant_of(&response)
     }
 
     /// Starts a device authorization (RFC 8628 §3.1); `Ok(None)` when the
@@ -338,7 +338,7 @@ impl ProviderClient {
             .request_async(&self.transport, tokio::time::sleep, Some(timeout))
             .await;
         match result {
-            Ok(response) => Ok(self.grant_of(&response)),
+            Ok(response) => self.grant_of(&response).map_err(DeviceError::OAuth),
             Err(oauth2::RequestTokenError::ServerResponse(r)) if *r.error() == E::AccessDenied => {
                 Err(DeviceError::Denied {
                     description: r.error_description().cloned(),
@@ -369,7 +369,7 @@ impl ProviderClient {
             .request_async(&self.transport)
             .await
             .map_err(|e| OAuthError::from_token_error(&self.name, e))?;
-        Ok(self.grant_of(&response))
+        self.grant_of(&response)
     }
 
     /// Revokes a token at the provider (RFC 7009), when it has an endpoint;
@@ -442,13 +442,18 @@ impl ProviderClient {
 
     /// What a token response granted; its ID token, if any, read for the
     /// account it names and dropped.
-    fn grant_of(&self, response: &TokenResponse) -> Grant {
+    fn grant_of(&self, response: &TokenResponse) -> Result<Grant, OAuthError> {
+        if !is_b64token(response.access_token().secret()) {
+            return Err(OAuthError::UnusableToken {
+                provider: self.name.clone(),
+            });
+        }
         let identity = response
             .extra_fields()
             .id_token
             .as_deref()
             .map(|t| identity::verify(t, &self.issuers, &self.client_id, chrono::Utc::now()));
-        Grant {
+        Ok(Grant {
             access_token: Secret::new(response.access_token().secret().clone()),
             refresh_token: response
                 .refresh_token()
@@ -458,8 +463,21 @@ impl ProviderClient {
                 .scopes()
                 .map(|s| s.iter().map(|s| s.to_string()).collect()),
             identity,
-        }
+        })
     }
+}
+
+/// Whether `token` is an RFC 6750 §2.1 `b64token` (`1*( ALPHA / DIGIT /
+/// "-" / "." / "_" / "~" / "+" / "/" ) *"="`): what may follow `Bearer `,
+/// and all that may go into an XOAUTH2 string or onto a client's command
+/// line. Anything else (a space, a control character, `\x01` that would
+/// cut XOAUTH2's fields) is refused where the token arrives.
+pub fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
 /// A device authorization in progress: what the person is shown.
@@ -565,6 +583,30 @@ where
                 tries += 1;
             }
             other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_b64token;
+
+    #[test]
+    fn bearer_tokens_are_b64token_only() {
+        for ok in ["ya29.a0AfB_by-C~x+y/z==", "abc", "eyJ.eyJ.sig"] {
+            assert!(is_b64token(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "==",
+            "has space",
+            "new\nline",
+            "esc\u{1b}[2J",
+            "ctl\u{1}auth=Bearer x",
+            "ünï",
+            "a=b",
+        ] {
+            assert!(!is_b64token(bad), "{bad:?}");
         }
     }
 }

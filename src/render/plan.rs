@@ -33,7 +33,11 @@ pub fn human(plan: &Plan) -> String {
     } else {
         out.push_str("mailform will:\n\n");
     }
-    let width = shown.iter().map(|c| c.asset.len()).max().unwrap_or(0);
+    let width = shown
+        .iter()
+        .map(|c| crate::diagnostic::escaped(&c.asset).chars().count())
+        .max()
+        .unwrap_or(0);
     for change in &shown {
         render_change(&mut out, change, width);
     }
@@ -73,6 +77,7 @@ fn render_change(out: &mut String, c: &Change, width: usize) {
     };
     // Words from servers (and from a saved plan file) cannot move the cursor.
     let esc = |t: &str| crate::diagnostic::shown_up_to(t, 2000).into_owned();
+    // Names, emails and values from state and config the same way.
     let why = headline(c);
     let _ = writeln!(
         out,
@@ -164,6 +169,8 @@ fn render_field(out: &mut String, f: &FieldChange) {
         let _ = writeln!(out, "      {}:{sep}{note}", f.field.path());
         let before = lines(f.before.as_ref());
         let after = lines(f.after.as_ref());
+        let before: Vec<&str> = before.iter().map(String::as_str).collect();
+        let after: Vec<&str> = after.iter().map(String::as_str).collect();
         for change in TextDiff::from_slices(&before, &after).iter_all_changes() {
             let (sign, st) = match change.tag() {
                 ChangeTag::Delete => ("-", style::DELETE),
@@ -183,18 +190,23 @@ fn render_field(out: &mut String, f: &FieldChange) {
     }
 }
 
-fn lines(v: Option<&Value>) -> Vec<&str> {
+/// A list value's lines, escaped for the terminal.
+fn lines(v: Option<&Value>) -> Vec<String> {
+    let esc = |s: &String| crate::diagnostic::escaped(s).into_owned();
     match v {
-        Some(Value::List(items)) => items.iter().map(String::as_str).collect(),
-        Some(Value::Text(t)) => vec![t.as_str()],
+        Some(Value::List(items)) => items.iter().map(esc).collect(),
+        Some(Value::Text(t)) => vec![esc(t)],
         None => Vec::new(),
     }
 }
 
+/// A one-line value, quoted and escaped for the terminal (`Debug` quotes
+/// and escapes controls; format characters are escaped after it).
 fn scalar(v: Option<&Value>) -> String {
-    match v {
+    let text = match v {
         Some(Value::Text(t)) => format!("{t:?}"),
         Some(Value::List(items)) => format!("{items:?}"),
-        None => "(unset)".into(),
-    }
+        None => return "(unset)".into(),
+    };
+    crate::diagnostic::escaped(&text).into_owned()
 }

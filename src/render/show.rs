@@ -8,7 +8,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::style;
-use crate::diagnostic::shown_up_to;
+use crate::diagnostic::{escaped as e, shown_up_to};
 use crate::secret::REDACTED;
 use crate::state::{AppliedAsset, AssetRecord, SmtpCheck, State};
 
@@ -78,25 +78,30 @@ pub fn human(doc: &ShowDoc<'_>) -> String {
         return out;
     }
     let time = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+    // State can be edited by hand, and a team's is shared: every string in
+    // it is escaped before it reaches the terminal.
     for (name, a) in &doc.assets {
         let p = a.applied;
         let _ = writeln!(
             out,
-            "{b}{name}{b:#}  {} ({})",
-            p.email,
-            p.provider,
+            "{b}{}{b:#}  {} ({})",
+            e(name),
+            e(&p.email),
+            e(&p.provider),
             b = style::BOLD
         );
         let _ = writeln!(
             out,
             "  smtp         {}:{} ({})",
-            p.smtp_host, p.smtp_port, p.smtp_security
+            e(&p.smtp_host),
+            p.smtp_port,
+            p.smtp_security
         );
         if p.username != p.email {
-            let _ = writeln!(out, "  username     {}", p.username);
+            let _ = writeln!(out, "  username     {}", e(&p.username));
         }
-        let _ = writeln!(out, "  client_id    {}", p.client_id);
-        let _ = writeln!(out, "  scopes       {}", p.scopes.join(" "));
+        let _ = writeln!(out, "  client_id    {}", e(&p.client_id));
+        let _ = writeln!(out, "  scopes       {}", e(&p.scopes.join(" ")));
         match &a.token {
             None => {
                 let _ = writeln!(out, "  token        none (consent needed)");
@@ -114,7 +119,7 @@ pub fn human(doc: &ShowDoc<'_>) -> String {
                 if let Some(at) = t.refresh_expires_at {
                     let _ = writeln!(out, "  refresh until {}", time(at));
                 }
-                let _ = writeln!(out, "  granted      {}", t.granted_scopes.join(" "));
+                let _ = writeln!(out, "  granted      {}", e(&t.granted_scopes.join(" ")));
             }
         }
         if let Some(c) = a.smtp_check {
@@ -136,7 +141,7 @@ pub fn human(doc: &ShowDoc<'_>) -> String {
             }
         }
         for (k, v) in &p.labels {
-            let _ = writeln!(out, "  label        {k} = {v:?}");
+            let _ = writeln!(out, "  label        {} = \"{}\"", e(k), e(v));
         }
     }
     out

@@ -9,14 +9,11 @@ use serde::Deserialize;
 const MAX_REPLY_CHARS: usize = 400;
 
 /// Text that came from a server (a reply, or an error that quotes one),
-/// made safe to print: any of `secrets` replaced (should a server echo the
-/// token or its XOAUTH2 encoding), control characters escaped, long text
-/// shortened.
+/// made safe to print: any of `secrets`, or 8 characters or more of one,
+/// replaced (should a server echo the token or its XOAUTH2 encoding, whole
+/// or in part), control characters escaped, long text shortened.
 pub fn clean(text: &str, secrets: &[&str]) -> String {
-    let mut text = text.trim().to_string();
-    for s in secrets.iter().filter(|s| s.len() >= 8) {
-        text = text.replace(s, crate::secret::REDACTED);
-    }
+    let text = crate::secret::redact_echoes(text.trim(), secrets);
     crate::diagnostic::shown_up_to(&text, MAX_REPLY_CHARS).into_owned()
 }
 

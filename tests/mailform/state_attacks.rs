@@ -576,3 +576,86 @@ fn a_full_disk_leaves_no_empty_key() {
     key::create(&state_dir).unwrap();
     assert!(key::load(&state_dir).unwrap().is_some());
 }
+
+/// A teammate who can write the shared state plants terminal escapes and
+/// Unicode format characters in it: `show` and `plan` print them escaped.
+#[test]
+fn hostile_strings_in_state_never_reach_the_terminal_raw() {
+    let dir = project(CONFIG);
+    let mut state = applied(dir.path(), "ya29.hostile-strings-token");
+    let record = state.assets.get_mut("support").unwrap();
+    record.applied.email = "support@example.com\u{1b}]52;c;cHduZWQ=\u{7}".into();
+    record.applied.client_id = "mailform-test\u{1b}[2J".into();
+    record.applied.scopes = vec!["mail\u{202e}liam".into(), "offline_access".into()];
+    record.applied.smtp_host = "smtp\u{200b}.example".into();
+    record
+        .applied
+        .labels
+        .insert("team\u{1b}[31m".into(), "care\u{2066}".into());
+    record.token.as_mut().unwrap().granted_scopes = vec!["mail\u{1b}[8m".into()];
+    FileStore::new(dir.path().join(".mailform/state.json"))
+        .save(&mut state)
+        .unwrap();
+    let raw = |s: &str| {
+        s.contains('\u{1b}')
+            || s.contains('\u{7}')
+            || s.contains('\u{202e}')
+            || s.contains('\u{200b}')
+            || s.contains('\u{2066}')
+    };
+    for args in [
+        vec!["show"],
+        vec!["show", "support"],
+        vec!["plan", "--offline"],
+        vec!["--color", "always", "plan", "--offline"],
+    ] {
+        let run = Mailform::new(dir.path()).run(&args);
+        if args[0] != "--color" {
+            assert!(
+                !raw(&run.all()),
+                "{args:?} printed a raw escape:\n{:?}",
+                run.all()
+            );
+        }
+        // With colour on, mailform's own styles are the only escapes: none
+        // of the planted sequences survives.
+        for planted in [
+            "\u{1b}]52",
+            "\u{1b}[2J",
+            "\u{202e}",
+            "\u{200b}",
+            "\u{1b}[8m",
+            "\u{2066}",
+            "\u{7}",
+        ] {
+            assert!(
+                !run.all().contains(planted),
+                "{args:?} printed {planted:?}:\n{:?}",
+                run.all()
+            );
+        }
+    }
+    let show = Mailform::new(dir.path()).run(["show"]).ok();
+    assert!(
+        show.stdout.contains("mail\\u{202e}liam")
+            && show.stdout.contains("mailform-test\\u{1b}[2J"),
+        "{}",
+        show.stdout
+    );
+}
+
+/// A stored access token that is no RFC 6750 bearer token (as a hostile or
+/// broken provider could have issued before it was refused at the grant)
+/// is never printed by `token`.
+#[test]
+fn token_never_prints_a_token_a_bearer_header_cannot_carry() {
+    let dir = project(CONFIG);
+    applied(dir.path(), "ya29.ok\u{1b}]0;owned\u{7} user=root");
+    let run = Mailform::new(dir.path()).run(["token", "support"]).code(1);
+    assert!(run.stdout.is_empty(), "{:?}", run.stdout);
+    assert!(
+        run.stderr.contains("characters a bearer token cannot have"),
+        "{}",
+        run.stderr
+    );
+}
