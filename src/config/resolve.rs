@@ -60,6 +60,21 @@ pub fn is_valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// Where a key first has more than [`MAX_DEPTH`] dotted parts: the offset
+/// of the dot that passes the limit, on the first line (before its `=`, if
+/// any) that has that many. Linear in the text.
+fn deep_key_at(text: &str) -> Option<usize> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let key = line.split('=').next().unwrap_or(line);
+        if let Some((i, _)) = key.match_indices('.').nth(MAX_DEPTH - 1) {
+            return Some(offset + i);
+        }
+        offset += line.len();
+    }
+    None
+}
+
 /// Parses and resolves a config. Returns `None` when any error was found; the
 /// diagnostics then say why. Warnings from lints are added by the caller.
 pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
@@ -84,6 +99,20 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
     let (root, errors) = DeTable::parse_recoverable(text);
     if !errors.is_empty() {
         for e in errors {
+            // The parser's own depth limit (on a line broken enough that
+            // the scan above lost it) has no location: find the key.
+            if e.span().is_none() && e.message().trim() == "recursion limit" {
+                let at = deep_key_at(text);
+                diags.push(
+                    Diagnostic::error(format!(
+                        "nesting deeper than {MAX_DEPTH} levels (a dotted key of too many parts)"
+                    ))
+                    .at(at.map(|a| a..a))
+                    .origin(Origin::Syntax)
+                    .help("assets.toml needs four levels at most, e.g. [providers.NAME.console] test_users = [...]"),
+                );
+                continue;
+            }
             diags.push(toml_error(&e, "TOML syntax: ").origin(Origin::Syntax));
         }
         return (None, diags);
@@ -530,8 +559,38 @@ fn toml_error(e: &toml::de::Error, context: &str) -> Diagnostic {
     toml_error_in(e, context).origin(Origin::Shape)
 }
 
+/// serde's `invalid type: string "…", expected …` (and `invalid value:`)
+/// with the value named by its kind only: a message never quotes a value
+/// from the file (it may be a secret that landed where a table belongs);
+/// the masked snippet shows where it is.
+fn without_values(message: &str) -> String {
+    for lead in ["invalid type: ", "invalid value: "] {
+        let Some(rest) = message.strip_prefix(lead) else {
+            continue;
+        };
+        // The expected part is mailform's own words: the last ", expected"
+        // is the real one even if the value holds those words.
+        let (found, expected) = match rest.rfind(", expected ") {
+            Some(at) => (&rest[..at], &rest[at..]),
+            None => (rest, ""),
+        };
+        let kind = [
+            ("string", "a string"),
+            ("integer", "an integer"),
+            ("floating point", "a number"),
+            ("character", "a character"),
+            ("boolean", "a boolean"),
+        ]
+        .iter()
+        .find(|(k, _)| found.starts_with(k))
+        .map_or(found, |(_, word)| *word);
+        return format!("{lead}{kind}{expected}");
+    }
+    message.to_string()
+}
+
 fn toml_error_in(e: &toml::de::Error, context: &str) -> Diagnostic {
-    let mut message = e.message().trim().to_string();
+    let mut message = without_values(e.message().trim());
     for (from, to) in TYPE_WORDS {
         if message.ends_with(from) {
             message = format!("{}{to}", &message[..message.len() - from.len()]);

@@ -310,6 +310,7 @@ fn run(text: &str, limit: usize, masking: bool) -> Scan {
     s.document();
     if masking {
         mask_url_passwords(s.b, &mut s.out);
+        mask_multiline_secrets(s.b, &mut s.out);
     }
     let masked = String::from_utf8(s.out).unwrap_or_else(|e| {
         // Masking replaces whole characters' bytes with ASCII, so this cannot
@@ -320,6 +321,93 @@ fn run(text: &str, limit: usize, masking: bool) -> Scan {
         masked,
         max_depth: s.max_depth,
         too_deep_at: s.too_deep_at,
+    }
+}
+
+/// Masks every multi-line string, by the text's lines alone: no field of
+/// `assets.toml` takes one, so one is either a secret pasted whole or text a
+/// broken line turned into a string. A stray quote or `#` before a key can
+/// make the scanner read the key as part of a string or a comment, and then
+/// the lines of the secret as keys of their own, shown in a syntax error's
+/// snippet. From a `"""` or `\'\'\'` left open on its line every byte up to
+/// the closing one is masked, newlines kept. Linear: each line is looked at
+/// once.
+fn mask_multiline_secrets(b: &[u8], out: &mut [u8]) {
+    let mask = |out: &mut [u8], range: std::ops::Range<usize>| {
+        for j in range {
+            if b[j] != b'\n' {
+                out[j] = b'*';
+            }
+        }
+    };
+    let mut i = 0;
+    // Where the last string masked here ended: a walk back stops there.
+    let mut floor = 0;
+    while i < b.len() {
+        let end = b[i..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(b.len(), |n| i + n);
+        let line = &b[i..end];
+        let found = [b"\"\"\"", b"'''"].into_iter().find_map(|delim| {
+            let count = line.windows(3).filter(|w| w == delim).count();
+            let first = line.windows(3).position(|w| w == delim)?;
+            Some((count, first, delim))
+        });
+        let Some((count, first, delim)) = found else {
+            i = end + 1;
+            continue;
+        };
+        let trimmed = line.trim_ascii_end();
+        let assigns = line[..first].iter().any(|&c| c == b'=' || c == b':');
+        if count % 2 == 1 && !assigns {
+            // A closing delimiter whose opening one a broken line lost: the
+            // text before it, and the bare lines above it, were the string.
+            mask(out, i..i + first);
+            let mut start = i;
+            while start > floor {
+                let above = b[..start - 1]
+                    .iter()
+                    .rposition(|&c| c == b'\n')
+                    .map_or(0, |n| n + 1)
+                    .max(floor);
+                let text = b[above..start - 1].trim_ascii();
+                let statement = text.is_empty()
+                    || text.starts_with(b"[")
+                    || text.starts_with(b"#")
+                    || text.contains(&b'=');
+                if statement {
+                    break;
+                }
+                mask(out, above..start - 1);
+                start = above;
+            }
+            floor = end;
+            i = end + 1;
+            continue;
+        }
+        // Left open: an odd number of delimiters, or a line that ends with
+        // one (`key = """`, whatever came before it on a broken line).
+        let from = if count % 2 == 1 {
+            first + 3
+        } else if trimmed.ends_with(delim) {
+            trimmed.len()
+        } else {
+            i = end + 1;
+            continue;
+        };
+        let open = i + from;
+        let close = b[open..]
+            .windows(3)
+            .position(|w| w == delim)
+            .map_or(b.len(), |n| open + n);
+        mask(out, open..close);
+        let next = b[close..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(b.len(), |n| close + n);
+        floor = next;
+        i = next + 1;
     }
 }
 
@@ -1143,10 +1231,21 @@ mod tests {
             m("# client_secret = \"hunter2\"\n"),
             "# client_secret = *********\n"
         );
-        // Swallowed by an unclosed multi-line string.
+        // Swallowed by an unclosed multi-line string: all of it is masked
+        // (no field takes a multi-line string).
         assert_eq!(
             m("email = \"\"\"\nclient_secret = \"hunter2\"\n"),
-            "email = \"\"\"\nclient_secret = *********\n"
+            "email = \"\"\"\n*************************\n"
+        );
+        // A multi-line secret whose key a stray quote or `#` hid, and one
+        // whose opening quotes were cut: its lines are masked all the same.
+        assert_eq!(
+            m("\"client_secret = \"\"\"\nhunter2\nhunter3\"\"\"\nx = 1\n"),
+            "\"client_secret = \"\"\"\n*******\n*******\"\"\"\nx = 1\n"
+        );
+        assert_eq!(
+            m("client_secret =\"\"\nhunter2\nhunter3\"\"\"\nx = 1\n"),
+            "client_secret =\"\"\n*******\n*******\"\"\"\nx = 1\n"
         );
         // Swallowed by an unclosed array.
         assert_eq!(

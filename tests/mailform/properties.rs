@@ -78,6 +78,9 @@ const TOKENS: &[&str] = &[
     "x.y.z = 1",
     "{ a = [",
     "\"\n\"",
+    // A key of 90 parts: past the parser's own depth limit, on a line the
+    // mutations may break before the scan can count it.
+    "a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a",
 ];
 
 /// Secret lines planted at line starts: the value always contains SENTINEL,
@@ -106,6 +109,13 @@ const PLANTED: &[&str] = &[
     "clientSecert = \"SENTINEL22\"\n",
     "refresh_tokn = \"SENTINEL23\"\n",
     "x = {\n  client_secret = \"SENTINEL24\",\n}\n",
+    // A secret where a table belongs: serde's message would quote it.
+    "[providers]\nclient_secret = \"SENTINEL25\"\n",
+    "[assets]\nclient_secret = \"SENTINEL26\"\n",
+    // Multi-line secrets whose opening a broken line hides from the scanner.
+    "\"client_secret = \"\"\"\nSENTINEL28\nSENTINEL29\"\"\"\n",
+    "client_secret =\"\"\nSENTINEL30\nSENTINEL31\"\"\"\n",
+    "client_#cret = '''\nSENTINEL32\n'''\n",
 ];
 
 #[derive(Debug, Clone)]
@@ -228,6 +238,13 @@ proptest! {
         prop_assert!(!out.contains("SENTINEL"), "shown:\n{}", out);
         prop_assert!(!out.contains('\u{1b}'), "a control sequence reached the output");
         prop_assert!(out.len() < 128 * 1024, "{} bytes of output", out.len());
+        for d in &loaded.diagnostics {
+            prop_assert!(
+                d.span.is_some() || d.origin != mailform::diagnostic::Origin::Syntax,
+                "a syntax error without a location: {}",
+                d.message
+            );
+        }
         if loaded.diagnostics.has_errors() {
             prop_assert!(loaded.config.is_none());
         }
