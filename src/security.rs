@@ -77,6 +77,28 @@ pub fn ca_certificates(
     Ok(certs)
 }
 
+/// rustls settings that check the server's certificate against the web's
+/// roots plus the certificates in `ca_file` (ring, rustls's safe protocol
+/// versions). `what` names the file's setting in errors, e.g. `ca_file`.
+pub fn verifying_tls_config(
+    ca_file: Option<&std::path::Path>,
+    what: &str,
+) -> Result<rustls::ClientConfig, String> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS settings: {e}"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let bad = |why: String| format!("{what} {} {why}", path.display());
+        for cert in ca_certificates(path).map_err(bad)? {
+            roots.add(cert).map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
 /// What a set of extra trust roots is, for state: `sha256:` and the hex
 /// SHA-256 of the certificates (DER, in order), so that comments and line
 /// breaks in the PEM file do not count as a change.

@@ -2,7 +2,11 @@
 //! XOAUTH2 with the asset's username and access token, QUIT. No message is
 //! sent, except by [`send`] for `mailform send-test`.
 //!
-//! lettre's connection API carries the session; AUTH is driven by hand so a
+//! lettre's connection API carries the session over a stream of ours
+//! ([`stream`]): TCP and TLS (rustls with ring, implicit or on STARTTLS)
+//! under a reader that cuts off any line over 4 KiB and any answer over
+//! 64 KiB, so a server that never ends a line cannot grow the process.
+//! AUTH is driven by hand so a
 //! refused token is reported in the server's own words: Gmail-style servers
 //! answer `334 <base64 JSON status>` and want an empty line before the final
 //! `535`, which lettre's XOAUTH2 mechanism gives up on. AUTH is never sent on
@@ -19,6 +23,7 @@
 
 pub mod hints;
 mod reply;
+mod stream;
 
 use std::fmt;
 use std::future::Future;
@@ -28,8 +33,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Mechanism;
-use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::client::AsyncSmtpConnection;
+use lettre::transport::smtp::commands::{Ehlo, Starttls};
+use lettre::transport::smtp::extension::{ClientId, ServerInfo};
 
 use reply::clean;
 pub use reply::{Challenge, Reply};
@@ -50,7 +56,8 @@ pub struct Endpoint {
     /// The provider whose `ca_file` is trusted (for hints).
     pub provider: String,
     pub ca_file: Option<PathBuf>,
-    tls: TlsParameters,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    server_name: rustls::pki_types::ServerName<'static>,
 }
 
 impl fmt::Debug for Endpoint {
@@ -71,24 +78,17 @@ impl Endpoint {
         provider: &str,
         ca_file: Option<&Path>,
     ) -> Result<Endpoint, String> {
-        let mut builder = TlsParameters::builder(host.to_string());
-        if let Some(path) = ca_file {
-            let bad = |why: String| format!("ca_file {} {why}", path.display());
-            for der in crate::security::ca_certificates(path).map_err(bad)? {
-                let cert = Certificate::from_der(der.to_vec()).map_err(|e| bad(chain(&e)))?;
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let tls = builder
-            .build_rustls()
-            .map_err(|e| format!("TLS settings for {host}: {}", chain(&e)))?;
+        let tls = crate::security::verifying_tls_config(ca_file, "ca_file")?;
+        let server_name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| format!("TLS settings for {}: {e}", crate::diagnostic::shown(host)))?;
         Ok(Endpoint {
             host: host.to_string(),
             port,
             security,
             provider: provider.to_string(),
             ca_file: ca_file.map(Path::to_path_buf),
-            tls,
+            tls: std::sync::Arc::new(tls),
+            server_name,
         })
     }
 
@@ -183,6 +183,9 @@ pub enum SmtpError {
     },
     #[error("{server}: {why}")]
     Protocol { server: String, why: String },
+    /// A reply past the caps of [`stream`]: a broken or hostile server.
+    #[error("{server}: {}", stream::OverLong)]
+    OverLong { server: String },
 }
 
 impl SmtpError {
@@ -206,6 +209,9 @@ fn classify(
     connect_timeout: Duration,
 ) -> SmtpError {
     let server = endpoint.server();
+    if stream::is_over_long(e) {
+        return SmtpError::OverLong { server };
+    }
     if let Some(code) = e.status() {
         let text = std::error::Error::source(e).map(ToString::to_string);
         return SmtpError::Rejected {
@@ -215,41 +221,7 @@ fn classify(
         };
     }
     if let Some(tls) = crate::security::rustls_error(e) {
-        use rustls::{CertificateError as C, Error as R};
-        let (why, hint) = match tls {
-            R::InvalidCertificate(C::UnknownIssuer) => (
-                "the server's certificate is not signed by an authority mailform trusts"
-                    .to_string(),
-                match &endpoint.ca_file {
-                    Some(f) => format!(
-                        " (nor by provider `{}`'s ca_file {}): is it the right server?",
-                        endpoint.provider,
-                        f.display()
-                    ),
-                    None => format!(
-                        ": if the server uses a private CA, set ca_file on provider `{}`",
-                        endpoint.provider
-                    ),
-                },
-            ),
-            R::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => (
-                format!(
-                    "the server's certificate is not valid for the name {}",
-                    endpoint.host
-                ),
-                ": set smtp.host to a name the certificate carries".to_string(),
-            ),
-            R::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => (
-                "the server's certificate has expired".to_string(),
-                String::new(),
-            ),
-            R::InvalidMessage(_) => (
-                "the server did not answer in TLS (it sent plain text)".to_string(),
-                format!(": {}", endpoint.port_hint()),
-            ),
-            other => (clean(&other.to_string(), secrets), String::new()),
-        };
-        return SmtpError::Tls { server, why, hint };
+        return tls_failure(tls, endpoint, secrets);
     }
     if e.is_timeout() {
         return SmtpError::Timeout {
@@ -285,6 +257,85 @@ fn classify(
     }
 }
 
+/// A failed TCP connect in operators' terms.
+fn connect_failure(e: &std::io::Error, endpoint: &Endpoint) -> SmtpError {
+    let server = endpoint.server();
+    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+        return SmtpError::Connect {
+            server,
+            why: format!(
+                "connection refused (nothing listens on port {}: check smtp.host and smtp.port)",
+                endpoint.port
+            ),
+        };
+    }
+    SmtpError::Connect {
+        server,
+        why: clean(&chain(e), &[]),
+    }
+}
+
+/// A failed TLS handshake (implicit, or after STARTTLS).
+fn handshake_failure(e: &std::io::Error, endpoint: &Endpoint) -> SmtpError {
+    if let Some(tls) = crate::security::rustls_error(e) {
+        return tls_failure(tls, endpoint, &[]);
+    }
+    let why = match e.kind() {
+        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => {
+            "the server closed the connection during the TLS handshake".to_string()
+        }
+        _ => clean(&chain(e), &[]),
+    };
+    SmtpError::Tls {
+        server: endpoint.server(),
+        why,
+        hint: if endpoint.security == Security::Tls {
+            format!(": {}", endpoint.port_hint())
+        } else {
+            String::new()
+        },
+    }
+}
+
+/// A TLS failure in operators' terms, with what to try.
+fn tls_failure(tls: &rustls::Error, endpoint: &Endpoint, secrets: &[&str]) -> SmtpError {
+    use rustls::{CertificateError as C, Error as R};
+    let server = endpoint.server();
+    let (why, hint) = match tls {
+        R::InvalidCertificate(C::UnknownIssuer) => (
+            "the server's certificate is not signed by an authority mailform trusts".to_string(),
+            match &endpoint.ca_file {
+                Some(f) => format!(
+                    " (nor by provider `{}`'s ca_file {}): is it the right server?",
+                    endpoint.provider,
+                    f.display()
+                ),
+                None => format!(
+                    ": if the server uses a private CA, set ca_file on provider `{}`",
+                    endpoint.provider
+                ),
+            },
+        ),
+        R::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => (
+            format!(
+                "the server's certificate is not valid for the name {}",
+                endpoint.host
+            ),
+            ": set smtp.host to a name the certificate carries".to_string(),
+        ),
+        R::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => (
+            "the server's certificate has expired".to_string(),
+            String::new(),
+        ),
+        R::InvalidMessage(_) => (
+            "the server did not answer in TLS (it sent plain text)".to_string(),
+            format!(": {}", endpoint.port_hint()),
+        ),
+        other => (clean(&other.to_string(), secrets), String::new()),
+    };
+    SmtpError::Tls { server, why, hint }
+}
+
 /// `AUTH XOAUTH2 <initial response>`; its text is the secret.
 struct AuthXoauth2(String);
 
@@ -313,6 +364,8 @@ impl fmt::Display for EmptyLine {
 struct Session<'a> {
     endpoint: &'a Endpoint,
     conn: AsyncSmtpConnection,
+    /// What the server offers over TLS (its answer to the last EHLO).
+    info: ServerInfo,
     timeout: Duration,
 }
 
@@ -350,7 +403,6 @@ impl<'a> Session<'a> {
     /// Connects, secures the connection, and says EHLO over TLS.
     async fn open(endpoint: &'a Endpoint, timeout: Duration) -> Result<Session<'a>, SmtpError> {
         let hello = ClientId::default();
-        let implicit = (endpoint.security == Security::Tls).then(|| endpoint.tls.clone());
         let (step, hint) = match endpoint.security {
             // lettre's connect reads the greeting and says EHLO: a server
             // that greets and then goes quiet stops it there too.
@@ -369,27 +421,38 @@ impl<'a> Session<'a> {
                 ),
             ),
         };
-        // lettre bounds the TCP connect; the greeting (and the TLS
-        // handshake) get `timeout` on top, so a connect that hangs is
-        // reported as such.
+        // The TCP connect has a bound of its own; the TLS handshake, the
+        // greeting and EHLO get `timeout` on top, so a connect that hangs
+        // is reported as such.
         let connect_timeout = CONNECT_TIMEOUT.min(timeout);
-        let connect = AsyncSmtpConnection::connect_tokio1(
-            (endpoint.host.as_str(), endpoint.port),
-            Some(connect_timeout),
-            &hello,
-            implicit,
-            None,
-        );
-        let mut conn = bounded_after(
-            endpoint,
-            connect_timeout + timeout,
-            timeout,
-            step,
-            hint,
-            connect,
-        )
-        .await?
-        .map_err(|e| classify(&e, endpoint, "connecting", &[], connect_timeout))?;
+        let connect = tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port));
+        let tcp = match tokio::time::timeout(connect_timeout, connect).await {
+            Err(_) => {
+                return Err(SmtpError::Timeout {
+                    server: endpoint.server(),
+                    step: "connecting",
+                    after: connect_timeout,
+                    hint: String::new(),
+                });
+            }
+            Ok(Err(e)) => return Err(connect_failure(&e, endpoint)),
+            Ok(Ok(tcp)) => tcp,
+        };
+        let (capped, tls) = stream::capped(tcp).map_err(|e| connect_failure(&e, endpoint))?;
+        // lettre's connect reads the greeting and says EHLO, over TLS from
+        // the first byte with implicit TLS.
+        let greet = async {
+            if endpoint.security == Security::Tls {
+                tls.upgrade(endpoint.tls.clone(), endpoint.server_name.clone())
+                    .await
+                    .map_err(|e| handshake_failure(&e, endpoint))?;
+            }
+            AsyncSmtpConnection::connect_with_transport(Box::new(capped), &hello)
+                .await
+                .map_err(|e| classify(&e, endpoint, "connecting", &[], connect_timeout))
+        };
+        let mut conn = bounded_after(endpoint, timeout, timeout, step, hint, greet).await??;
+        let mut info = conn.server_info().clone();
         if endpoint.security == Security::Starttls {
             if !conn.can_starttls() {
                 hang_up(conn, timeout).await;
@@ -397,12 +460,25 @@ impl<'a> Session<'a> {
                     server: endpoint.server(),
                 });
             }
-            let upgrade = conn.starttls(endpoint.tls.clone(), &hello);
-            bounded(endpoint, timeout, "upgrading to TLS (STARTTLS)", upgrade)
-                .await?
-                .map_err(|e| classify(&e, endpoint, "STARTTLS", &[], connect_timeout))?;
+            // STARTTLS, the handshake under the capped reader, and EHLO
+            // again over TLS (what the server offers may change with it).
+            let upgrade = async {
+                conn.command(Starttls)
+                    .await
+                    .map_err(|e| classify(&e, endpoint, "STARTTLS", &[], timeout))?;
+                tls.upgrade(endpoint.tls.clone(), endpoint.server_name.clone())
+                    .await
+                    .map_err(|e| handshake_failure(&e, endpoint))?;
+                let ehlo = conn
+                    .command(Ehlo::new(hello.clone()))
+                    .await
+                    .map_err(|e| classify(&e, endpoint, "EHLO", &[], timeout))?;
+                ServerInfo::from_response(&ehlo)
+                    .map_err(|e| classify(&e, endpoint, "EHLO", &[], timeout))
+            };
+            info = bounded(endpoint, timeout, "upgrading to TLS (STARTTLS)", upgrade).await??;
         }
-        if !conn.is_encrypted() {
+        if !tls.is_encrypted() {
             return Err(SmtpError::Protocol {
                 server: endpoint.server(),
                 why: "the connection is not encrypted, so AUTH is not sent".into(),
@@ -411,6 +487,7 @@ impl<'a> Session<'a> {
         Ok(Session {
             endpoint,
             conn,
+            info,
             timeout,
         })
     }
@@ -418,14 +495,10 @@ impl<'a> Session<'a> {
     /// AUTH XOAUTH2, reading a refusal to its end.
     async fn login(&mut self, username: &str, token: &Secret) -> Result<Outcome, SmtpError> {
         let endpoint = self.endpoint;
-        if !self
-            .conn
-            .server_info()
-            .supports_auth_mechanism(Mechanism::Xoauth2)
-        {
+        if !self.info.supports_auth_mechanism(Mechanism::Xoauth2) {
             let offered: Vec<&str> = [(Mechanism::Plain, "PLAIN"), (Mechanism::Login, "LOGIN")]
                 .into_iter()
-                .filter(|(m, _)| self.conn.server_info().supports_auth_mechanism(*m))
+                .filter(|(m, _)| self.info.supports_auth_mechanism(*m))
                 .map(|(_, n)| n)
                 .collect();
             return Err(SmtpError::NoXoauth2 {

@@ -598,15 +598,7 @@ fn tls_config(
             .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
             .with_no_client_auth());
     }
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca_file {
-        let bad = |why: String| format!("state.ca_file {} {why}", path.display());
-        for cert in crate::security::ca_certificates(path).map_err(bad)? {
-            roots.add(cert).map_err(|e| bad(e.to_string()))?;
-        }
-    }
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+    crate::security::verifying_tls_config(ca_file, "state.ca_file")
 }
 
 /// `sslmode=require`: encrypted, whoever the server is (libpq's meaning);

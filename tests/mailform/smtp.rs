@@ -820,3 +820,23 @@ fn a_real_server_that_stalls_before_the_greeting_or_at_auth_is_bounded() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_server_that_never_ends_a_line_is_cut_off_before_and_after_starttls() {
+    let p = peers();
+    // smtp-server greeting with a 16 MB line, and answering AUTH (over TLS)
+    // with one: each is cut off after 4 KiB, never read whole.
+    for port in [p.smtp.flood_greeting_port, p.smtp.flood_auth_port] {
+        let lab = Lab {
+            port,
+            ..Lab::starttls(p, "alice@example.test")
+        };
+        let err = failed_with_access_only(p, &lab, &[("MAILFORM_SMTP_TIMEOUT", "20")]);
+        assert!(
+            err.contains(&format!(
+                "127.0.0.1:{port}: the server sent an over-long reply (over 4 KiB in a line, or 64 KiB in one answer)"
+            )),
+            "{err}"
+        );
+    }
+}

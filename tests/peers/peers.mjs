@@ -436,6 +436,10 @@ const smtpOptions = (secure, persona = 'gmail', extra = {}) => ({
     if (auth.method !== 'XOAUTH2') return done(new Error('only XOAUTH2 is offered'));
     // A server that hangs at AUTH (and so at everything after it).
     if (persona === 'stall') return undefined;
+    // A hostile server: a 334 challenge line of 16 MB, over TLS.
+    if (persona === 'flood') {
+      return done(null, { data: { status: '401', schemes: 'bearer', filler: 'x'.repeat(16 * 1024 * 1024) } });
+    }
     if (persona === 'capture') {
       appendFileSync(captureLog, `${JSON.stringify({ user: auth.username, token: Boolean(auth.accessToken) })}\n`);
       return refuse();
@@ -498,6 +502,10 @@ const mutePort = await front(await listen(smtpServer(smtpOptions(false, 'gmail',
 // (user, and whether a token came) in PEERS_MAILBOX/captured-auth.log, and
 // refuses it. Tests read the file to see that no token reached it.
 const capturePort = await front(await listen(smtpServer(smtpOptions(false, 'capture'))));
+// Hostile servers that never end a line: a 16 MB greeting before any TLS,
+// and (persona 'flood') a 16 MB answer to AUTH after STARTTLS.
+const floodGreetingPort = await front(await listen(smtpServer(smtpOptions(false, 'gmail', { banner: 'x'.repeat(16 * 1024 * 1024) }))));
+const floodAuthPort = await front(await listen(smtpServer(smtpOptions(false, 'flood'))));
 
 // The harness holds our stdin open; when it exits (however it dies), stdin
 // closes and so do we, removing the folder it made for us.
@@ -524,7 +532,7 @@ process.stdout.write(`${JSON.stringify({
     device_authorization: `${issuer}/device/auth`,
   },
   admin: { token: adminToken, revoke_grants: `${issuer}/__admin/revoke-grants`, expire_access_tokens: `${issuer}/__admin/expire-access-tokens` },
-  smtp: { host: HOST, starttls_port: starttlsPort, tls_port: tlsPort, microsoft_port: microsoftPort, no_starttls_port: noStarttlsPort, plain_auth_port: plainAuthPort, stall_port: stallPort, mute_port: mutePort, capture_port: capturePort, capture_log: captureLog, scopes: smtpScopes },
+  smtp: { host: HOST, starttls_port: starttlsPort, tls_port: tlsPort, microsoft_port: microsoftPort, no_starttls_port: noStarttlsPort, plain_auth_port: plainAuthPort, stall_port: stallPort, mute_port: mutePort, capture_port: capturePort, capture_log: captureLog, flood_greeting_port: floodGreetingPort, flood_auth_port: floodAuthPort, scopes: smtpScopes },
   clients,
   users: Object.fromEntries([...USERS].map(([email, { password }]) => [email, password])),
   mailbox,

@@ -59,6 +59,10 @@ pub struct Smtp {
     /// A server nobody applied: it writes down each AUTH it gets, and refuses it.
     pub capture_port: u16,
     pub capture_log: PathBuf,
+    /// Hostile servers: a greeting, or an answer to AUTH (after STARTTLS),
+    /// of 16 MB without a line end.
+    pub flood_greeting_port: u16,
+    pub flood_auth_port: u16,
     pub scopes: Vec<String>,
 }
 

@@ -1,0 +1,232 @@
+//! The connection under lettre's SMTP session: TCP, then TLS done here
+//! (implicit, or on STARTTLS), and every byte the server sends counted.
+//!
+//! lettre reads a reply line by line and checks a line's length only once
+//! the line has ended: a server that never sends the line end makes it read
+//! without limit (an endless `220` grew a process to gigabytes). Reads here
+//! fail instead, past [`MAX_LINE`] bytes without a line end or [`MAX_REPLY`]
+//! bytes since mailform last wrote (one reply), so memory stays flat
+//! whatever the server sends. The counting is on the plain text: TLS is
+//! below it, in this module, not in lettre.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+/// The longest line a server may send (RFC 5321 §4.5.3.1.5 allows 512
+/// bytes; real servers stay far below this).
+pub const MAX_LINE: usize = 4 * 1024;
+
+/// The most a server may send in answer to one command (a multi-line EHLO
+/// reply is a few hundred bytes).
+pub const MAX_REPLY: usize = 64 * 1024;
+
+/// A server's answer was longer than [`MAX_LINE`] or [`MAX_REPLY`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the server sent an over-long reply (over {} KiB in a line, or {} KiB in one answer)",
+    MAX_LINE / 1024,
+    MAX_REPLY / 1024
+)]
+pub struct OverLong;
+
+enum Layer {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Between the two, while the handshake runs.
+    Upgrading,
+}
+
+struct Shared {
+    layer: Layer,
+    /// Bytes since the last line end.
+    line: usize,
+    /// Bytes since mailform last wrote.
+    reply: usize,
+}
+
+/// The stream lettre reads and writes.
+pub struct Capped {
+    shared: Arc<Mutex<Shared>>,
+    peer: std::net::SocketAddr,
+}
+
+/// What the session keeps to upgrade the stream lettre holds.
+#[derive(Clone)]
+pub struct Handle(Arc<Mutex<Shared>>);
+
+impl std::fmt::Debug for Capped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capped")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A capped stream over `tcp`, and the handle that upgrades it to TLS.
+pub fn capped(tcp: TcpStream) -> io::Result<(Capped, Handle)> {
+    let peer = tcp.peer_addr()?;
+    let shared = Arc::new(Mutex::new(Shared {
+        layer: Layer::Plain(tcp),
+        line: 0,
+        reply: 0,
+    }));
+    Ok((
+        Capped {
+            shared: Arc::clone(&shared),
+            peer,
+        },
+        Handle(shared),
+    ))
+}
+
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    // Nothing panics while holding it; a poisoned lock is still usable.
+    shared
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Handle {
+    /// The TLS handshake on the TCP connection, with `config` for
+    /// `server_name`; what lettre reads from then on is decrypted.
+    pub async fn upgrade(
+        &self,
+        config: Arc<rustls::ClientConfig>,
+        server_name: rustls::pki_types::ServerName<'static>,
+    ) -> io::Result<()> {
+        let tcp = {
+            let mut shared = lock(&self.0);
+            match std::mem::replace(&mut shared.layer, Layer::Upgrading) {
+                Layer::Plain(tcp) => tcp,
+                other => {
+                    shared.layer = other;
+                    return Err(io::Error::other("the connection is already encrypted"));
+                }
+            }
+        };
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(server_name, tcp)
+            .await?;
+        let mut shared = lock(&self.0);
+        shared.layer = Layer::Tls(Box::new(tls));
+        shared.line = 0;
+        shared.reply = 0;
+        Ok(())
+    }
+
+    /// Whether the handshake is done.
+    pub fn is_encrypted(&self) -> bool {
+        matches!(lock(&self.0).layer, Layer::Tls(_))
+    }
+}
+
+impl lettre::transport::smtp::client::AsyncTokioStream for Capped {
+    fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        Ok(self.peer)
+    }
+}
+
+fn upgrading() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the TLS handshake is running")
+}
+
+impl AsyncRead for Capped {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let mut shared = lock(&self.shared);
+        // Never more than the answer may still hold (and one byte past it,
+        // to tell that it was over), through a buffer of our own.
+        let mut chunk = [0u8; 8 * 1024];
+        let room = (MAX_REPLY + 1)
+            .saturating_sub(shared.reply)
+            .clamp(1, chunk.len())
+            .min(buf.remaining());
+        let mut limited = ReadBuf::new(&mut chunk[..room]);
+        let poll = match &mut shared.layer {
+            Layer::Plain(s) => Pin::new(s).poll_read(cx, &mut limited),
+            Layer::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, &mut limited),
+            Layer::Upgrading => return Poll::Ready(Err(upgrading())),
+        };
+        if let Poll::Ready(Ok(())) = poll {
+            let got = limited.filled();
+            for &b in got {
+                shared.line = if b == b'\n' { 0 } else { shared.line + 1 };
+                if shared.line > MAX_LINE {
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, OverLong)));
+                }
+            }
+            shared.reply += got.len();
+            if shared.reply > MAX_REPLY {
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, OverLong)));
+            }
+            buf.put_slice(got);
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for Capped {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut shared = lock(&self.shared);
+        // A new command: a new answer may come.
+        shared.reply = 0;
+        match &mut shared.layer {
+            Layer::Plain(s) => Pin::new(s).poll_write(cx, data),
+            Layer::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+            Layer::Upgrading => Poll::Ready(Err(upgrading())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut shared = lock(&self.shared);
+        match &mut shared.layer {
+            Layer::Plain(s) => Pin::new(s).poll_flush(cx),
+            Layer::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Layer::Upgrading => Poll::Ready(Err(upgrading())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut shared = lock(&self.shared);
+        match &mut shared.layer {
+            Layer::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Layer::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Layer::Upgrading => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// Whether `e`'s chain holds [`OverLong`].
+pub fn is_over_long(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if err.downcast_ref::<OverLong>().is_some() {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|i| i.downcast_ref::<OverLong>().is_some())
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
