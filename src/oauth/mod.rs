@@ -83,6 +83,12 @@ use crate::config::Provider;
 use crate::config::presets::Preset;
 use crate::secret::Secret;
 
+/// The device flow's polling interval is honoured within these bounds
+/// (RFC 8628 §3.5): a provider that says 0 is not polled in a loop, and one
+/// that says a day is still polled within the consent's wait.
+const DEVICE_INTERVAL_MIN: Duration = Duration::from_secs(1);
+const DEVICE_INTERVAL_MAX: Duration = Duration::from_secs(60);
+
 /// Attempts of a request that fails for a passing reason.
 const ATTEMPTS: u32 = 3;
 
@@ -322,8 +328,10 @@ impl ProviderClient {
         Ok(Some(DeviceCode { details }))
     }
 
-    /// Polls until the person has entered the code (honouring `interval` and
-    /// `slow_down`), refused, or `timeout` or the code's own lifetime ran out.
+    /// Polls until the person has entered the code (honouring `interval`
+    /// within [1 s, 60 s], and `slow_down`, which adds 5 s), refused, or
+    /// `timeout` or the code's own lifetime ran out. The whole wait ends at
+    /// `timeout`, whatever the provider says its interval is.
     pub async fn device_token(
         &self,
         code: &DeviceCode,
@@ -333,10 +341,15 @@ impl ProviderClient {
         let client = self
             .base_client()
             .set_token_uri(TokenUrl::from_url(self.token_url.clone()));
-        let result = client
+        let pause = |interval: Duration| {
+            tokio::time::sleep(interval.clamp(DEVICE_INTERVAL_MIN, DEVICE_INTERVAL_MAX))
+        };
+        let polling = client
             .exchange_device_access_token(&code.details)
-            .request_async(&self.transport, tokio::time::sleep, Some(timeout))
-            .await;
+            .request_async(&self.transport, pause, Some(timeout));
+        let Ok(result) = tokio::time::timeout(timeout, polling).await else {
+            return Err(DeviceError::Expired);
+        };
         match result {
             Ok(response) => self.grant_of(&response).map_err(DeviceError::OAuth),
             Err(oauth2::RequestTokenError::ServerResponse(r)) if *r.error() == E::AccessDenied => {

@@ -267,3 +267,66 @@ fn an_unapplied_smtp_endpoint_gets_no_token_before_apply() {
     assert_says(&apply, "SMTP login refused by 127.0.0.1:");
     assert!(p.captured_logins().iter().any(|u| u == user));
 }
+
+/// A device-flow config of the public client, whose device authorization
+/// answers with `interval` (the real server's answer, that field replaced).
+fn device_project(p: &Peers, interval: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = format!("{}/__hostile/device?interval={interval}", p.issuer);
+    let text = config_text(
+        p,
+        free_port(),
+        &[("support", "alice@example.test")],
+        WITHOUT_ID_TOKEN,
+    )
+    .replace(
+        &format!(
+            "client_id = \"{}\"\nclient_secret = {{ env = \"LAB_CLIENT_SECRET\" }}",
+            p.clients.confidential.client_id
+        ),
+        &format!(
+            "client_id = \"{}\"\ndevice_authorization_url = \"{hostile}\"",
+            p.clients.public.client_id
+        ),
+    );
+    std::fs::write(dir.path().join("assets.toml"), text).unwrap();
+    dir
+}
+
+#[test]
+fn a_device_flow_interval_from_a_hostile_provider_is_bounded() {
+    let p = peers();
+    // Nobody enters the code ($BROWSER does nothing).
+    let run_with = |interval: &str| {
+        let dir = device_project(p, interval);
+        let started = std::time::Instant::now();
+        let run = Mailform::new(dir.path())
+            .env("BROWSER", "true")
+            .env("PEERS_CA", p.ca_file.to_str().unwrap())
+            .run([
+                "-v",
+                "apply",
+                "--auto-approve",
+                "--consent",
+                "device",
+                "--consent-timeout",
+                "4s",
+            ])
+            .code(1);
+        (run, started.elapsed())
+    };
+    // A day and more: the wait still ends with the consent timeout.
+    let (run, took) = run_with("100000000");
+    assert_says(&run, "no one entered the device code in time");
+    assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+    // Zero: polled about once a second (and slower after slow_down), not
+    // in a loop.
+    let (run, _) = run_with("0");
+    assert_says(&run, "no one entered the device code in time");
+    let polls = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("POST") && l.contains("/token"))
+        .count();
+    assert!((1..=6).contains(&polls), "{polls} polls:\n{}", run.stderr);
+}

@@ -362,10 +362,44 @@ async function admin(req, res, what) {
   return json(404, { error: `no admin route ${what}` });
 }
 
+// A device authorization endpoint that lies about the polling interval: the
+// real one's answer with `interval` replaced by the query's (0, or a day and
+// more), so tests see a client bound its wait and its polling whatever a
+// provider says. Everything else (codes, token endpoint) is the real server's.
+async function hostileDevice(req, res, interval) {
+  const body = await new Promise((resolve) => {
+    let text = '';
+    req.on('data', (c) => { text += c; });
+    req.on('end', () => resolve(text));
+  });
+  const answer = await new Promise((resolve, reject) => {
+    const headers = { 'content-type': req.headers['content-type'] ?? 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) };
+    if (req.headers.authorization) headers.authorization = req.headers.authorization;
+    const inner = https.request(`${issuer}/device/auth`, { method: 'POST', ca, headers }, (r) => {
+      let text = '';
+      r.on('data', (c) => { text += c; });
+      r.on('end', () => resolve({ status: r.statusCode, text }));
+    });
+    inner.on('error', reject);
+    inner.end(body);
+  });
+  let out = answer.text;
+  try {
+    const json = JSON.parse(answer.text);
+    if (json.device_code) json.interval = interval;
+    out = JSON.stringify(json);
+  } catch { /* passed on as it came */ }
+  res.writeHead(answer.status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(out);
+}
+
 const callback = provider.callback();
 handler = async (req, res) => {
   try {
     const url = new URL(req.url, issuer);
+    if (url.pathname === '/__hostile/device' && req.method === 'POST') {
+      return await hostileDevice(req, res, Number(url.searchParams.get('interval') ?? '5'));
+    }
     let m = url.pathname.match(/^\/interaction\/([\w-]+)(?:\/(login|confirm|abort))?$/);
     if (m) return await interaction(req, res, m[1], m[2]);
     m = url.pathname.match(/^\/__admin\/([\w-]+)$/);
