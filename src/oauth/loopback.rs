@@ -8,6 +8,13 @@
 //! caller, which stores it before the next callback is read: a person's
 //! consent is never lost to a later failure or a Ctrl-C. The browser gets a
 //! short page saying what happened.
+//!
+//! Bounded against local clients: the HTTP side is hyper on the tokio
+//! runtime (no thread per connection), a request head over 8 KiB is
+//! refused, at most 64 connections are open at once, each has 10 s from
+//! accept to its answer; the thread that keeps the deadline only takes
+//! callbacks from a channel, so neither a flood nor a client that never
+//! reads can hold it past `--consent-timeout` or a Ctrl-C.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,11 +48,33 @@ pub enum ConsentError {
     Other(String),
 }
 
+/// Largest request head (request line and headers) a browser may send.
+pub const MAX_HEADER_BYTES: usize = 8 * 1024;
+
+/// Connections served at once; more are closed as they come.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// How long one connection may take, from accept to the last byte of the
+/// answer: a browser needs milliseconds; a client that sends slowly or
+/// never reads is cut off here, never holding the wait.
+const CONNECTION_BUDGET: Duration = Duration::from_secs(10);
+
+/// How long a request's head may take to arrive.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The listener, bound before any link is opened.
 pub struct Listener {
-    server: tiny_http::Server,
+    socket: std::net::TcpListener,
     path: String,
     address: String,
+}
+
+/// A callback on the right path, handed from the server's tasks to the
+/// thread that waits (which exchanges the code and stores the grant).
+struct Callback {
+    query: BTreeMap<String, String>,
+    /// The page to answer with: status and text.
+    reply: tokio::sync::oneshot::Sender<(u16, String)>,
 }
 
 impl Listener {
@@ -62,10 +91,13 @@ impl Listener {
             ));
         };
         let address = format!("{host}:{port}");
-        let server = tiny_http::Server::http(&address)
+        // `[::1]` is written with brackets in a URL, bound without.
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let listener = std::net::TcpListener::bind((bare, port))
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|e| format!("cannot listen on {address} for consents: {e}"))?;
         Ok(Listener {
-            server,
+            socket: listener,
             path: redirect.path().to_string(),
             address,
         })
@@ -77,6 +109,11 @@ impl Listener {
 
     /// Waits up to `timeout` for every consent, handing each outcome to
     /// `done` as it arrives; those still waiting at the end time out.
+    ///
+    /// The HTTP side runs as tasks on `runtime` (bounded: [`MAX_HEADER_BYTES`],
+    /// [`MAX_CONNECTIONS`], a time budget per connection); this thread only
+    /// takes callbacks from a channel, so no client can hold it past the
+    /// deadline or a Ctrl-C.
     pub fn wait(
         &self,
         consents: Vec<Consent>,
@@ -88,30 +125,38 @@ impl Listener {
             .into_iter()
             .map(|c| (c.pending.state.clone(), c))
             .collect();
+        let (tx, rx) = std::sync::mpsc::channel::<Callback>();
+        let server = match self.socket.try_clone().and_then(|l| {
+            let _inside = runtime.enter();
+            tokio::net::TcpListener::from_std(l)
+        }) {
+            Ok(listener) => runtime.spawn(serve(listener, self.path.clone(), tx)),
+            Err(e) => {
+                for (_, c) in std::mem::take(&mut waiting) {
+                    done(
+                        &c,
+                        Err(ConsentError::Other(format!(
+                            "the consent listener failed: {e}"
+                        ))),
+                    );
+                }
+                return;
+            }
+        };
         let deadline = Instant::now() + timeout;
         while !waiting.is_empty() && !crate::interrupt::requested() {
             // Short waits, so a Ctrl-C is seen within a moment.
             let left = deadline
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(200));
-            let request = match self.server.recv_timeout(left) {
-                Ok(Some(r)) => r,
-                Ok(None) if Instant::now() < deadline => continue,
-                Ok(None) => break,
-                Err(e) => {
-                    for (_, c) in std::mem::take(&mut waiting) {
-                        done(
-                            &c,
-                            Err(ConsentError::Other(format!(
-                                "the consent listener failed: {e}"
-                            ))),
-                        );
-                    }
-                    return;
-                }
-            };
-            self.answer(request, &mut waiting, runtime, done);
+            match rx.recv_timeout(left) {
+                Ok(callback) => answer(callback, &mut waiting, runtime, done),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+                Err(_) => break,
+            }
         }
+        // The server and every connection it holds end here.
+        server.abort();
         for (_, c) in waiting {
             let why = if crate::interrupt::requested() {
                 ConsentError::Other("interrupted before the consent arrived".into())
@@ -121,65 +166,142 @@ impl Listener {
             done(&c, Err(why));
         }
     }
+}
 
-    fn answer(
-        &self,
-        request: tiny_http::Request,
-        waiting: &mut BTreeMap<String, Consent>,
-        runtime: &tokio::runtime::Runtime,
-        done: &mut dyn FnMut(&Consent, Result<Grant, ConsentError>),
-    ) {
-        let Ok(url) = url::Url::parse(&format!("http://{}{}", self.address, request.url())) else {
-            return respond(request, 400, "This is not a mailform consent callback.");
-        };
-        if *request.method() != tiny_http::Method::Get || url.path() != self.path {
-            return respond(request, 400, "This is not a mailform consent callback.");
-        }
-        let query: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
-        let Some(consent) = query.get("state").and_then(|s| waiting.remove(s)) else {
-            return respond(
-                request,
-                400,
-                "This consent link is unknown or was used already; nothing changed.",
+/// One callback: its consent's code exchanged and handed to `done`, the
+/// browser answered with what happened.
+fn answer(
+    callback: Callback,
+    waiting: &mut BTreeMap<String, Consent>,
+    runtime: &tokio::runtime::Runtime,
+    done: &mut dyn FnMut(&Consent, Result<Grant, ConsentError>),
+) {
+    let Callback { query, reply } = callback;
+    let respond = |status: u16, text: &str| {
+        // The browser may be gone already; the outcome stands anyway.
+        let _ = reply.send((status, text.to_string()));
+    };
+    let Some(consent) = query.get("state").and_then(|s| waiting.remove(s)) else {
+        return respond(
+            400,
+            "This consent link is unknown or was used already; nothing changed.",
+        );
+    };
+    let email = html_escape(&consent.email);
+    let code = match code_of(&query) {
+        Ok(code) => code,
+        Err(e @ ConsentError::Denied { .. }) => {
+            respond(
+                200,
+                &format!("Consent for {email} was not given. You can close this tab."),
             );
-        };
-        let email = html_escape(&consent.email);
-        let code = match code_of(&query) {
-            Ok(code) => code,
-            Err(e @ ConsentError::Denied { .. }) => {
-                respond(
-                    request,
-                    200,
-                    &format!("Consent for {email} was not given. You can close this tab."),
-                );
-                return done(&consent, Err(e));
-            }
-            Err(e) => {
-                respond(request, 400, "The callback brought no authorization code.");
-                return done(&consent, Err(e));
-            }
-        };
-        match runtime.block_on(consent.client.exchange(&consent.pending, &code)) {
-            Ok(grant) => {
-                respond(
-                    request,
-                    200,
-                    &format!("{email} is connected; you can close this tab."),
-                );
-                done(&consent, Ok(grant));
-            }
-            Err(e) => {
-                respond(
-                    request,
-                    502,
-                    &format!(
-                        "{email} could not be connected: the provider refused the code. The operator's terminal says why."
-                    ),
-                );
-                done(&consent, Err(ConsentError::Exchange(e)));
-            }
+            return done(&consent, Err(e));
+        }
+        Err(e) => {
+            respond(400, "The callback brought no authorization code.");
+            return done(&consent, Err(e));
+        }
+    };
+    match runtime.block_on(consent.client.exchange(&consent.pending, &code)) {
+        Ok(grant) => {
+            respond(
+                200,
+                &format!("{email} is connected; you can close this tab."),
+            );
+            done(&consent, Ok(grant));
+        }
+        Err(e) => {
+            respond(
+                502,
+                &format!(
+                    "{email} could not be connected: the provider refused the code. The operator's terminal says why."
+                ),
+            );
+            done(&consent, Err(ConsentError::Exchange(e)));
         }
     }
+}
+
+/// Accepts connections while the wait lasts, each served on its own task
+/// within [`CONNECTION_BUDGET`], at most [`MAX_CONNECTIONS`] at once.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    path: String,
+    callbacks: std::sync::mpsc::Sender<Callback>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors, say: pause rather than spin.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        // Reap the finished ones, so the set stays as small as what is open.
+        while connections.try_join_next().is_some() {}
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            drop(stream); // too many open: this one is closed at once
+            continue;
+        };
+        let path = path.clone();
+        let callbacks = callbacks.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let callbacks = callbacks.clone();
+                let path = path.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(handle(&request, &path, &callbacks).await)
+                }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .max_buf_size(MAX_HEADER_BYTES)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(false)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_BUDGET, connection).await;
+            drop(slot);
+        });
+    }
+}
+
+/// One request: a callback on the redirect path is handed to the waiting
+/// thread and answered with what it says; anything else gets 400.
+async fn handle(
+    request: &hyper::Request<hyper::body::Incoming>,
+    path: &str,
+    callbacks: &std::sync::mpsc::Sender<Callback>,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    const NOT_OURS: &str = "This is not a mailform consent callback.";
+    if request.method() != hyper::Method::GET || request.uri().path() != path {
+        return page(400, NOT_OURS);
+    }
+    let query: BTreeMap<String, String> =
+        url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if callbacks.send(Callback { query, reply }).is_err() {
+        return page(400, "The consent wait is over; nothing changed.");
+    }
+    match answer.await {
+        Ok((status, text)) => page(status, &text),
+        Err(_) => page(400, "The consent wait is over; nothing changed."),
+    }
+}
+
+fn page(status: u16, text: &str) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    let page = format!(
+        "<!doctype html><meta charset=utf-8><title>mailform</title><p style=\"font: 1.2em sans-serif\">{text}</p>\n"
+    );
+    let mut response = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(page)));
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_REQUEST);
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
 }
 
 /// The code a callback brought (RFC 6749 §4.1.2), or the refusal it
@@ -214,20 +336,6 @@ pub fn pasted_code(answer: &str, pending: &Pending, name: &str) -> Result<Secret
         )));
     }
     code_of(&query)
-}
-
-fn respond(request: tiny_http::Request, status: u16, text: &str) {
-    let page = format!(
-        "<!doctype html><meta charset=utf-8><title>mailform</title><p style=\"font: 1.2em sans-serif\">{text}</p>\n"
-    );
-    let header =
-        tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"text/html; charset=utf-8"[..])
-            .expect("a valid header");
-    let _ = request.respond(
-        tiny_http::Response::from_string(page)
-            .with_status_code(status)
-            .with_header(header),
-    );
 }
 
 fn html_escape(text: &str) -> String {

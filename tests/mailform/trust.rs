@@ -330,3 +330,85 @@ fn a_device_flow_interval_from_a_hostile_provider_is_bounded() {
         .count();
     assert!((1..=6).contains(&polls), "{polls} polls:\n{}", run.stderr);
 }
+
+/// The threads a process runs, from /proc.
+fn threads(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:").map(|n| n.trim().parse().ok()))
+                .flatten()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_consent_listener_holds_under_floods_and_keeps_its_deadline() {
+    use std::io::Write as _;
+    let p = peers();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(p, port, &[("support", "alice@example.test")], WITH_ID_TOKEN);
+    std::fs::write(dir.path().join("assets.toml"), text).unwrap();
+    // Nobody consents: $BROWSER does nothing. The wait is 6 s.
+    let mut child = crate::support::lab(p, dir.path())
+        .env("BROWSER", "true")
+        .spawn(
+            ["apply", "--auto-approve", "--consent-timeout", "6s"],
+            dir.path(),
+        );
+    let address = format!("127.0.0.1:{port}");
+    crate::support::wait_for("the listener", std::time::Duration::from_secs(30), || {
+        std::net::TcpStream::connect(&address).is_ok()
+    });
+    let started = std::time::Instant::now();
+    // 400 idle connections (each one a thread in the listener before).
+    let idle: Vec<std::net::TcpStream> = (0..400)
+        .filter_map(|_| std::net::TcpStream::connect(&address).ok())
+        .collect();
+    // A header without end: cut off after 8 KiB, so the writer is stopped.
+    let endless = std::thread::spawn({
+        let address = address.clone();
+        move || {
+            let mut s = std::net::TcpStream::connect(&address).unwrap();
+            s.set_write_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            let _ = s.write_all(b"GET /callback?state=x HTTP/1.1\r\nX-Flood: ");
+            let chunk = vec![b'a'; 64 * 1024];
+            let mut sent = 0usize;
+            while sent < 64 * 1024 * 1024 && s.write_all(&chunk).is_ok() {
+                sent += chunk.len();
+            }
+            sent
+        }
+    });
+    // A client that sends requests and never reads a reply.
+    let mut mute = std::net::TcpStream::connect(&address).unwrap();
+    for _ in 0..200 {
+        if mute
+            .write_all(b"GET /elsewhere HTTP/1.1\r\nHost: x\r\n\r\n")
+            .is_err()
+        {
+            break;
+        }
+    }
+    let mut most = 0;
+    while started.elapsed() < std::time::Duration::from_secs(3) {
+        most = most.max(threads(child.id()));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(most < 40, "{most} threads under the flood");
+    let sent = endless.join().unwrap();
+    assert!(
+        sent < 64 * 1024 * 1024,
+        "an endless header was read to its end"
+    );
+    // The deadline holds: the apply ends when the consent wait is over.
+    let code = crate::support::wait(&mut child, std::time::Duration::from_secs(20));
+    assert_eq!(code, 1);
+    let stdout = std::fs::read_to_string(dir.path().join("stdout")).unwrap();
+    assert!(stdout.contains("no consent arrived within 6s"), "{stdout}");
+    drop(idle);
+    drop(mute);
+}
