@@ -46,6 +46,14 @@ impl Project {
             .to_string()
     }
 
+    /// `apply --reconsent NAME` where `user` signs in; it fails.
+    fn reconsent_as(&self, p: &Peers, name: &str, user: &str) -> Run {
+        self.mf(p)
+            .env("CONSENT_USER", user)
+            .run(["apply", "--auto-approve", "--reconsent", name])
+            .code(1)
+    }
+
     fn has_tokens(&self, name: &str) -> bool {
         if !self.path().join(".mailform/state.json").exists() {
             return false;
@@ -106,11 +114,7 @@ fn a_wrong_account_at_reconsent_keeps_the_working_grant() {
     let project = Project::new(p, &[("support", "tess@example.test")], WITH_ID_TOKEN, "");
     project.mf(p).run(["apply", "--auto-approve"]).ok();
     let before = project.refresh("support");
-    let run = project
-        .mf(p)
-        .env("CONSENT_USER", "uma@example.test")
-        .run(["apply", "--auto-approve", "--reconsent", "support"])
-        .code(1);
+    let run = project.reconsent_as(p, "support", "uma@example.test");
     assert_says(
         &run,
         "support: consent was given as uma@example.test, not tess@example.test: the new grant was revoked and the stored one kept — consent again signed in as tess@example.test",
@@ -176,11 +180,7 @@ fn without_an_id_token_the_smtp_login_decides_before_the_grant_is_replaced() {
         first.all()
     );
     let before = project.refresh("support");
-    let run = project
-        .mf(p)
-        .env("CONSENT_USER", "zoe@example.test")
-        .run(["apply", "--auto-approve", "--reconsent", "support"])
-        .code(1);
+    let run = project.reconsent_as(p, "support", "zoe@example.test");
     assert_says(&run, "refused the new grant's login as yuri@example.test");
     assert_says(
         &run,
@@ -211,11 +211,7 @@ fn a_delegate_named_by_consent_as_consents_for_a_shared_mailbox() {
     assert_says(&run, "shared: SMTP login proven by");
     assert_eq!(token_owner(p, &project, "shared"), "quinn@example.test");
     // Anyone else is refused, the mailbox's own name included.
-    let run = project
-        .mf(p)
-        .env("CONSENT_USER", "vic@example.test")
-        .run(["apply", "--auto-approve", "--reconsent", "shared"])
-        .code(1);
+    let run = project.reconsent_as(p, "shared", "vic@example.test");
     assert_says(
         &run,
         "consent was given as vic@example.test, not Quinn@Example.test",
