@@ -339,31 +339,27 @@ fn threads(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
-#[test]
-fn the_consent_listener_holds_under_floods_and_keeps_its_deadline() {
+/// What the floods left: the most threads seen, and how much of an
+/// endless header the listener took before it cut the writer off.
+struct Flooded {
+    threads: usize,
+    endless_sent: usize,
+    held: Vec<std::net::TcpStream>,
+}
+
+/// Floods the consent listener on `port` of mailform `pid` for 3 s: 400
+/// idle connections, a header without end, a client that sends requests
+/// and never reads an answer.
+fn flood(port: u16, pid: u32) -> Flooded {
     use std::io::Write as _;
-    let p = peers();
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let text = config_text(p, port, &[("support", "alice@example.test")], WITH_ID_TOKEN);
-    std::fs::write(dir.path().join("assets.toml"), text).unwrap();
-    // Nobody consents: $BROWSER does nothing. The wait is 6 s.
-    let mut child = crate::support::lab(p, dir.path())
-        .env("BROWSER", "true")
-        .spawn(
-            ["apply", "--auto-approve", "--consent-timeout", "6s"],
-            dir.path(),
-        );
     let address = format!("127.0.0.1:{port}");
     crate::support::wait_for("the listener", std::time::Duration::from_secs(30), || {
         std::net::TcpStream::connect(&address).is_ok()
     });
     let started = std::time::Instant::now();
-    // 400 idle connections (each one a thread in the listener before).
-    let idle: Vec<std::net::TcpStream> = (0..400)
+    let mut held: Vec<std::net::TcpStream> = (0..400)
         .filter_map(|_| std::net::TcpStream::connect(&address).ok())
         .collect();
-    // A header without end: cut off after 8 KiB, so the writer is stopped.
     let endless = std::thread::spawn({
         let address = address.clone();
         move || {
@@ -379,7 +375,6 @@ fn the_consent_listener_holds_under_floods_and_keeps_its_deadline() {
             sent
         }
     });
-    // A client that sends requests and never reads a reply.
     let mut mute = std::net::TcpStream::connect(&address).unwrap();
     for _ in 0..200 {
         if mute
@@ -389,22 +384,60 @@ fn the_consent_listener_holds_under_floods_and_keeps_its_deadline() {
             break;
         }
     }
-    let mut most = 0;
+    held.push(mute);
+    let mut threads_seen = 0;
     while started.elapsed() < std::time::Duration::from_secs(3) {
-        most = most.max(threads(child.id()));
+        threads_seen = threads_seen.max(threads(pid));
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert!(most < 40, "{most} threads under the flood");
-    let sent = endless.join().unwrap();
-    assert!(
-        sent < 64 * 1024 * 1024,
-        "an endless header was read to its end"
-    );
-    // The deadline holds: the apply ends when the consent wait is over.
-    let code = crate::support::wait(&mut child, std::time::Duration::from_secs(20));
-    assert_eq!(code, 1);
-    let stdout = std::fs::read_to_string(dir.path().join("stdout")).unwrap();
-    assert!(stdout.contains("no consent arrived within 6s"), "{stdout}");
-    drop(idle);
-    drop(mute);
+    Flooded {
+        threads: threads_seen,
+        endless_sent: endless.join().unwrap(),
+        held,
+    }
+}
+
+#[test]
+fn the_consent_listener_holds_under_floods_and_keeps_its_deadline_and_ctrl_c() {
+    let p = peers();
+    for (timeout, interrupt) in [("6s", false), ("5m", true)] {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let text = config_text(p, port, &[("support", "alice@example.test")], WITH_ID_TOKEN);
+        std::fs::write(dir.path().join("assets.toml"), text).unwrap();
+        // Nobody consents: $BROWSER does nothing.
+        let mut child = crate::support::lab(p, dir.path())
+            .env("BROWSER", "true")
+            .spawn(
+                ["apply", "--auto-approve", "--consent-timeout", timeout],
+                dir.path(),
+            );
+        let flooded = flood(port, child.id());
+        assert!(
+            flooded.threads < 40,
+            "{} threads under the flood",
+            flooded.threads
+        );
+        assert!(
+            flooded.endless_sent < 64 * 1024 * 1024,
+            "an endless header was read to its end"
+        );
+        if interrupt {
+            let pid = child.id().to_string();
+            std::process::Command::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .unwrap();
+        }
+        // The wait ends on time (or at the Ctrl-C), whatever is still open.
+        let code = crate::support::wait(&mut child, std::time::Duration::from_secs(20));
+        let stdout = std::fs::read_to_string(dir.path().join("stdout")).unwrap();
+        if interrupt {
+            assert_eq!(code, 130, "{stdout}");
+        } else {
+            assert_eq!(code, 1);
+            assert!(stdout.contains("no consent arrived within 6s"), "{stdout}");
+        }
+        drop(flooded.held);
+    }
 }
