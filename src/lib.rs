@@ -19,6 +19,7 @@ pub mod config;
 pub mod diagnostic;
 pub mod digest;
 pub mod error;
+pub mod execute;
 pub mod files;
 pub mod interrupt;
 pub mod lock;

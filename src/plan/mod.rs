@@ -143,6 +143,59 @@ pub enum Reason {
     },
 }
 
+impl Reason {
+    /// Whether this reason makes the tokens unusable or unfit, so consent
+    /// must run again (the planner's re-consent).
+    pub fn forces_reconsent(&self) -> bool {
+        matches!(
+            self,
+            Reason::TokenMissing
+                | Reason::TokenRevoked { .. }
+                | Reason::TokenUnreadable { .. }
+                | Reason::TokenExpired { .. }
+                | Reason::ScopesShort { .. }
+                | Reason::BindingChanged { .. }
+        )
+    }
+
+    /// Whether this reason forces re-consent from config and state alone,
+    /// so that no live check can clear it (a revoked grant is known only
+    /// from the provider).
+    pub fn forces_reconsent_offline(&self) -> bool {
+        self.forces_reconsent() && !matches!(self, Reason::TokenRevoked { .. })
+    }
+}
+
+/// Which tokens prove an asset's SMTP login after apply changed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofWith {
+    /// A new grant, just consented.
+    NewGrant,
+    /// The stored tokens: a refusal is tried once more with a fresh token.
+    Stored,
+}
+
+impl Change {
+    /// Whether apply proves this asset's SMTP login once its change went
+    /// through, and with which tokens: every new grant, and every update of
+    /// the SMTP endpoint or of a login that was refused.
+    pub fn smtp_proof(&self) -> Option<ProofWith> {
+        match self.action {
+            Action::Create | Action::Reconsent => Some(ProofWith::NewGrant),
+            Action::Update
+                if self.fields.iter().any(|f| f.field.is_smtp_endpoint())
+                    || self
+                        .reasons
+                        .iter()
+                        .any(|r| matches!(r, Reason::SmtpLoginRefused { .. })) =>
+            {
+                Some(ProofWith::Stored)
+            }
+            Action::Update | Action::Delete | Action::NoOp => None,
+        }
+    }
+}
+
 /// One field, before → after.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -492,17 +545,7 @@ fn compare(
     if !other.is_empty() {
         reasons.push(Reason::FieldsChanged { fields: other });
     }
-    let reconsent = reasons.iter().any(|r| {
-        matches!(
-            r,
-            Reason::TokenMissing
-                | Reason::TokenRevoked { .. }
-                | Reason::TokenUnreadable { .. }
-                | Reason::TokenExpired { .. }
-                | Reason::ScopesShort { .. }
-                | Reason::BindingChanged { .. }
-        )
-    });
+    let reconsent = reasons.iter().any(Reason::forces_reconsent);
     let action = if reconsent {
         Action::Reconsent
     } else if reasons.is_empty() {
@@ -535,6 +578,8 @@ fn plural(n: i64, unit: &str) -> String {
         format!("{n} {unit}s")
     }
 }
+
+pub mod saved;
 
 #[cfg(test)]
 mod tests;

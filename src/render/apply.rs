@@ -74,3 +74,68 @@ pub struct StateWrites {
     pub count: u64,
     pub bytes: u64,
 }
+
+/// What an apply achieved, for its closing lines.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub created: usize,
+    pub updated: usize,
+    pub reconsented: usize,
+    pub deleted: usize,
+    /// Each failed asset, with why.
+    pub failures: Vec<(String, String)>,
+}
+
+/// The closing lines of an apply: the counts, then each failure.
+pub fn summary(s: &Summary) -> String {
+    use std::fmt::Write as _;
+    let mut text = format!(
+        "\nApply: {} created, {} updated, {} re-consented, {} deleted, {} failed.\n",
+        s.created,
+        s.updated,
+        s.reconsented,
+        s.deleted,
+        s.failures.len()
+    );
+    for (asset, why) in &s.failures {
+        let _ = writeln!(text, "  {asset}: {why}");
+    }
+    text
+}
+
+/// The `apply --json` document of `plan`'s outcomes `assets`, with the
+/// state as it ended and what was written to the store.
+pub fn document(
+    plan: &crate::plan::Plan,
+    assets: &[AssetOutcome],
+    state: &crate::state::State,
+    written: (u64, u64),
+    plan_file: Option<&std::path::Path>,
+    interrupted: bool,
+) -> String {
+    let mut summary = ApplySummary::default();
+    for a in assets {
+        match (a.outcome, a.action) {
+            (Outcome::Failed, _) => summary.failed += 1,
+            (Outcome::NotStarted, _) => summary.not_started += 1,
+            (Outcome::Applied, Action::Create) => summary.created += 1,
+            (Outcome::Applied, Action::Update) => summary.updated += 1,
+            (Outcome::Applied, Action::Reconsent) => summary.reconsented += 1,
+            (Outcome::Applied, Action::Delete) => summary.deleted += 1,
+            (Outcome::Applied, Action::NoOp) => {}
+        }
+    }
+    let (count, bytes) = written;
+    let doc = ApplyDoc {
+        format_version: APPLY_FORMAT_VERSION,
+        mailform_version: env!("CARGO_PKG_VERSION").to_string(),
+        lineage: (state.serial > 0).then_some(state.lineage).or(plan.lineage),
+        serial: state.serial,
+        plan_file: plan_file.map(|p| p.display().to_string()),
+        interrupted,
+        assets: assets.to_vec(),
+        summary,
+        state_writes: StateWrites { count, bytes },
+    };
+    serde_json::to_string_pretty(&doc).expect("apply documents serialize") + "\n"
+}
