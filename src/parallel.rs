@@ -47,6 +47,19 @@ pub async fn each<T, R, F, Fut>(
     }
 }
 
+/// The runtime for the network edges (token endpoint, SMTP), made by the
+/// commands that need one.
+pub fn runtime() -> Result<tokio::runtime::Runtime, crate::error::Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| crate::error::Error::Io {
+            action: "start the network runtime for",
+            path: "mailform".into(),
+            source,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;

@@ -119,6 +119,11 @@ impl Settings {
 }
 
 impl Settings {
+    /// Network steps at once, as a count of tasks.
+    pub fn parallelism(&self) -> usize {
+        usize::try_from(self.parallelism).unwrap_or(usize::MAX)
+    }
+
     /// The consent mode: as set, else `loopback` where a person can consent
     /// (a terminal, or `$BROWSER` set) and `never` otherwise, so CI fails
     /// clearly instead of waiting.

@@ -47,7 +47,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
         Some(p) => p.changes.iter().map(|c| c.asset.clone()).collect(),
         None => args.target.clone(),
     };
-    super::plan::check_secrets(ctx, &config, &targets)?;
+    super::check_secrets(ctx, &config, &targets)?;
     crate::interrupt::install(crate::render::notice_line);
     let boxed = Context::store(&config)?;
     let store = &*boxed;
@@ -96,16 +96,20 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
         plan
     } else {
         let now = Utc::now();
-        let (observations, failures) = super::plan::observed(
-            &config,
-            &settings,
-            store,
+        let runtime = super::runtime()?;
+        let (observations, failures) = observe::observed(
+            &observe::LiveRequest {
+                config: &config,
+                store,
+                key: &key,
+                runtime: &runtime,
+                targets: &args.target,
+                smtp: None,
+                parallelism: settings.parallelism(),
+                now,
+                progress: &|what, total| render::progress::tracker(what, total, args.json),
+            },
             &mut state,
-            &key,
-            &args.target,
-            None,
-            now,
-            args.json,
         )?;
         for (name, e) in &failures {
             ctx.printer.err(&format!("warning: {name}: {e}\n"))?;
@@ -145,7 +149,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
         store,
         key: &key,
         runtime: &runtime,
-        parallelism: usize::try_from(settings.parallelism).unwrap_or(usize::MAX),
+        parallelism: settings.parallelism(),
         smtp_timeout: settings.smtp_timeout,
         consent: settings.consent_mode(),
         consent_timeout,

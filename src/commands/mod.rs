@@ -228,18 +228,7 @@ impl Context<'_> {
     }
 }
 
-/// The runtime for the network edges (token endpoint, SMTP), made by the
-/// commands that need one.
-pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io {
-            action: "start the network runtime for",
-            path: "mailform".into(),
-            source,
-        })
-}
+pub use crate::parallel::runtime;
 
 /// `--target` and `--reconsent` of plan and apply: each names an asset of
 /// the config or of state, and a re-consent outside the targets (which
@@ -274,18 +263,42 @@ pub fn check_selection(
     Ok(())
 }
 
-/// Fails with a suggestion when `name` is not an asset in `names`.
-pub fn known_asset<'n>(
-    name: &str,
-    names: impl IntoIterator<Item = &'n str> + Clone,
-    config: &Config,
-) -> Result<(), Error> {
-    if names.clone().into_iter().any(|n| n == name) {
+pub use crate::config::known_asset;
+
+/// Every secret a targeted asset will need must be reachable now, not half way
+/// through an apply. Problems are shown at the `client_secret` line.
+pub fn check_secrets(ctx: &Context<'_>, config: &Config, targets: &[String]) -> Result<(), Error> {
+    let mut diags = crate::diagnostic::Diagnostics::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for asset in config
+        .assets
+        .values()
+        .filter(|a| targets.is_empty() || targets.contains(&a.name))
+    {
+        let provider = config.provider_of(asset);
+        if !seen.insert(&provider.name) {
+            continue;
+        }
+        if let Err(Error::Secret {
+            provider: name,
+            why,
+        }) = provider.client_secret()
+        {
+            diags.push(
+                crate::diagnostic::Diagnostic::error(format!(
+                    "provider `{name}`: client_secret: {why}"
+                ))
+                .at(provider.client_secret_span.clone())
+                .help("provide the secret where the config points before running plan or apply"),
+            );
+        }
+    }
+    if diags.is_empty() {
         return Ok(());
     }
-    Err(Error::UnknownAsset {
-        name: name.to_string(),
+    ctx.report(&config.path, &config.source, &diags, false)?;
+    Err(Error::SecretsUnavailable {
         path: config.path.clone(),
-        suggestion: crate::diagnostic::did_you_mean(name, names).map(str::to_string),
+        count: diags.error_count(),
     })
 }

@@ -1,14 +1,11 @@
 //! `mailform plan`: desired vs state, rendered for people or as JSON.
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use chrono::Utc;
 
 use super::{Context, ExitStatus};
 use crate::cli::PlanArgs;
-use crate::config::Config;
-use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::error::Error;
 use crate::observe;
 use crate::plan::{self, Observations};
@@ -31,7 +28,7 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
 
     super::check_selection(&config, state.as_ref(), &args.target, &args.reconsent)?;
 
-    check_secrets(ctx, &config, &args.target)?;
+    super::check_secrets(ctx, &config, &args.target)?;
 
     let key = match &state {
         Some(s) => key::for_state(&config.state_dir(), s)?,
@@ -42,7 +39,7 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
         && let Some(key) = &key
         && state
             .as_ref()
-            .is_some_and(|s| checkable(s, &config, &args.target, smtp.is_some()))
+            .is_some_and(|s| observe::checkable(s, &config, &args.target, smtp.is_some()))
     {
         // A refresh may rotate the refresh token, which must then be stored
         // at once (the old one is dead): a live plan refreshes as a writer,
@@ -54,16 +51,20 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
             expected: state.as_ref().map(|s| (s.lineage, s.serial)),
             found: None,
         })?;
-        let observed = observed(
-            &config,
-            &settings,
-            store,
+        let runtime = super::runtime()?;
+        let observed = observe::observed(
+            &observe::LiveRequest {
+                config: &config,
+                store,
+                key,
+                runtime: &runtime,
+                targets: &args.target,
+                smtp,
+                parallelism: settings.parallelism(),
+                now,
+                progress: &|what, total| render::progress::tracker(what, total, args.json),
+            },
             &mut fresh,
-            key,
-            &args.target,
-            smtp,
-            now,
-            args.json,
         )?;
         state = Some(fresh);
         observed
@@ -117,150 +118,6 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
     } else {
         ExitStatus::Success
     })
-}
-
-/// Every secret a targeted asset will need must be reachable now, not half way
-/// through an apply. Problems are shown at the `client_secret` line.
-pub(super) fn check_secrets(
-    ctx: &Context<'_>,
-    config: &Config,
-    targets: &[String],
-) -> Result<(), Error> {
-    let mut diags = Diagnostics::default();
-    let mut seen = BTreeSet::new();
-    for asset in config
-        .assets
-        .values()
-        .filter(|a| targets.is_empty() || targets.contains(&a.name))
-    {
-        let provider = config.provider_of(asset);
-        if !seen.insert(&provider.name) {
-            continue;
-        }
-        if let Err(Error::Secret {
-            provider: name,
-            why,
-        }) = provider.client_secret()
-        {
-            diags.push(
-                Diagnostic::error(format!("provider `{name}`: client_secret: {why}"))
-                    .at(provider.client_secret_span.clone())
-                    .help(
-                        "provide the secret where the config points before running plan or apply",
-                    ),
-            );
-        }
-    }
-    if diags.is_empty() {
-        return Ok(());
-    }
-    ctx.report(&config.path, &config.source, &diags, false)?;
-    Err(Error::SecretsUnavailable {
-        path: config.path.clone(),
-        count: diags.error_count(),
-    })
-}
-
-/// Whether a live plan has a grant to refresh (or, with `smtp`, any token
-/// to prove) among the targets.
-fn checkable(state: &crate::state::State, config: &Config, targets: &[String], smtp: bool) -> bool {
-    state.assets.iter().any(|(name, r)| {
-        (targets.is_empty() || targets.contains(name))
-            && config.assets.contains_key(name)
-            && r.token
-                .as_ref()
-                .is_some_and(|t| smtp || t.has_refresh_token)
-    })
-}
-
-/// What plan and apply decide on: the live checks of `targets` (refreshes,
-/// and with `smtp` the login proofs; Ctrl-C stops them gracefully), on top
-/// of what the sealed tokens say; and the checks that could not decide.
-#[allow(clippy::too_many_arguments)] // reason: the one pipeline of plan and apply, each input its own
-pub(super) fn observed(
-    config: &Config,
-    settings: &crate::settings::Settings,
-    store: &dyn crate::store::StateStore,
-    state: &mut crate::state::State,
-    key: &crate::state::crypto::Key,
-    targets: &[String],
-    smtp: Option<std::time::Duration>,
-    now: chrono::DateTime<Utc>,
-    quiet: bool,
-) -> Result<(Observations, Vec<(String, observe::Failure)>), Error> {
-    crate::interrupt::arm(true);
-    let checked = live_checks(
-        config, settings, store, state, key, targets, smtp, now, quiet,
-    );
-    crate::interrupt::arm(false);
-    let (live, failures) = checked?;
-    if crate::interrupt::requested() {
-        return Err(Error::ChecksInterrupted);
-    }
-    let mut observations = observe::sealed_tokens(state, key, targets);
-    observations.assets.extend(live.assets);
-    observations.live = true;
-    Ok((observations, failures))
-}
-
-/// The live token checks (and, with `smtp` = the step timeout, the SMTP
-/// login proofs) on `state` as it is under the caller's lock; a rotated
-/// refresh token is stored before this returns.
-#[allow(clippy::too_many_arguments)]
-fn live_checks(
-    config: &Config,
-    settings: &crate::settings::Settings,
-    store: &dyn crate::store::StateStore,
-    state: &mut crate::state::State,
-    key: &crate::state::crypto::Key,
-    targets: &[String],
-    smtp: Option<std::time::Duration>,
-    now: chrono::DateTime<Utc>,
-    quiet: bool,
-) -> Result<(Observations, Vec<(String, observe::Failure)>), Error> {
-    if !checkable(state, config, targets, smtp.is_some()) {
-        return Ok((Observations::default(), Vec::new()));
-    }
-    let parallelism = usize::try_from(settings.parallelism).unwrap_or(usize::MAX);
-    let (jobs, mut failed) = observe::check_jobs(config, state, key, targets, smtp);
-    // A rotated refresh token is stored the moment it arrives: the old one
-    // is dead, and a crash before the last refresh must not lose it.
-    let mut save_error = None;
-    let mut rotated = false;
-    let mut store_rotated = |r: &observe::Refreshed| {
-        if r.rotated && save_error.is_none() {
-            state.store_refreshed(key, &r.name, &r.tokens, r.access_expires_at, now);
-            rotated = true;
-            if let Err(e) = store.record(state, &[r.name.as_str()]) {
-                save_error = Some(e);
-            }
-        }
-    };
-    let progress = crate::render::progress::tracker(
-        if smtp.is_some() {
-            "checking tokens and SMTP logins"
-        } else {
-            "checking tokens"
-        },
-        jobs.len(),
-        quiet,
-    );
-    let mut checks = super::runtime()?.block_on(observe::run_checks(
-        jobs,
-        parallelism,
-        now,
-        &mut store_rotated,
-        progress,
-    ));
-    if let Some(e) = save_error {
-        return Err(e);
-    }
-    // The rotated tokens are journaled; one new state file holds them all.
-    if rotated {
-        store.save(state)?;
-    }
-    checks.failures.append(&mut failed);
-    Ok((checks.observations, checks.failures))
 }
 
 /// One line on what `--check-smtp` proved.

@@ -28,13 +28,19 @@ pub fn run(
     })?;
     // The token, and its record as stored: what was granted (for hints),
     // and whether a refresh can mint another token.
-    let (token, record, applied) =
-        super::token::access_token(ctx, &config, &settings, name, false)?;
+    let boxed = Context::store(&config)?;
+    let access = crate::observe::Access {
+        config: &config,
+        store: &*boxed,
+        lock: &|store, timeout| ctx.lock(store, "token", timeout),
+        lock_timeout: settings.lock_timeout,
+    };
+    let (token, record, applied) = crate::observe::access_token(&access, name, false)?;
     let asset = &config.assets[name];
     let granted = record.granted_scopes.clone();
     // Sent where the last apply proved the login, never where an unapplied
     // edit points (a token goes to a new server only after apply).
-    let moved = super::token::moved_endpoint(&config, name, &applied);
+    let moved = crate::observe::moved_endpoint(&config, name, &applied);
     let probe = crate::observe::Endpoints::default()
         .applied_probe(&config, asset, &applied, &granted, settings.smtp_timeout)
         .map_err(|why| Error::Usage(format!("{name}: {why}")))?
@@ -64,7 +70,7 @@ pub fn run(
     if matches!(&result, Ok(Sent::LoginRefused(o)) if o.fresh_token_may_help())
         && record.has_refresh_token
     {
-        let (fresh, _, _) = super::token::access_token(ctx, &config, &settings, name, true)?;
+        let (fresh, _, _) = crate::observe::access_token(&access, name, true)?;
         result = send(&fresh);
     }
     match result {

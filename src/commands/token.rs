@@ -6,26 +6,20 @@
 //! and the new tokens are stored (a rotated refresh token must be). When no
 //! refresh can help, the answer is "consent required", exit 1.
 
-use chrono::Utc;
-
-use super::{Context, ExitStatus, known_asset};
+use super::{Context, ExitStatus};
 use crate::error::Error;
-use crate::oauth::{OAuthError, ProviderClient};
-use crate::secret::Secret;
-use crate::state::Tokens;
-use crate::store::key;
-
-/// An access token expiring sooner than this is refreshed first: the client
-/// that asked still has to connect and log in with it.
-pub const MARGIN: chrono::Duration = chrono::Duration::minutes(5);
-
-/// The least `token` waits for the state lock: it is called by mail clients
-/// in the middle of sending, which should wait out a plan, not fail.
-pub const TOKEN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+use crate::observe::{self, Access};
 
 pub fn run(ctx: &Context<'_>, name: &str) -> Result<ExitStatus, Error> {
     let (config, settings) = ctx.config()?;
-    let (token, _, applied) = access_token(ctx, &config, &settings, name, false)?;
+    let boxed = Context::store(&config)?;
+    let access = Access {
+        config: &config,
+        store: &*boxed,
+        lock: &|store, timeout| ctx.lock(store, "token", timeout),
+        lock_timeout: settings.lock_timeout,
+    };
+    let (token, _, applied) = observe::access_token(&access, name, false)?;
     // What goes to a mail client's command line must be a bearer token and
     // nothing else (no space, no control character).
     if !crate::oauth::is_b64token(token.expose()) {
@@ -36,170 +30,9 @@ pub fn run(ctx: &Context<'_>, name: &str) -> Result<ExitStatus, Error> {
     }
     // The token is for the mailbox as applied; an unapplied move of its
     // SMTP endpoint is said (on stderr: stdout is the client's).
-    if let Some(moved) = moved_endpoint(&config, name, &applied) {
+    if let Some(moved) = observe::moved_endpoint(&config, name, &applied) {
         ctx.printer.err(&format!("warning: {name}: {moved}\n"))?;
     }
     ctx.printer.out(&format!("{}\n", token.expose()))?;
     Ok(ExitStatus::Success)
-}
-
-/// How the config moved `name`'s SMTP endpoint away from the one the last
-/// apply proved and recorded, in words that point at apply; `None` when it
-/// did not.
-pub(super) fn moved_endpoint(
-    config: &crate::config::Config,
-    name: &str,
-    applied: &crate::state::AppliedAsset,
-) -> Option<String> {
-    let asset = config.assets.get(name)?;
-    let now = crate::plan::applied(config, asset);
-    let moved: Vec<&str> = now
-        .fields()
-        .iter()
-        .zip(applied.fields())
-        .filter(|((f, after), (_, before))| f.is_smtp_endpoint() && after != before)
-        .map(|((f, _), _)| f.path())
-        .collect();
-    (!moved.is_empty()).then(|| {
-        format!(
-            "the config changes {} of the SMTP endpoint, which is not applied: {} is the one proven; run mailform apply to prove and record the new one",
-            moved.join(", "),
-            crate::diagnostic::escaped(&crate::security::server_name(&applied.smtp_host, applied.smtp_port))
-        )
-    })
-}
-
-/// What a state gives for a token: its tokens, whether the access token is
-/// good for long enough, the key that opened them, and the record.
-type Opened = (
-    Tokens,
-    bool,
-    crate::state::crypto::Key,
-    crate::state::TokenRecord,
-);
-
-/// A valid access token for `name`, with its records as stored (the
-/// token's, and the asset as applied): the stored
-/// one when it is good for at least [`MARGIN`] more (and `force_refresh` is
-/// not set), otherwise a fresh one, refreshed under the state lock and
-/// stored.
-pub(super) fn access_token(
-    ctx: &Context<'_>,
-    config: &crate::config::Config,
-    settings: &crate::settings::Settings,
-    name: &str,
-    force_refresh: bool,
-) -> Result<
-    (
-        Secret,
-        crate::state::TokenRecord,
-        crate::state::AppliedAsset,
-    ),
-    Error,
-> {
-    let boxed = Context::store(config)?;
-    let store = &*boxed;
-    let state = store.load()?;
-    let in_state = state
-        .iter()
-        .flat_map(|s| s.assets.keys().map(String::as_str));
-    known_asset(
-        name,
-        config.assets.keys().map(String::as_str).chain(in_state),
-        config,
-    )?;
-    let consent = |why: String| Error::ConsentRequired {
-        name: name.to_string(),
-        why,
-    };
-    let Some(mut state) = state.filter(|s| s.assets.contains_key(name)) else {
-        return Err(consent("it was never applied".into()));
-    };
-    // The time is read at each check: the second one follows a lock wait.
-    let fresh_enough = |t: &crate::state::TokenRecord| {
-        t.access_expires_at
-            .is_some_and(|at| at > Utc::now() + MARGIN)
-    };
-    let open = |state: &crate::state::State| -> Result<Opened, Error> {
-        let record = &state.assets[name];
-        let Some(token) = &record.token else {
-            return Err(consent("no tokens are stored".into()));
-        };
-        let key = key::for_state(&config.state_dir(), state)?.expect("the state holds tokens");
-        let tokens = state
-            .open_tokens(&key, name)
-            .expect("the record holds tokens")
-            .map_err(|e| consent(format!("the stored tokens cannot be opened ({e})")))?;
-        Ok((
-            tokens,
-            fresh_enough(token) && !force_refresh,
-            key,
-            token.clone(),
-        ))
-    };
-    let Some(asset) = config.assets.get(name) else {
-        return Err(Error::Usage(format!(
-            "asset `{name}` is no longer in {}: mailform apply will revoke and forget it",
-            config.path.display()
-        )));
-    };
-    // Tokens granted for other settings (client, endpoints, scopes, account)
-    // are not handed out, fresh or not.
-    if state.assets[name].binding != crate::plan::applied(config, asset).binding_fingerprint() {
-        return Err(consent(
-            "the config's token-binding fields (client, endpoints, scopes, username) changed since consent".into(),
-        ));
-    }
-    let (tokens, fresh, _, record) = open(&state)?;
-    if fresh {
-        return Ok((
-            tokens.access_token,
-            record,
-            state.assets[name].applied.clone(),
-        ));
-    }
-
-    // Refresh as a writer, on the state as it is under the lock: another
-    // mailform may have refreshed (and rotated) it a moment ago.
-    // A mail client is waiting: wait for another mailform rather than fail.
-    let _lock = ctx.lock(store, "token", settings.lock_timeout.max(TOKEN_LOCK_WAIT))?;
-    state = store
-        .load()?
-        .filter(|s| s.assets.contains_key(name))
-        .ok_or_else(|| consent("it was removed from state meanwhile".into()))?;
-    let (tokens, fresh, key, record) = open(&state)?;
-    if fresh {
-        return Ok((
-            tokens.access_token,
-            record,
-            state.assets[name].applied.clone(),
-        ));
-    }
-    let Some(refresh) = tokens.refresh_token.clone() else {
-        return Err(consent(
-            "the access token has expired and no refresh token was issued".into(),
-        ));
-    };
-    let provider = config.provider_of(asset);
-    let network = |e: OAuthError| Error::Network {
-        name: name.to_string(),
-        why: e.to_string(),
-    };
-    let client = ProviderClient::new(provider, provider.client_secret()?).map_err(network)?;
-    let grant = match super::runtime()?.block_on(client.refresh(&refresh)) {
-        Ok(grant) => grant,
-        Err(e @ OAuthError::Revoked { .. }) => return Err(consent(e.to_string())),
-        Err(e) => return Err(network(e)),
-    };
-    let now = Utc::now();
-    let access_expires_at = grant.access_expires_at(now);
-    let tokens = grant.into_tokens(Some(refresh));
-    state.store_refreshed(&key, name, &tokens, access_expires_at, now);
-    store.save(&mut state)?;
-    let record = state.assets[name].token.clone().unwrap_or(record);
-    Ok((
-        tokens.access_token,
-        record,
-        state.assets[name].applied.clone(),
-    ))
 }

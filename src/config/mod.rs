@@ -120,3 +120,19 @@ impl Provider {
         }
     }
 }
+
+/// Fails with a suggestion when `name` is not an asset in `names`.
+pub fn known_asset<'n>(
+    name: &str,
+    names: impl IntoIterator<Item = &'n str> + Clone,
+    config: &Config,
+) -> Result<(), Error> {
+    if names.clone().into_iter().any(|n| n == name) {
+        return Ok(());
+    }
+    Err(Error::UnknownAsset {
+        name: name.to_string(),
+        path: config.path.clone(),
+        suggestion: crate::diagnostic::did_you_mean(name, names).map(str::to_string),
+    })
+}

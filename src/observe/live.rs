@@ -1,0 +1,318 @@
+//! The live checks of a plan (and of apply's plan): one refresh per stored
+//! grant, with `--check-smtp` one login proof each, in parallel; a rotated
+//! refresh token stored the moment it arrives.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{Endpoints, Failure, LiveChecks, Probe, Refreshed, sealed_tokens};
+use crate::config::Config;
+use crate::error::Error;
+use crate::oauth::{Grant, OAuthError, ProviderClient};
+use crate::plan::{AssetObservation, Observations, SmtpObservation, TokenObservation};
+use crate::secret::Secret;
+use crate::smtp::SmtpError;
+use crate::state::State;
+use crate::state::crypto::Key;
+
+/// One asset's live check, prepared from the state so that running it does
+/// not borrow the state (which stores each rotated token as it arrives).
+#[derive(Debug)]
+pub struct Job {
+    name: String,
+    /// The grant to refresh, and the client to refresh it with.
+    refresh: Option<(Secret, Arc<ProviderClient>)>,
+    /// The stored access token: probed when there is no refresh token.
+    access: Secret,
+    probe: Option<Probe>,
+}
+
+/// The live checks of a plan: every targeted, configured asset that holds a
+/// refresh token (or, with `smtp`, any token) and whose token-binding fields
+/// still match the config. (When they changed, the plan asks for consent
+/// anyway, and the old tokens must not be sent to a changed endpoint.)
+/// Assets whose tokens do not open are left to [`sealed_tokens`]; assets no
+/// longer in the config are not asked. Providers whose client (or SMTP
+/// trust) cannot be made are failures.
+pub fn check_jobs(
+    config: &Config,
+    state: &State,
+    key: &Key,
+    targets: &[String],
+    smtp: Option<Duration>,
+) -> (Vec<Job>, Vec<(String, Failure)>) {
+    let mut clients = crate::oauth::Clients::default();
+    let mut endpoints = Endpoints::default();
+    let (mut jobs, mut failures) = (Vec::new(), Vec::new());
+    for (name, record) in &state.assets {
+        if !targets.is_empty() && !targets.contains(name) {
+            continue;
+        }
+        let (Some(asset), Some(token)) = (config.assets.get(name), &record.token) else {
+            continue;
+        };
+        if (!token.has_refresh_token && smtp.is_none())
+            || record.binding != crate::plan::applied(config, asset).binding_fingerprint()
+        {
+            continue;
+        }
+        let Some(Ok(tokens)) = state.open_tokens(key, name) else {
+            continue; // reported as unreadable by `sealed_tokens`
+        };
+        // Where the last apply logged in, never where an unapplied edit
+        // points: a token goes to a new endpoint only after apply.
+        let probe = match smtp.map(|t| {
+            endpoints.applied_probe(config, asset, &record.applied, &token.granted_scopes, t)
+        }) {
+            Some(Ok(p)) => p,
+            Some(Err(why)) => {
+                failures.push((name.clone(), Failure::Setup(why)));
+                None
+            }
+            None => None,
+        };
+        let refresh = match tokens.refresh_token {
+            Some(r) => match clients.get(config.provider_of(asset)) {
+                Ok(client) => Some((r, client)),
+                Err(e) => {
+                    failures.push((name.clone(), e.into()));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        if refresh.is_none() && probe.is_none() {
+            continue;
+        }
+        jobs.push(Job {
+            name: name.clone(),
+            refresh,
+            access: tokens.access_token,
+            probe,
+        });
+    }
+    (jobs, failures)
+}
+
+/// What one job found.
+struct Found {
+    old_refresh: Option<Secret>,
+    token: Option<Result<Grant, OAuthError>>,
+    smtp: Option<Result<SmtpObservation, SmtpError>>,
+}
+
+async fn check(job: Job) -> Found {
+    if crate::interrupt::requested() {
+        return Found {
+            old_refresh: None,
+            token: None,
+            smtp: None,
+        };
+    }
+    let token = match &job.refresh {
+        Some((refresh, client)) => Some(client.refresh(refresh).await),
+        None => None,
+    };
+    // The login is proven with the freshest token there is; after a failed
+    // refresh there is nothing worth proving.
+    let fresh = match &token {
+        Some(Ok(grant)) => Some(&grant.access_token),
+        Some(Err(_)) => None,
+        None => Some(&job.access),
+    };
+    let smtp = match (&job.probe, fresh) {
+        (Some(probe), Some(t)) => Some(probe.run(t).await.map(|(_, seen)| seen)),
+        _ => None,
+    };
+    Found {
+        old_refresh: job.refresh.map(|(r, _)| r),
+        token,
+        smtp,
+    }
+}
+
+/// Runs the checks, at most `parallelism` at a time. Each refreshed asset
+/// is handed to `refreshed` the moment its answer arrives, so the caller can
+/// store a rotated token before the next one is awaited.
+pub async fn run_checks(
+    jobs: Vec<Job>,
+    parallelism: usize,
+    now: DateTime<Utc>,
+    refreshed: &mut (dyn FnMut(&Refreshed) + Send),
+    progress: Arc<dyn crate::progress::Tracker>,
+) -> LiveChecks {
+    let mut checks = LiveChecks::default();
+    let items = jobs.into_iter().map(|j| (j.name.clone(), j)).collect();
+    crate::parallel::each(items, parallelism, progress, check, |name, found: Found| {
+        let failures_before = checks.failures.len();
+        let mut seen = AssetObservation::default();
+        match found.token {
+            Some(Ok(mut grant)) => {
+                let access_expires_at = grant.access_expires_at(now);
+                let granted_scopes = grant.scopes.take();
+                let old = found.old_refresh.expect("refreshed with a refresh token");
+                let rotated = grant
+                    .refresh_token
+                    .as_ref()
+                    .is_some_and(|r| r.expose() != old.expose());
+                let r = Refreshed {
+                    name: name.clone(),
+                    tokens: grant.into_tokens(Some(old)),
+                    access_expires_at,
+                    rotated,
+                };
+                refreshed(&r);
+                seen.token = Some(TokenObservation::Valid {
+                    granted_scopes,
+                    access_expires_at,
+                });
+            }
+            Some(Err(OAuthError::Revoked {
+                error, description, ..
+            })) => seen.token = Some(TokenObservation::Revoked { error, description }),
+            Some(Err(e)) => {
+                if e.is_transient() {
+                    seen.token = Some(TokenObservation::Transient {
+                        detail: e.to_string(),
+                    });
+                }
+                checks.failures.push((name.clone(), e.into()));
+            }
+            None => {}
+        }
+        match found.smtp {
+            Some(Ok(s)) => seen.smtp = Some(s),
+            Some(Err(e)) => {
+                if e.is_transient() {
+                    seen.smtp = Some(SmtpObservation::Transient {
+                        detail: e.to_string(),
+                    });
+                }
+                checks.failures.push((name.clone(), e.into()));
+            }
+            None => {}
+        }
+        let ok = checks.failures.len() == failures_before
+            && !matches!(seen.token, Some(TokenObservation::Revoked { .. }))
+            && !matches!(seen.smtp, Some(SmtpObservation::Refused { .. }));
+        if seen.token.is_some() || seen.smtp.is_some() {
+            checks.observations.assets.insert(name, seen);
+        }
+        ok
+    })
+    .await;
+    checks.failures.sort_by(|a, b| a.0.cmp(&b.0));
+    checks
+}
+
+/// Whether a live plan has a grant to refresh (or, with `smtp`, any token
+/// to prove) among the targets: the one place that decides which assets a
+/// live check looks at, before [`check_jobs`] picks them one by one.
+pub fn checkable(state: &State, config: &Config, targets: &[String], smtp: bool) -> bool {
+    state.assets.iter().any(|(name, r)| {
+        (targets.is_empty() || targets.contains(name))
+            && config.assets.contains_key(name)
+            && r.token
+                .as_ref()
+                .is_some_and(|t| smtp || t.has_refresh_token)
+    })
+}
+
+/// What the live checks of plan and apply are given.
+pub struct LiveRequest<'a> {
+    pub config: &'a Config,
+    pub store: &'a dyn crate::store::StateStore,
+    pub key: &'a Key,
+    pub runtime: &'a tokio::runtime::Runtime,
+    /// `--target` names; empty: every asset.
+    pub targets: &'a [String],
+    /// With `--check-smtp`: the bound on each SMTP step.
+    pub smtp: Option<Duration>,
+    /// Checks at once.
+    pub parallelism: usize,
+    pub now: DateTime<Utc>,
+    /// Makes the progress display of `total` checks, labelled.
+    pub progress: &'a dyn Fn(&'static str, usize) -> Arc<dyn crate::progress::Tracker>,
+}
+
+/// What plan and apply decide on: the live checks of the targets
+/// (refreshes, and with `smtp` the login proofs; Ctrl-C stops them
+/// gracefully), on top of what the sealed tokens say; and the checks that
+/// could not decide. `state` is as it is under the caller's lock; a rotated
+/// refresh token is stored in it (and in the store) before this returns.
+pub fn observed(
+    request: &LiveRequest<'_>,
+    state: &mut State,
+) -> Result<(Observations, Vec<(String, Failure)>), Error> {
+    crate::interrupt::arm(true);
+    let checked = live_checks(request, state);
+    crate::interrupt::arm(false);
+    let (live, failures) = checked?;
+    if crate::interrupt::requested() {
+        return Err(Error::ChecksInterrupted);
+    }
+    let mut observations = sealed_tokens(state, request.key, request.targets);
+    observations.assets.extend(live.assets);
+    observations.live = true;
+    Ok((observations, failures))
+}
+
+fn live_checks(
+    request: &LiveRequest<'_>,
+    state: &mut State,
+) -> Result<(Observations, Vec<(String, Failure)>), Error> {
+    let LiveRequest {
+        config,
+        store,
+        key,
+        runtime,
+        targets,
+        smtp,
+        parallelism,
+        now,
+        progress,
+    } = *request;
+    if !checkable(state, config, targets, smtp.is_some()) {
+        return Ok((Observations::default(), Vec::new()));
+    }
+    let (jobs, mut failed) = check_jobs(config, state, key, targets, smtp);
+    // A rotated refresh token is stored the moment it arrives: the old one
+    // is dead, and a crash before the last refresh must not lose it.
+    let mut save_error = None;
+    let mut rotated = false;
+    let mut store_rotated = |r: &Refreshed| {
+        if r.rotated && save_error.is_none() {
+            state.store_refreshed(key, &r.name, &r.tokens, r.access_expires_at, now);
+            rotated = true;
+            if let Err(e) = store.record(state, &[r.name.as_str()]) {
+                save_error = Some(e);
+            }
+        }
+    };
+    let tracker = progress(
+        if smtp.is_some() {
+            "checking tokens and SMTP logins"
+        } else {
+            "checking tokens"
+        },
+        jobs.len(),
+    );
+    let mut checks = runtime.block_on(run_checks(
+        jobs,
+        parallelism,
+        now,
+        &mut store_rotated,
+        tracker,
+    ));
+    if let Some(e) = save_error {
+        return Err(e);
+    }
+    // The rotated tokens are journaled; one new state file holds them all.
+    if rotated {
+        store.save(state)?;
+    }
+    checks.failures.append(&mut failed);
+    Ok((checks.observations, checks.failures))
+}
