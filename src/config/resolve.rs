@@ -334,20 +334,9 @@ fn resolve_postgres(
             );
             return None;
         }
-        Some(f) => {
-            let path = dir.join(f.get_ref());
-            // Checked as the provider's ca_file is: a bad one is found here,
-            // not at the first connection.
-            if let Err(problem) = crate::security::ca_certificates(&path) {
-                diags.push(
-                    Diagnostic::error(format!("state.ca_file `{}` {problem}", shown(f.get_ref())))
-                        .at(Some(f.span()))
-                        .help("name a PEM file of CA certificates; the path is relative to assets.toml"),
-                );
-                return None;
-            }
-            Some(path)
-        }
+        // Checked as the provider's ca_file is: a bad one is found here,
+        // not at the first connection.
+        Some(f) => Some(ca_file_at(dir, f, "state.ca_file", diags)?.0),
     };
     let Some(url) = &raw.url else {
         diags.push(
@@ -553,6 +542,32 @@ const TYPE_WORDS: [(&str, &str); 6] = [
     ),
     ("expected a map", "expected a table"),
 ];
+
+/// A `ca_file` (the provider's or the state database's), read and checked
+/// now rather than at the first connection: its path, and the digest of its
+/// certificates (what an apply records as the trust it used). `label` starts
+/// the error, e.g. `state.ca_file`.
+fn ca_file_at(
+    dir: &Path,
+    file: &Spanned<String>,
+    label: &str,
+    diags: &mut Diagnostics,
+) -> Option<(PathBuf, String)> {
+    let path = dir.join(file.get_ref());
+    match crate::security::ca_certificates(&path) {
+        Ok(certs) => Some((path, crate::security::trust_digest(&certs))),
+        Err(problem) => {
+            diags.push(
+                Diagnostic::error(format!("{label} `{}` {problem}", shown(file.get_ref())))
+                    .at(Some(file.span()))
+                    .help(
+                        "name a PEM file of CA certificates; the path is relative to assets.toml",
+                    ),
+            );
+            None
+        }
+    }
+}
 
 /// Turns a toml error into a diagnostic, adding "did you mean" to unknown fields.
 fn toml_error(e: &toml::de::Error, context: &str) -> Diagnostic {
@@ -859,23 +874,10 @@ fn resolve_provider(
         }
     }
 
-    let ca_file = raw.ca_file.as_ref().and_then(|f| {
-        let path = dir.join(f.get_ref());
-        let problem = match crate::security::ca_certificates(&path) {
-            Ok(certs) => return Some((path, crate::security::trust_digest(&certs))),
-            Err(problem) => problem,
-        };
-        diags.push(
-            Diagnostic::error(format!(
-                "{}: `{}` {problem}",
-                ctx("ca_file"),
-                shown(f.get_ref())
-            ))
-            .at(Some(f.span()))
-            .help("name a PEM file of CA certificates; the path is relative to assets.toml"),
-        );
-        None
-    });
+    let ca_file = raw
+        .ca_file
+        .as_ref()
+        .and_then(|f| ca_file_at(dir, f, &format!("{}:", ctx("ca_file")), diags));
 
     let console = raw
         .console

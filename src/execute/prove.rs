@@ -130,9 +130,7 @@ impl Run<'_> {
         }
         if let Some(grant) = grant {
             let old = self.stored(state, name).and_then(|(_, t)| t.refresh_token);
-            let access_expires_at = grant.access_expires_at(now);
-            let tokens = grant.into_tokens(old);
-            state.store_refreshed(self.key, name, &tokens, access_expires_at, now);
+            grant.store_in(state, self.key, name, old, now);
         }
         let check = match result {
             Ok((_, SmtpObservation::Accepted { reply, .. })) => {

@@ -146,6 +146,24 @@ impl Grant {
         }
     }
 
+    /// Stores this refreshed grant as `name`'s tokens in `state` (sealed
+    /// again, not yet written): the new refresh token when the provider
+    /// rotated it, else `old`; the access token's expiry from `now`. The
+    /// one way a refresh reaches state; the tokens stored come back.
+    pub fn store_in(
+        self,
+        state: &mut crate::state::State,
+        key: &crate::state::crypto::Key,
+        name: &str,
+        old: Option<Secret>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::state::Tokens {
+        let access_expires_at = self.access_expires_at(now);
+        let tokens = self.into_tokens(old);
+        state.store_refreshed(key, name, &tokens, access_expires_at, now);
+        tokens
+    }
+
     /// When the access token expires, from `now`; `None` when unknown (or
     /// absurdly far away: a hostile `expires_in` must not overflow).
     pub fn access_expires_at(

@@ -142,7 +142,7 @@ pub fn access_token(
     };
     // Tokens granted for other settings (client, endpoints, scopes, account)
     // are not handed out, fresh or not.
-    if state.assets[name].binding != crate::plan::applied(config, asset).binding_fingerprint() {
+    if !crate::plan::binding_matches(config, asset, &state.assets[name]) {
         return Err(consent(
             "the config's token-binding fields (client, endpoints, scopes, username) changed since consent".into(),
         ));
@@ -188,10 +188,7 @@ pub fn access_token(
         Err(e @ OAuthError::Revoked { .. }) => return Err(consent(e.to_string())),
         Err(e) => return Err(network(e)),
     };
-    let now = Utc::now();
-    let access_expires_at = grant.access_expires_at(now);
-    let tokens = grant.into_tokens(Some(refresh));
-    state.store_refreshed(&key, name, &tokens, access_expires_at, now);
+    let tokens = grant.store_in(&mut state, &key, name, Some(refresh), Utc::now());
     store.save(&mut state)?;
     let record = state.assets[name].token.clone().unwrap_or(record);
     Ok((

@@ -54,7 +54,7 @@ pub fn check_jobs(
             continue;
         };
         if (!token.has_refresh_token && smtp.is_none())
-            || record.binding != crate::plan::applied(config, asset).binding_fingerprint()
+            || !crate::plan::binding_matches(config, asset, record)
         {
             continue;
         }

@@ -47,6 +47,14 @@ pub fn applied(config: &Config, asset: &Asset) -> AppliedAsset {
     }
 }
 
+/// Whether `record`'s tokens were granted for `asset` as the config has it
+/// now: the token-binding fields (client, endpoints, scopes, account) are
+/// unchanged. Tokens bound to other settings are neither refreshed, proven
+/// nor handed out; the plan asks for consent again instead.
+pub fn binding_matches(config: &Config, asset: &Asset, record: &crate::state::AssetRecord) -> bool {
+    record.binding == applied(config, asset).binding_fingerprint()
+}
+
 /// The plan JSON format this mailform writes and reads.
 pub const PLAN_FORMAT_VERSION: u32 = 1;
 

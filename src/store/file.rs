@@ -491,11 +491,13 @@ impl StateStore for FileStore {
                         let info = LockInfo::new(operation);
                         write_info(&file, &info)
                             .map_err(Self::io("write lock file", &self.lock_path))?;
-                        return Ok(Attempt::Got(Box::new(FileLock {
-                            file,
-                            path: self.lock_path.clone(),
+                        return Ok(Attempt::Got(Box::new(super::Held {
                             info,
                             left_by,
+                            release: FileLock {
+                                file,
+                                path: self.lock_path.clone(),
+                            },
                         })));
                     }
                     // Unlinked by a releasing holder after we opened it: retry.
@@ -616,26 +618,14 @@ fn keep_backup(path: &Path, backup: &Path, dir: &Path) -> std::io::Result<()> {
     })
 }
 
-/// The lock held by this process.
+/// The lock file held by this process.
 struct FileLock {
     file: File,
     path: PathBuf,
-    info: LockInfo,
-    left_by: Option<LockInfo>,
 }
 
-impl LockGuard for FileLock {
-    fn info(&self) -> &LockInfo {
-        &self.info
-    }
-
-    fn taken_over(&self) -> Option<&LockInfo> {
-        self.left_by.as_ref()
-    }
-}
-
-impl Drop for FileLock {
-    fn drop(&mut self) {
+impl super::Release for FileLock {
+    fn release(&mut self, _: &LockInfo) {
         // Only remove the path if it is still our file (force-unlock may have
         // handed it to someone else). Unlink before unlocking so a waiter that
         // opened the old file notices and retries on a fresh one.

@@ -64,6 +64,36 @@ pub trait LockGuard {
     fn taken_over(&self) -> Option<&LockInfo>;
 }
 
+/// How a store gives its lock back (unlink and unlock a file; unlock the
+/// session's advisory lock and remove the holder's row).
+pub(crate) trait Release: Send {
+    fn release(&mut self, info: &LockInfo);
+}
+
+/// A held state lock, the one guard of every store: who holds it, whom it
+/// was taken over from, and how it is given back when dropped.
+pub(crate) struct Held<R: Release> {
+    pub info: LockInfo,
+    pub left_by: Option<LockInfo>,
+    pub release: R,
+}
+
+impl<R: Release> LockGuard for Held<R> {
+    fn info(&self) -> &LockInfo {
+        &self.info
+    }
+
+    fn taken_over(&self) -> Option<&LockInfo> {
+        self.left_by.as_ref()
+    }
+}
+
+impl<R: Release> Drop for Held<R> {
+    fn drop(&mut self) {
+        self.release.release(&self.info);
+    }
+}
+
 /// A place that keeps state.
 pub trait StateStore: Send + Sync {
     /// Where the state is, for messages (a path, or a database and name).

@@ -882,10 +882,12 @@ impl StateStore for PgStore {
             if got {
                 // The guard exists from here on: if writing the holder's row
                 // fails, dropping it releases the lock.
-                let mut guard = PgLock {
-                    shared: Arc::clone(&self.shared),
+                let mut guard = super::Held {
                     info: LockInfo::new(operation),
                     left_by: None,
+                    release: PgLock {
+                        shared: Arc::clone(&self.shared),
+                    },
                 };
                 sh.locked.store(true, Relaxed);
                 let text = serde_json::to_string(&guard.info).expect("lock info encodes");
@@ -1093,26 +1095,14 @@ impl PgStore {
 /// by the server when the session ends).
 struct PgLock {
     shared: Arc<Shared>,
-    info: LockInfo,
-    left_by: Option<LockInfo>,
 }
 
-impl LockGuard for PgLock {
-    fn info(&self) -> &LockInfo {
-        &self.info
-    }
-
-    fn taken_over(&self) -> Option<&LockInfo> {
-        self.left_by.as_ref()
-    }
-}
-
-impl Drop for PgLock {
-    fn drop(&mut self) {
+impl super::Release for PgLock {
+    fn release(&mut self, info: &LockInfo) {
         let sh = &self.shared;
         let s = &sh.quoted;
         let key = sh.lock_key;
-        let id = &self.info.id;
+        let id = &info.id;
         let release = || -> Result<u64, Error> {
             with_client!(sh, |client| {
                 let name = &sh.name;
