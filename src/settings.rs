@@ -85,26 +85,28 @@ impl Settings {
             .merge(Serialized::defaults(flags))
             .extract()
             .map_err(|e| Error::Usage(setting_error(&e)))?;
-        if layered.parallelism == 0 {
-            return Err(Error::Usage(format!(
-                "invalid {}: must be at least 1 (default {DEFAULT_PARALLELISM})",
-                origin("parallelism", flags.parallelism.map(|_| "--parallelism"))
-            )));
-        }
-        let lock_timeout = parse_duration(&layered.lock_timeout).map_err(|e| {
+        crate::config::raw::rules::parallelism(layered.parallelism).map_err(|why| {
             Error::Usage(format!(
-                "invalid {}: `{}` is not a duration: {e} (write e.g. 30s or 2m, or a number of seconds)",
-                origin("lock_timeout", flags.lock_timeout.as_ref().map(|_| "--lock-timeout")),
-                crate::diagnostic::shown(&layered.lock_timeout)
+                "invalid {}: {why} (default {DEFAULT_PARALLELISM})",
+                origin("parallelism", flags.parallelism.map(|_| "--parallelism"))
             ))
         })?;
-        let smtp_timeout = parse_duration(&layered.smtp_timeout)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                let from = origin("smtp_timeout", None);
+        let lock_timeout =
+            crate::config::raw::rules::lock_timeout(&layered.lock_timeout).map_err(|why| {
                 Error::Usage(format!(
-                    "invalid {from}: `{}` is not a duration above zero (write e.g. 20s or 1m, or a number of seconds)",
+                    "invalid {}: `{}` {why} (write e.g. 30s or 2m, or a number of seconds)",
+                    origin(
+                        "lock_timeout",
+                        flags.lock_timeout.as_ref().map(|_| "--lock-timeout")
+                    ),
+                    crate::diagnostic::shown(&layered.lock_timeout)
+                ))
+            })?;
+        let smtp_timeout =
+            crate::config::raw::rules::smtp_timeout(&layered.smtp_timeout).map_err(|why| {
+                Error::Usage(format!(
+                    "invalid {}: `{}` {why} (write e.g. 20s or 1m, or a number of seconds)",
+                    origin("smtp_timeout", None),
                     crate::diagnostic::shown(&layered.smtp_timeout)
                 ))
             })?;

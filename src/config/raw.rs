@@ -26,6 +26,35 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, humantime::Dura
     }
 }
 
+/// The rules the tool's settings meet, wherever a value comes from (the
+/// file's `[settings]`, `MAILFORM_*`, a flag): the one check, each caller
+/// framing the reason with where the value came from.
+pub mod rules {
+    use std::time::Duration;
+
+    /// Network steps at once: at least one.
+    pub fn parallelism(n: u32) -> Result<u32, String> {
+        if n == 0 {
+            Err("must be at least 1".into())
+        } else {
+            Ok(n)
+        }
+    }
+
+    /// How long to wait for the state lock: any duration (0: do not wait).
+    pub fn lock_timeout(text: &str) -> Result<Duration, String> {
+        super::parse_duration(text).map_err(|e| format!("is not a duration: {e}"))
+    }
+
+    /// The bound on each SMTP step: a duration above zero.
+    pub fn smtp_timeout(text: &str) -> Result<Duration, String> {
+        super::parse_duration(text)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| "is not a duration above zero".to_string())
+    }
+}
+
 /// The current and only config format version.
 pub const CONFIG_VERSION: i64 = 1;
 

@@ -177,26 +177,35 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
         _ => {}
     }
 
-    for (key, value, span) in [
-        ("lock_timeout", &settings.lock_timeout, lock_timeout_span),
-        ("smtp_timeout", &settings.smtp_timeout, smtp_timeout_span),
+    // The same rules as for the environment and flags (settings.rs), here
+    // with the file's line.
+    for (key, value, span, rule) in [
+        (
+            "lock_timeout",
+            &settings.lock_timeout,
+            lock_timeout_span,
+            super::raw::rules::lock_timeout as fn(&str) -> Result<std::time::Duration, String>,
+        ),
+        (
+            "smtp_timeout",
+            &settings.smtp_timeout,
+            smtp_timeout_span,
+            super::raw::rules::smtp_timeout,
+        ),
     ] {
         if let Some(value) = value
-            && let Err(e) = super::raw::parse_duration(value)
+            && let Err(why) = rule(value)
         {
             diags.push(
-                Diagnostic::error(format!(
-                    "settings.{key} `{}` is not a duration: {e}",
-                    shown(value)
-                ))
-                .at(span)
-                .help("write it like \"30s\" or \"2m\", or a number of seconds"),
+                Diagnostic::error(format!("settings.{key} `{}` {why}", shown(value)))
+                    .at(span)
+                    .help("write it like \"30s\" or \"2m\", or a number of seconds"),
             );
         }
     }
-    if settings.parallelism == Some(0) {
+    if let Some(Err(why)) = settings.parallelism.map(super::raw::rules::parallelism) {
         diags.push(
-            Diagnostic::error("settings.parallelism must be at least 1")
+            Diagnostic::error(format!("settings.parallelism {why}"))
                 .at(parallelism_span)
                 .help(format!(
                     "leave it out for the default ({})",
