@@ -9,7 +9,8 @@ use std::path::Path;
 use super::{Context, ExitStatus};
 use crate::error::Error;
 use crate::state::State;
-use crate::store::file::{MAX_STATE_BYTES, parse_state};
+use crate::state::parse_state;
+use crate::store::file::MAX_STATE_BYTES;
 use crate::store::key;
 
 pub fn pull(ctx: &Context<'_>) -> Result<ExitStatus, Error> {

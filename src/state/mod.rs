@@ -562,6 +562,49 @@ pub fn fingerprint(fields: &[(Field, Option<FieldValue<'_>>)]) -> String {
     crate::digest::sha256_hex(&json)
 }
 
+/// Parses state text, refusing what this mailform cannot read faithfully.
+///
+/// One parse on the happy path; only a file that does not parse as a state
+/// is parsed again, for its format version, to say why.
+pub fn parse_state(path: &std::path::Path, text: &[u8]) -> Result<State, crate::error::Error> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        format_version: Option<u64>,
+    }
+    let corrupt = |why: String| crate::error::Error::StateCorrupt {
+        path: path.to_path_buf(),
+        why,
+    };
+    let version = |v: u64| match v {
+        0 => Err(corrupt(
+            "format_version 0 is not a mailform state format".into(),
+        )),
+        v if v > u64::from(STATE_FORMAT_VERSION) => Err(crate::error::Error::StateTooNew {
+            path: path.to_path_buf(),
+            found: v,
+            supported: STATE_FORMAT_VERSION,
+        }),
+        _ => Ok(()),
+    };
+    match serde_json::from_slice::<State>(text) {
+        Ok(state) => {
+            version(u64::from(state.format_version))?;
+            if let Some(why) = state.inconsistency() {
+                return Err(corrupt(why));
+            }
+            Ok(state)
+        }
+        Err(e) => {
+            match serde_json::from_slice::<Probe>(text).map(|p| p.format_version) {
+                Ok(Some(v)) => version(v)?,
+                Ok(None) => return Err(corrupt("it has no format_version".into())),
+                Err(_) => {}
+            }
+            Err(corrupt(e.to_string()))
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
