@@ -56,6 +56,15 @@ pub fn server_name(host: &str, port: u16) -> String {
     }
 }
 
+/// Whether `host` is a loopback host, where plain `http://` is allowed.
+pub fn is_loopback_host<S: AsRef<str>>(host: &url::Host<S>) -> bool {
+    match host {
+        url::Host::Domain(d) => d.as_ref().eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    }
+}
+
 /// The CA certificates in a `ca_file` (PEM, one or more): what the
 /// provider's and the state database's connections trust besides the web's
 /// roots. The error says what is wrong with the file, in words.

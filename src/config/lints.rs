@@ -7,8 +7,8 @@
 use super::model::{Asset, Config, Provider, Span};
 use super::presets::Preset;
 use super::raw::{PublishingStatus, Security, UserType};
-use super::resolve::is_loopback_host;
 use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::security::is_loopback_host;
 
 /// Ports on which SMTP submission is normally offered. 2525 is a common
 /// alternative where 587 is blocked.

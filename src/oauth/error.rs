@@ -65,17 +65,7 @@ pub enum OAuthError {
     Transient { provider: String, detail: String },
 }
 
-/// The `error` and `error_description` of an RFC 6749 §5.2 error body.
-pub(super) fn error_body(body: &[u8]) -> Option<(String, Option<String>)> {
-    #[derive(serde::Deserialize)]
-    struct Body {
-        error: String,
-        error_description: Option<String>,
-    }
-    serde_json::from_slice::<Body>(body)
-        .ok()
-        .map(|b| (b.error, b.error_description))
-}
+pub(super) use super::body::error_body;
 
 /// `: description`, shown safely, or nothing.
 pub(super) fn described(description: Option<&str>) -> String {

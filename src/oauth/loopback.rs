@@ -83,7 +83,7 @@ impl Listener {
     pub fn bind(redirect: &url::Url) -> Result<Listener, String> {
         let loopback = redirect
             .host()
-            .is_some_and(|h| crate::config::resolve::is_loopback_host(&h));
+            .is_some_and(|h| crate::security::is_loopback_host(&h));
         let (Some(host), Some(port), true) = (redirect.host_str(), redirect.port(), loopback)
         else {
             return Err(format!(

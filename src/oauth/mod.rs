@@ -14,6 +14,7 @@
 //! Secrets (client secret, tokens) travel in [`Secret`]s and appear in no
 //! error, message or `Debug` output; the provider's `error_description` does.
 
+mod body;
 mod error;
 pub mod identity;
 pub mod loopback;

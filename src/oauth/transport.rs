@@ -74,7 +74,7 @@ fn loggable(uri: &str) -> String {
 /// The provider's `error` and `error_description` from a refusal's body.
 fn refusal(body: &[u8]) -> String {
     let shown = |s: &str| crate::diagnostic::shown(s).into_owned();
-    match super::error::error_body(body) {
+    match super::body::error_body(body) {
         Some((e, Some(d))) => format!(" {}: {}", shown(&e), shown(&d)),
         Some((e, None)) => format!(" {}", shown(&e)),
         None => String::new(),

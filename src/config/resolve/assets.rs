@@ -1,0 +1,185 @@
+//! `[assets.NAME]`: one mailbox with its provider's defaults applied, and
+//! the SMTP endpoint layered from provider and asset.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde_spanned::Spanned;
+
+use crate::config::model::{Asset, Provider, SmtpEndpoint};
+use crate::config::presets::Preset;
+use crate::config::raw::{RawAsset, RawSmtp};
+use crate::config::scan;
+use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean, shown};
+
+use super::{check_email, check_scopes};
+
+pub(super) fn resolve_asset(
+    name: &str,
+    raw: RawAsset,
+    providers: &BTreeMap<String, Provider>,
+    declared: &[&str],
+    diags: &mut Diagnostics,
+) -> Option<Asset> {
+    let before = diags.error_count();
+    let ctx = |field: &str| format!("asset `{name}`: {field}");
+
+    check_email(&ctx("email"), &raw.email, diags);
+    if let Some(u) = &raw.username
+        && u.get_ref().trim().is_empty()
+    {
+        diags.push(
+            Diagnostic::error(format!("{} is empty", ctx("username")))
+                .at(Some(u.span()))
+                .help("leave username out to log in as the email address"),
+        );
+    }
+    if let Some(f) = &raw.forwarding_address {
+        check_email(&ctx("forwarding_address"), f, diags);
+    }
+    if let Some(c) = &raw.consent_as {
+        check_email(&ctx("consent_as"), c, diags);
+    }
+    if let Some(s) = &raw.scopes {
+        check_scopes(&ctx("scopes"), s, diags);
+    }
+    // A label named for a secret is refused; one a typo away (`broken` is
+    // one letter from `token`) is only pointed out.
+    if let Some(labels) = &raw.labels
+        && let Some(key) = labels.get_ref().keys().find(|k| scan::looks_secret(k))
+    {
+        let exact = scan::names_secret(key);
+        let message = format!(
+            "{}: `{}` looks like a secret; labels are shown by plan and show, and kept in state",
+            ctx("labels"),
+            shown(key)
+        );
+        let d = if exact {
+            Diagnostic::error(message)
+        } else {
+            Diagnostic::warning(message)
+        };
+        diags.push(d.at(Some(labels.span())).help(
+            "labels are for names like team or queue; if a secret was written here, rotate it",
+        ));
+    }
+
+    let provider_name = raw.provider.get_ref();
+    let Some(provider) = providers.get(provider_name) else {
+        if !declared.contains(&provider_name.as_str()) {
+            let mut d = Diagnostic::error(format!(
+                "{}: no provider named `{}`",
+                ctx("provider"),
+                shown(provider_name)
+            ))
+            .at(Some(raw.provider.span()));
+            let candidates = declared.iter().copied().chain(Preset::NAMES);
+            if let Some(s) = did_you_mean(provider_name, candidates).filter(|s| *s != provider_name)
+            {
+                d = d.help(if declared.contains(&s) {
+                    format!("did you mean `{s}`?")
+                } else {
+                    format!("did you mean `{s}`? It is a preset, but it still needs a [providers.{s}] table with your client_id and client_secret")
+                });
+            } else if Preset::from_name(provider_name).is_some() {
+                d = d.help(format!("`{provider_name}` is a preset, but it still needs a [providers.{provider_name}] table with your client_id and client_secret"));
+            } else {
+                d = d.help(format!("declare it as [providers.{provider_name}]"));
+            }
+            diags.push(d);
+        }
+        // A declared provider that failed to resolve has its own errors already;
+        // the asset's own SMTP fields can still be checked.
+        merge_smtp(&ctx("smtp"), None, raw.smtp.as_ref(), diags);
+        return None;
+    };
+
+    let smtp = merge_smtp(&ctx("smtp"), Some(&provider.smtp), raw.smtp.as_ref(), diags);
+    if diags.error_count() > before {
+        return None;
+    }
+    let smtp_own_span = raw.smtp.as_ref().and_then(|s| {
+        s.security
+            .as_ref()
+            .map(Spanned::span)
+            .or(s.port.as_ref().map(Spanned::span))
+    });
+    let scopes_span = raw.scopes.as_ref().map(Spanned::span);
+    Some(Asset {
+        name: name.to_string(),
+        email: raw.email.get_ref().clone(),
+        username: raw
+            .username
+            .map_or_else(|| raw.email.get_ref().clone(), Spanned::into_inner),
+        provider: provider_name.clone(),
+        scopes: raw
+            .scopes
+            .map_or_else(|| provider.scopes.clone(), Spanned::into_inner),
+        smtp: smtp?,
+        forwarding_address: raw.forwarding_address.map(Spanned::into_inner),
+        consent_as: raw.consent_as.map(Spanned::into_inner),
+        labels: raw.labels.map(Spanned::into_inner).unwrap_or_default(),
+        email_span: Some(raw.email.span()),
+        scopes_span,
+        smtp_own_span,
+    })
+}
+
+/// Layers `over` onto `base`; `None` when a field is missing or invalid.
+pub(super) fn merge_smtp(
+    what: &str,
+    base: Option<&SmtpEndpoint>,
+    over: Option<&RawSmtp>,
+    diags: &mut Diagnostics,
+) -> Option<SmtpEndpoint> {
+    let empty = RawSmtp::default();
+    let over = over.unwrap_or(&empty);
+    let port = match &over.port {
+        Some(p) => {
+            match u16::try_from(*p.get_ref()) {
+                Ok(port) if port != 0 => Some((port, Some(p.span()))),
+                _ => {
+                    diags.push(
+                    Diagnostic::error(format!("{what}.port {} is out of range", p.get_ref()))
+                        .at(Some(p.span()))
+                        .help("a port is 1–65535; SMTP submission uses 587 (STARTTLS) or 465 (TLS)"),
+                );
+                    return None;
+                }
+            }
+        }
+        None => base.map(|b| (b.port, b.port_span.clone())),
+    };
+    if let Some(h) = &over.host {
+        let host = h.get_ref();
+        if host.is_empty()
+            || url::Host::parse(host).is_err()
+            || host.contains(':') && host.parse::<IpAddr>().is_err()
+        {
+            diags.push(
+                Diagnostic::error(format!("{what}.host `{}` is not a host name", shown(host)))
+                    .at(Some(h.span()))
+                    .help("write the bare host, e.g. \"smtp.gmail.com\"; the port goes in `port`"),
+            );
+            return None;
+        }
+    }
+    let host = over
+        .host
+        .as_ref()
+        .map(|h| h.get_ref().clone())
+        .or_else(|| base.map(|b| b.host.clone()));
+    let security = over
+        .security
+        .as_ref()
+        .map(|s| (*s.get_ref(), Some(s.span())))
+        .or_else(|| base.map(|b| (b.security, b.security_span.clone())));
+    let ((port, port_span), (security, security_span)) = (port?, security?);
+    Some(SmtpEndpoint {
+        host: host?,
+        port,
+        security,
+        port_span,
+        security_span,
+    })
+}
