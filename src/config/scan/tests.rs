@@ -1,3 +1,4 @@
+use super::words::within_one_edit;
 use super::*;
 
 fn m(text: &str) -> String {
