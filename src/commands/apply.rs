@@ -23,21 +23,7 @@ use crate::store::key;
 
 pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
     let (config, settings) = ctx.config()?;
-    let consent_timeout = crate::settings::parse_duration(&args.consent_timeout)
-        .map_err(|e| e.to_string())
-        .and_then(|d| {
-            if d.is_zero() {
-                Err("it must be longer than 0s: no person consents at once".to_string())
-            } else {
-                Ok(d)
-            }
-        })
-        .map_err(|e| {
-            Error::Usage(format!(
-                "invalid --consent-timeout `{}`: {e} (write e.g. 5m)",
-                crate::diagnostic::shown(&args.consent_timeout)
-            ))
-        })?;
+    let consent_timeout = consent_timeout(&args.consent_timeout)?;
     // A saved plan is read (and its shape checked) before anything else.
     let saved = match &args.plan {
         Some(path) => Some(read_saved_plan(path)?),
@@ -156,6 +142,19 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
         quiet: args.json,
     });
     run.apply(&plan, &mut state);
+    report(ctx, args, store, &plan, &state, &run)
+}
+
+/// How the apply went: the summary (stdout, or stderr beside `--json`'s
+/// document), and the exit status: interrupted, some asset failed, or done.
+fn report(
+    ctx: &Context<'_>,
+    args: &ApplyArgs,
+    store: &dyn crate::store::StateStore,
+    plan: &plan::Plan,
+    state: &State,
+    run: &execute::Run<'_>,
+) -> Result<ExitStatus, Error> {
     let interrupted = crate::interrupt::requested();
     let total = plan
         .changes
@@ -173,9 +172,9 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
     if args.json {
         ctx.printer.err(&text)?;
         ctx.printer.out(&render::apply::document(
-            &plan,
-            &run.outcomes(&plan),
-            &state,
+            plan,
+            &run.outcomes(plan),
+            state,
             store.written(),
             args.plan.as_deref(),
             interrupted,
@@ -197,6 +196,25 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
             count: summary.failures.len(),
         })
     }
+}
+
+/// `--consent-timeout`: a duration above zero (no person consents at once).
+fn consent_timeout(text: &str) -> Result<std::time::Duration, Error> {
+    crate::settings::parse_duration(text)
+        .map_err(|e| e.to_string())
+        .and_then(|d| {
+            if d.is_zero() {
+                Err("it must be longer than 0s: no person consents at once".to_string())
+            } else {
+                Ok(d)
+            }
+        })
+        .map_err(|e| {
+            Error::Usage(format!(
+                "invalid --consent-timeout `{}`: {e} (write e.g. 5m)",
+                crate::diagnostic::shown(text)
+            ))
+        })
 }
 
 /// Reads a saved plan (`plan --out`), bounded, refusing what is not one.

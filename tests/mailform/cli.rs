@@ -16,17 +16,9 @@ const ACCESS: &str = "access-token-SENTINEL";
 const REFRESH: &str = "refresh-token-SENTINEL";
 const CLIENT_SECRET: &str = "client-secret-SENTINEL";
 
-const CONFIG: &str = r#"version = 1
-
-[providers.lab]
-authorization_url = "https://127.0.0.1:9/authorize"
-token_url = "https://127.0.0.1:9/token"
-revocation_url = "https://127.0.0.1:9/revoke"
-client_id = "mailform-test"
-client_secret = { env = "LAB_CLIENT_SECRET" }
-scopes = ["mail", "offline_access"]
-smtp = { host = "127.0.0.1", port = 2587, security = "starttls" }
-
+const CONFIG: &str = concat!(
+    crate::support::offline_lab!(revocation),
+    r#"
 [assets.support]
 email = "support@example.com"
 provider = "lab"
@@ -35,7 +27,8 @@ labels = { team = "care" }
 [assets.billing]
 email = "billing@example.com"
 provider = "lab"
-"#;
+"#
+);
 
 fn mf(dir: &Path) -> Mailform {
     Mailform::new(dir).env("LAB_CLIENT_SECRET", CLIENT_SECRET)

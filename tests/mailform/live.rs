@@ -17,35 +17,20 @@ use crate::support::{Mailform, Run};
 
 /// assets.toml for one asset of the test provider, logged in as `user`.
 fn config_text(p: &Peers, client: &Client, user: &str, token_url: &str) -> String {
-    format!(
-        r#"version = 1
-
-[providers.lab]
-authorization_url = "{}"
-token_url = "{token_url}"
-revocation_url = "{}"
-client_id = "{}"
-{}
-scopes = ["mail", "offline_access"]
-auth_params = {{ prompt = "consent" }}
-ca_file = "{}"
-smtp = {{ host = "{}", port = {}, security = "starttls" }}
-
-[assets.support]
-email = "{user}"
-provider = "lab"
-"#,
-        p.endpoints.authorization,
-        p.endpoints.revocation,
-        client.client_id,
-        if client.client_secret.is_some() {
-            "client_secret = { env = \"LAB_CLIENT_SECRET\" }"
-        } else {
-            ""
+    let provider = crate::support::peers::LabProvider {
+        client,
+        token_url: Some(token_url),
+        callback_port: None,
+        scopes: "[\"mail\", \"offline_access\"]",
+        smtp: crate::support::peers::LabSmtp {
+            port: p.smtp.starttls_port,
+            security: "starttls",
+            trust_ca: true,
         },
-        p.ca_file.display(),
-        p.smtp.host,
-        p.smtp.starttls_port,
+    };
+    format!(
+        "{}\n[assets.support]\nemail = \"{user}\"\nprovider = \"lab\"\n",
+        provider.text(p)
     )
 }
 

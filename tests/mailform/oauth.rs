@@ -13,23 +13,18 @@ use crate::support::peers::{Client, Peers, offline_tokens, peers, refresh};
 
 /// The provider the test server is, as an operator would write it.
 fn provider(p: &Peers, client: &Client, token_url: &str) -> Provider {
-    let text = format!(
-        r#"version = 1
-[providers.lab]
-authorization_url = "{}"
-token_url = "{token_url}"
-revocation_url = "{}"
-client_id = "{}"
-scopes = ["mail", "offline_access"]
-ca_file = "{}"
-smtp = {{ host = "127.0.0.1", port = {}, security = "starttls" }}
-"#,
-        p.endpoints.authorization,
-        p.endpoints.revocation,
-        client.client_id,
-        p.ca_file.display(),
-        p.smtp.starttls_port,
-    );
+    let text = crate::support::peers::LabProvider {
+        client,
+        token_url: Some(token_url),
+        callback_port: None,
+        scopes: "[\"mail\", \"offline_access\"]",
+        smtp: crate::support::peers::LabSmtp {
+            port: p.smtp.starttls_port,
+            security: "starttls",
+            trust_ca: true,
+        },
+    }
+    .text(p);
     let mut loaded = config::parse(std::path::Path::new("assets.toml"), text);
     assert!(!loaded.diagnostics.has_errors(), "{:?}", loaded.diagnostics);
     loaded

@@ -16,15 +16,9 @@ use mailform::store::{FileStore, StateStore as _, key};
 use crate::support::fixtures::applied_state;
 use crate::support::{Mailform, project};
 
-const CONFIG: &str = r#"version = 1
-
-[providers.lab]
-authorization_url = "https://127.0.0.1:9/authorize"
-token_url = "https://127.0.0.1:9/token"
-client_id = "mailform-test"
-scopes = ["mail", "offline_access"]
-smtp = { host = "127.0.0.1", port = 2587, security = "starttls" }
-
+const CONFIG: &str = concat!(
+    crate::support::offline_lab!(public),
+    r#"
 [assets.support]
 email = "support@example.com"
 provider = "lab"
@@ -32,7 +26,8 @@ provider = "lab"
 [assets.billing]
 email = "billing@example.com"
 provider = "lab"
-"#;
+"#
+);
 
 /// A project whose state holds `access` as every asset's access token.
 fn applied(dir: &Path, access: &str) -> State {

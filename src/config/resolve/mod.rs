@@ -64,6 +64,7 @@ pub fn is_valid_name(name: &str) -> bool {
 
 /// Parses and resolves a config. Returns `None` when any error was found; the
 /// diagnostics then say why. Warnings from lints are added by the caller.
+#[allow(clippy::too_many_lines)] // reason: the one pass over the document: sections in file order, then cross-checks
 pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
     let mut diags = Diagnostics::default();
     let dir = path

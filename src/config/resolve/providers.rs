@@ -18,6 +18,7 @@ use crate::secret::Secret;
 
 use super::{ca_file_at, check_scopes, check_url, is_bare_email, merge_smtp};
 
+#[allow(clippy::too_many_lines)] // reason: one provider read top to bottom, field after field; helpers would scatter one decision
 pub(super) fn resolve_provider(
     name: &str,
     span: Range<usize>,

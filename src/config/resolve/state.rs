@@ -44,6 +44,7 @@ pub(super) fn resolve_state(
 /// `[state]` with `backend = "postgres"`: the URL's source and shape (a
 /// literal URL with a password is refused like a literal client secret),
 /// the state name, the schema, the CA file. Nothing connects here.
+#[allow(clippy::too_many_lines)] // reason: the PostgreSQL settings read top to bottom, each with its own diagnostic
 pub(super) fn resolve_postgres(
     raw: &RawStateConfig,
     dir: &Path,

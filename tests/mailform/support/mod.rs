@@ -187,18 +187,32 @@ pub mod tls;
 
 /// `version = 1` and a `[providers.lab]` nobody answers at: for tests that
 /// never call the provider. A macro, so it can start a `const` with `concat!`.
+/// `offline_lab!(revocation)` adds a revocation endpoint; `offline_lab!(public)`
+/// is a client without a secret (nothing needs the environment).
 macro_rules! offline_lab {
     () => {
-        r#"version = 1
-
-[providers.lab]
-authorization_url = "https://127.0.0.1:9/authorize"
-token_url = "https://127.0.0.1:9/token"
-client_id = "mailform-test"
-client_secret = { env = "LAB_CLIENT_SECRET" }
-scopes = ["mail", "offline_access"]
-smtp = { host = "127.0.0.1", port = 2587, security = "starttls" }
-"#
+        $crate::support::offline_lab!(@ "", "client_secret = { env = \"LAB_CLIENT_SECRET\" }\n")
+    };
+    (revocation) => {
+        $crate::support::offline_lab!(@
+            "revocation_url = \"https://127.0.0.1:9/revoke\"\n",
+            "client_secret = { env = \"LAB_CLIENT_SECRET\" }\n"
+        )
+    };
+    (public) => {
+        $crate::support::offline_lab!(@ "", "")
+    };
+    (@ $revocation:expr, $secret:expr) => {
+        concat!(
+            "version = 1\n\n[providers.lab]\n",
+            "authorization_url = \"https://127.0.0.1:9/authorize\"\n",
+            "token_url = \"https://127.0.0.1:9/token\"\n",
+            $revocation,
+            "client_id = \"mailform-test\"\n",
+            $secret,
+            "scopes = [\"mail\", \"offline_access\"]\n",
+            "smtp = { host = \"127.0.0.1\", port = 2587, security = \"starttls\" }\n",
+        )
     };
 }
 pub(crate) use offline_lab;

@@ -9,6 +9,7 @@
 //! user removed access" and "the access token expired".
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -492,6 +493,7 @@ pub fn refresh(p: &Peers, client: &Client, refresh_token: &str) -> (u16, Value) 
 }
 
 /// How a test's `[providers.lab]` reaches the SMTP server.
+#[derive(Clone, Copy)]
 pub struct LabSmtp<'a> {
     pub port: u16,
     pub security: &'a str,
@@ -499,37 +501,60 @@ pub struct LabSmtp<'a> {
     pub trust_ca: bool,
 }
 
-/// `version = 1` and a `[providers.lab]` for the test servers, as an
-/// operator writes it: the confidential client (secret from
-/// `LAB_CLIENT_SECRET`), loopback consent on `callback_port`, `scopes` (a
-/// TOML array), and the SMTP server as `smtp` says.
-pub fn lab_provider(p: &Peers, callback_port: u16, scopes: &str, smtp: &LabSmtp<'_>) -> String {
-    format!(
-        r#"version = 1
+/// A `[providers.lab]` for the test servers, as an operator writes it:
+/// the one place the tests' provider text is written.
+pub struct LabProvider<'a> {
+    pub client: &'a Client,
+    /// The token endpoint (default: the server's).
+    pub token_url: Option<&'a str>,
+    /// Loopback consent on this port (`redirect_uri`), when consent runs.
+    pub callback_port: Option<u16>,
+    /// A TOML array.
+    pub scopes: &'a str,
+    pub smtp: LabSmtp<'a>,
+}
 
-[providers.lab]
-authorization_url = "{}"
-token_url = "{}"
-revocation_url = "{}"
-client_id = "{}"
-client_secret = {{ env = "LAB_CLIENT_SECRET" }}
-redirect_uri = "http://127.0.0.1:{callback_port}/callback"
-scopes = {scopes}
-auth_params = {{ prompt = "consent" }}
-{}
-smtp = {{ host = "{}", port = {}, security = "{}" }}
-"#,
-        p.endpoints.authorization,
-        p.endpoints.token,
-        p.endpoints.revocation,
-        p.clients.confidential.client_id,
-        if smtp.trust_ca {
-            format!("ca_file = \"{}\"", p.ca_file.display())
-        } else {
-            String::new()
-        },
-        p.smtp.host,
-        smtp.port,
-        smtp.security,
-    )
+impl LabProvider<'_> {
+    /// `version = 1` and the provider table.
+    pub fn text(&self, p: &Peers) -> String {
+        let mut text = format!(
+            "version = 1\n\n[providers.lab]\nauthorization_url = \"{}\"\ntoken_url = \"{}\"\nrevocation_url = \"{}\"\nclient_id = \"{}\"\n",
+            p.endpoints.authorization,
+            self.token_url.unwrap_or(&p.endpoints.token),
+            p.endpoints.revocation,
+            self.client.client_id,
+        );
+        if self.client.client_secret.is_some() {
+            text.push_str("client_secret = { env = \"LAB_CLIENT_SECRET\" }\n");
+        }
+        if let Some(port) = self.callback_port {
+            let _ = writeln!(text, "redirect_uri = \"http://127.0.0.1:{port}/callback\"");
+        }
+        let _ = writeln!(text, "scopes = {}", self.scopes);
+        text.push_str("auth_params = { prompt = \"consent\" }\n");
+        if self.smtp.trust_ca {
+            let _ = writeln!(text, "ca_file = \"{}\"", p.ca_file.display());
+        }
+        let _ = writeln!(
+            text,
+            "smtp = {{ host = \"{}\", port = {}, security = \"{}\" }}",
+            p.smtp.host, self.smtp.port, self.smtp.security
+        );
+        text
+    }
+}
+
+/// `version = 1` and a `[providers.lab]` for the test servers: the
+/// confidential client (secret from `LAB_CLIENT_SECRET`), loopback consent
+/// on `callback_port`, `scopes` (a TOML array), and the SMTP server as
+/// `smtp` says.
+pub fn lab_provider(p: &Peers, callback_port: u16, scopes: &str, smtp: &LabSmtp<'_>) -> String {
+    LabProvider {
+        client: &p.clients.confidential,
+        token_url: None,
+        callback_port: Some(callback_port),
+        scopes,
+        smtp: *smtp,
+    }
+    .text(p)
 }
