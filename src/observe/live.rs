@@ -47,15 +47,13 @@ pub fn check_jobs(
     let mut endpoints = Endpoints::default();
     let (mut jobs, mut failures) = (Vec::new(), Vec::new());
     for (name, record) in &state.assets {
-        if !targets.is_empty() && !targets.contains(name) {
+        if !worth_checking(name, record, config, targets, smtp.is_some()) {
             continue;
         }
         let (Some(asset), Some(token)) = (config.assets.get(name), &record.token) else {
             continue;
         };
-        if (!token.has_refresh_token && smtp.is_none())
-            || !crate::plan::binding_matches(config, asset, record)
-        {
+        if !crate::plan::binding_matches(config, asset, record) {
             continue;
         }
         let Some(Ok(tokens)) = state.open_tokens(key, name) else {
@@ -140,7 +138,7 @@ pub async fn run_checks(
     jobs: Vec<Job>,
     parallelism: usize,
     now: DateTime<Utc>,
-    refreshed: &mut (dyn FnMut(&Refreshed) + Send),
+    refreshed: &mut (dyn FnMut(Refreshed) + Send),
     progress: Arc<dyn crate::progress::Tracker>,
 ) -> LiveChecks {
     let mut checks = LiveChecks::default();
@@ -157,13 +155,12 @@ pub async fn run_checks(
                     .refresh_token
                     .as_ref()
                     .is_some_and(|r| r.expose() != old.expose());
-                let r = Refreshed {
+                refreshed(Refreshed {
                     name: name.clone(),
-                    tokens: grant.into_tokens(Some(old)),
-                    access_expires_at,
+                    grant,
+                    old,
                     rotated,
-                };
-                refreshed(&r);
+                });
                 seen.token = Some(TokenObservation::Valid {
                     granted_scopes,
                     access_expires_at,
@@ -211,13 +208,28 @@ pub async fn run_checks(
 /// to prove) among the targets: the one place that decides which assets a
 /// live check looks at, before [`check_jobs`] picks them one by one.
 pub fn checkable(state: &State, config: &Config, targets: &[String], smtp: bool) -> bool {
-    state.assets.iter().any(|(name, r)| {
-        (targets.is_empty() || targets.contains(name))
-            && config.assets.contains_key(name)
-            && r.token
-                .as_ref()
-                .is_some_and(|t| smtp || t.has_refresh_token)
-    })
+    state
+        .assets
+        .iter()
+        .any(|(name, r)| worth_checking(name, r, config, targets, smtp))
+}
+
+/// Whether one stored asset has something a live check can look at: it is
+/// targeted and configured, and holds a refresh token (or, with `smtp`, any
+/// token).
+fn worth_checking(
+    name: &str,
+    record: &crate::state::AssetRecord,
+    config: &Config,
+    targets: &[String],
+    smtp: bool,
+) -> bool {
+    (targets.is_empty() || targets.iter().any(|t| t == name))
+        && config.assets.contains_key(name)
+        && record
+            .token
+            .as_ref()
+            .is_some_and(|t| smtp || t.has_refresh_token)
 }
 
 /// What the live checks of plan and apply are given.
@@ -282,9 +294,9 @@ fn live_checks(
     // is dead, and a crash before the last refresh must not lose it.
     let mut save_error = None;
     let mut rotated = false;
-    let mut store_rotated = |r: &Refreshed| {
+    let mut store_rotated = |r: Refreshed| {
         if r.rotated && save_error.is_none() {
-            state.store_refreshed(key, &r.name, &r.tokens, r.access_expires_at, now);
+            r.grant.store_in(state, key, &r.name, Some(r.old), now);
             rotated = true;
             if let Err(e) = store.record(state, &[r.name.as_str()]) {
                 save_error = Some(e);

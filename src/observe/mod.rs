@@ -31,8 +31,6 @@ mod access;
 mod live;
 mod probe;
 
-use chrono::{DateTime, Utc};
-
 pub use access::{Access, access_token, moved_endpoint};
 pub use live::{LiveRequest, check_jobs, checkable, observed, run_checks};
 pub use probe::{Endpoints, Probe, prove_login};
@@ -40,8 +38,8 @@ pub use probe::{Endpoints, Probe, prove_login};
 use crate::oauth::OAuthError;
 use crate::plan::{AssetObservation, Observations, TokenObservation};
 use crate::smtp::SmtpError;
+use crate::state::State;
 use crate::state::crypto::{CryptoError, Key};
-use crate::state::{State, Tokens};
 
 /// Opens every targeted asset's tokens; records those that do not open.
 /// The records are independent, so they are checked on every core.
@@ -97,8 +95,10 @@ pub fn sealed_tokens(state: &State, key: &Key, targets: &[String]) -> Observatio
 #[derive(Debug)]
 pub struct Refreshed {
     pub name: String,
-    pub tokens: Tokens,
-    pub access_expires_at: Option<DateTime<Utc>>,
+    /// The provider's answer to the refresh.
+    pub grant: crate::oauth::Grant,
+    /// The refresh token it was made with.
+    pub old: crate::secret::Secret,
     /// Whether the provider issued a new refresh token.
     pub rotated: bool,
 }
