@@ -17,17 +17,7 @@ use crate::support::{Mailform, Run};
 
 /// assets.toml for one asset of the test provider, logged in as `user`.
 fn config_text(p: &Peers, client: &Client, user: &str, token_url: &str) -> String {
-    let provider = crate::support::peers::LabProvider {
-        client,
-        token_url: Some(token_url),
-        callback_port: None,
-        scopes: "[\"mail\", \"offline_access\"]",
-        smtp: crate::support::peers::LabSmtp {
-            port: p.smtp.starttls_port,
-            security: "starttls",
-            trust_ca: true,
-        },
-    };
+    let provider = crate::support::peers::LabProvider::without_consent(p, client, token_url);
     format!(
         "{}\n[assets.support]\nemail = \"{user}\"\nprovider = \"lab\"\n",
         provider.text(p)

@@ -13,18 +13,7 @@ use crate::support::peers::{Client, Peers, offline_tokens, peers, refresh};
 
 /// The provider the test server is, as an operator would write it.
 fn provider(p: &Peers, client: &Client, token_url: &str) -> Provider {
-    let text = crate::support::peers::LabProvider {
-        client,
-        token_url: Some(token_url),
-        callback_port: None,
-        scopes: "[\"mail\", \"offline_access\"]",
-        smtp: crate::support::peers::LabSmtp {
-            port: p.smtp.starttls_port,
-            security: "starttls",
-            trust_ca: true,
-        },
-    }
-    .text(p);
+    let text = crate::support::peers::LabProvider::without_consent(p, client, token_url).text(p);
     let mut loaded = config::parse(std::path::Path::new("assets.toml"), text);
     assert!(!loaded.diagnostics.has_errors(), "{:?}", loaded.diagnostics);
     loaded

@@ -514,7 +514,24 @@ pub struct LabProvider<'a> {
     pub smtp: LabSmtp<'a>,
 }
 
-impl LabProvider<'_> {
+impl<'a> LabProvider<'a> {
+    /// `client` at `token_url`, the mail scopes, no consent listener, SMTP
+    /// on the STARTTLS port trusting the test CA: for tests that refresh
+    /// tokens made by hand.
+    pub fn without_consent(p: &Peers, client: &'a Client, token_url: &'a str) -> Self {
+        LabProvider {
+            client,
+            token_url: Some(token_url),
+            callback_port: None,
+            scopes: "[\"mail\", \"offline_access\"]",
+            smtp: LabSmtp {
+                port: p.smtp.starttls_port,
+                security: "starttls",
+                trust_ca: true,
+            },
+        }
+    }
+
     /// `version = 1` and the provider table.
     pub fn text(&self, p: &Peers) -> String {
         let mut text = format!(
