@@ -161,8 +161,11 @@ impl Run<'_> {
     }
 
     fn loopback(&mut self, state: &mut State, names: &[String], timeout: std::time::Duration) {
-        // One listener per redirect URI; most configs have one.
-        let mut groups: BTreeMap<url::Url, Vec<Consent>> = BTreeMap::new();
+        // One listener per redirect URI; most configs have one. Each is
+        // bound before its links are made: a redirect URI without a port
+        // (Google's Desktop clients register `http://localhost`) gets the
+        // free port the listener found, in every link.
+        let mut groups: BTreeMap<url::Url, Vec<String>> = BTreeMap::new();
         for name in names {
             let asset = &self.config.assets[name];
             let provider = self.config.provider_of(asset);
@@ -171,41 +174,58 @@ impl Run<'_> {
                 self.record(name, action, Err(format!("provider `{}` has no redirect_uri, so a loopback consent cannot come back; add e.g. redirect_uri = \"http://127.0.0.1:8765/callback\"", provider.name)));
                 continue;
             };
-            match self.client(&provider.name) {
-                Ok(client) => {
-                    let pending = client.authorization(&asset.scopes, asset.consenter(), &redirect);
-                    groups.entry(redirect).or_default().push(Consent {
-                        asset: name.clone(),
-                        email: asset.consenter().to_string(),
-                        pending,
-                        client,
-                    });
-                }
-                Err(why) => {
-                    let action = action_of(state, name);
-                    self.record(name, action, Err(why));
-                }
-            }
+            groups.entry(redirect).or_default().push(name.clone());
         }
-        for (redirect, consents) in groups {
+        for (redirect, names) in groups {
             if crate::interrupt::requested() {
                 break;
             }
             let listener = match Listener::bind(&redirect) {
                 Ok(l) => l,
                 Err(why) => {
-                    for c in consents {
-                        let action = action_of(state, &c.asset);
-                        self.record(&c.asset, action, Err(why.clone()));
+                    for name in names {
+                        let action = action_of(state, &name);
+                        self.record(&name, action, Err(why.clone()));
                     }
                     continue;
                 }
             };
+            let mut consents = Vec::new();
+            for name in names {
+                let asset = &self.config.assets[&name];
+                match self.client(&asset.provider) {
+                    Ok(client) => {
+                        let pending = client.authorization(
+                            &asset.scopes,
+                            asset.consenter(),
+                            listener.redirect(),
+                        );
+                        consents.push(Consent {
+                            asset: name.clone(),
+                            email: asset.consenter().to_string(),
+                            pending,
+                            client,
+                        });
+                    }
+                    Err(why) => {
+                        let action = action_of(state, &name);
+                        self.record(&name, action, Err(why));
+                    }
+                }
+            }
+            if consents.is_empty() {
+                continue;
+            }
             let mut list = format!(
-                "Consent needed for {} mailbox{} (listening on {} for up to {}); each owner opens their own link:\n",
+                "Consent needed for {} mailbox{} (listening on {}{} for up to {}); each owner opens their own link:\n",
                 consents.len(),
                 if consents.len() == 1 { "" } else { "es" },
                 listener.address(),
+                if listener.port_chosen() {
+                    ", a free port: the redirect URI names none"
+                } else {
+                    ""
+                },
                 humantime::format_duration(timeout)
             );
             for c in &consents {

@@ -67,6 +67,10 @@ pub struct Listener {
     socket: std::net::TcpListener,
     path: String,
     address: String,
+    /// The redirect URI the links carry: the configured one, with the port
+    /// the listener found when it names none.
+    redirect: url::Url,
+    port_chosen: bool,
 }
 
 /// A callback on the right path, handed from the server's tasks to the
@@ -79,28 +83,56 @@ struct Callback {
 
 impl Listener {
     /// Binds the redirect URI's host and port; it must be a loopback URI
-    /// with a port (validate guarantees both).
+    /// (validate guarantees it). Without a port (Google's Desktop clients
+    /// register `http://localhost`, and accept any port on it, RFC 8252
+    /// §7.3), the system picks a free one, and [`Listener::redirect`] names it.
     pub fn bind(redirect: &url::Url) -> Result<Listener, String> {
         let loopback = redirect
             .host()
             .is_some_and(|h| crate::security::is_loopback_host(&h));
-        let (Some(host), Some(port), true) = (redirect.host_str(), redirect.port(), loopback)
+        let (Some(host), true) = (redirect.host_str(), loopback && redirect.scheme() == "http")
         else {
             return Err(format!(
-                "redirect_uri {redirect} is not a loopback URI with a port, so mailform cannot listen for the consent; use e.g. http://127.0.0.1:8765/callback"
+                "redirect_uri {redirect} is not a loopback URI, so mailform cannot listen for the consent; use e.g. http://127.0.0.1:8765/callback (or --consent manual)"
             ));
         };
-        let address = format!("{host}:{port}");
-        // `[::1]` is written with brackets in a URL, bound without.
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let port_chosen = redirect.port().is_none();
+        let port = redirect.port().unwrap_or(0);
+        // `[::1]` is written with brackets in a URL, bound without;
+        // `localhost` is bound as 127.0.0.1 (a browser tries it, whatever
+        // this host's resolver lists first).
+        let bare = match host.trim_start_matches('[').trim_end_matches(']') {
+            h if h.eq_ignore_ascii_case("localhost") => "127.0.0.1",
+            h => h,
+        };
         let listener = std::net::TcpListener::bind((bare, port))
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .map_err(|e| format!("cannot listen on {address} for consents: {e}"))?;
+            .map_err(|e| format!("cannot listen on {host}:{port} for consents: {e}"))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| format!("cannot listen on {host} for consents: {e}"))?
+            .port();
+        let mut effective = redirect.clone();
+        effective
+            .set_port(Some(port))
+            .map_err(|()| format!("redirect_uri {redirect} cannot carry a port"))?;
         Ok(Listener {
             socket: listener,
             path: redirect.path().to_string(),
-            address,
+            address: format!("{host}:{port}"),
+            redirect: effective,
+            port_chosen,
         })
+    }
+
+    /// The redirect URI the consent links carry (with the listener's port).
+    pub fn redirect(&self) -> &url::Url {
+        &self.redirect
+    }
+
+    /// Whether the port was the system's choice (the redirect URI named none).
+    pub fn port_chosen(&self) -> bool {
+        self.port_chosen
     }
 
     pub fn address(&self) -> &str {

@@ -4,6 +4,7 @@
 mod apply;
 mod cli;
 mod corpus;
+mod first_week;
 mod front_door;
 mod live;
 mod oauth;

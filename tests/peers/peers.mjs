@@ -107,7 +107,8 @@ const maySendAs = (sub, mailbox) => sub === mailbox || (DELEGATES.get(sub) ?? []
 const SCOPES = ['openid', 'email', 'offline_access', 'mail', 'https://mail.google.com/'];
 const GRANTS = ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'];
 // Native clients: any loopback port is accepted for these paths (RFC 8252 §7.3).
-const REDIRECTS = ['http://127.0.0.1/callback', 'http://localhost/callback', 'http://[::1]/callback'];
+// `http://localhost` is what Google's Desktop client file registers.
+const REDIRECTS = ['http://127.0.0.1/callback', 'http://localhost/callback', 'http://[::1]/callback', 'http://localhost'];
 const clients = {
   confidential: { client_id: 'mailform-confidential', client_secret: secret() },
   public: { client_id: 'mailform-public' },

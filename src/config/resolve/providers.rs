@@ -16,7 +16,7 @@ use crate::config::scan;
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean, shown};
 use crate::secret::Secret;
 
-use super::{ca_file_at, check_scopes, check_url, is_bare_email, merge_smtp};
+use super::{ca_file_at, check_scopes, check_url, is_bare_email, is_loopback_host, merge_smtp};
 
 #[allow(clippy::too_many_lines)] // reason: one provider read top to bottom, field after field; helpers would scatter one decision
 pub(super) fn resolve_provider(
@@ -141,6 +141,11 @@ pub(super) fn resolve_provider(
                 .at(redirect_span.clone())
                 .help("name the port the consent listener waits on, e.g. http://127.0.0.1:8765/callback, and register that exact URI with the provider"),
         );
+    }
+    if raw.redirect_uri.is_none()
+        && let (Some(c), Some(uri)) = (&credentials, &redirect_uri)
+    {
+        redirect_note(name, c, uri, redirect_span.clone(), diags);
     }
     if redirect_uri.is_none() && credentials.as_ref().is_some_and(|c| c.web) {
         diags.push(
@@ -569,6 +574,46 @@ pub(super) fn resolve_console(
     }
 }
 
+/// Says which redirect URI of the credentials file consent comes back to,
+/// and what mailform does with it: a note, or a warning when it is no
+/// loopback URI (loopback consent cannot come back there).
+fn redirect_note(
+    name: &str,
+    credentials: &Credentials,
+    uri: &Url,
+    span: Span,
+    diags: &mut Diagnostics,
+) {
+    let (index, count) = credentials.redirect_choice;
+    let which = match (index, count) {
+        (_, 1) => "its only redirect URI".to_string(),
+        (0, n) => format!("the first of its {n} redirect URIs"),
+        (i, n) => format!("redirect URI {} of {n}, the first loopback one", i + 1),
+    };
+    let loopback = uri.scheme() == "http" && uri.host().is_some_and(|h| is_loopback_host(&h));
+    if !loopback {
+        diags.push(
+            Diagnostic::warning(format!(
+                "provider `{name}`: the credentials file lists no loopback redirect URI, so a loopback consent cannot come back to {uri}"
+            ))
+            .at(span)
+            .help("register http://127.0.0.1:8765/callback for the client in the Cloud console (or download a Desktop client), or set redirect_uri; --consent manual works as it is"),
+        );
+        return;
+    }
+    let port = if uri.port().is_none() {
+        "; it names no port, so mailform listens on a free one at consent (loopback redirects accept any port)"
+    } else {
+        ""
+    };
+    diags.push(
+        Diagnostic::note(format!(
+            "provider `{name}`: consent comes back to {uri}, {which} in the credentials file{port}"
+        ))
+        .at(span),
+    );
+}
+
 /// Largest Google client JSON read.
 pub(super) const MAX_CREDENTIALS_FILE: u64 = 256 * 1024;
 
@@ -579,6 +624,9 @@ pub(super) struct Credentials {
     auth_uri: Option<String>,
     token_uri: Option<String>,
     redirect_uri: Option<String>,
+    /// Which of the file's redirect URIs that is (0-based), and how many
+    /// the file lists.
+    redirect_choice: (usize, usize),
     /// A "web" client (redirect URIs registered), not "installed" (loopback).
     web: bool,
 }
@@ -622,12 +670,22 @@ pub(super) fn read_credentials_file(path: &Path) -> Result<Credentials, String> 
     if client.client_id.trim().is_empty() {
         return Err("its client_id is empty".into());
     }
+    // The consent comes back to the first loopback URI the client lists (a
+    // "web" client may list the contact center's callback first); when it
+    // lists none, to its first, which loopback consent cannot use.
+    let loopback = |u: &String| {
+        Url::parse(u)
+            .is_ok_and(|u| u.scheme() == "http" && u.host().is_some_and(|h| is_loopback_host(&h)))
+    };
+    let count = client.redirect_uris.len();
+    let chosen = client.redirect_uris.iter().position(loopback).unwrap_or(0);
     Ok(Credentials {
         client_id: client.client_id,
         client_secret: client.client_secret.map(Secret::new),
         auth_uri: client.auth_uri,
         token_uri: client.token_uri,
-        redirect_uri: client.redirect_uris.into_iter().next(),
+        redirect_uri: client.redirect_uris.into_iter().nth(chosen),
+        redirect_choice: (chosen, count),
         web,
     })
 }
