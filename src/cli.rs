@@ -235,6 +235,8 @@ pub struct ApplyArgs {
 pub enum ExportFormat {
     /// Webex Contact Center "email asset" form.
     Webex,
+    /// The same fields as JSON, keyed by their labels in `snake_case`.
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,4 +1,4 @@
-//! `mailform export NAME --format webex`.
+//! `mailform export NAME --format webex|json`.
 
 use super::{Context, ExitStatus, known_asset};
 use crate::cli::ExportFormat;
@@ -11,6 +11,7 @@ pub fn run(ctx: &Context<'_>, name: &str, format: ExportFormat) -> Result<ExitSt
     let asset = &config.assets[name];
     let text = match format {
         ExportFormat::Webex => render::export::webex(&config, asset),
+        ExportFormat::Json => render::export::json(&config, asset),
     };
     ctx.printer.out(&text)?;
     Ok(ExitStatus::Success)

@@ -1,16 +1,23 @@
-//! `mailform export NAME --format webex`: the fields an email-asset form asks
-//! for (SMTP server, port, client id/secret, authorization and token URLs,
-//! scope, callback URL), ready to paste. The client secret is never printed;
-//! the line says where to find it.
+//! `mailform export NAME --format webex|json`: the Webex Connect email-asset
+//! form, field for field and in its order (Asset name, Email ID, Forwarding
+//! address, Authentication type, SMTP server, Port, Client ID, Call back
+//! URL, Authorization URL, Scope, Access token URL, Refresh token URL,
+//! Username, Security, Client secret), ready to paste; or the same fields
+//! as JSON, keyed by their labels in `snake_case`. The client secret is never
+//! printed: the field says where it comes from.
 
 use std::fmt::Write as _;
 
-use url::Url;
-
 use crate::config::{Asset, Config, SecretSource, Security};
+use crate::diagnostic::escaped;
 
-pub fn webex(config: &Config, asset: &Asset) -> String {
+/// The Gmail host, whose implicit-TLS port the form's "SSL" needs.
+const GMAIL_SMTP: &str = "smtp.gmail.com";
+
+/// The form's fields, in its order: (label, value).
+pub fn webex_fields(config: &Config, asset: &Asset) -> (Vec<(&'static str, String)>, Vec<String>) {
     let p = config.provider_of(asset);
+    let mut notes = Vec::new();
     let mut auth = p.authorization_url.clone();
     if !p.auth_params.is_empty() {
         auth.query_pairs_mut().extend_pairs(p.auth_params.iter());
@@ -27,40 +34,160 @@ pub fn webex(config: &Config, asset: &Asset) -> String {
             format!("(not printed: \"client_secret\" in {})", path.display())
         }
     };
-    let rows: [(&str, String); 12] = [
-        ("Email address", asset.email.clone()),
-        ("SMTP server", asset.smtp.host.clone()),
-        ("Port", asset.smtp.port.to_string()),
-        (
-            "Security",
-            match asset.smtp.security {
-                Security::Starttls => "STARTTLS".into(),
-                Security::Tls => "SSL/TLS".into(),
-            },
-        ),
-        ("Username", asset.username.clone()),
-        ("Client ID", p.client_id.clone()),
-        ("Client secret", secret),
-        ("Authorization URL", auth.to_string()),
-        ("Token URL", p.token_url.to_string()),
-        ("Scope", asset.scopes.join(" ")),
-        (
-            "Callback URL",
-            p.redirect_uri
-                .as_ref()
-                .map_or("(not set in assets.toml)".into(), Url::to_string),
-        ),
+    // The form's Security offers SSL (implicit TLS). Gmail serves that on
+    // 465 as well as STARTTLS on 587; other STARTTLS-only servers are named
+    // as what they are.
+    let (port, security) = match asset.smtp.security {
+        Security::Tls => (asset.smtp.port, "SSL".to_string()),
+        Security::Starttls if asset.smtp.host.eq_ignore_ascii_case(GMAIL_SMTP) => {
+            notes.push(format!(
+                "Port and Security are {GMAIL_SMTP}'s implicit-TLS pair (465, SSL), which the form offers; mailform itself proves the login on {} with STARTTLS",
+                asset.smtp.port
+            ));
+            (465, "SSL".to_string())
+        }
+        Security::Starttls => {
+            notes.push(format!(
+                "{} offers STARTTLS on port {}, not implicit TLS: pick the form's TLS/STARTTLS option, not SSL",
+                asset.smtp.host, asset.smtp.port
+            ));
+            (asset.smtp.port, "TLS (STARTTLS)".to_string())
+        }
+    };
+    let fields = vec![
+        ("Asset name", asset.name.clone()),
+        ("Email ID", asset.email.clone()),
         (
             "Forwarding address",
-            asset
-                .forwarding_address
-                .clone()
-                .unwrap_or_else(|| "(none)".into()),
+            asset.forwarding_address.clone().unwrap_or_else(|| {
+                "(none: set forwarding_address to the contact center's inbound address)".into()
+            }),
         ),
+        ("Authentication type", "OAuth 2.0".into()),
+        ("SMTP server", asset.smtp.host.clone()),
+        ("Port", port.to_string()),
+        ("Client ID", p.client_id.clone()),
+        (
+            "Call back URL",
+            "(shown by Webex Connect on this form: add it to the OAuth client's authorized redirect URIs, and its domain to the consent screen's authorized domains)".into(),
+        ),
+        ("Authorization URL", auth.to_string()),
+        ("Scope", asset.scopes.join(" ")),
+        ("Access token URL", p.token_url.to_string()),
+        ("Refresh token URL", p.token_url.to_string()),
+        ("Username", asset.username.clone()),
+        ("Security", security),
+        ("Client secret", secret),
     ];
+    (fields, notes)
+}
+
+/// The form as text: one `Label: value` line per field, then the notes.
+pub fn webex(config: &Config, asset: &Asset) -> String {
+    let (fields, notes) = webex_fields(config, asset);
     let mut out = String::new();
-    for (label, value) in rows {
-        let _ = writeln!(out, "{:<20}{value}", format!("{label}:"));
+    for (label, value) in fields {
+        let _ = writeln!(out, "{:<21}{}", format!("{label}:"), escaped(&value));
+    }
+    for note in notes {
+        let _ = writeln!(out, "\nNote: {}", escaped(&note));
     }
     out
+}
+
+/// `export --format json`: the form's fields in its order, keyed by their
+/// labels in `snake_case`, and the notes beside them.
+#[derive(serde::Serialize)]
+struct WebexForm<'a> {
+    asset_name: &'a str,
+    email_id: &'a str,
+    forwarding_address: &'a str,
+    authentication_type: &'a str,
+    smtp_server: &'a str,
+    port: &'a str,
+    client_id: &'a str,
+    call_back_url: &'a str,
+    authorization_url: &'a str,
+    scope: &'a str,
+    access_token_url: &'a str,
+    refresh_token_url: &'a str,
+    username: &'a str,
+    security: &'a str,
+    client_secret: &'a str,
+    notes: &'a [String],
+}
+
+/// The same fields as one JSON object, keyed by label in `snake_case`, in the
+/// form's order (`notes` last).
+pub fn json(config: &Config, asset: &Asset) -> String {
+    let (fields, notes) = webex_fields(config, asset);
+    let [
+        asset_name,
+        email_id,
+        forwarding_address,
+        authentication_type,
+        smtp_server,
+        port,
+        client_id,
+        call_back_url,
+        authorization_url,
+        scope,
+        access_token_url,
+        refresh_token_url,
+        username,
+        security,
+        client_secret,
+    ]: [&str; 15] = std::array::from_fn(|i| fields[i].1.as_str());
+    let form = WebexForm {
+        asset_name,
+        email_id,
+        forwarding_address,
+        authentication_type,
+        smtp_server,
+        port,
+        client_id,
+        call_back_url,
+        authorization_url,
+        scope,
+        access_token_url,
+        refresh_token_url,
+        username,
+        security,
+        client_secret,
+        notes: &notes,
+    };
+    serde_json::to_string_pretty(&form).expect("the form serializes") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(provider: &str) -> Config {
+        let text = format!(
+            "version = 1\n{provider}\n[assets.support]\nemail = \"support@example.com\"\nprovider = \"p\"\nforwarding_address = \"inbound@contact-center.example\"\n"
+        );
+        let loaded = crate::config::parse(std::path::Path::new("assets.toml"), text);
+        loaded.config.expect("a valid config")
+    }
+
+    #[test]
+    fn the_webex_form_for_the_google_preset() {
+        let c = config(
+            "[providers.p]\npreset = \"google\"\nclient_id = \"1234.apps.googleusercontent.com\"\nclient_secret = { env = \"GOOGLE_CLIENT_SECRET\" }\nredirect_uri = \"http://127.0.0.1:8765/callback\"\n",
+        );
+        let a = &c.assets["support"];
+        insta::assert_snapshot!(webex(&c, a));
+        insta::assert_snapshot!(json(&c, a));
+    }
+
+    #[test]
+    fn the_webex_form_for_the_microsoft_preset() {
+        let c = config(
+            "[providers.p]\npreset = \"microsoft\"\ntenant = \"contoso.onmicrosoft.com\"\nclient_id = \"00000000-0000-0000-0000-000000000000\"\nclient_secret = { file = \"secrets/m365.txt\" }\n",
+        );
+        let a = &c.assets["support"];
+        insta::assert_snapshot!(webex(&c, a));
+        insta::assert_snapshot!(json(&c, a));
+    }
 }

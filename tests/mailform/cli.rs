@@ -465,13 +465,18 @@ fn export_prints_the_form_fields_but_never_the_secret() {
         .ok();
     assert_no_secrets(&run);
     for line in [
-        "SMTP server:        127.0.0.1",
-        "Port:               2587",
-        "Security:           STARTTLS",
-        "Client ID:          mailform-test",
-        "Client secret:      (not printed: the value of environment variable LAB_CLIENT_SECRET)",
-        "Token URL:          https://127.0.0.1:9/token",
-        "Scope:              mail offline_access",
+        "Asset name:          support",
+        "Email ID:            support@example.com",
+        "Authentication type: OAuth 2.0",
+        "SMTP server:         127.0.0.1",
+        "Port:                2587",
+        "Client ID:           mailform-test",
+        "Call back URL:       (shown by Webex Connect on this form",
+        "Scope:               mail offline_access",
+        "Access token URL:    https://127.0.0.1:9/token",
+        "Refresh token URL:   https://127.0.0.1:9/token",
+        "Security:            TLS (STARTTLS)",
+        "Client secret:       (not printed: the value of environment variable LAB_CLIENT_SECRET)",
     ] {
         assert!(
             run.stdout.contains(line),
@@ -479,6 +484,43 @@ fn export_prints_the_form_fields_but_never_the_secret() {
             run.stdout
         );
     }
+    // The form's order, field for field.
+    let labels: Vec<&str> = run
+        .stdout
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split(':').next())
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "Asset name",
+            "Email ID",
+            "Forwarding address",
+            "Authentication type",
+            "SMTP server",
+            "Port",
+            "Client ID",
+            "Call back URL",
+            "Authorization URL",
+            "Scope",
+            "Access token URL",
+            "Refresh token URL",
+            "Username",
+            "Security",
+            "Client secret"
+        ]
+    );
+    // The same as JSON, keyed by snake_case label.
+    let json = mf(dir.path())
+        .run(["export", "support", "--format", "json"])
+        .ok();
+    assert_no_secrets(&json);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(doc["asset_name"], "support");
+    assert_eq!(doc["refresh_token_url"], "https://127.0.0.1:9/token");
+    assert_eq!(doc["security"], "TLS (STARTTLS)");
+    assert!(doc["notes"][0].as_str().unwrap().contains("STARTTLS"));
 }
 
 #[test]
@@ -513,7 +555,7 @@ fn a_credentials_file_secret_is_never_printed() {
     let run = Mailform::new(dir.path()).run(["export", "support"]).ok();
     assert!(
         run.stdout
-            .contains("Client ID:          1234.apps.googleusercontent.com"),
+            .contains("Client ID:           1234.apps.googleusercontent.com"),
         "{}",
         run.stdout
     );
