@@ -114,6 +114,9 @@ pub enum Command {
     Token {
         /// The asset.
         name: String,
+        /// Refresh first, even when the stored access token is still good.
+        #[arg(long)]
+        refresh: bool,
     },
     /// Send a real test message through the asset (proves the login and the sending), and print the server's reply.
     SendTest {
@@ -170,6 +173,21 @@ pub enum StateCommand {
         /// Replace whatever is stored, whatever its lineage or serial.
         #[arg(long)]
         force: bool,
+    },
+    /// List the assets in state, one per line.
+    List,
+    /// Rename an asset in state, keeping its grant (no consent again), after renaming it in assets.toml.
+    Mv {
+        /// The name in state now.
+        old: String,
+        /// The new name (as in assets.toml).
+        new: String,
+    },
+    /// Forget assets without revoking their grants (a mailbox handed to another tool).
+    Rm {
+        /// The assets.
+        #[arg(required = true)]
+        names: Vec<String>,
     },
 }
 

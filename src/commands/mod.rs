@@ -73,7 +73,7 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<ExitStatus, Error> {
         Command::Plan(args) => plan::run(&ctx, args),
         Command::Apply(args) => apply::run(&ctx, args),
         Command::Show { name, json } => show::run(&ctx, name.as_deref(), *json),
-        Command::Token { name } => token::run(&ctx, name),
+        Command::Token { name, refresh } => token::run(&ctx, name, *refresh),
         Command::SendTest { name, to, subject } => {
             send_test::run(&ctx, name, to, subject.as_deref())
         }
@@ -83,6 +83,9 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<ExitStatus, Error> {
         Command::State { command } => match command {
             crate::cli::StateCommand::Pull => state::pull(&ctx),
             crate::cli::StateCommand::Push { file, force } => state::push(&ctx, file, *force),
+            crate::cli::StateCommand::List => state::list(&ctx),
+            crate::cli::StateCommand::Mv { old, new } => state::mv(&ctx, old, new),
+            crate::cli::StateCommand::Rm { names } => state::rm(&ctx, names),
         },
         Command::Completions { shell } => completions::run(&ctx, *shell),
     };

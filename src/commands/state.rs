@@ -1,5 +1,7 @@
-//! `mailform state pull` / `mailform state push FILE [--force]`: print the
-//! stored state, or replace it (Terraform's commands of the same names).
+//! `mailform state pull` / `state push FILE [--force]`: print the stored
+//! state, or replace it; `state list`, `state mv OLD NEW` (rename, keeping
+//! the grant) and `state rm NAME…` (forget without revoking). Terraform's
+//! commands of the same names.
 //! Tokens stay sealed with the key either way; moving a team from the state
 //! file to PostgreSQL is a pull with one config and a push with the other.
 
@@ -24,6 +26,86 @@ pub fn pull(ctx: &Context<'_>) -> Result<ExitStatus, Error> {
         )));
     };
     ctx.printer.out(&document(&state))?;
+    Ok(ExitStatus::Success)
+}
+
+pub fn list(ctx: &Context<'_>) -> Result<ExitStatus, Error> {
+    let (config, _settings) = ctx.config()?;
+    let boxed = Context::store(&config)?;
+    let state = boxed.load()?.unwrap_or_default();
+    let mut out = String::new();
+    for name in state.assets.keys() {
+        out.push_str(&crate::diagnostic::escaped(name));
+        out.push('\n');
+    }
+    ctx.printer.out(&out)?;
+    Ok(ExitStatus::Success)
+}
+
+/// Renames `old` to `new` in state, under the lock: the grant stays, its
+/// tokens sealed again for the new name, so no consent runs again.
+pub fn mv(ctx: &Context<'_>, old: &str, new: &str) -> Result<ExitStatus, Error> {
+    let (config, settings) = ctx.config()?;
+    if !crate::config::resolve::is_valid_name(new) {
+        return Err(Error::Usage(format!(
+            "state mv: `{}` is not an asset name: {}",
+            crate::diagnostic::shown(new),
+            crate::config::resolve::NAME_RULE
+        )));
+    }
+    let boxed = Context::store(&config)?;
+    let store = &*boxed;
+    let _lock = ctx.lock(store, "state mv", settings.lock_timeout)?;
+    let mut state = store.load_folded()?.unwrap_or_default();
+    crate::config::known_asset(old, state.assets.keys().map(String::as_str), &config)?;
+    let key = key::for_state(&config.state_dir(), &state)?;
+    state
+        .rename(key.as_ref(), old, new)
+        .map_err(|why| Error::Usage(format!("state mv {old} {new}: {why}")))?;
+    store.save(&mut state)?;
+    let hint = if config.assets.contains_key(new) {
+        String::new()
+    } else {
+        format!(
+            "; rename [assets.{old}] to [assets.{new}] in {} too, or the next apply revokes it",
+            config.path.display()
+        )
+    };
+    ctx.printer.err(&format!(
+        "Moved {old} to {new} in state (its grant kept){hint}.\n"
+    ))?;
+    Ok(ExitStatus::Success)
+}
+
+/// Forgets `names` in state, under the lock, without revoking their grants.
+pub fn rm(ctx: &Context<'_>, names: &[String]) -> Result<ExitStatus, Error> {
+    let (config, settings) = ctx.config()?;
+    let boxed = Context::store(&config)?;
+    let store = &*boxed;
+    let _lock = ctx.lock(store, "state rm", settings.lock_timeout)?;
+    let mut state = store.load_folded()?.unwrap_or_default();
+    for name in names {
+        crate::config::known_asset(name, state.assets.keys().map(String::as_str), &config)?;
+    }
+    for name in names {
+        state.assets.remove(name);
+    }
+    store.save(&mut state)?;
+    let mut text = String::new();
+    for name in names {
+        let _ = std::fmt::Write::write_fmt(
+            &mut text,
+            format_args!(
+                "Removed {name} from state; its grant was not revoked (revoke it in the provider's console if nothing uses it){}.\n",
+                if config.assets.contains_key(name) {
+                    ", and it is still in the config: the next apply asks for consent again"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
+    ctx.printer.err(&text)?;
     Ok(ExitStatus::Success)
 }
 

@@ -10,7 +10,7 @@ use super::{Context, ExitStatus};
 use crate::error::Error;
 use crate::observe::{self, Access};
 
-pub fn run(ctx: &Context<'_>, name: &str) -> Result<ExitStatus, Error> {
+pub fn run(ctx: &Context<'_>, name: &str, refresh: bool) -> Result<ExitStatus, Error> {
     let (config, settings) = ctx.config()?;
     let boxed = Context::store(&config)?;
     let access = Access {
@@ -19,7 +19,7 @@ pub fn run(ctx: &Context<'_>, name: &str) -> Result<ExitStatus, Error> {
         lock: &|store, timeout| ctx.lock(store, "token", timeout),
         lock_timeout: settings.lock_timeout,
     };
-    let (token, _, applied) = observe::access_token(&access, name, false)?;
+    let (token, _, applied) = observe::access_token(&access, name, refresh)?;
     // What goes to a mail client's command line must be a bearer token and
     // nothing else (no space, no control character).
     if !crate::oauth::is_b64token(token.expose()) {

@@ -154,6 +154,41 @@ impl State {
     pub fn token_aad(&self, asset: &str, binding: &str) -> Vec<u8> {
         token_aad(&self.lineage, asset, binding)
     }
+
+    /// Moves `old`'s record to `new` (Terraform's `state mv`): the same
+    /// grant, its tokens sealed again for the new name (they are bound to
+    /// the asset's name). Nothing changes when it cannot be done.
+    pub fn rename(&mut self, key: Option<&Key>, old: &str, new: &str) -> Result<(), String> {
+        if self.assets.contains_key(new) {
+            return Err(format!(
+                "`{new}` is in state already: remove it first (mailform state rm {new})"
+            ));
+        }
+        let Some(mut record) = self.assets.remove(old) else {
+            return Err(format!("there is no asset `{old}` in state"));
+        };
+        if let Some(token) = record.token.as_mut() {
+            let resealed = key
+                .ok_or_else(|| {
+                    "its tokens need the key to be sealed again, and there is none".to_string()
+                })
+                .and_then(|key| {
+                    let tokens =
+                        Tokens::open(key, &self.token_aad(old, &record.binding), &token.sealed)
+                            .map_err(|e| format!("its tokens cannot be opened ({e})"))?;
+                    Ok(tokens.seal(key, &self.token_aad(new, &record.binding)))
+                });
+            match resealed {
+                Ok(sealed) => token.sealed = sealed,
+                Err(why) => {
+                    self.assets.insert(old.to_string(), record);
+                    return Err(why);
+                }
+            }
+        }
+        self.assets.insert(new.to_string(), record);
+        Ok(())
+    }
 }
 
 /// Associated data of a sealed token: the state's lineage, the asset and its

@@ -139,3 +139,99 @@ fn a_web_client_file_listing_the_contact_center_callback_first_uses_its_loopback
         "warning: provider `lab`: the credentials file lists no loopback redirect URI, so a loopback consent cannot come back to https://hooks.contact-center.example/oauth/callback",
     );
 }
+
+/// An applied project of the offline test provider (nobody answers at its
+/// endpoints): every asset holds tokens good for an hour.
+fn applied_offline(config: &str) -> tempfile::TempDir {
+    let dir = crate::support::project(config);
+    crate::support::fixtures::applied_state(dir.path(), config, |asset| mailform::state::Tokens {
+        access_token: mailform::secret::Secret::new(format!("access-{}", asset.name)),
+        refresh_token: Some(mailform::secret::Secret::new(format!(
+            "refresh-{}",
+            asset.name
+        ))),
+    });
+    dir
+}
+
+const TWO: &str = concat!(
+    crate::support::offline_lab!(),
+    "\n[assets.support]\nemail = \"support@example.com\"\nprovider = \"lab\"\n",
+    "\n[assets.billing]\nemail = \"billing@example.com\"\nprovider = \"lab\"\n"
+);
+
+#[test]
+fn state_list_mv_and_rm_work_like_terraforms() {
+    let dir = applied_offline(TWO);
+    // No client secret in the environment: an offline plan sends nothing.
+    let mf = || Mailform::new(dir.path());
+    mf().run(["plan", "--offline", "--detailed-exitcode"])
+        .code(0);
+    let list = mf().run(["state", "list"]).ok();
+    assert_eq!(list.stdout, "billing\nsupport\n");
+    // Renamed in the config and in state: the same grant, no re-consent.
+    let config = dir.path().join("assets.toml");
+    std::fs::write(
+        &config,
+        TWO.replace("[assets.support]", "[assets.helpdesk]"),
+    )
+    .unwrap();
+    let plan = mf()
+        .run(["plan", "--offline", "--detailed-exitcode"])
+        .code(2);
+    assert!(
+        plan.stdout.contains("+ helpdesk  create"),
+        "{}",
+        plan.stdout
+    );
+    let mv = mf().run(["state", "mv", "support", "helpdesk"]).ok();
+    assert_says(&mv, "Moved support to helpdesk in state (its grant kept).");
+    mf().run(["plan", "--offline", "--detailed-exitcode"])
+        .code(0);
+    let token = mf().run(["token", "helpdesk"]).ok();
+    assert_eq!(
+        token.stdout, "access-support\n",
+        "the same grant, opened under its new name"
+    );
+    // Refused: a name in use, an unknown one (with a suggestion), a bad name.
+    let run = mf().run(["state", "mv", "helpdesk", "billing"]).code(1);
+    assert_says(&run, "`billing` is in state already");
+    let run = mf().run(["state", "mv", "helpdsk", "x"]).code(1);
+    assert_says(&run, "did you mean `helpdesk`?");
+    mf().run(["state", "mv", "helpdesk", "no spaces"]).code(1);
+    // Forgotten without revoking (the provider is never asked).
+    let rm = mf().run(["state", "rm", "billing"]).ok();
+    assert_says(&rm, "Removed billing from state; its grant was not revoked");
+    assert_says(&rm, "the next apply asks for consent again");
+    assert_eq!(mf().run(["state", "list"]).ok().stdout, "helpdesk\n");
+    let plan = mf().run(["plan", "--offline"]).ok();
+    assert!(plan.stdout.contains("+ billing  create"), "{}", plan.stdout);
+}
+
+#[test]
+fn token_refresh_forces_a_refresh() {
+    let p = peers();
+    let dir = project(
+        p,
+        &client_file(p, "installed", &["http://localhost"]),
+        "alice@example.test",
+    );
+    mf(p, dir.path()).run(["apply", "--auto-approve"]).ok();
+    let first = mf(p, dir.path()).run(["token", "support"]).ok().stdout;
+    // Still good for an hour: the stored token, twice.
+    assert_eq!(
+        mf(p, dir.path()).run(["token", "support"]).ok().stdout,
+        first
+    );
+    let fresh = mf(p, dir.path())
+        .run(["token", "support", "--refresh"])
+        .ok()
+        .stdout;
+    assert_ne!(fresh, first, "--refresh asked the provider for a new token");
+    assert_eq!(p.introspect(fresh.trim())["active"], true);
+    // The new one is stored: the next plain `token` gives it.
+    assert_eq!(
+        mf(p, dir.path()).run(["token", "support"]).ok().stdout,
+        fresh
+    );
+}
