@@ -122,6 +122,15 @@ pub fn access_token(
         let Some(token) = &record.token else {
             return Err(consent("no tokens are stored".into()));
         };
+        // A grant the provider refused at a live check hands out nothing,
+        // however fresh its access token looks by the clock.
+        if let Some(r) = &token.revoked {
+            return Err(consent(format!(
+                "the provider refused its refresh token at the check of {} UTC ({}); run mailform apply to consent again",
+                r.at.format("%Y-%m-%d %H:%M"),
+                crate::diagnostic::shown(&r.error)
+            )));
+        }
         let key = key::for_state(&config.state_dir(), state)?.expect("the state holds tokens");
         let tokens = state
             .open_tokens(&key, name)

@@ -291,16 +291,21 @@ fn live_checks(
     }
     let (jobs, mut failed) = check_jobs(config, state, key, targets, smtp);
     // A rotated refresh token is stored the moment it arrives: the old one
-    // is dead, and a crash before the last refresh must not lose it.
+    // is dead, and a crash before the last refresh must not lose it. Every
+    // other fresh access token is stored too (with the state written once
+    // at the end): the stored one may be the very token the provider just
+    // stopped honouring, and `token` hands out what is stored.
     let mut save_error = None;
-    let mut rotated = false;
-    let mut store_rotated = |r: Refreshed| {
-        if r.rotated && save_error.is_none() {
-            r.grant.store_in(state, key, &r.name, Some(r.old), now);
-            rotated = true;
-            if let Err(e) = store.record(state, &[r.name.as_str()]) {
-                save_error = Some(e);
-            }
+    let mut changed = false;
+    let mut store_refreshed = |r: Refreshed| {
+        if save_error.is_some() {
+            return;
+        }
+        let rotated = r.rotated;
+        r.grant.store_in(state, key, &r.name, Some(r.old), now);
+        changed = true;
+        if rotated && let Err(e) = store.record(state, &[r.name.as_str()]) {
+            save_error = Some(e);
         }
     };
     let tracker = progress(
@@ -315,14 +320,28 @@ fn live_checks(
         jobs,
         parallelism,
         now,
-        &mut store_rotated,
+        &mut store_refreshed,
         tracker,
     ));
     if let Some(e) = save_error {
         return Err(e);
     }
-    // The rotated tokens are journaled; one new state file holds them all.
-    if rotated {
+    // What the provider said of a grant stays known: a refused refresh is
+    // recorded, so an offline plan, `show` and `token` see it too.
+    for (name, seen) in &checks.observations.assets {
+        if let Some(TokenObservation::Revoked { error, description }) = &seen.token
+            && let Some(token) = state.assets.get_mut(name).and_then(|r| r.token.as_mut())
+        {
+            token.revoked = Some(crate::state::Revocation {
+                at: now,
+                error: error.clone(),
+                description: description.clone(),
+            });
+            changed = true;
+        }
+    }
+    // The refreshed and learned records, in one new state file.
+    if changed {
         store.save(state)?;
     }
     checks.failures.append(&mut failed);

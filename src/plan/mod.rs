@@ -469,6 +469,17 @@ fn compare(
         (Some(_), Some(TokenObservation::Unreadable { why })) => {
             reasons.push(Reason::TokenUnreadable { why: why.clone() });
         }
+        // Refused at an earlier live check, and no refresh has gone through
+        // since: the drift stands until one does.
+        (Some(token), None | Some(TokenObservation::Transient { .. }))
+            if token.revoked.is_some() =>
+        {
+            let r = token.revoked.as_ref().expect("matched");
+            reasons.push(Reason::TokenRevoked {
+                error: r.error.clone(),
+                description: r.description.clone(),
+            });
+        }
         (Some(token), seen) => {
             if let Some(TokenObservation::Transient { detail }) = seen {
                 warnings.push(format!(

@@ -45,6 +45,7 @@ fn token() -> TokenRecord {
         obtained_at: now() - Duration::days(1),
         access_expires_at: Some(now() - Duration::minutes(5)),
         refresh_expires_at: None,
+        revoked: None,
     }
 }
 

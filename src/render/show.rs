@@ -38,6 +38,9 @@ pub struct TokenView<'a> {
     pub obtained_at: DateTime<Utc>,
     pub access_expires_at: Option<DateTime<Utc>>,
     pub refresh_expires_at: Option<DateTime<Utc>>,
+    /// The provider refused the refresh token at a live check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<&'a crate::state::Revocation>,
 }
 
 pub fn doc<'a>(state: Option<&'a State>, only: Option<&str>) -> ShowDoc<'a> {
@@ -64,6 +67,7 @@ fn view(r: &AssetRecord) -> AssetView<'_> {
             obtained_at: t.obtained_at,
             access_expires_at: t.access_expires_at,
             refresh_expires_at: t.refresh_expires_at,
+            revoked: t.revoked.as_ref(),
         }),
         smtp_check: r.smtp_check.as_ref(),
         updated_at: r.updated_at,
@@ -120,6 +124,18 @@ pub fn human(doc: &ShowDoc<'_>) -> String {
                     let _ = writeln!(out, "  refresh until {}", time(at));
                 }
                 let _ = writeln!(out, "  granted      {}", e(&t.granted_scopes.join(" ")));
+                if let Some(r) = t.revoked {
+                    let _ = writeln!(
+                        out,
+                        "  REVOKED      the provider refused the refresh token at {} ({}{}): run mailform apply to consent again",
+                        time(r.at),
+                        e(&r.error),
+                        r.description
+                            .as_deref()
+                            .map(|d| format!(": {}", e(d)))
+                            .unwrap_or_default()
+                    );
+                }
             }
         }
         if let Some(c) = a.smtp_check {

@@ -130,6 +130,8 @@ impl State {
         token.sealed = tokens.seal(key, &aad);
         token.has_refresh_token = tokens.refresh_token.is_some();
         token.access_expires_at = access_expires_at;
+        // A refresh went through: whatever was refused before is over.
+        token.revoked = None;
         record.updated_at = now;
     }
 
@@ -235,6 +237,22 @@ pub struct TokenRecord {
     /// When the refresh token dies, when known (e.g. Google apps in testing: 7 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_expires_at: Option<DateTime<Utc>>,
+    /// The provider refused the refresh token at a live check (revoked or
+    /// expired): drift that stays found offline, and no access token is
+    /// handed out, until a refresh or a consent succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<Revocation>,
+}
+
+/// What a live check learned when the provider refused a refresh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Revocation {
+    pub at: DateTime<Utc>,
+    /// The provider's `error`, e.g. `invalid_grant`.
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// The outcome of the last SMTP login proof.
@@ -284,6 +302,7 @@ impl TokenRecord {
             obtained_at,
             access_expires_at: None,
             refresh_expires_at: None,
+            revoked: None,
         }
     }
 }
@@ -732,6 +751,7 @@ pub(crate) mod tests {
                     obtained_at: Utc::now(),
                     access_expires_at: None,
                     refresh_expires_at: None,
+                    revoked: None,
                 }),
                 Utc::now(),
             ),

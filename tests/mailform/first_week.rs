@@ -235,3 +235,58 @@ fn token_refresh_forces_a_refresh() {
         fresh
     );
 }
+
+#[test]
+fn a_revoked_grant_stays_found_offline_and_token_refuses_it() {
+    let p = peers();
+    let user = "bea@example.test";
+    let dir = project(p, &client_file(p, "installed", &["http://localhost"]), user);
+    mf(p, dir.path()).run(["apply", "--auto-approve"]).ok();
+    assert!(p.revoke_grants(user) >= 1, "the user removed access");
+    let live = mf(p, dir.path())
+        .run(["plan", "--detailed-exitcode"])
+        .code(2);
+    assert_says(&live, "! support  re-consent");
+    // What the live check learned is kept: offline, show and token know it.
+    let offline = mf(p, dir.path())
+        .run(["plan", "--offline", "--detailed-exitcode"])
+        .code(2);
+    assert_says(&offline, "! support  re-consent");
+    assert_says(&offline, "refresh token revoked or expired (invalid_grant");
+    let show = mf(p, dir.path()).run(["show"]).ok();
+    assert_says(&show, "REVOKED      the provider refused the refresh token");
+    let token = mf(p, dir.path()).run(["token", "support"]).code(1);
+    assert!(token.stdout.is_empty(), "{}", token.stdout);
+    assert_says(
+        &token,
+        "the provider refused its refresh token at the check of",
+    );
+    // Only a new grant clears it.
+    mf(p, dir.path()).run(["apply", "--auto-approve"]).ok();
+    mf(p, dir.path())
+        .run(["plan", "--offline", "--detailed-exitcode"])
+        .code(0);
+    let token = mf(p, dir.path()).run(["token", "support"]).ok();
+    assert_eq!(p.introspect(token.stdout.trim())["active"], true);
+}
+
+#[test]
+fn every_access_token_a_live_check_obtains_is_stored() {
+    let p = peers();
+    let user = "cal@example.test";
+    let dir = project(p, &client_file(p, "installed", &["http://localhost"]), user);
+    mf(p, dir.path()).run(["apply", "--auto-approve"]).ok();
+    let before = mf(p, dir.path()).run(["token", "support"]).ok().stdout;
+    // The provider drops its access tokens (the refresh token lives on, and
+    // is not rotated: Google's way).
+    assert!(p.expire_access_tokens(user) >= 1);
+    assert_eq!(p.introspect(before.trim())["active"], false);
+    mf(p, dir.path())
+        .run(["plan", "--detailed-exitcode"])
+        .code(0);
+    // The live plan refreshed it, and the fresh access token is what
+    // `token` hands out now, not the dead one.
+    let after = mf(p, dir.path()).run(["token", "support"]).ok().stdout;
+    assert_ne!(after, before);
+    assert_eq!(p.introspect(after.trim())["active"], true);
+}

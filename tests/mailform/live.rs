@@ -136,8 +136,9 @@ fn a_live_plan_refreshes_every_grant_and_finds_no_drift() {
     let run = project.mf().run(["plan", "--detailed-exitcode"]).code(0);
     assert!(run.stdout.starts_with("No changes."), "{}", run.stdout);
     project.assert_clean(&run, false);
-    // A confidential client's refresh token does not rotate: nothing written.
-    assert_eq!(project.state().serial, 1);
+    // A confidential client's refresh token does not rotate, but the fresh
+    // access token is stored (the old one may be dead): one state write.
+    assert_eq!(project.state().serial, 2);
     let verbose = project.mf().run(["plan", "--verbose"]).ok();
     assert!(
         verbose
@@ -187,7 +188,7 @@ fn a_removed_grant_is_drift_that_needs_consent() {
     let run = project.mf().run(["token", "support"]).code(1);
     assert!(
         run.stderr.contains(
-            "consent required for support: refresh token revoked or expired (invalid_grant"
+            "consent required for support: the provider refused its refresh token at the check of"
         ),
         "{}",
         run.stderr

@@ -452,12 +452,15 @@ fn state_push_moves_a_team_from_the_file_to_postgres_and_refuses_what_would_lose
         again.stderr
     );
 
-    // The old backup is older than what is stored now: refused, then forced.
+    // The old backup is older than what is stored now (the live plan stored
+    // its fresh access token): refused, then forced.
+    let now_serial = project.state().unwrap().serial;
+    assert_eq!(now_serial, stored.serial + 1);
     let older = mf().run(["state", "push", "backup.json"]).code(1);
     assert!(
         older.stderr.contains(&format!(
             "the file has serial {}, older than the stored state's {}",
-            file_state.serial, stored.serial
+            file_state.serial, now_serial
         )),
         "{}",
         older.stderr
@@ -518,13 +521,13 @@ fn state_push_moves_a_team_from_the_file_to_postgres_and_refuses_what_would_lose
     );
     assert_eq!(
         project.state().unwrap().serial,
-        stored.serial,
+        now_serial,
         "nothing was written"
     );
     // --force goes back to the backup.
     let back = mf().run(["state", "push", "backup.json", "--force"]).ok();
     assert!(back.stderr.contains("Pushed"), "{}", back.stderr);
-    assert_eq!(project.state().unwrap().serial, stored.serial + 1);
+    assert_eq!(project.state().unwrap().serial, now_serial + 1);
     for run in [&pushed, &round, &older, &foreign, &fork, &cut, &back] {
         assert!(!run.all().contains(pg().admin_password()));
     }

@@ -95,6 +95,9 @@ const USERS = new Map([
   ['yuri@example.test', { password: 'yuri-password' }],
   ['zoe@example.test', { password: 'zoe-password' }],
   ['amy@example.test', { password: 'amy-password' }],
+  // The first-week tests: drift that stays found.
+  ['bea@example.test', { password: 'bea-password' }],
+  ['cal@example.test', { password: 'cal-password' }],
 ]);
 
 // Shared mailboxes no one signs in to, and the delegates who may send as them
