@@ -57,6 +57,11 @@ pub enum OAuthError {
         "provider `{provider}` returned an access token with characters a bearer token cannot have (RFC 6750 b64token); it was not stored"
     )]
     UnusableToken { provider: String },
+    /// The endpoint's TLS certificate is not trusted: fix the setup.
+    #[error(
+        "provider `{provider}`: {why} — if the provider uses a private CA, set ca_file on provider `{provider}`; otherwise check the endpoint's host"
+    )]
+    Untrusted { provider: String, why: String },
     /// Timeout, connection failure, 408/429/5xx, an unreadable answer: says
     /// nothing about the grant.
     #[error(
@@ -150,6 +155,10 @@ impl OAuthError {
                 description: Some(format!(
                     "HTTP {code} came, but not its body ({why}); not retried"
                 )),
+            },
+            TransportError::Untrusted(why) => OAuthError::Untrusted {
+                provider: provider.to_string(),
+                why: why.clone(),
             },
             _ => OAuthError::Transient {
                 provider: provider.to_string(),

@@ -33,12 +33,30 @@ pub enum TransportError {
     /// and rotated), so this is never retried.
     #[error("the provider answered HTTP {code}, but its answer could not be read ({why})")]
     AfterAnswer { code: u16, why: String },
+    /// The endpoint's certificate is not one mailform trusts: the setup's
+    /// problem (a private CA without `ca_file`, the wrong host), never a
+    /// passing one.
+    #[error("{0}")]
+    Untrusted(String),
 }
 
 impl TransportError {
     fn from_reqwest(e: reqwest::Error) -> Self {
         // The URL is left out: error text is shown to people.
         let e = e.without_url();
+        if let Some(rustls::Error::InvalidCertificate(c)) = crate::security::rustls_error(&e) {
+            use rustls::CertificateError as C;
+            return TransportError::Untrusted(match c {
+                C::UnknownIssuer => {
+                    "its certificate is not signed by an authority mailform trusts".into()
+                }
+                C::NotValidForName | C::NotValidForNameContext { .. } => {
+                    "its certificate is not valid for the endpoint's host name".into()
+                }
+                C::Expired | C::ExpiredContext { .. } => "its certificate has expired".into(),
+                other => format!("its certificate is refused ({other:?})"),
+            });
+        }
         if e.is_timeout() {
             TransportError::Timeout
         } else if e.is_connect() {

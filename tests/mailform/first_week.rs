@@ -290,3 +290,27 @@ fn every_access_token_a_live_check_obtains_is_stored() {
     assert_ne!(after, before);
     assert_eq!(p.introspect(after.trim())["active"], true);
 }
+
+#[test]
+fn an_untrusted_certificate_at_the_token_endpoint_is_a_setup_error_not_transient() {
+    let p = peers();
+    // The test server, without the test CA: its certificate is untrusted.
+    let smtp = crate::support::peers::LabSmtp {
+        port: p.smtp.starttls_port,
+        security: "starttls",
+        trust_ca: false,
+    };
+    let text = crate::support::peers::lab_provider(
+        p,
+        crate::apply::free_port(),
+        "[\"mail\", \"offline_access\"]",
+        &smtp,
+    ) + "\n[assets.support]\nemail = \"alice@example.test\"\nprovider = \"lab\"\n";
+    let dir = applied_offline(&text);
+    let run = crate::support::lab(p, dir.path()).run(["plan"]).code(1);
+    assert_says(
+        &run,
+        "provider `lab`: its certificate is not signed by an authority mailform trusts — if the provider uses a private CA, set ca_file on provider `lab`",
+    );
+    assert!(!run.all().contains("transient"), "{}", run.all());
+}
