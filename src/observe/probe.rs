@@ -13,6 +13,12 @@ use crate::plan::SmtpObservation;
 use crate::secret::Secret;
 use crate::smtp::{self, Endpoint, Outcome, SmtpError};
 
+/// Logins tried when the server answers for a passing reason (4xx).
+const SMTP_ATTEMPTS: u32 = 3;
+
+/// The first wait before such a retry; each further wait doubles it.
+const SMTP_BACKOFF: Duration = Duration::from_millis(250);
+
 /// One SMTP login to prove: where, as whom, and what the grant holds (for hints).
 #[derive(Debug, Clone)]
 pub struct Probe {
@@ -108,9 +114,25 @@ impl Endpoints {
 }
 
 impl Probe {
-    /// The login, and what the planner makes of it.
+    /// The login, and what the planner makes of it. A temporary answer
+    /// (`454 4.7.0 Temporary authentication failure`, RFC 4954: the server
+    /// could not reach its own token check) is tried again with backoff,
+    /// as a provider's 5xx is, before it is reported.
     pub async fn run(&self, token: &Secret) -> Result<(Outcome, SmtpObservation), SmtpError> {
-        let outcome = smtp::prove(&self.endpoint, &self.username, token, self.timeout).await?;
+        let mut wait = SMTP_BACKOFF;
+        let mut attempt = 1;
+        let outcome = loop {
+            match smtp::prove(&self.endpoint, &self.username, token, self.timeout).await {
+                Err(SmtpError::Rejected { reply, .. })
+                    if reply.is_transient() && attempt < SMTP_ATTEMPTS =>
+                {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
         let seen = self.observation(&outcome);
         Ok((outcome, seen))
     }

@@ -314,3 +314,33 @@ fn an_untrusted_certificate_at_the_token_endpoint_is_a_setup_error_not_transient
     );
     assert!(!run.all().contains("transient"), "{}", run.all());
 }
+
+#[test]
+fn a_temporary_smtp_answer_to_auth_is_retried_before_it_is_reported() {
+    let p = peers();
+    // A server that answers 454 4.7.0 to every other AUTH: each proof's
+    // first try is refused for a passing reason, the retry goes through.
+    let smtp = crate::support::peers::LabSmtp {
+        port: p.smtp.flaky_port,
+        security: "starttls",
+        trust_ca: true,
+    };
+    let text = crate::support::peers::lab_provider(
+        p,
+        crate::apply::free_port(),
+        "[\"mail\", \"offline_access\"]",
+        &smtp,
+    ) + "\n[assets.support]\nemail = \"dave@example.test\"\nprovider = \"lab\"\n";
+    let dir = crate::support::project(&text);
+    let apply = crate::support::lab(p, dir.path())
+        .run(["apply", "--auto-approve"])
+        .ok();
+    assert_says(&apply, "support: SMTP login proven by");
+    let plan = crate::support::lab(p, dir.path())
+        .run(["plan", "--check-smtp", "--detailed-exitcode"])
+        .code(0);
+    assert_says(
+        &plan,
+        "SMTP logins: 1 accepted, 0 refused, 0 could not be checked.",
+    );
+}

@@ -444,6 +444,7 @@ async function introspect(token) {
 
 let delivered = 0;
 const captureLog = path.join(mailbox, 'captured-auth.log');
+const flakyAuths = new Map();
 // `persona` is how refusals are worded:
 // - 'gmail': a bad token gets `334 <base64 JSON>`, then, after the client's
 //   empty line, `535 5.7.8 ...` (enhanced status codes on, as Gmail sends them);
@@ -477,6 +478,15 @@ const smtpOptions = (secure, persona = 'gmail', extra = {}) => ({
     // A hostile server: a 334 challenge line of 16 MB, over TLS.
     if (persona === 'flood') {
       return done(null, { data: { status: '401', schemes: 'bearer', filler: 'x'.repeat(16 * 1024 * 1024) } });
+    }
+    // A server whose token check fails now and then: every other AUTH of a
+    // user is answered 454 4.7.0, as Gmail does when it cannot check a token.
+    if (persona === 'flaky') {
+      const n = (flakyAuths.get(auth.username) ?? 0) + 1;
+      flakyAuths.set(auth.username, n);
+      if (n % 2 === 1) {
+        return done(Object.assign(new Error('4.7.0 Temporary authentication failure'), { responseCode: 454 }));
+      }
     }
     if (persona === 'capture') {
       appendFileSync(captureLog, `${JSON.stringify({ user: auth.username, token: Boolean(auth.accessToken) })}\n`);
@@ -544,6 +554,7 @@ const capturePort = await front(await listen(smtpServer(smtpOptions(false, 'capt
 // and (persona 'flood') a 16 MB answer to AUTH after STARTTLS.
 const floodGreetingPort = await front(await listen(smtpServer(smtpOptions(false, 'gmail', { banner: 'x'.repeat(16 * 1024 * 1024) }))));
 const floodAuthPort = await front(await listen(smtpServer(smtpOptions(false, 'flood'))));
+const flakyPort = await front(await listen(smtpServer(smtpOptions(false, 'flaky'))));
 
 // The harness holds our stdin open; when it exits (however it dies), stdin
 // closes and so do we, removing the folder it made for us.
@@ -570,7 +581,7 @@ process.stdout.write(`${JSON.stringify({
     device_authorization: `${issuer}/device/auth`,
   },
   admin: { token: adminToken, revoke_grants: `${issuer}/__admin/revoke-grants`, expire_access_tokens: `${issuer}/__admin/expire-access-tokens` },
-  smtp: { host: HOST, starttls_port: starttlsPort, tls_port: tlsPort, microsoft_port: microsoftPort, no_starttls_port: noStarttlsPort, plain_auth_port: plainAuthPort, stall_port: stallPort, mute_port: mutePort, capture_port: capturePort, capture_log: captureLog, flood_greeting_port: floodGreetingPort, flood_auth_port: floodAuthPort, scopes: smtpScopes },
+  smtp: { host: HOST, starttls_port: starttlsPort, tls_port: tlsPort, microsoft_port: microsoftPort, no_starttls_port: noStarttlsPort, plain_auth_port: plainAuthPort, stall_port: stallPort, mute_port: mutePort, capture_port: capturePort, capture_log: captureLog, flood_greeting_port: floodGreetingPort, flood_auth_port: floodAuthPort, flaky_port: flakyPort, scopes: smtpScopes },
   clients,
   users: Object.fromEntries([...USERS].map(([email, { password }]) => [email, password])),
   mailbox,

@@ -64,6 +64,8 @@ pub struct Smtp {
     /// of 16 MB without a line end.
     pub flood_greeting_port: u16,
     pub flood_auth_port: u16,
+    /// Answers every other AUTH of a user with 454 4.7.0 (a passing failure).
+    pub flaky_port: u16,
     pub scopes: Vec<String>,
 }
 
