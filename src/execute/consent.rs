@@ -376,6 +376,7 @@ impl Run<'_> {
                     server,
                     detail: reply,
                     hint: None,
+                    unproven: false,
                 }));
             }
             Ok((outcome, SmtpObservation::Refused { server, reply, .. }))

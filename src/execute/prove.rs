@@ -143,6 +143,7 @@ impl Run<'_> {
                     server,
                     detail: reply,
                     hint: None,
+                    unproven: false,
                 }
             }
             Ok((_, SmtpObservation::Refused { reply, hint, .. })) => {
@@ -161,15 +162,32 @@ impl Run<'_> {
                     server,
                     detail: reply,
                     hint,
+                    unproven: false,
                 }
             }
+            // Not tried to the end: the login is not proven, and state says
+            // so (drift until a proof passes), beside the asset's failure.
             Ok((_, SmtpObservation::Transient { detail })) => {
                 self.fail(name, &format!("SMTP check: {detail}"));
-                return;
+                SmtpCheck {
+                    at: now,
+                    ok: false,
+                    server,
+                    detail,
+                    hint: None,
+                    unproven: true,
+                }
             }
             Err(e) => {
                 self.fail(name, &e.to_string());
-                return;
+                SmtpCheck {
+                    at: now,
+                    ok: false,
+                    server,
+                    detail: e.to_string(),
+                    hint: None,
+                    unproven: true,
+                }
             }
         };
         if let Some(record) = state.assets.get_mut(name) {

@@ -149,6 +149,15 @@ pub enum Reason {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         checked_at: Option<DateTime<Utc>>,
     },
+    /// The SMTP login was never proven: apply's proof could not be tried
+    /// to the end (port closed, no STARTTLS, no XOAUTH2, no answer).
+    SmtpNotProven {
+        /// `host:port`.
+        server: String,
+        /// What happened, in words.
+        why: String,
+        checked_at: DateTime<Utc>,
+    },
 }
 
 impl Reason {
@@ -192,10 +201,12 @@ impl Change {
             Action::Create | Action::Reconsent => Some(ProofWith::NewGrant),
             Action::Update
                 if self.fields.iter().any(|f| f.field.is_smtp_endpoint())
-                    || self
-                        .reasons
-                        .iter()
-                        .any(|r| matches!(r, Reason::SmtpLoginRefused { .. })) =>
+                    || self.reasons.iter().any(|r| {
+                        matches!(
+                            r,
+                            Reason::SmtpLoginRefused { .. } | Reason::SmtpNotProven { .. }
+                        )
+                    }) =>
             {
                 Some(ProofWith::Stored)
             }
@@ -539,20 +550,28 @@ fn compare(
         // this server stands until a check passes.
         seen => {
             if let Some(SmtpObservation::Transient { detail }) = seen {
-                warnings.push(format!("SMTP check failed for a passing reason ({detail})"));
+                warnings.push(format!(
+                    "the SMTP login could not be checked now ({detail}); judged from state"
+                ));
             }
             let server = crate::security::server_name(&desired.smtp_host, desired.smtp_port);
-            if let Some(check) = record
+            match record
                 .smtp_check
                 .as_ref()
                 .filter(|c| !c.ok && c.server == server)
             {
-                reasons.push(Reason::SmtpLoginRefused {
+                Some(check) if check.unproven => reasons.push(Reason::SmtpNotProven {
+                    server: check.server.clone(),
+                    why: check.detail.clone(),
+                    checked_at: check.at,
+                }),
+                Some(check) => reasons.push(Reason::SmtpLoginRefused {
                     server: check.server.clone(),
                     reply: check.detail.clone(),
                     hint: check.hint.clone(),
                     checked_at: Some(check.at),
-                });
+                }),
+                None => {}
             }
         }
     }

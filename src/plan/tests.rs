@@ -407,6 +407,7 @@ fn a_recorded_refusal_stays_drift_until_a_check_passes() {
         server: "smtp.example:587".into(),
         detail: "535 5.7.8 rejected".into(),
         hint: Some("consent again".into()),
+        unproven: false,
     });
     let c = only(&plan_of(BASE, &state, &Observations::default())).clone();
     assert_eq!(c.action, Action::Update);

@@ -151,6 +151,14 @@ fn headline(c: &Change) -> String {
                     at.format("%Y-%m-%d %H:%M")
                 ),
             }),
+            Reason::SmtpNotProven {
+                server,
+                why,
+                checked_at,
+            } => Some(format!(
+                "SMTP login never proven at {server} (apply's check of {} UTC: {why})",
+                checked_at.format("%Y-%m-%d %H:%M")
+            )),
             Reason::FieldsChanged { .. } => None,
         })
         .collect();

@@ -270,6 +270,11 @@ pub struct SmtpCheck {
     /// What to do about a refusal, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// The login could not be tried to the end (port closed, no STARTTLS,
+    /// no XOAUTH2, no answer): never proven, which is drift too. `ok` is
+    /// false; `detail` says what happened.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unproven: bool,
 }
 
 impl AssetRecord {

@@ -344,3 +344,44 @@ fn a_temporary_smtp_answer_to_auth_is_retried_before_it_is_reported() {
         "SMTP logins: 1 accepted, 0 refused, 0 could not be checked.",
     );
 }
+
+#[test]
+fn a_login_apply_could_not_prove_is_drift_until_a_proof_passes() {
+    let p = peers();
+    // A server that offers no STARTTLS: the login cannot be proven.
+    let smtp = |port| crate::support::peers::LabSmtp {
+        port,
+        security: "starttls",
+        trust_ca: true,
+    };
+    let callback = crate::apply::free_port();
+    let config = |port| {
+        crate::support::peers::lab_provider(
+            p,
+            callback,
+            "[\"mail\", \"offline_access\"]",
+            &smtp(port),
+        ) + "\n[assets.support]\nemail = \"erin@example.test\"\nprovider = \"lab\"\n"
+    };
+    let dir = crate::support::project(&config(p.smtp.no_starttls_port));
+    let apply = crate::support::lab(p, dir.path())
+        .run(["apply", "--auto-approve"])
+        .code(1);
+    assert_says(&apply, "does not offer STARTTLS");
+    // Not "No changes": the login was never proven.
+    let plan = crate::support::lab(p, dir.path())
+        .run(["plan", "--offline", "--detailed-exitcode"])
+        .code(2);
+    assert_says(&plan, "~ support  update");
+    assert_says(&plan, "SMTP login never proven at 127.0.0.1:");
+    assert_says(&plan, "does not offer STARTTLS");
+    // The endpoint fixed and applied: proven, and clean.
+    std::fs::write(dir.path().join("assets.toml"), config(p.smtp.starttls_port)).unwrap();
+    let apply = crate::support::lab(p, dir.path())
+        .run(["apply", "--auto-approve"])
+        .ok();
+    assert_says(&apply, "support: SMTP login proven by");
+    crate::support::lab(p, dir.path())
+        .run(["plan", "--offline", "--detailed-exitcode"])
+        .code(0);
+}
