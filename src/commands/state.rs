@@ -130,7 +130,8 @@ pub fn push(ctx: &Context<'_>, file: &Path, force: bool) -> Result<ExitStatus, E
     if !force {
         key::for_state(&config.state_dir(), &pushed).map_err(|e| {
             Error::Usage(format!(
-                "{} was not pushed: its tokens cannot be opened with the key here ({e}); pass --force to push it anyway",
+                "{} was not pushed: its tokens cannot be opened with the key here ({e}); run `mailform state push {} --force` to push it anyway",
+                file.display(),
                 file.display()
             ))
         })?;
@@ -162,20 +163,27 @@ pub fn push(ctx: &Context<'_>, file: &Path, force: bool) -> Result<ExitStatus, E
             if !force {
                 if now.lineage != pushed.lineage {
                     return refuse(format!(
-                        "the stored state has another lineage ({}, serial {}) than the file ({}, serial {}), so they are different states; pass --force to replace it",
-                        now.lineage, now.serial, pushed.lineage, pushed.serial
+                        "the stored state has another lineage ({}, serial {}) than the file ({}, serial {}), so they are different states; run `mailform state push {} --force` to replace it",
+                        now.lineage,
+                        now.serial,
+                        pushed.lineage,
+                        pushed.serial,
+                        file.display()
                     ));
                 }
                 if pushed.serial < now.serial {
                     return refuse(format!(
-                        "the file has serial {}, older than the stored state's {}; pull the current state and start from it, or pass --force to go back",
-                        pushed.serial, now.serial
+                        "the file has serial {}, older than the stored state's {}; pull the current state and start from it, or run `mailform state push {} --force` to go back",
+                        pushed.serial,
+                        now.serial,
+                        file.display()
                     ));
                 }
                 if pushed.serial == now.serial && !same_content() {
                     return refuse(format!(
-                        "the file and the stored state both have serial {} but differ, so they have gone separate ways; pass --force to replace the stored one",
-                        now.serial
+                        "the file and the stored state both have serial {} but differ, so they have gone separate ways; run `mailform state push {} --force` to replace the stored one",
+                        now.serial,
+                        file.display()
                     ));
                 }
             }

@@ -36,7 +36,7 @@ impl Run<'_> {
                         name,
                         action,
                         Err(format!(
-                            "consent required for {name}: run `mailform apply` where a person can consent (a terminal, or $BROWSER set; or --consent loopback)"
+                            "consent required for {name}: run `mailform apply` where a person can consent (a terminal, or $BROWSER set; or `mailform apply --consent loopback`)"
                         )),
                     );
                 }
@@ -124,7 +124,7 @@ impl Run<'_> {
             .map_err(|e| e.to_string())?
             .ok_or_else(|| {
                 format!(
-                    "provider `{}` has no device_authorization_url, so device consent is not possible; use --consent loopback or manual",
+                    "provider `{}` has no device_authorization_url, so device consent is not possible; run `mailform apply --consent loopback` or `mailform apply --consent manual`",
                     provider.name
                 )
             })?;

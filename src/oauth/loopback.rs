@@ -93,7 +93,7 @@ impl Listener {
         let (Some(host), true) = (redirect.host_str(), loopback && redirect.scheme() == "http")
         else {
             return Err(format!(
-                "redirect_uri {redirect} is not a loopback URI, so mailform cannot listen for the consent; use e.g. http://127.0.0.1:8765/callback (or --consent manual)"
+                "redirect_uri {redirect} is not a loopback URI, so mailform cannot listen for the consent; use e.g. http://127.0.0.1:8765/callback (or mailform apply --consent manual)"
             ));
         };
         let port_chosen = redirect.port().is_none();

@@ -597,7 +597,7 @@ fn redirect_note(
                 "provider `{name}`: the credentials file lists no loopback redirect URI, so a loopback consent cannot come back to {uri}"
             ))
             .at(span)
-            .help("register http://127.0.0.1:8765/callback for the client in the Cloud console (or download a Desktop client), or set redirect_uri; --consent manual works as it is"),
+            .help("register http://127.0.0.1:8765/callback for the client in the Cloud console (or download a Desktop client), or set redirect_uri; `mailform apply --consent manual` works as it is"),
         );
         return;
     }
