@@ -27,13 +27,29 @@ pub fn lint(config: &Config) -> Diagnostics {
     }
     for asset in config.assets.values() {
         lint_asset(asset, config.provider_of(asset), &mut diags);
+        if asset.scopes_span.is_some() {
+            lint_asset_scopes(asset, &mut diags);
+        }
     }
     diags.sort();
     diags
 }
 
+/// Gmail's mail scope. Without its trailing slash Google grants it at the
+/// consent screen, and Gmail's SMTP refuses the token.
+const GMAIL_SCOPE: &str = "https://mail.google.com/";
+
 fn lint_provider(p: &Provider, diags: &mut Diagnostics) {
     let name = &p.name;
+    if p.scopes.iter().any(|s| s == "https://mail.google.com") {
+        diags.push(
+            Diagnostic::error(format!(
+                "provider `{name}`: scope `https://mail.google.com` lacks its trailing slash; Gmail's SMTP refuses tokens granted for it"
+            ))
+            .at(p.scopes_span.clone().or(p.span.clone()))
+            .help(format!("write \"{GMAIL_SCOPE}\"")),
+        );
+    }
     let offline_scope = p.scopes.iter().any(|s| s == "offline_access");
     let offline_param = p
         .auth_params
@@ -107,6 +123,19 @@ fn lint_provider(p: &Provider, diags: &mut Diagnostics) {
                 .help(format!("add `{}` to the consent screen's authorized domains (and here), or use a loopback redirect URI", registrable_guess(&host))),
             );
         }
+    }
+}
+
+fn lint_asset_scopes(a: &Asset, diags: &mut Diagnostics) {
+    if a.scopes.iter().any(|s| s == "https://mail.google.com") {
+        diags.push(
+            Diagnostic::error(format!(
+                "asset `{}`: scope `https://mail.google.com` lacks its trailing slash; Gmail's SMTP refuses tokens granted for it",
+                a.name
+            ))
+            .at(a.scopes_span.clone().or(a.email_span.clone()))
+            .help(format!("write \"{GMAIL_SCOPE}\"")),
+        );
     }
 }
 
