@@ -118,6 +118,14 @@ pub enum Command {
         #[arg(long)]
         refresh: bool,
     },
+    /// Adopt an existing grant (a refresh token from `mutt_oauth2`, oama, pizauth or a provider console): refreshed once to prove it, then sealed like a consent's.
+    Import {
+        /// The asset (in assets.toml, holding no grant yet).
+        name: String,
+        /// Read the refresh token from this file ("-": standard input, the default); never from an argument.
+        #[arg(long, value_name = "FILE", default_value = "-")]
+        from: PathBuf,
+    },
     /// Send a real test message through the asset (proves the login and the sending), and print the server's reply.
     SendTest {
         /// The asset.

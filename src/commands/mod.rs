@@ -5,6 +5,7 @@ mod apply;
 mod completions;
 mod export;
 mod force_unlock;
+mod import;
 mod init;
 mod plan;
 mod schema;
@@ -78,6 +79,7 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<ExitStatus, Error> {
             send_test::run(&ctx, name, to, subject.as_deref())
         }
         Command::Export { name, format } => export::run(&ctx, name, *format),
+        Command::Import { name, from } => import::run(&ctx, name, from),
         Command::Schema { kind } => schema::run(&ctx, *kind),
         Command::ForceUnlock { id, force } => force_unlock::run(&ctx, id, *force),
         Command::State { command } => match command {

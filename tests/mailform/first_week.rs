@@ -385,3 +385,70 @@ fn a_login_apply_could_not_prove_is_drift_until_a_proof_passes() {
         .run(["plan", "--offline", "--detailed-exitcode"])
         .code(0);
 }
+
+#[test]
+fn import_adopts_a_grant_made_elsewhere_and_refuses_what_it_cannot_trust() {
+    let p = peers();
+    let user = "dan@example.test";
+    let client = &p.clients.confidential;
+    let smtp = crate::support::peers::LabSmtp {
+        port: p.smtp.starttls_port,
+        security: "starttls",
+        trust_ca: true,
+    };
+    let text = crate::support::peers::lab_provider(
+        p,
+        crate::apply::free_port(),
+        "[\"mail\", \"offline_access\"]",
+        &smtp,
+    ) + &format!("\n[assets.support]\nemail = \"{user}\"\nprovider = \"lab\"\n");
+    let dir = crate::support::project(&text);
+    // A grant made by another tool: its refresh token, in a private file.
+    let made = crate::support::peers::offline_tokens(p, client, user);
+    let refresh = made["refresh_token"].as_str().unwrap();
+    let file = dir.path().join("refresh.txt");
+    std::fs::write(&file, format!("{refresh}\n")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let run = crate::support::lab(p, dir.path())
+        .run(["import", "support", "--from", "refresh.txt"])
+        .ok();
+    assert_says(
+        &run,
+        "Imported a grant for support (scopes: mail offline_access)",
+    );
+    assert!(!run.all().contains(refresh), "the token was printed");
+    // It is a grant like a consent's: plan is clean, token works, the login proves.
+    crate::support::lab(p, dir.path())
+        .run(["plan", "--check-smtp", "--detailed-exitcode"])
+        .code(0);
+    let token = crate::support::lab(p, dir.path())
+        .run(["token", "support"])
+        .ok();
+    assert_eq!(p.introspect(token.stdout.trim())["sub"], user);
+    // Once is enough: a second import is refused, and so is a dead token.
+    let again = crate::support::lab(p, dir.path())
+        .run(["import", "support", "--from", "refresh.txt"])
+        .code(1);
+    assert_says(&again, "support holds a grant already");
+    crate::support::lab(p, dir.path())
+        .run(["state", "rm", "support"])
+        .ok();
+    std::fs::write(&file, "not-a-live-refresh-token\n").unwrap();
+    let dead = crate::support::lab(p, dir.path())
+        .run(["import", "support", "--from", "refresh.txt"])
+        .code(1);
+    assert_says(
+        &dead,
+        "the grant was not imported: the provider refused the refresh token",
+    );
+    assert!(
+        crate::support::fixtures::stored_state(dir.path())
+            .assets
+            .get("support")
+            .is_none_or(|r| r.token.is_none())
+    );
+}

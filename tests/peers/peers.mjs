@@ -98,6 +98,7 @@ const USERS = new Map([
   // The first-week tests: drift that stays found.
   ['bea@example.test', { password: 'bea-password' }],
   ['cal@example.test', { password: 'cal-password' }],
+  ['dan@example.test', { password: 'dan-password' }],
 ]);
 
 // Shared mailboxes no one signs in to, and the delegates who may send as them
