@@ -162,10 +162,26 @@ pub enum Command {
         #[command(subcommand)]
         command: StateCommand,
     },
+    /// The token-encryption key.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+/// `mailform key …`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Make a new key and seal every stored token with it, in one state write.
+    Rotate {
+        /// Where to write the new key (needed when the key comes from `MAILFORM_KEY`; default: the key file it replaces).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }
 

@@ -7,6 +7,7 @@ mod export;
 mod force_unlock;
 mod import;
 mod init;
+mod key;
 mod plan;
 mod schema;
 mod send_test;
@@ -88,6 +89,9 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<ExitStatus, Error> {
             crate::cli::StateCommand::List => state::list(&ctx),
             crate::cli::StateCommand::Mv { old, new } => state::mv(&ctx, old, new),
             crate::cli::StateCommand::Rm { names } => state::rm(&ctx, names),
+        },
+        Command::Key { command } => match command {
+            crate::cli::KeyCommand::Rotate { out } => key::rotate(&ctx, out.as_deref()),
         },
         Command::Completions { shell } => completions::run(&ctx, *shell),
     };

@@ -191,8 +191,78 @@ pub fn for_state(state_dir: &Path, state: &crate::state::State) -> Result<Option
             ),
         });
     };
-    check_matches(state, &key, &source)?;
+    if let Err(e) = check_matches(state, &key, &source) {
+        // A rotation that stopped after writing the state sealed with the
+        // new key, before the new key file took the old one's place.
+        if matches!(source, KeySource::File(_))
+            && let Some(key) = finish_rotation(state_dir, state)
+        {
+            return Ok(Some(key));
+        }
+        return Err(e);
+    }
     Ok(Some(key))
+}
+
+/// The new key file a rotation writes before anything is sealed with it.
+pub const NEW_KEY_FILE: &str = "key.new";
+
+/// Writes `text` (a new key) to `path`, mode 0600, atomically and never over
+/// an existing file: a temp file, fsynced, linked into place, the folder
+/// synced.
+pub fn write_key_file(path: &Path, text: &str) -> Result<(), Error> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let io = |action: &'static str| {
+        let path = path.to_path_buf();
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".key-")
+        .suffix(".tmp")
+        .permissions(files::owner_only())
+        .tempfile_in(dir)
+        .map_err(io("create key file"))?;
+    std::io::Write::write_all(tmp.as_file_mut(), text.as_bytes())
+        .and_then(|()| std::io::Write::write_all(tmp.as_file_mut(), b"\n"))
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(io("write key file"))?;
+    tmp.persist_noclobber(path)
+        .map_err(|e| io("create key file")(e.error))?;
+    files::sync_dir(dir).map_err(io("sync the folder of"))
+}
+
+/// Puts the rotated key in place: `key.new` over `key`, the folder synced.
+pub fn promote_new_key(state_dir: &Path) -> Result<(), Error> {
+    let new = state_dir.join(NEW_KEY_FILE);
+    let path = state_dir.join(KEY_FILE);
+    std::fs::rename(&new, &path).map_err(|source| Error::Io {
+        action: "put the new key in place of",
+        path: path.clone(),
+        source,
+    })?;
+    files::sync_dir(state_dir).map_err(|source| Error::Io {
+        action: "sync the folder of",
+        path,
+        source,
+    })
+}
+
+/// The key of `key.new` when it is the one `state` was sealed with (a
+/// rotation that stopped halfway), put in place of the old key file.
+fn finish_rotation(state_dir: &Path, state: &crate::state::State) -> Option<Key> {
+    let new = state_dir.join(NEW_KEY_FILE);
+    let file = files::open(&new, std::fs::OpenOptions::new().read(true), Links::Refuse).ok()?;
+    check_private(&file, &new).ok()?;
+    let bytes = files::read_open(&file, MAX_KEY_FILE).ok()?;
+    let key = Key::from_base64(std::str::from_utf8(&bytes).ok()?).ok()?;
+    (state.key_id.as_deref() == Some(key.id()) && promote_new_key(state_dir).is_ok()).then_some(key)
 }
 
 /// Where the key [`load_or_create`] returned came from.

@@ -452,3 +452,62 @@ fn import_adopts_a_grant_made_elsewhere_and_refuses_what_it_cannot_trust() {
             .is_none_or(|r| r.token.is_none())
     );
 }
+
+#[test]
+fn key_rotate_seals_every_token_again_and_the_old_key_opens_nothing() {
+    let dir = applied_offline(TWO);
+    let mf = || Mailform::new(dir.path());
+    let key_file = dir.path().join(".mailform/key");
+    let old = std::fs::read_to_string(&key_file).unwrap();
+    let run = mf().run(["key", "rotate"]).ok();
+    assert_says(&run, "Sealed the tokens of 2 assets with a new key");
+    let new = std::fs::read_to_string(&key_file).unwrap();
+    assert_ne!(new, old);
+    assert!(!dir.path().join(".mailform/key.new").exists());
+    // The same grants, opened with the new key; the old one opens nothing.
+    assert_eq!(
+        mf().run(["token", "support"]).ok().stdout,
+        "access-support\n"
+    );
+    mf().run(["plan", "--offline", "--detailed-exitcode"])
+        .code(0);
+    let stale = mf()
+        .env("MAILFORM_KEY", old.trim())
+        .run(["token", "support"])
+        .code(1);
+    assert!(stale.stdout.is_empty());
+    // A rotation that stopped after the state write (the new key still in
+    // key.new, the old one in key) is finished by the next command.
+    let private = |path: &Path, text: &str| {
+        std::fs::write(path, text).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    };
+    private(&dir.path().join(".mailform/key.new"), &new);
+    private(&key_file, &old);
+    assert_eq!(
+        mf().run(["token", "support"]).ok().stdout,
+        "access-support\n"
+    );
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), new);
+    assert!(!dir.path().join(".mailform/key.new").exists());
+    // A key kept in MAILFORM_KEY: the new one goes to a file the operator names.
+    let env = || mf().env("MAILFORM_KEY", new.trim());
+    let run = env().run(["key", "rotate"]).code(1);
+    assert_says(
+        &run,
+        "name a file for the new one (mailform key rotate --out FILE)",
+    );
+    let run = env().run(["key", "rotate", "--out", "next.key"]).ok();
+    assert_says(&run, "written to next.key");
+    let next = std::fs::read_to_string(dir.path().join("next.key")).unwrap();
+    let token = mf()
+        .env("MAILFORM_KEY", next.trim())
+        .run(["token", "billing"])
+        .ok();
+    assert_eq!(token.stdout, "access-billing\n");
+    assert!(!run.all().contains(next.trim()), "the key was printed");
+}
