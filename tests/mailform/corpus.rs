@@ -19,6 +19,7 @@ fn every_bad_config_fails_with_its_exact_message() {
         .collect();
     cases.sort();
     assert!(cases.len() >= 65, "the corpus has {} files", cases.len());
+    crate::support::private_fixtures();
     let mut failures = Vec::new();
     for case in &cases {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();

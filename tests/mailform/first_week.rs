@@ -511,3 +511,36 @@ fn key_rotate_seals_every_token_again_and_the_old_key_opens_nothing() {
     assert_eq!(token.stdout, "access-billing\n");
     assert!(!run.all().contains(next.trim()), "the key was printed");
 }
+
+#[test]
+fn validate_names_a_loose_client_file_a_common_tenant_and_what_security_allows() {
+    let p = peers();
+    let dir = project(
+        p,
+        &client_file(p, "installed", &["http://localhost"]),
+        "alice@example.test",
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            dir.path().join("client_secret.json"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let run = Mailform::new(dir.path())
+            .run(["validate", "--strict"])
+            .code(1);
+        assert_says(
+            &run,
+            "warning: provider `lab`: credentials_file: `client_secret.json` is readable by others (mode 644)",
+        );
+    }
+    let text = "version = 1\n[providers.ms]\npreset = \"microsoft\"\ntenant = \"common\"\nclient_id = \"x\"\nclient_secret = { env = \"MS_SECRET\" }\n";
+    let dir = crate::support::project(text);
+    let run = Mailform::new(dir.path()).run(["validate"]).ok();
+    assert_says(
+        &run,
+        "note: provider `ms`: tenant = \"common\" lets any Microsoft account sign in; an app registered for one tenant (Entra's default) refuses it (AADSTS50194)",
+    );
+}

@@ -298,7 +298,12 @@ pub(super) fn read_credentials(
         );
         return None;
     }
-    read_credentials_file(&dir.join(f.get_ref()))
+    let path = dir.join(f.get_ref());
+    // It holds the client secret: as private as any secret file.
+    if let Ok(meta) = std::fs::metadata(&path) {
+        loose_mode_warning(&what, f.get_ref(), &path, &meta, Some(f.span()), diags);
+    }
+    read_credentials_file(&path)
         .map_err(|why| {
             diags.push(
                 Diagnostic::error(format!("{what}: cannot use `{}`: {why}", f.get_ref()))
@@ -461,6 +466,20 @@ pub(super) fn check_secret_file(
             return false;
         }
     }
+    loose_mode_warning(what, written, path, &meta, span, diags);
+    true
+}
+
+/// A file holding a secret that group or others may read: a warning with
+/// the `chmod` that fixes it.
+fn loose_mode_warning(
+    what: &str,
+    written: &str,
+    path: &Path,
+    meta: &std::fs::Metadata,
+    span: Span,
+    diags: &mut Diagnostics,
+) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -476,7 +495,8 @@ pub(super) fn check_secret_file(
             );
         }
     }
-    true
+    #[cfg(not(unix))]
+    let _ = (what, written, path, meta, span, diags);
 }
 
 /// Microsoft's tenant: required by that preset, refused elsewhere.
@@ -495,6 +515,14 @@ pub(super) fn resolve_tenant(
                     Diagnostic::error(format!("provider `{name}`: tenant: `{}` is not a tenant id or domain", shown(t.get_ref())))
                         .at(Some(t.span()))
                         .help("use the directory (tenant) id, a verified domain such as example.com, or \"organizations\""),
+                );
+            } else if t.get_ref().eq_ignore_ascii_case("common") {
+                diags.push(
+                    Diagnostic::note(format!(
+                        "provider `{name}`: tenant = \"common\" lets any Microsoft account sign in; an app registered for one tenant (Entra's default) refuses it (AADSTS50194)"
+                    ))
+                    .at(Some(t.span()))
+                    .help("for a single-tenant app, use its directory (tenant) id or a verified domain"),
                 );
             }
             t.get_ref().clone()

@@ -77,6 +77,22 @@ pub(super) fn without_values(message: &str) -> String {
 
 pub(super) fn toml_error_in(e: &toml::de::Error, context: &str) -> Diagnostic {
     let mut message = without_values(e.message().trim());
+    // serde's `unknown variant `x`, expected one of …`: say what is
+    // allowed, without quoting the value (the snippet shows where it is).
+    if let Some(rest) = message.strip_prefix("unknown variant `")
+        && let Some((_, allowed)) = rest.split_once("`, expected ")
+    {
+        let allowed = allowed.trim_start_matches("one of ").to_string();
+        let smtp = allowed.contains("`starttls`");
+        let mut d = Diagnostic::error(format!(
+            "{context}a value that is not allowed here; allowed: {allowed}"
+        ))
+        .at(e.span());
+        if smtp {
+            d = d.help("plaintext SMTP is not offered: security = \"starttls\" (usually port 587) or \"tls\" (465; \"ssl\" is its alias)");
+        }
+        return d;
+    }
     for (from, to) in TYPE_WORDS {
         if message.ends_with(from) {
             message = format!("{}{to}", &message[..message.len() - from.len()]);
