@@ -142,8 +142,12 @@ pub enum Error {
     #[error("{name}: {why}")]
     Network { name: String, why: String },
 
-    #[error("{count} asset{} failed to apply (above); the others were applied", if *count == 1 { "" } else { "s" })]
-    ApplyFailed { count: usize },
+    #[error(
+        "{count} asset{} failed to apply (above){}",
+        if *count == 1 { "" } else { "s" },
+        if *count < *total { "; the others were applied" } else { "" }
+    )]
+    ApplyFailed { count: usize, total: usize },
 
     #[error("saved plan {}: {why}", path.display())]
     SavedPlan {

@@ -19,9 +19,14 @@ pub struct LockInfo {
 
 impl LockInfo {
     pub fn new(operation: &str) -> Self {
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("USERNAME"))
-            .unwrap_or_else(|_| "unknown".into());
+        // The OS's name for this user first ($USER is unset under cron and
+        // in many CI containers), the environment's after.
+        let user = whoami::username()
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(|| std::env::var("USER").ok())
+            .or_else(|| std::env::var("USERNAME").ok())
+            .unwrap_or_else(|| "unknown".into());
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         LockInfo {
             id: uuid::Uuid::new_v4().to_string(),

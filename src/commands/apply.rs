@@ -194,6 +194,7 @@ fn report(
     } else {
         Err(Error::ApplyFailed {
             count: summary.failures.len(),
+            total,
         })
     }
 }

@@ -103,6 +103,16 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
                 out.display()
             ))?;
         }
+        // What to do next, on stderr (stdout is the plan).
+        if !plan.is_empty() {
+            ctx.printer.err(&match &args.out {
+                Some(out) => format!(
+                    "To make these changes, run: mailform apply {}\n",
+                    out.display()
+                ),
+                None => "To make these changes, run: mailform apply\n".to_string(),
+            })?;
+        }
     }
     if args.check_smtp && !args.json {
         ctx.printer.err(&smtp_summary(&observations, &failures))?;

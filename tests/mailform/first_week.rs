@@ -544,3 +544,24 @@ fn validate_names_a_loose_client_file_a_common_tenant_and_what_security_allows()
         "note: provider `ms`: tenant = \"common\" lets any Microsoft account sign in; an app registered for one tenant (Entra's default) refuses it (AADSTS50194)",
     );
 }
+
+#[test]
+fn small_words_that_cost_trust_are_right() {
+    let dir = crate::support::project(concat!(
+        crate::support::offline_lab!(public),
+        "\n[assets.support]\nemail = \"support@example.com\"\nprovider = \"lab\"\n"
+    ));
+    // A plan with changes says what to run next.
+    let plan = Mailform::new(dir.path()).run(["plan", "--offline"]).ok();
+    assert_says(&plan, "To make these changes, run: mailform apply\n");
+    // One asset, and it failed: no "others" were applied.
+    let apply = Mailform::new(dir.path())
+        .run(["apply", "--auto-approve", "--consent", "never"])
+        .code(1);
+    assert_says(&apply, "1 asset failed to apply (above)\n");
+    assert!(
+        !apply.all().contains("the others were applied"),
+        "{}",
+        apply.all()
+    );
+}
