@@ -16,6 +16,10 @@ use crate::observe;
 use crate::plan::{self, SmtpObservation};
 use crate::state::{SmtpCheck, State};
 
+/// How many answers `--consent manual` reads for one consent before it
+/// gives up on a mis-paste.
+const MANUAL_TRIES: usize = 3;
+
 impl Run<'_> {
     pub(super) fn consent(
         &mut self,
@@ -92,14 +96,28 @@ impl Run<'_> {
             "Consent for {name}: open this link signed in as {}, approve, then paste the address the browser ends on (it may not load; the address is what counts), or the code alone:\n  {}\npaste> ",
             asset.consenter(), pending.url
         ));
-        let mut answer = zeroize::Zeroizing::new(String::new());
-        let read = input
-            .read_line(&mut answer)
-            .map_err(|e| format!("cannot read the answer: {e}"))?;
-        if read == 0 {
-            return Err("no answer on standard input".into());
-        }
-        let code = loopback::pasted_code(&answer, &pending, name).map_err(|e| e.to_string())?;
+        // A mis-paste (another consent's address, an empty line) asks
+        // again, a few times, rather than failing the asset.
+        let mut refused: Option<String> = None;
+        let mut tries = 0;
+        let code = loop {
+            let mut answer = zeroize::Zeroizing::new(String::new());
+            let read = input
+                .read_line(&mut answer)
+                .map_err(|e| format!("cannot read the answer: {e}"))?;
+            if read == 0 {
+                return Err(refused.unwrap_or_else(|| "no answer on standard input".into()));
+            }
+            tries += 1;
+            match loopback::pasted_code(&answer, &pending, name) {
+                Ok(code) => break code,
+                Err(e) if tries < MANUAL_TRIES => {
+                    let _ = self.printer.err(&format!("That was not it: {e}.\npaste> "));
+                    refused = Some(e.to_string());
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        };
         let grant = self
             .runtime
             .block_on(client.exchange(&pending, &code))

@@ -422,6 +422,24 @@ fn manual_consent_reads_the_pasted_address_from_stdin() {
         stdout.contains("the pasted address belongs to another consent"),
         "{stdout}"
     );
+
+    // A mis-paste asks again; the right address then goes through.
+    let project = Project::new(p, &[("support", "alice@example.test")]);
+    let (code, stdout, stderr) = apply_manually(&project, p, |url| {
+        let right = p
+            .consent(url, "alice@example.test", &["--no-callback"])
+            .unwrap();
+        format!(
+            "http://127.0.0.1:1/callback?code=abc&state=someone-else\n{}",
+            right.trim()
+        )
+    });
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("That was not it: the pasted address belongs to another consent"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("1 created"), "{stdout}");
 }
 
 #[test]
