@@ -163,6 +163,20 @@ impl Context<'_> {
             .diagnostics
             .0
             .retain(|d| d.severity != Severity::Note);
+        // A live plan and apply fail on an empty secret variable with their
+        // own error (check_secrets): the warning would say it twice.
+        let checks_secrets = match &self.cli.command {
+            Command::Apply(_) => true,
+            Command::Plan(args) => !args.offline,
+            _ => false,
+        };
+        if checks_secrets {
+            loaded.diagnostics.0.retain(|d| {
+                !(d.severity == Severity::Warning
+                    && d.message.contains(": client_secret: environment variable ")
+                    && d.message.ends_with(" is empty"))
+            });
+        }
         let settings = Settings::resolve(loaded.config.as_ref().map(|c| &c.settings), &self.flags)?;
         render::use_color(settings.color);
         self.report(
