@@ -126,7 +126,7 @@ pub fn access_token(
         // however fresh its access token looks by the clock.
         if let Some(r) = &token.revoked {
             return Err(consent(format!(
-                "the provider refused its refresh token at the check of {} UTC ({}); run mailform apply to consent again",
+                "the provider refused its refresh token at the check of {} UTC ({})",
                 r.at.format("%Y-%m-%d %H:%M"),
                 crate::diagnostic::shown(&r.error)
             )));
