@@ -112,13 +112,110 @@ pub(super) fn toml_error_in(e: &toml::de::Error, context: &str) -> Diagnostic {
     d
 }
 
+/// The field names a struct's `Deserialize` accepts, read from what serde's
+/// derive hands a deserializer (its `FIELDS`); empty for anything else.
+fn fields_of<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
+    struct Fields(&'static [&'static str]);
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("stop")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl serde::de::Error for Stop {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Stop
+        }
+    }
+    impl<'de> serde::Deserializer<'de> for &mut Fields {
+        type Error = Stop;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            self.0 = fields;
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut fields = Fields(&[]);
+    let _ = T::deserialize(&mut fields);
+    fields.0
+}
+
+/// Reports every key of `value` (a table) that `T` has no field for, as
+/// serde words its first one, and takes them out, so the rest is checked
+/// too: one run of `validate` shows every unknown key.
+fn unknown_keys<T: for<'de> Deserialize<'de>>(
+    value: &mut Spanned<DeValue<'_>>,
+    context: &str,
+    diags: &mut Diagnostics,
+) {
+    let fields = fields_of::<T>();
+    let DeValue::Table(table) = value.get_mut() else {
+        return;
+    };
+    if fields.is_empty() {
+        return;
+    }
+    let unknown: Vec<_> = table
+        .keys()
+        .filter(|k| !fields.contains(&k.get_ref().as_ref()))
+        .cloned()
+        .collect();
+    let expected = fields
+        .iter()
+        .map(|f| format!("`{f}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for key in unknown {
+        let name = key.get_ref().to_string();
+        let mut d = Diagnostic::error(format!(
+            "{context}unknown field `{}`, expected one of {expected}",
+            crate::diagnostic::shown(&name)
+        ))
+        .at(Some(key.span()))
+        .origin(Origin::Shape);
+        let suggestion = did_you_mean(&name, fields.iter().copied());
+        if let Some(s) = suggestion {
+            d = d.help(format!("did you mean `{s}`?"));
+        }
+        diags.push(d);
+        let entry = table.remove(&key);
+        // A typo of a field that is not there stands in for it, so the rest
+        // is checked as meant (no "missing field" for the same mistake).
+        if let (Some(s), Some(v)) = (suggestion, entry)
+            && !table.keys().any(|k| k.get_ref().as_ref() == s)
+        {
+            let span = key.span();
+            table.insert(Spanned::new(span, toml::de::DeString::Borrowed(s)), v);
+        }
+    }
+}
+
 /// Deserializes one section; on failure records the error and yields `None`.
+/// Every unknown key is reported first (and set aside), then the rest.
 pub(super) fn section<T: for<'de> Deserialize<'de>>(
-    value: Spanned<DeValue<'_>>,
+    mut value: Spanned<DeValue<'_>>,
     context: &str,
     diags: &mut Diagnostics,
 ) -> Option<T> {
+    let before = diags.error_count();
+    unknown_keys::<T>(&mut value, context, diags);
+    let had_unknown = diags.error_count() > before;
     match T::deserialize(ValueDeserializer::from(value)) {
+        Ok(_) if had_unknown => None,
         Ok(v) => Some(v),
         Err(e) => {
             diags.push(toml_error(&e, context));
