@@ -157,16 +157,19 @@ fn fields_of<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
 /// Reports every key of `value` (a table) that `T` has no field for, as
 /// serde words its first one, and takes them out, so the rest is checked
 /// too: one run of `validate` shows every unknown key.
-fn unknown_keys<T: for<'de> Deserialize<'de>>(
+fn unknown_keys(
     value: &mut Spanned<DeValue<'_>>,
+    fields: &[&'static str],
     context: &str,
     diags: &mut Diagnostics,
 ) {
-    let fields = fields_of::<T>();
     let DeValue::Table(table) = value.get_mut() else {
         return;
     };
     if fields.is_empty() {
+        return;
+    }
+    if table.keys().all(|k| fields.contains(&k.get_ref().as_ref())) {
         return;
     }
     let unknown: Vec<_> = table
@@ -207,12 +210,23 @@ fn unknown_keys<T: for<'de> Deserialize<'de>>(
 /// Deserializes one section; on failure records the error and yields `None`.
 /// Every unknown key is reported first (and set aside), then the rest.
 pub(super) fn section<T: for<'de> Deserialize<'de>>(
+    value: Spanned<DeValue<'_>>,
+    context: &str,
+    diags: &mut Diagnostics,
+) -> Option<T> {
+    section_with(value, fields_of::<T>(), context, diags)
+}
+
+/// [`section`] with `T`'s fields read once by the caller (a table of many
+/// entries of one type).
+fn section_with<T: for<'de> Deserialize<'de>>(
     mut value: Spanned<DeValue<'_>>,
+    fields: &[&'static str],
     context: &str,
     diags: &mut Diagnostics,
 ) -> Option<T> {
     let before = diags.error_count();
-    unknown_keys::<T>(&mut value, context, diags);
+    unknown_keys(&mut value, fields, context, diags);
     let had_unknown = diags.error_count() > before;
     match T::deserialize(ValueDeserializer::from(value)) {
         Ok(_) if had_unknown => None,
@@ -246,9 +260,10 @@ pub(super) fn entries<T: for<'de> Deserialize<'de>>(
         "provider"
     };
     let mut out = Vec::with_capacity(table.len());
+    let fields = fields_of::<T>();
     for (key, entry) in table {
         let name = key.get_ref().to_string();
-        if let Some(v) = section::<T>(entry, &format!("{kind} `{name}`: "), diags) {
+        if let Some(v) = section_with::<T>(entry, fields, &format!("{kind} `{name}`: "), diags) {
             out.push((name, key.span(), v));
         }
     }
