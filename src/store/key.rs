@@ -105,29 +105,8 @@ pub fn create(state_dir: &Path) -> Result<(Key, PathBuf), Error> {
         path: state_dir.to_path_buf(),
         why: e.to_string(),
     })?;
-    let io = |action: &'static str| {
-        let path = path.clone();
-        move |source| Error::Io {
-            action,
-            path,
-            source,
-        }
-    };
     let (key, text) = Key::generate();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".key-")
-        .suffix(".tmp")
-        .permissions(files::owner_only())
-        .tempfile_in(state_dir)
-        .map_err(io("create key file"))?;
-    // Key text and newline written apart: no formatted copy of the key.
-    std::io::Write::write_all(tmp.as_file_mut(), text.as_bytes())
-        .and_then(|()| std::io::Write::write_all(tmp.as_file_mut(), b"\n"))
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(io("write key file"))?;
-    tmp.persist_noclobber(&path)
-        .map_err(|e| io("create key file")(e.error))?;
-    files::sync_dir(state_dir).map_err(io("sync the folder of"))?;
+    write_key_file(&path, &text)?;
     Ok((key, path))
 }
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::support::peers::{Peers, peers};
-use crate::support::{Mailform, Run};
+use crate::support::{Mailform, assert_says};
 
 /// Google's "Download JSON" of a Desktop ("installed") or Web client, as the
 /// Cloud console writes it, for the test server's confidential client.
@@ -59,20 +59,28 @@ provider = "lab"
     dir
 }
 
+/// The test provider (loopback consent on a free port, the mail scopes)
+/// with one asset for `user`, logging in at SMTP `port` (STARTTLS), trusting
+/// the test CA or not.
+fn lab_text(p: &Peers, port: u16, user: &str, trust_ca: bool) -> String {
+    let smtp = crate::support::peers::LabSmtp {
+        port,
+        security: "starttls",
+        trust_ca,
+    };
+    crate::support::peers::lab_provider(
+        p,
+        crate::apply::free_port(),
+        "[\"mail\", \"offline_access\"]",
+        &smtp,
+    ) + &format!("\n[assets.support]\nemail = \"{user}\"\nprovider = \"lab\"\n")
+}
+
 /// mailform in `dir` with the headless person as `$BROWSER`.
 fn mf(p: &Peers, dir: &Path) -> Mailform {
     Mailform::new(dir)
         .env("BROWSER", p.consent_browser.to_str().unwrap())
         .env("PEERS_CA", p.ca_file.to_str().unwrap())
-}
-
-#[track_caller]
-fn assert_says(run: &Run, text: &str) {
-    assert!(
-        run.all().contains(text),
-        "expected {text:?} in:\n{}",
-        run.all()
-    );
 }
 
 #[test]
@@ -295,17 +303,7 @@ fn every_access_token_a_live_check_obtains_is_stored() {
 fn an_untrusted_certificate_at_the_token_endpoint_is_a_setup_error_not_transient() {
     let p = peers();
     // The test server, without the test CA: its certificate is untrusted.
-    let smtp = crate::support::peers::LabSmtp {
-        port: p.smtp.starttls_port,
-        security: "starttls",
-        trust_ca: false,
-    };
-    let text = crate::support::peers::lab_provider(
-        p,
-        crate::apply::free_port(),
-        "[\"mail\", \"offline_access\"]",
-        &smtp,
-    ) + "\n[assets.support]\nemail = \"alice@example.test\"\nprovider = \"lab\"\n";
+    let text = lab_text(p, p.smtp.starttls_port, "alice@example.test", false);
     let dir = applied_offline(&text);
     let run = crate::support::lab(p, dir.path()).run(["plan"]).code(1);
     assert_says(
@@ -320,17 +318,7 @@ fn a_temporary_smtp_answer_to_auth_is_retried_before_it_is_reported() {
     let p = peers();
     // A server that answers 454 4.7.0 to every other AUTH: each proof's
     // first try is refused for a passing reason, the retry goes through.
-    let smtp = crate::support::peers::LabSmtp {
-        port: p.smtp.flaky_port,
-        security: "starttls",
-        trust_ca: true,
-    };
-    let text = crate::support::peers::lab_provider(
-        p,
-        crate::apply::free_port(),
-        "[\"mail\", \"offline_access\"]",
-        &smtp,
-    ) + "\n[assets.support]\nemail = \"dave@example.test\"\nprovider = \"lab\"\n";
+    let text = lab_text(p, p.smtp.flaky_port, "dave@example.test", true);
     let dir = crate::support::project(&text);
     let apply = crate::support::lab(p, dir.path())
         .run(["apply", "--auto-approve"])
@@ -349,20 +337,7 @@ fn a_temporary_smtp_answer_to_auth_is_retried_before_it_is_reported() {
 fn a_login_apply_could_not_prove_is_drift_until_a_proof_passes() {
     let p = peers();
     // A server that offers no STARTTLS: the login cannot be proven.
-    let smtp = |port| crate::support::peers::LabSmtp {
-        port,
-        security: "starttls",
-        trust_ca: true,
-    };
-    let callback = crate::apply::free_port();
-    let config = |port| {
-        crate::support::peers::lab_provider(
-            p,
-            callback,
-            "[\"mail\", \"offline_access\"]",
-            &smtp(port),
-        ) + "\n[assets.support]\nemail = \"erin@example.test\"\nprovider = \"lab\"\n"
-    };
+    let config = |port| lab_text(p, port, "erin@example.test", true);
     let dir = crate::support::project(&config(p.smtp.no_starttls_port));
     let apply = crate::support::lab(p, dir.path())
         .run(["apply", "--auto-approve"])
@@ -391,17 +366,7 @@ fn import_adopts_a_grant_made_elsewhere_and_refuses_what_it_cannot_trust() {
     let p = peers();
     let user = "dan@example.test";
     let client = &p.clients.confidential;
-    let smtp = crate::support::peers::LabSmtp {
-        port: p.smtp.starttls_port,
-        security: "starttls",
-        trust_ca: true,
-    };
-    let text = crate::support::peers::lab_provider(
-        p,
-        crate::apply::free_port(),
-        "[\"mail\", \"offline_access\"]",
-        &smtp,
-    ) + &format!("\n[assets.support]\nemail = \"{user}\"\nprovider = \"lab\"\n");
+    let text = lab_text(p, p.smtp.starttls_port, user, true);
     let dir = crate::support::project(&text);
     // A grant made by another tool: its refresh token, in a private file.
     let made = crate::support::peers::offline_tokens(p, client, user);

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::apply::{config_text, free_port};
 use crate::support::peers::{Peers, peers};
-use crate::support::{Mailform, Run};
+use crate::support::{Mailform, Run, assert_says};
 
 /// The test provider asking for `openid email`, as the presets do.
 const WITH_ID_TOKEN: &str = r#"["openid", "email", "mail", "offline_access"]"#;
@@ -71,15 +71,6 @@ fn token_owner(p: &Peers, project: &Project, name: &str) -> String {
     let info = p.introspect(run.stdout.trim());
     assert_eq!(info["active"], true, "{info}");
     info["sub"].as_str().unwrap().to_string()
-}
-
-#[track_caller]
-fn assert_says(run: &Run, text: &str) {
-    assert!(
-        run.all().contains(text),
-        "expected {text:?} in:\n{}",
-        run.all()
-    );
 }
 
 #[test]

@@ -189,6 +189,16 @@ pub fn private_fixtures() {
     }
 }
 
+/// Fails unless `run` printed `text` (on stdout or stderr), showing both.
+#[track_caller]
+pub fn assert_says(run: &Run, text: &str) {
+    assert!(
+        run.all().contains(text),
+        "expected {text:?} in:\n{}",
+        run.all()
+    );
+}
+
 /// A temporary project folder.
 pub fn project(config: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
