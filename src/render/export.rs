@@ -96,64 +96,30 @@ pub fn webex(config: &Config, asset: &Asset) -> String {
 }
 
 /// `export --format json`: the form's fields in its order, keyed by their
-/// labels in `snake_case`, and the notes beside them.
-#[derive(serde::Serialize)]
+/// labels in `snake_case`, and the notes last.
 struct WebexForm<'a> {
-    asset_name: &'a str,
-    email_id: &'a str,
-    forwarding_address: &'a str,
-    authentication_type: &'a str,
-    smtp_server: &'a str,
-    port: &'a str,
-    client_id: &'a str,
-    call_back_url: &'a str,
-    authorization_url: &'a str,
-    scope: &'a str,
-    access_token_url: &'a str,
-    refresh_token_url: &'a str,
-    username: &'a str,
-    security: &'a str,
-    client_secret: &'a str,
+    fields: &'a [(&'static str, String)],
     notes: &'a [String],
 }
 
-/// The same fields as one JSON object, keyed by label in `snake_case`, in the
-/// form's order (`notes` last).
+impl serde::Serialize for WebexForm<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(Some(self.fields.len() + 1))?;
+        for (label, value) in self.fields {
+            map.serialize_entry(&label.to_ascii_lowercase().replace(' ', "_"), value)?;
+        }
+        map.serialize_entry("notes", self.notes)?;
+        map.end()
+    }
+}
+
+/// The same fields as one JSON object, keyed by label in `snake_case`, in
+/// the form's order (`notes` last).
 pub fn json(config: &Config, asset: &Asset) -> String {
     let (fields, notes) = webex_fields(config, asset);
-    let [
-        asset_name,
-        email_id,
-        forwarding_address,
-        authentication_type,
-        smtp_server,
-        port,
-        client_id,
-        call_back_url,
-        authorization_url,
-        scope,
-        access_token_url,
-        refresh_token_url,
-        username,
-        security,
-        client_secret,
-    ]: [&str; 15] = std::array::from_fn(|i| fields[i].1.as_str());
     let form = WebexForm {
-        asset_name,
-        email_id,
-        forwarding_address,
-        authentication_type,
-        smtp_server,
-        port,
-        client_id,
-        call_back_url,
-        authorization_url,
-        scope,
-        access_token_url,
-        refresh_token_url,
-        username,
-        security,
-        client_secret,
+        fields: &fields,
         notes: &notes,
     };
     serde_json::to_string_pretty(&form).expect("the form serializes") + "\n"
