@@ -91,7 +91,7 @@ mod tests {
 
     #[test]
     fn echoes_of_a_secret_are_redacted_whole_or_in_part() {
-        let token = "ya29.a0AfB_byC-SECRETPART-0123456789";
+        let token = "FAKE.test-token-SECRETPART-0123456789";
         assert_eq!(
             redact_echoes(&format!("535 bad token {token} ok"), &[token]),
             "535 bad token [redacted] ok"
@@ -132,10 +132,10 @@ mod tests {
 
     #[test]
     fn formatting_never_shows_the_value() {
-        let s = Secret::new("ya29.super-secret");
+        let s = Secret::new("FAKE-super-secret");
         assert_eq!(format!("{s}"), REDACTED);
         assert_eq!(format!("{s:?}"), REDACTED);
         assert_eq!(format!("{:?}", Some(s.clone())), "Some([redacted])");
-        assert_eq!(s.expose(), "ya29.super-secret");
+        assert_eq!(s.expose(), "FAKE-super-secret");
     }
 }

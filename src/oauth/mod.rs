@@ -625,7 +625,7 @@ mod tests {
 
     #[test]
     fn bearer_tokens_are_b64token_only() {
-        for ok in ["ya29.a0AfB_by-C~x+y/z==", "abc", "eyJ.eyJ.sig"] {
+        for ok in ["FAKE.test-token_b64~x+y/z==", "abc", "FAKE.hdr.sig"] {
             assert!(is_b64token(ok), "{ok}");
         }
         for bad in [

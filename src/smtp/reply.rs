@@ -174,7 +174,7 @@ mod tests {
             text in proptest::string::string_regex("(?s).{0,600}").unwrap(),
             json in proptest::string::string_regex(r#"\{("(status|scope|schemes|x)":("[^"]{0,40}"|[0-9]{1,5}|null|\[\]),?){0,4}\}"#).unwrap(),
         ) {
-            let secret = "ya29.PLANTED-SECRET";
+            let secret = "FAKE.PLANTED-SECRET";
             let r = Reply::new(535, &format!("{text}{secret}{text}"), &[secret]);
             proptest::prop_assert!(!r.to_string().contains(secret));
             proptest::prop_assert!(!r.to_string().chars().any(char::is_control));
@@ -196,8 +196,8 @@ mod tests {
     fn replies_are_safe_to_print() {
         let r = Reply::new(
             535,
-            "5.7.8 bad\r\nX token ya29.SECRET-TOKEN",
-            &["ya29.SECRET-TOKEN"],
+            "5.7.8 bad\r\nX token FAKE.SECRET-TOKEN",
+            &["FAKE.SECRET-TOKEN"],
         );
         assert_eq!(r.to_string(), "535 5.7.8 bad\\r\\nX token [redacted]");
         assert_eq!(r.enhanced(), Some("5.7.8"));

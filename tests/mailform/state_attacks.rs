@@ -71,7 +71,7 @@ fn write_state_json(dir: &Path, doc: &serde_json::Value) {
 #[test]
 fn tokens_with_quotes_backslashes_and_control_bytes_still_open() {
     let dir = project(CONFIG);
-    applied(dir.path(), "ya29.\"quoted\"\\back\\slash\u{1}\u{7f}é");
+    applied(dir.path(), "FAKE.\"quoted\"\\back\\slash\u{1}\u{7f}é");
     let run = Mailform::new(dir.path())
         .run(["plan", "--offline", "--detailed-exitcode"])
         .code(0);
@@ -577,7 +577,7 @@ fn a_full_disk_leaves_no_empty_key() {
 #[test]
 fn hostile_strings_in_state_never_reach_the_terminal_raw() {
     let dir = project(CONFIG);
-    let mut state = applied(dir.path(), "ya29.hostile-strings-token");
+    let mut state = applied(dir.path(), "FAKE-hostile-strings-token");
     let record = state.assets.get_mut("support").unwrap();
     record.applied.email = "support@example.com\u{1b}]52;c;cHduZWQ=\u{7}".into();
     record.applied.client_id = "mailform-test\u{1b}[2J".into();
@@ -645,7 +645,7 @@ fn hostile_strings_in_state_never_reach_the_terminal_raw() {
 #[test]
 fn token_never_prints_a_token_a_bearer_header_cannot_carry() {
     let dir = project(CONFIG);
-    applied(dir.path(), "ya29.ok\u{1b}]0;owned\u{7} user=root");
+    applied(dir.path(), "FAKE-ok\u{1b}]0;owned\u{7} user=root");
     let run = Mailform::new(dir.path()).run(["token", "support"]).code(1);
     assert!(run.stdout.is_empty(), "{:?}", run.stdout);
     assert!(
