@@ -12,7 +12,6 @@ use std::path::Path;
 
 use super::{Context, ExitStatus};
 use crate::error::Error;
-use crate::state::Tokens;
 use crate::state::crypto::Key;
 use crate::store::key;
 
@@ -46,32 +45,19 @@ pub fn rotate(ctx: &Context<'_>, out: Option<&Path>) -> Result<ExitStatus, Error
         ));
     };
     let (new, text) = Key::generate();
-    // Every token opened with the old key before anything is written.
-    let mut opened: Vec<(String, Tokens)> = Vec::new();
-    for name in state.assets.keys() {
-        if let Some(tokens) = state.open_tokens(&old, name) {
-            let tokens = tokens.map_err(|e| Error::Key {
-                why: format!("the tokens of {name} do not open with the current key ({e}); nothing was changed"),
-            })?;
-            opened.push((name.clone(), tokens));
-        }
-    }
+    // Sealed again in memory (every token opened first: one that does not
+    // open changes nothing); written only once the new key is on disk.
+    let count = state.reseal(&old, &new).map_err(|why| Error::Key {
+        why: format!("{why}; nothing was changed"),
+    })?;
     let new_path = out.map_or_else(|| dir.join(key::NEW_KEY_FILE), Path::to_path_buf);
     key::write_key_file(&new_path, &text)?;
-    for (name, tokens) in &opened {
-        let record = state.assets.get_mut(name).expect("opened above");
-        let aad = crate::state::token_aad(&state.lineage, name, &record.binding);
-        if let Some(t) = record.token.as_mut() {
-            t.sealed = tokens.seal(&new, &aad);
-        }
-    }
-    state.key_id = Some(new.id().to_string());
     store.save(&mut state)?;
     let said = if out.is_some() {
         format!(
             "Sealed the tokens of {} asset{} with a new key (id {}), written to {}; the old key opens nothing now: put the new key's text in {} where it is kept, then delete the file.\n",
-            opened.len(),
-            if opened.len() == 1 { "" } else { "s" },
+            count,
+            if count == 1 { "" } else { "s" },
             new.id(),
             new_path.display(),
             key::KEY_ENV
@@ -80,8 +66,8 @@ pub fn rotate(ctx: &Context<'_>, out: Option<&Path>) -> Result<ExitStatus, Error
         key::promote_new_key(&dir)?;
         format!(
             "Sealed the tokens of {} asset{} with a new key (id {}) in {}; back it up: the old key opens nothing now.\n",
-            opened.len(),
-            if opened.len() == 1 { "" } else { "s" },
+            count,
+            if count == 1 { "" } else { "s" },
             new.id(),
             dir.join(key::KEY_FILE).display()
         )

@@ -157,6 +157,29 @@ impl State {
         token_aad(&self.lineage, asset, binding)
     }
 
+    /// Seals every token again with `new` (a key rotation), and names it as
+    /// the state's key: how many assets' tokens were sealed. Every token is
+    /// opened with `old` first; when one does not open, nothing changes.
+    pub fn reseal(&mut self, old: &Key, new: &Key) -> Result<usize, String> {
+        let mut opened = Vec::new();
+        for name in self.assets.keys() {
+            if let Some(tokens) = self.open_tokens(old, name) {
+                let tokens = tokens.map_err(|e| {
+                    format!("the tokens of {name} do not open with the current key ({e})")
+                })?;
+                opened.push((name.clone(), tokens));
+            }
+        }
+        for (name, tokens) in &opened {
+            let aad = token_aad(&self.lineage, name, &self.assets[name].binding);
+            if let Some(t) = self.assets.get_mut(name).and_then(|r| r.token.as_mut()) {
+                t.sealed = tokens.seal(new, &aad);
+            }
+        }
+        self.key_id = Some(new.id().to_string());
+        Ok(opened.len())
+    }
+
     /// Moves `old`'s record to `new` (Terraform's `state mv`): the same
     /// grant, its tokens sealed again for the new name (they are bound to
     /// the asset's name). Nothing changes when it cannot be done.
@@ -714,6 +737,27 @@ pub(crate) mod tests {
         let back = Tokens::open(&key, &aad, &sealed).unwrap();
         assert_eq!(back.access_token.expose(), "at");
         assert_eq!(back.refresh_token.unwrap().expose(), "rt");
+    }
+
+    #[test]
+    fn reseal_moves_every_token_to_the_new_key_or_changes_nothing() {
+        let (old, _) = Key::generate();
+        let (new, _) = Key::generate();
+        let mut state = State::new();
+        let t = Tokens {
+            access_token: Secret::new("at"),
+            refresh_token: None,
+        };
+        state.insert_applied("support", applied(), Some((&old, &t, vec![])), Utc::now());
+        let (stranger, _) = Key::generate();
+        assert!(state.reseal(&stranger, &new).is_err());
+        assert_eq!(state.key_id.as_deref(), Some(old.id()));
+        assert!(state.open_tokens(&old, "support").unwrap().is_ok());
+        assert_eq!(state.reseal(&old, &new), Ok(1));
+        assert_eq!(state.key_id.as_deref(), Some(new.id()));
+        let back = state.open_tokens(&new, "support").unwrap().unwrap();
+        assert_eq!(back.access_token.expose(), "at");
+        assert!(state.open_tokens(&old, "support").unwrap().is_err());
     }
 
     #[test]
