@@ -11,11 +11,9 @@
 use std::io::Read as _;
 use std::path::Path;
 
-use chrono::Utc;
-
 use super::{Context, ExitStatus};
 use crate::error::Error;
-use crate::oauth::{OAuthError, ProviderClient};
+use crate::oauth::{OAuthError, ProviderClient, Whose};
 use crate::secret::Secret;
 use crate::store::key;
 
@@ -56,16 +54,15 @@ pub fn run(ctx: &Context<'_>, name: &str, from: &Path) -> Result<ExitStatus, Err
         Err(e) => return Err(refused(e.to_string())),
     };
     // Whose it is, when the answer says.
-    let expected = asset.consenter();
-    match &grant.identity {
-        Some(Ok(id)) if id.is(expected) == Some(false) => {
+    match grant.whose(asset.consenter()) {
+        Whose::Other(who) => {
             return Err(refused(format!(
-                "it is {}'s grant, not {expected}'s",
-                crate::diagnostic::shown(id.email.as_deref().unwrap_or_default())
+                "it is {who}'s grant, not {}'s",
+                asset.consenter()
             )));
         }
-        Some(Err(why)) => return Err(refused(why.clone())),
-        _ => {}
+        Whose::Untrustworthy(why) => return Err(refused(why)),
+        Whose::Expected | Whose::Unknown => {}
     }
     let granted = grant.scopes.clone().unwrap_or_else(|| asset.scopes.clone());
     let missing = crate::plan::missing_scopes(&asset.scopes, &granted);
@@ -75,18 +72,15 @@ pub fn run(ctx: &Context<'_>, name: &str, from: &Path) -> Result<ExitStatus, Err
             missing.join(", ")
         )));
     }
-    let now = Utc::now();
-    let access_expires_at = grant.access_expires_at(now);
-    let tokens = grant.into_tokens(Some(refresh));
-    let record = state.insert_applied(
+    let applied = crate::plan::applied(&config, asset);
+    grant.insert_into(
+        &mut state,
+        &key,
         name,
-        crate::plan::applied(&config, asset),
-        Some((&key, &tokens, granted.clone())),
-        now,
+        applied,
+        granted.clone(),
+        Some(refresh),
     );
-    if let Some(t) = record.token.as_mut() {
-        t.access_expires_at = access_expires_at;
-    }
     store.save(&mut state)?;
     ctx.printer.err(&format!(
         "Imported a grant for {name} (scopes: {}); prove its SMTP login with mailform plan --check-smtp --target {name}.\n",

@@ -11,7 +11,7 @@ use super::{Run, action_of};
 use crate::config::Asset;
 use crate::config::raw::ConsentMode;
 use crate::oauth::loopback::{self, Consent, Listener};
-use crate::oauth::{Grant, TokenKind};
+use crate::oauth::{Grant, TokenKind, Whose};
 use crate::observe;
 use crate::plan::{self, SmtpObservation};
 use crate::state::{SmtpCheck, State};
@@ -288,10 +288,9 @@ impl Run<'_> {
         }
         let expected = asset.consenter().to_string();
         let mut proven = None;
-        match &grant.identity {
-            Some(Ok(id)) if id.is(&expected) == Some(true) => {}
-            Some(Ok(id)) if id.is(&expected) == Some(false) => {
-                let who = crate::diagnostic::shown(id.email.as_deref().unwrap_or_default());
+        match grant.whose(&expected) {
+            Whose::Expected => {}
+            Whose::Other(who) => {
                 return Err(self.reject(
                     state,
                     name,
@@ -299,7 +298,7 @@ impl Run<'_> {
                     &format!("consent was given as {who}, not {expected}"),
                 ));
             }
-            Some(Err(why)) => {
+            Whose::Untrustworthy(why) => {
                 return Err(self.reject(
                     state,
                     name,
@@ -308,7 +307,7 @@ impl Run<'_> {
                 ));
             }
             // No ID token, or one without an address: the SMTP login decides.
-            _ => proven = self.identity_by_login(state, name, &grant)?,
+            Whose::Unknown => proven = self.identity_by_login(state, name, &grant)?,
         }
         let asset: &Asset = &self.config.assets[name];
         if grant.refresh_token.is_none() {
@@ -316,20 +315,10 @@ impl Run<'_> {
                 "warning: {name}: no refresh token was issued; mail stops when the access token expires (check offline access in the provider's settings)\n"
             ));
         }
-        let now = Utc::now();
-        let access_expires_at = grant.access_expires_at(now);
-        let tokens = grant.into_tokens(None);
         // What the old grant was, to settle it once the new one is stored.
         let old = self.stored(state, name);
-        let record = state.insert_applied(
-            name,
-            plan::applied(self.config, asset),
-            Some((self.key, &tokens, granted)),
-            now,
-        );
-        if let Some(t) = record.token.as_mut() {
-            t.access_expires_at = access_expires_at;
-        }
+        let applied = plan::applied(self.config, asset);
+        let record = grant.insert_into(state, self.key, name, applied, granted, None);
         if let Some(check) = proven {
             record.smtp_check = Some(check);
             self.proven_at_consent.insert(name.to_string());

@@ -112,6 +112,21 @@ pub struct Grant {
     pub identity: Option<Result<Identity, String>>,
 }
 
+/// Whose a new grant is, from its ID token, against the account that
+/// should have given it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Whose {
+    /// The expected account's.
+    Expected,
+    /// Another account's: its address, escaped for showing.
+    Other(String),
+    /// The answer carried an ID token this provider cannot have issued
+    /// for this client now: why.
+    Untrustworthy(String),
+    /// No ID token, or one without an address: something else must tell.
+    Unknown,
+}
+
 /// Provider clients, made once per provider and shared by its assets.
 #[derive(Debug, Default)]
 pub struct Clients(std::collections::BTreeMap<String, std::sync::Arc<ProviderClient>>);
@@ -145,6 +160,44 @@ impl Grant {
             access_token: self.access_token,
             refresh_token: self.refresh_token.or(old),
         }
+    }
+
+    /// Whose this grant is, as far as its ID token says, against `expected`.
+    pub fn whose(&self, expected: &str) -> Whose {
+        match &self.identity {
+            Some(Ok(id)) => match id.is(expected) {
+                Some(true) => Whose::Expected,
+                Some(false) => Whose::Other(
+                    crate::diagnostic::shown(id.email.as_deref().unwrap_or_default()).into_owned(),
+                ),
+                None => Whose::Unknown,
+            },
+            Some(Err(why)) => Whose::Untrustworthy(why.clone()),
+            None => Whose::Unknown,
+        }
+    }
+
+    /// Stores this new grant (a consent's, or one imported) as `name`'s
+    /// record in `state`, applied as `applied`, with the scopes it holds
+    /// and its access token's expiry (not yet written). `refresh` is the
+    /// refresh token it was obtained with, if any. Obtained now.
+    pub fn insert_into<'s>(
+        self,
+        state: &'s mut crate::state::State,
+        key: &crate::state::crypto::Key,
+        name: &str,
+        applied: crate::state::AppliedAsset,
+        granted: Vec<String>,
+        refresh: Option<Secret>,
+    ) -> &'s mut crate::state::AssetRecord {
+        let now = chrono::Utc::now();
+        let access_expires_at = self.access_expires_at(now);
+        let tokens = self.into_tokens(refresh);
+        let record = state.insert_applied(name, applied, Some((key, &tokens, granted)), now);
+        if let Some(t) = record.token.as_mut() {
+            t.access_expires_at = access_expires_at;
+        }
+        record
     }
 
     /// Stores this refreshed grant as `name`'s tokens in `state` (sealed
