@@ -163,18 +163,24 @@ impl Context<'_> {
             .diagnostics
             .0
             .retain(|d| d.severity != Severity::Note);
-        // A live plan and apply fail on an empty secret variable with their
-        // own error (check_secrets): the warning would say it twice.
+        // A live plan and apply fail on a client secret they cannot read
+        // with their own error (check_secrets): a warning at the same place
+        // would say it twice.
         let checks_secrets = match &self.cli.command {
             Command::Apply(_) => true,
             Command::Plan(args) => !args.offline,
             _ => false,
         };
-        if checks_secrets {
+        if checks_secrets && let Some(config) = &loaded.config {
+            let unreadable: Vec<_> = config
+                .providers
+                .values()
+                .filter(|p| p.client_secret().is_err())
+                .filter_map(|p| p.client_secret_span.clone())
+                .collect();
             loaded.diagnostics.0.retain(|d| {
-                !(d.severity == Severity::Warning
-                    && d.message.contains(": client_secret: environment variable ")
-                    && d.message.ends_with(" is empty"))
+                d.severity != Severity::Warning
+                    || d.span.as_ref().is_none_or(|s| !unreadable.contains(s))
             });
         }
         let settings = Settings::resolve(loaded.config.as_ref().map(|c| &c.settings), &self.flags)?;
