@@ -24,17 +24,21 @@ fn client_file(p: &Peers, kind: &str, redirect_uris: &[&str]) -> String {
     .to_string()
 }
 
+/// Writes `text` to `path`, readable by its owner only (a secret file).
+fn private(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
 /// A project whose provider reads `file` (written mode 0600, as a secret
 /// file must be), with one asset for `user`.
 fn project(p: &Peers, file: &str, user: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("client_secret.json");
-    std::fs::write(&path, file).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    private(&dir.path().join("client_secret.json"), file);
     let text = format!(
         r#"version = 1
 
@@ -372,12 +376,7 @@ fn import_adopts_a_grant_made_elsewhere_and_refuses_what_it_cannot_trust() {
     let made = crate::support::peers::offline_tokens(p, client, user);
     let refresh = made["refresh_token"].as_str().unwrap();
     let file = dir.path().join("refresh.txt");
-    std::fs::write(&file, format!("{refresh}\n")).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    private(&file, &format!("{refresh}\n"));
     let run = crate::support::lab(p, dir.path())
         .run(["import", "support", "--from", "refresh.txt"])
         .ok();
@@ -443,14 +442,6 @@ fn key_rotate_seals_every_token_again_and_the_old_key_opens_nothing() {
     assert!(stale.stdout.is_empty());
     // A rotation that stopped after the state write (the new key still in
     // key.new, the old one in key) is finished by the next command.
-    let private = |path: &Path, text: &str| {
-        std::fs::write(path, text).unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
-    };
     private(&dir.path().join(".mailform/key.new"), &new);
     private(&key_file, &old);
     assert_eq!(
