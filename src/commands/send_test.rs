@@ -89,6 +89,7 @@ pub fn run(
                 server,
                 reply,
                 hint,
+                ..
             } => Err(Error::SmtpRefused {
                 name: name.to_string(),
                 server,

@@ -373,18 +373,13 @@ impl Run<'_> {
                     .map_err(observe::Failure::from)
             });
         let undecided = match result {
-            Ok((_, SmtpObservation::Accepted { server, reply })) => {
+            Ok((_, seen @ SmtpObservation::Accepted { .. })) => {
+                let check = seen.record("", Utc::now());
                 let _ = self.printer.err(&format!(
-                    "{name}: SMTP login proven by {server} ({reply})\n"
+                    "{name}: SMTP login proven by {} ({})\n",
+                    check.server, check.detail
                 ));
-                return Ok(Some(SmtpCheck {
-                    at: Utc::now(),
-                    ok: true,
-                    server,
-                    detail: reply,
-                    hint: None,
-                    unproven: false,
-                }));
+                return Ok(Some(check));
             }
             Ok((outcome, SmtpObservation::Refused { server, reply, .. }))
                 if outcome.fresh_token_may_help() =>

@@ -13,7 +13,7 @@ use crate::plan::SmtpObservation;
 use crate::render;
 use crate::secret::Secret;
 use crate::smtp;
-use crate::state::{SmtpCheck, State};
+use crate::state::State;
 
 /// One login to prove after the changes.
 struct Proof {
@@ -101,7 +101,7 @@ impl Run<'_> {
                 };
                 let ok = matches!(result, Ok((_, SmtpObservation::Accepted { .. })));
                 let refreshed = grant.is_some();
-                self.proven(state, &name, server, result, grant);
+                self.proven(state, &name, &server, result, grant);
                 if let Err(why) = self.save(state, &name) {
                     let what = if refreshed {
                         "the refreshed token and the SMTP check were not stored"
@@ -120,7 +120,7 @@ impl Run<'_> {
         &mut self,
         state: &mut State,
         name: &str,
-        server: String,
+        server: &str,
         result: Result<(smtp::Outcome, SmtpObservation), observe::Failure>,
         grant: Option<crate::oauth::Grant>,
     ) {
@@ -132,66 +132,60 @@ impl Run<'_> {
             let old = self.stored(state, name).and_then(|(_, t)| t.refresh_token);
             grant.store_in(state, self.key, name, old, now);
         }
-        let check = match result {
-            Ok((_, SmtpObservation::Accepted { reply, .. })) => {
-                let _ = self.printer.err(&format!(
-                    "{name}: SMTP login proven by {server} ({reply})\n"
-                ));
-                SmtpCheck {
-                    at: now,
-                    ok: true,
-                    server,
-                    detail: reply,
-                    hint: None,
-                    unproven: false,
-                }
-            }
-            Ok((_, SmtpObservation::Refused { reply, hint, .. })) => {
-                self.fail(
-                    name,
-                    &format!(
-                        "SMTP login refused by {server} — {reply}{}",
-                        hint.as_deref()
-                            .map(|h| format!("; hint: {h}"))
-                            .unwrap_or_default()
-                    ),
-                );
-                SmtpCheck {
-                    at: now,
-                    ok: false,
-                    server,
-                    detail: reply,
-                    hint,
-                    unproven: false,
-                }
-            }
-            // Not tried to the end: the login is not proven, and state says
-            // so (drift until a proof passes), beside the asset's failure.
-            Ok((_, SmtpObservation::Transient { detail })) => {
-                self.fail(name, &format!("SMTP check: {detail}"));
-                SmtpCheck {
-                    at: now,
-                    ok: false,
-                    server,
-                    detail,
-                    hint: None,
-                    unproven: true,
-                }
+        // Not tried to the end (a transient answer, an error): the login
+        // is not proven, and state says so (drift until a proof passes),
+        // beside the asset's failure.
+        let seen = match result {
+            Ok((_, seen)) => {
+                self.report(name, server, &seen);
+                seen
             }
             Err(e) => {
                 self.fail(name, &e.to_string());
-                SmtpCheck {
-                    at: now,
-                    ok: false,
-                    server,
+                SmtpObservation::Transient {
                     detail: e.to_string(),
-                    hint: None,
-                    unproven: true,
                 }
             }
         };
+        let check = seen.record(server, now);
         if let Some(record) = state.assets.get_mut(name) {
             record.smtp_check = Some(check);
+        }
+    }
+
+    /// Says what the server answered to one proof: proven, or the asset's
+    /// failure in the server's words.
+    fn report(&mut self, name: &str, server: &str, seen: &SmtpObservation) {
+        match seen {
+            SmtpObservation::Accepted { reply, .. } => {
+                let _ = self.printer.err(&format!(
+                    "{name}: SMTP login proven by {server} ({reply})\n"
+                ));
+            }
+            SmtpObservation::Refused {
+                reply,
+                hint,
+                reconsent,
+                ..
+            } => self.fail(
+                name,
+                &format!(
+                    "SMTP login refused by {server} — {reply}{}{}",
+                    hint.as_deref()
+                        .map(|h| format!("; hint: {h}"))
+                        .unwrap_or_default(),
+                    if *reconsent {
+                        "; mailform plan now asks for a new consent, which mailform apply runs"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+            // Not tried to the end: the login is not proven, and state says
+            // so (drift until a proof passes), beside the asset's failure.
+            SmtpObservation::Transient { detail } => {
+                self.fail(name, &format!("SMTP check: {detail}"));
+            }
         }
     }
 }

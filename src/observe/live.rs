@@ -326,17 +326,28 @@ fn live_checks(
     if let Some(e) = save_error {
         return Err(e);
     }
-    // What the provider said of a grant stays known: a refused refresh is
-    // recorded, so an offline plan, `show` and `token` see it too.
+    // What the servers said stays known: a refused refresh and the SMTP
+    // login's verdict are recorded, so an offline plan, `show` and `token`
+    // see them too, until a later check says otherwise. An SMTP check not
+    // tried to the end says nothing of the login and changes nothing.
     for (name, seen) in &checks.observations.assets {
+        let Some(record) = state.assets.get_mut(name) else {
+            continue;
+        };
         if let Some(TokenObservation::Revoked { error, description }) = &seen.token
-            && let Some(token) = state.assets.get_mut(name).and_then(|r| r.token.as_mut())
+            && let Some(token) = record.token.as_mut()
         {
             token.revoked = Some(crate::state::Revocation {
                 at: now,
                 error: error.clone(),
                 description: description.clone(),
             });
+            changed = true;
+        }
+        if let Some(smtp) = &seen.smtp
+            && !matches!(smtp, SmtpObservation::Transient { .. })
+        {
+            record.smtp_check = Some(smtp.record("", now));
             changed = true;
         }
     }

@@ -145,10 +145,8 @@ impl Probe {
                 server,
                 reply: reply.to_string(),
             },
-            Outcome::Refused { reply, challenge } => SmtpObservation::Refused {
-                server,
-                reply: outcome.words(),
-                hint: smtp::hints::for_refusal(
+            Outcome::Refused { reply, challenge } => {
+                let advice = smtp::hints::for_refusal(
                     reply,
                     challenge.as_ref(),
                     &smtp::hints::Login {
@@ -156,8 +154,14 @@ impl Probe {
                         username: &self.username,
                         granted: &self.granted,
                     },
-                ),
-            },
+                );
+                SmtpObservation::Refused {
+                    server,
+                    reply: outcome.words(),
+                    reconsent: advice.as_ref().is_some_and(|a| a.consent_fixes),
+                    hint: advice.map(|a| a.hint),
+                }
+            }
         }
     }
 }

@@ -148,6 +148,11 @@ pub enum Reason {
         hint: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         checked_at: Option<DateTime<Utc>>,
+        /// The server refused the token as another account's (Gmail's
+        /// 5.7.8 after a fresh token): a new consent is the fix, so it
+        /// forces one.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reconsent: bool,
     },
     /// The SMTP login was never proven: apply's proof could not be tried
     /// to the end (port closed, no STARTTLS, no XOAUTH2, no answer).
@@ -172,14 +177,22 @@ impl Reason {
                 | Reason::TokenExpired { .. }
                 | Reason::ScopesShort { .. }
                 | Reason::BindingChanged { .. }
+                | Reason::SmtpLoginRefused {
+                    reconsent: true,
+                    ..
+                }
         )
     }
 
     /// Whether this reason forces re-consent from config and state alone,
-    /// so that no live check can clear it (a revoked grant is known only
-    /// from the provider).
+    /// so that no live check can clear it (a revoked grant and a login
+    /// refused as another account's are known only from the servers).
     pub fn forces_reconsent_offline(&self) -> bool {
-        self.forces_reconsent() && !matches!(self, Reason::TokenRevoked { .. })
+        self.forces_reconsent()
+            && !matches!(
+                self,
+                Reason::TokenRevoked { .. } | Reason::SmtpLoginRefused { .. }
+            )
     }
 }
 
@@ -539,11 +552,13 @@ fn compare(
             server,
             reply,
             hint,
+            reconsent,
         }) => reasons.push(Reason::SmtpLoginRefused {
             server: server.clone(),
             reply: reply.clone(),
             hint: hint.clone(),
             checked_at: None,
+            reconsent: *reconsent,
         }),
         Some(SmtpObservation::Accepted { .. }) => {}
         // Not checked now (or not to the end): the last refusal recorded for
@@ -570,6 +585,7 @@ fn compare(
                     reply: check.detail.clone(),
                     hint: check.hint.clone(),
                     checked_at: Some(check.at),
+                    reconsent: check.reconsent,
                 }),
                 None => {}
             }

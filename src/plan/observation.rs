@@ -59,7 +59,44 @@ pub enum SmtpObservation {
         server: String,
         reply: String,
         hint: Option<String>,
+        /// A new consent is the fix: the token is another account's.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reconsent: bool,
     },
     /// Nothing listened, no answer in time, a 4xx: says nothing about the token.
     Transient { detail: String },
+}
+
+impl SmtpObservation {
+    /// What state records of this login at `server`, seen `at`: proven,
+    /// refused (with what fixes it), or not tried to the end (unproven,
+    /// which is drift too until a proof passes).
+    pub fn record(&self, server: &str, at: DateTime<Utc>) -> crate::state::SmtpCheck {
+        let check = |ok, server: &str, detail: &str| crate::state::SmtpCheck {
+            at,
+            ok,
+            server: server.to_string(),
+            detail: detail.to_string(),
+            hint: None,
+            unproven: false,
+            reconsent: false,
+        };
+        match self {
+            SmtpObservation::Accepted { server, reply } => check(true, server, reply),
+            SmtpObservation::Refused {
+                server,
+                reply,
+                hint,
+                reconsent,
+            } => crate::state::SmtpCheck {
+                hint: hint.clone(),
+                reconsent: *reconsent,
+                ..check(false, server, reply)
+            },
+            SmtpObservation::Transient { detail } => crate::state::SmtpCheck {
+                unproven: true,
+                ..check(false, server, detail)
+            },
+        }
+    }
 }

@@ -389,6 +389,7 @@ fn refused_smtp_login_is_an_update() {
             server: "smtp.example:587".into(),
             reply: "535 5.7.8 Username and Password not accepted".into(),
             hint: None,
+            reconsent: false,
         }),
     );
     let c = only(&plan_of(BASE, &state, &obs)).clone();
@@ -396,6 +397,36 @@ fn refused_smtp_login_is_an_update() {
     assert!(
         matches!(&c.reasons[0], Reason::SmtpLoginRefused { reply, checked_at: None, .. } if reply.starts_with("535"))
     );
+}
+
+#[test]
+fn a_login_refused_as_another_accounts_forces_a_reconsent_a_live_check_can_clear() {
+    let mut state = state_for(BASE);
+    let refused = SmtpObservation::Refused {
+        server: "smtp.example:587".into(),
+        reply: "535 5.7.8 Username and Password not accepted".into(),
+        hint: None,
+        reconsent: true,
+    };
+    let c = only(&plan_of(
+        BASE,
+        &state,
+        &observe(None, Some(refused.clone())),
+    ))
+    .clone();
+    assert_eq!(c.action, Action::Reconsent);
+    // Recorded, it stands offline; but it is the servers' word, not the
+    // config's, so a saved live plan may disagree with it.
+    record_of(&mut state).smtp_check = Some(refused.record("smtp.example:587", now()));
+    let c = only(&plan_of(BASE, &state, &Observations::default())).clone();
+    assert_eq!(c.action, Action::Reconsent);
+    assert!(!c.reasons.iter().any(Reason::forces_reconsent_offline));
+    let accepted = SmtpObservation::Accepted {
+        server: "smtp.example:587".into(),
+        reply: "235 2.7.0 Accepted".into(),
+    };
+    let c = only(&plan_of(BASE, &state, &observe(None, Some(accepted)))).clone();
+    assert_eq!(c.action, Action::NoOp);
 }
 
 #[test]
@@ -408,6 +439,7 @@ fn a_recorded_refusal_stays_drift_until_a_check_passes() {
         detail: "535 5.7.8 rejected".into(),
         hint: Some("consent again".into()),
         unproven: false,
+        reconsent: false,
     });
     let c = only(&plan_of(BASE, &state, &Observations::default())).clone();
     assert_eq!(c.action, Action::Update);

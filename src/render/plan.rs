@@ -143,14 +143,21 @@ fn headline(c: &Change) -> String {
                 server,
                 reply,
                 checked_at,
+                reconsent,
                 ..
-            } => Some(match checked_at {
-                None => format!("SMTP login refused by {server} — {reply}"),
-                Some(at) => format!(
-                    "SMTP login refused by {server} at the last check ({} UTC) — {reply}",
-                    at.format("%Y-%m-%d %H:%M")
-                ),
-            }),
+            } => {
+                let when = checked_at
+                    .map(|at| format!(" at the last check ({} UTC)", at.format("%Y-%m-%d %H:%M")))
+                    .unwrap_or_default();
+                let whose = if *reconsent {
+                    " as not this mailbox's token"
+                } else {
+                    ""
+                };
+                Some(format!(
+                    "SMTP login refused by {server}{when}{whose} — {reply}"
+                ))
+            }
             Reason::SmtpNotProven {
                 server,
                 why,

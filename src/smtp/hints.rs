@@ -19,6 +19,18 @@ pub struct Login<'a> {
 struct Row {
     matches: fn(&Reply, Option<&Challenge>, &Login<'_>) -> bool,
     say: fn(&Reply, Option<&Challenge>, &Login<'_>) -> String,
+    /// Whether a new consent is the fix (the token is another account's),
+    /// so the planner asks for one instead of trying the same grant again.
+    consent_fixes: bool,
+}
+
+/// What the table says of a refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advice {
+    /// What to do, in words.
+    pub hint: String,
+    /// Whether a new consent (by the right account) is the fix.
+    pub consent_fixes: bool,
 }
 
 fn has(reply: &Reply, words: &str) -> bool {
@@ -55,6 +67,7 @@ const TABLE: &[Row] = &[
                 l.asset
             )
         },
+        consent_fixes: false,
     },
     // Microsoft 365: 535 5.7.139 ... SmtpClientAuthentication is disabled
     Row {
@@ -65,6 +78,7 @@ const TABLE: &[Row] = &[
                 l.username
             )
         },
+        consent_fixes: false,
     },
     // Microsoft 365: 5.7.3 / 5.7.57, the mailbox may not send
     Row {
@@ -75,6 +89,7 @@ const TABLE: &[Row] = &[
                 l.username
             )
         },
+        consent_fixes: false,
     },
     // Gmail and others: 535 5.7.8 Username and Password not accepted
     Row {
@@ -89,6 +104,7 @@ const TABLE: &[Row] = &[
                 l.username, l.username
             )
         },
+        consent_fixes: true,
     },
 ];
 
@@ -97,11 +113,14 @@ pub fn for_refusal(
     reply: &Reply,
     challenge: Option<&Challenge>,
     login: &Login<'_>,
-) -> Option<String> {
+) -> Option<Advice> {
     TABLE
         .iter()
         .find(|row| (row.matches)(reply, challenge, login))
-        .map(|row| (row.say)(reply, challenge, login))
+        .map(|row| Advice {
+            hint: (row.say)(reply, challenge, login),
+            consent_fixes: row.consent_fixes,
+        })
 }
 
 #[cfg(test)]
@@ -115,14 +134,48 @@ mod tests {
         )
     }
 
-    fn hint(code: u16, text: &str, challenge: Option<&Challenge>, granted: &[&str]) -> String {
+    fn advice(
+        code: u16,
+        text: &str,
+        challenge: Option<&Challenge>,
+        granted: &[&str],
+    ) -> Option<Advice> {
         let (granted, username) = login(granted);
         let l = Login {
             asset: "support",
             username,
             granted: &granted,
         };
-        for_refusal(&Reply::new(code, text, &[]), challenge, &l).unwrap_or_default()
+        for_refusal(&Reply::new(code, text, &[]), challenge, &l)
+    }
+
+    fn hint(code: u16, text: &str, challenge: Option<&Challenge>, granted: &[&str]) -> String {
+        advice(code, text, challenge, granted)
+            .map(|a| a.hint)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn only_another_accounts_token_is_fixed_by_a_new_consent() {
+        let gmail = "5.7.8 Username and Password not accepted";
+        let fixes = |text, challenge, granted: &[&str]| {
+            advice(535, text, challenge, granted).is_some_and(|a| a.consent_fixes)
+        };
+        assert!(fixes(gmail, None, &["https://mail.google.com/"]));
+        // A scope the config lacks: consent gives the same scopes again.
+        let challenge = Challenge {
+            status: Some("400".into()),
+            scope: Some("https://mail.google.com/".into()),
+            ..Challenge::default()
+        };
+        assert!(!fixes(gmail, Some(&challenge), &["openid"]));
+        // SMTP AUTH off, a mailbox that may not send: no token helps.
+        assert!(!fixes(
+            "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.",
+            None,
+            &[]
+        ));
+        assert!(!fixes("5.7.3 Authentication unsuccessful", None, &[]));
     }
 
     #[test]

@@ -298,6 +298,10 @@ pub struct SmtpCheck {
     /// false; `detail` says what happened.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unproven: bool,
+    /// The server refused the token as another account's: a new consent
+    /// is the fix, and the plan asks for one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reconsent: bool,
 }
 
 impl AssetRecord {

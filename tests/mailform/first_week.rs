@@ -521,3 +521,103 @@ fn small_words_that_cost_trust_are_right() {
         apply.all()
     );
 }
+
+#[test]
+fn a_login_refused_as_another_accounts_is_planned_as_a_reconsent_that_apply_runs() {
+    let p = peers();
+    let config = |port| lab_text(p, port, "eli@example.test", true);
+    // fay signs in instead of eli. No ID token says who (the scopes ask
+    // for none) and the server offers no STARTTLS, so no login can tell
+    // either: the grant is stored, its login unproven.
+    let dir = crate::support::project(&config(p.smtp.no_starttls_port));
+    let as_fay = |args: &[&str]| {
+        crate::support::lab(p, dir.path())
+            .env("CONSENT_USER", "fay@example.test")
+            .run(args)
+    };
+    assert_says(
+        &as_fay(&["apply", "--auto-approve"]).code(1),
+        "does not offer STARTTLS",
+    );
+    // The endpoint fixed: the server refuses fay's token as eli's, even
+    // fresh, and says so; a new consent is what fixes it.
+    std::fs::write(dir.path().join("assets.toml"), config(p.smtp.starttls_port)).unwrap();
+    let apply = as_fay(&["apply", "--auto-approve"]).code(1);
+    assert_says(&apply, "SMTP login refused by");
+    assert_says(&apply, "mailform plan now asks for a new consent");
+    let plan = crate::support::lab(p, dir.path())
+        .run(["plan", "--offline", "--detailed-exitcode"])
+        .code(2);
+    assert_says(&plan, "! support  re-consent");
+    assert_says(&plan, "as not this mailbox's token");
+    assert_says(&plan, "consent again signed in as that account");
+    // A live check finds the same, and records when.
+    let before = crate::support::fixtures::stored_state(dir.path()).assets["support"]
+        .smtp_check
+        .clone()
+        .unwrap();
+    let live = crate::support::lab(p, dir.path())
+        .run(["plan", "--check-smtp", "--detailed-exitcode"])
+        .code(2);
+    assert_says(&live, "! support  re-consent");
+    let after = crate::support::fixtures::stored_state(dir.path()).assets["support"]
+        .smtp_check
+        .clone()
+        .unwrap();
+    assert!(after.reconsent && after.at > before.at, "{after:?}");
+    // A plain apply runs that consent (eli signs in this time), and the
+    // login is proven.
+    let apply = crate::support::lab(p, dir.path())
+        .run(["apply", "--auto-approve"])
+        .ok();
+    assert_says(&apply, "1 re-consented");
+    assert_says(&apply, "support: SMTP login proven by");
+    crate::support::lab(p, dir.path())
+        .run(["plan", "--check-smtp", "--detailed-exitcode"])
+        .code(0);
+    let token = crate::support::lab(p, dir.path())
+        .run(["token", "support"])
+        .ok();
+    assert_eq!(p.introspect(token.stdout.trim())["sub"], "eli@example.test");
+}
+
+#[test]
+fn a_passing_live_check_clears_a_recorded_refusal() {
+    use mailform::store::StateStore as _;
+    let p = peers();
+    let dir = crate::support::project(&lab_text(p, p.smtp.starttls_port, "fay@example.test", true));
+    crate::support::lab(p, dir.path())
+        .run(["apply", "--auto-approve"])
+        .ok();
+    // An earlier check found the login refused as another account's (the
+    // server has since been fixed): offline, that stands.
+    let store = mailform::store::FileStore::new(dir.path().join(".mailform/state.json"));
+    let mut state = store.load().unwrap().unwrap();
+    let check = state
+        .assets
+        .get_mut("support")
+        .unwrap()
+        .smtp_check
+        .as_mut()
+        .unwrap();
+    check.ok = false;
+    check.detail = "535 5.7.8 Username and Password not accepted".into();
+    check.reconsent = true;
+    store.save(&mut state).unwrap();
+    let plan = crate::support::lab(p, dir.path())
+        .run(["plan", "--offline", "--detailed-exitcode"])
+        .code(2);
+    assert_says(&plan, "! support  re-consent");
+    // A live check that passes says otherwise, and state keeps its word.
+    crate::support::lab(p, dir.path())
+        .run(["plan", "--check-smtp", "--detailed-exitcode"])
+        .code(0);
+    crate::support::lab(p, dir.path())
+        .run(["plan", "--offline", "--detailed-exitcode"])
+        .code(0);
+    let check = crate::support::fixtures::stored_state(dir.path()).assets["support"]
+        .smtp_check
+        .clone()
+        .unwrap();
+    assert!(check.ok && !check.reconsent, "{check:?}");
+}

@@ -235,9 +235,12 @@ fn a_bogus_token_is_refused_in_the_servers_words() {
     let project = Project::new(p, &lab, "bogus-access-token-SENTINEL", None, &["mail"]);
     let (run, change) = project.checked(&[]);
     assert_eq!(run.code, 0, "{}", run.all());
-    assert_eq!(change["action"], "update", "{change}");
+    // Refused as the wrong account's token (and no refresh token to try
+    // another): only a new consent fixes that.
+    assert_eq!(change["action"], "reconsent", "{change}");
     let r = refusal(&change);
     assert_eq!(r["server"], format!("127.0.0.1:{}", lab.port));
+    assert_eq!(r["reconsent"], true);
     // The whole dialogue: 334 <base64 JSON> (decoded), the empty line, 535.
     assert_eq!(
         r["reply"],
@@ -256,7 +259,7 @@ fn a_bogus_token_is_refused_in_the_servers_words() {
         .code(2);
     assert!(
         human.stdout.contains(&format!(
-            "~ support  update      alice@example.test (lab): SMTP login refused by 127.0.0.1:{} — 535 5.7.8 Error: Username and Password not accepted (token status 401, scope mail https://mail.google.com/)",
+            "! support  re-consent  alice@example.test (lab): SMTP login refused by 127.0.0.1:{} as not this mailbox's token — 535 5.7.8 Error: Username and Password not accepted (token status 401, scope mail https://mail.google.com/)",
             lab.port
         )),
         "{}",

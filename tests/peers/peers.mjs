@@ -99,6 +99,9 @@ const USERS = new Map([
   ['bea@example.test', { password: 'bea-password' }],
   ['cal@example.test', { password: 'cal-password' }],
   ['dan@example.test', { password: 'dan-password' }],
+  // A login refused as another account's, planned as a re-consent.
+  ['eli@example.test', { password: 'eli-password' }],
+  ['fay@example.test', { password: 'fay-password' }],
 ]);
 
 // Shared mailboxes no one signs in to, and the delegates who may send as them
