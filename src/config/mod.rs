@@ -76,7 +76,9 @@ fn not_utf8(path: &Path, bytes: &[u8], e: std::str::Utf8Error) -> Loaded {
     }
 }
 
-/// Resolves and lints config text that was read from `path`.
+/// Resolves and lints config text that was read from `path`. Every table
+/// that resolved is linted, even beside another table's errors, so one run
+/// reports everything; a config with any error is not returned.
 pub fn parse(path: &Path, source: String) -> Loaded {
     let (mut config, mut diagnostics) = resolve::resolve(path, &source);
     if let Some(c) = &config {

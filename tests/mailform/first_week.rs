@@ -621,3 +621,45 @@ fn a_passing_live_check_clears_a_recorded_refusal() {
         .unwrap();
     assert!(check.ok && !check.reconsent, "{check:?}");
 }
+
+#[test]
+fn validate_lints_the_tables_that_parsed_beside_another_tables_errors() {
+    // One run, three findings: a typo'd key in one asset (a shape error),
+    // and the lints of a provider and an asset that parsed.
+    let text = r#"version = 1
+
+[providers.google]
+preset = "google"
+client_id = "1234-abc.apps.googleusercontent.com"
+client_secret = { env = "GOOGLE_SECRET" }
+scopes = ["https://mail.google.com", "openid"]
+
+[providers.ms]
+preset = "microsoft"
+tenant = "common"
+client_id = "x"
+client_secret = { env = "MS_SECRET" }
+
+[assets.broken]
+email = "broken@example.com"
+provider = "google"
+emial = "typo@example.com"
+
+[assets.sales]
+email = "sales@example.com"
+provider = "ms"
+smtp = { host = "smtp.office365.com", port = 25, security = "starttls" }
+"#;
+    let dir = crate::support::project(text);
+    let run = Mailform::new(dir.path()).run(["validate"]).code(1);
+    assert_says(&run, "error: asset `broken`: unknown field `emial`");
+    assert_says(
+        &run,
+        "provider `google`: scope `https://mail.google.com` lacks its trailing slash",
+    );
+    assert_says(&run, "note: provider `ms`: tenant = \"common\"");
+    assert_says(
+        &run,
+        "warning: asset `sales`: smtp.port 25 is not an SMTP submission port",
+    );
+}

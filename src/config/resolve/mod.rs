@@ -62,8 +62,11 @@ pub fn is_valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// Parses and resolves a config. Returns `None` when any error was found; the
-/// diagnostics then say why. Warnings from lints are added by the caller.
+/// Parses and resolves a config. Returns `None` when the text is not TOML
+/// (or too deep to read); the diagnostics then say why. With errors in some
+/// tables the config holds the tables that resolved, for the caller's lints
+/// (so one run reports everything) and no further use. Warnings from lints
+/// are added by the caller.
 #[allow(clippy::too_many_lines)] // reason: the one pass over the document: sections in file order, then cross-checks
 pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
     let mut diags = Diagnostics::default();
@@ -234,9 +237,6 @@ pub fn resolve(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
         assets.insert(name, asset);
     }
 
-    if diags.has_errors() {
-        return (None, diags);
-    }
     let config = Config {
         path: path.to_path_buf(),
         dir,
