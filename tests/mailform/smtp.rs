@@ -621,6 +621,9 @@ fn send_test_reports_a_refusal_and_bad_input() {
         "{}",
         run.stderr
     );
+    // The advice is given once (it once came twice: the error and again).
+    assert_eq!(run.stderr.matches("535 5.7.8").count(), 1, "{}", run.stderr);
+    assert_eq!(run.stderr.matches("hint:").count(), 1, "{}", run.stderr);
     let run = project
         .mf()
         .run(["send-test", "support", "--to", "not an address\u{1b}[31m"])
