@@ -68,7 +68,7 @@ pub fn run(
     };
     let mut result = send(&token);
     if matches!(&result, Ok(Sent::LoginRefused(o)) if o.fresh_token_may_help())
-        && record.has_refresh_token
+        && (record.has_refresh_token || config.provider_of(asset).grant.is_organisation())
     {
         let (fresh, _, _) = crate::observe::access_token(&access, name, true)?;
         result = send(&fresh);

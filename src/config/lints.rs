@@ -27,12 +27,47 @@ pub fn lint(config: &Config) -> Diagnostics {
     }
     for asset in config.assets.values() {
         lint_asset(asset, config.provider_of(asset), &mut diags);
+        lint_organisation_asset(asset, config.provider_of(asset), &mut diags);
         if asset.scopes_span.is_some() {
             lint_asset_scopes(asset, &mut diags);
         }
     }
     diags.sort();
     diags
+}
+
+/// An asset of an organisation grant: no person consents, and Google's
+/// domain-wide delegation reaches Workspace mailboxes only.
+fn lint_organisation_asset(a: &Asset, p: &Provider, diags: &mut Diagnostics) {
+    use super::raw::GrantKind;
+    let name = &a.name;
+    if p.grant.is_organisation() && a.consent_as.is_some() {
+        diags.push(
+            Diagnostic::warning(format!(
+                "asset `{name}`: consent_as is not used: provider `{}` has grant = \"{}\", so no person consents",
+                p.name,
+                p.grant.as_str()
+            ))
+            .at(a.email_span.clone())
+            .help("remove consent_as"),
+        );
+    }
+    let domain = a
+        .username
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_ascii_lowercase());
+    if p.grant == GrantKind::ServiceAccount
+        && matches!(domain.as_deref(), Some("gmail.com" | "googlemail.com"))
+    {
+        diags.push(
+            Diagnostic::error(format!(
+                "asset `{name}`: a service account cannot act for a consumer Gmail address ({}); domain-wide delegation reaches Google Workspace mailboxes only",
+                a.username
+            ))
+            .at(a.email_span.clone())
+            .help("use a provider with grant = \"consent\" (the default) for this mailbox"),
+        );
+    }
 }
 
 /// Gmail's mail scope. Without its trailing slash Google grants it at the
@@ -56,7 +91,9 @@ fn lint_provider(p: &Provider, diags: &mut Diagnostics) {
         .get("access_type")
         .is_some_and(|v| v == "offline");
     let needs_offline_param = p.preset == Some(Preset::Google);
-    if needs_offline_param && !offline_param {
+    // An organisation grant has no refresh token to ask for.
+    if p.grant.is_organisation() {
+    } else if needs_offline_param && !offline_param {
         diags.push(
             Diagnostic::warning(format!(
                 "provider `{name}`: auth_params lacks access_type = \"offline\"; Google will issue no refresh token"

@@ -5,6 +5,7 @@
 //! diagnostic. The raw serde types ([`raw`]) are also the source of the
 //! config's JSON Schema.
 
+pub mod grants;
 pub mod lints;
 pub mod model;
 pub mod presets;

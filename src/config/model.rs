@@ -161,11 +161,32 @@ pub struct Provider {
     /// SHA-256 of `ca_file`'s certificates: the trust an apply records.
     pub ca_digest: Option<String>,
     pub console: Option<Console>,
+    /// How its mailboxes are granted (a person's consent, or the app's own).
+    pub grant: super::raw::GrantKind,
+    /// The service account of `grant = "service_account"`, read at load.
+    pub service_account: Option<ServiceAccount>,
+    /// The certificate (PEM, with its key) of `grant = "client_credentials"`
+    /// when it stands in for the client secret.
+    pub client_certificate: Option<PathBuf>,
     /// The `[providers.NAME]` header.
     pub span: Span,
     pub redirect_uri_span: Span,
     pub scopes_span: Span,
     pub client_secret_span: Span,
+}
+
+/// A Google service account, from its downloaded key file. The private key
+/// never leaves this struct but to sign an assertion.
+#[derive(Debug, Clone)]
+pub struct ServiceAccount {
+    /// The key file, as read.
+    pub path: PathBuf,
+    /// Its address: the assertion's `iss`.
+    pub client_email: String,
+    /// The key's id: the assertion's `kid`.
+    pub private_key_id: Option<String>,
+    /// The RSA private key (PEM).
+    pub private_key: Secret,
 }
 
 /// One mailbox, with the provider's defaults applied.

@@ -14,6 +14,10 @@ use std::collections::BTreeMap;
 use super::raw::Security;
 
 /// A built-in provider.
+/// The one scope Microsoft's client credentials grant for SMTP: the app's
+/// `SMTP.SendAsApp` permission, through `.default`.
+pub const MICROSOFT_APP_SCOPE: &str = "https://outlook.office365.com/.default";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preset {
     Google,

@@ -437,6 +437,49 @@ pub struct RawProvider {
     pub ca_file: Option<Spanned<String>>,
     /// What was configured by hand in the provider's console.
     pub console: Option<RawConsole>,
+    /// How its mailboxes are granted: `consent` (a person signs in; the
+    /// default), `client_credentials` (Microsoft 365 app-only) or
+    /// `service_account` (Google Workspace domain-wide delegation).
+    #[schemars(with = "Option<GrantKind>")]
+    pub grant: Option<Spanned<GrantKind>>,
+    /// Google's downloaded service-account key (JSON), relative to
+    /// assets.toml: for `grant = "service_account"`.
+    #[schemars(with = "Option<String>")]
+    pub service_account_file: Option<Spanned<String>>,
+    /// A certificate and its private key (PEM), `{ file = "path" }`: the
+    /// client's credential for `grant = "client_credentials"` instead of a
+    /// client secret (RFC 7523 client assertion).
+    #[schemars(with = "Option<SecretRefSchema>")]
+    pub client_certificate: Option<Spanned<RawSecret>>,
+}
+
+/// How a provider's mailboxes are granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantKind {
+    /// A person signs in and consents (authorization code or device flow).
+    #[default]
+    Consent,
+    /// The app's own credentials (Microsoft 365 `SMTP.SendAsApp`): no person.
+    ClientCredentials,
+    /// A Google Workspace service account with domain-wide delegation
+    /// (RFC 7523 JWT bearer): no person.
+    ServiceAccount,
+}
+
+impl GrantKind {
+    /// Whether no person consents: the app asks for its own tokens.
+    pub fn is_organisation(self) -> bool {
+        !matches!(self, GrantKind::Consent)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantKind::Consent => "consent",
+            GrantKind::ClientCredentials => "client_credentials",
+            GrantKind::ServiceAccount => "service_account",
+        }
+    }
 }
 
 /// `[assets.NAME]`: one mailbox.

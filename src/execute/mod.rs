@@ -16,6 +16,7 @@
 //! progress lines on stderr, and leaves the summary and the exit status to
 //! the command.
 
+mod app;
 mod consent;
 mod prove;
 
@@ -131,6 +132,16 @@ impl<'a> Run<'a> {
         }
         if !deletes.is_empty() && !crate::interrupt::requested() {
             self.delete(state, &deletes);
+        }
+        // No person consents for an organisation grant's mailbox.
+        let (apps, consents): (Vec<String>, Vec<String>) = consents.into_iter().partition(|n| {
+            self.config
+                .provider_of(&self.config.assets[n])
+                .grant
+                .is_organisation()
+        });
+        if !apps.is_empty() && !crate::interrupt::requested() {
+            self.app_grants(state, &apps);
         }
         if !consents.is_empty() && !crate::interrupt::requested() {
             self.consent(state, &consents, self.consent_mode, self.consent_timeout);
@@ -333,6 +344,10 @@ impl<'a> Run<'a> {
         let Some(provider) = self.config.providers.get(&applied.provider) else {
             return Ok(None);
         };
+        // An organisation grant's token is the app's: nothing to revoke.
+        if applied.grant.is_some() {
+            return Ok(None);
+        }
         let same_client = provider.client_id == applied.client_id
             && provider.revocation_url.as_ref().map(ToString::to_string) == applied.revocation_url;
         if !same_client {
@@ -385,10 +400,15 @@ impl<'a> Run<'a> {
                 }
                 let outcome = match result {
                     Ok(revoked) => {
-                        state.assets.remove(&name);
+                        let app = state
+                            .assets
+                            .remove(&name)
+                            .is_some_and(|r| r.applied.grant.is_some());
                         self.save(state, &name).map(|()| {
                             if revoked {
                                 "tokens revoked at the provider, then forgotten".to_string()
+                            } else if app {
+                                "forgotten (an app grant: there is nothing to revoke)".to_string()
                             } else {
                                 "forgotten (the provider has no revocation endpoint, or the tokens could not be opened: revoke access in its console)".to_string()
                             }

@@ -21,7 +21,7 @@ struct Proof {
     probe: observe::Probe,
     access: Secret,
     /// To retry once with a fresh token (tokens from storage only).
-    refresh: Option<(Arc<ProviderClient>, Secret)>,
+    refresh: Option<(Arc<ProviderClient>, crate::oauth::Renewal)>,
     /// The stored access token is known to have expired.
     stale: bool,
 }
@@ -52,7 +52,12 @@ impl Run<'_> {
                     continue;
                 }
             };
-            let refresh = match (retry, tokens.refresh_token) {
+            let renewal = crate::oauth::Renewal::of(
+                self.config.provider_of(asset),
+                asset,
+                tokens.refresh_token,
+            );
+            let refresh = match (retry, renewal) {
                 (true, Some(r)) => self.client(&asset.provider).ok().map(|c| (c, r)),
                 _ => None,
             };

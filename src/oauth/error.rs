@@ -84,6 +84,23 @@ impl OAuthError {
         matches!(self, OAuthError::Transient { .. })
     }
 
+    /// The provider's own `error` and `error_description`, when it refused
+    /// the request (revoked, client refused, other refusal).
+    pub fn refusal(&self) -> Option<(&str, Option<&str>)> {
+        match self {
+            OAuthError::Revoked {
+                error, description, ..
+            }
+            | OAuthError::Config {
+                error, description, ..
+            }
+            | OAuthError::Refused {
+                error, description, ..
+            } => Some((error, description.as_deref())),
+            _ => None,
+        }
+    }
+
     /// Sorts an RFC 6749 §5.2 error code into its class.
     fn classify(provider: &str, error: &str, description: Option<String>) -> Self {
         let provider = provider.to_string();

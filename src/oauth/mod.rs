@@ -14,6 +14,7 @@
 //! Secrets (client secret, tokens) travel in [`Secret`]s and appear in no
 //! error, message or `Debug` output; the provider's `error_description` does.
 
+pub mod app;
 mod body;
 mod error;
 pub mod identity;
@@ -125,6 +126,44 @@ pub enum Whose {
     Untrustworthy(String),
     /// No ID token, or one without an address: something else must tell.
     Unknown,
+}
+
+/// How a stored grant gets a new access token: a person's grant with its
+/// refresh token, an organisation grant by asking again for the mailbox.
+#[derive(Debug, Clone)]
+pub enum Renewal {
+    Refresh(Secret),
+    App {
+        mailbox: String,
+        scopes: Vec<String>,
+    },
+}
+
+impl Renewal {
+    /// How `asset`'s grant is renewed: by its provider's organisation grant,
+    /// else with `refresh` (`None`: it cannot be, without a person).
+    pub fn of(
+        provider: &Provider,
+        asset: &crate::config::Asset,
+        refresh: Option<Secret>,
+    ) -> Option<Self> {
+        if provider.grant.is_organisation() {
+            Some(Renewal::App {
+                mailbox: asset.username.clone(),
+                scopes: asset.scopes.clone(),
+            })
+        } else {
+            refresh.map(Renewal::Refresh)
+        }
+    }
+
+    /// The refresh token it renews with, if any (kept when not rotated).
+    pub fn refresh_token(&self) -> Option<&Secret> {
+        match self {
+            Renewal::Refresh(r) => Some(r),
+            Renewal::App { .. } => None,
+        }
+    }
 }
 
 /// Provider clients, made once per provider and shared by its assets.
@@ -246,6 +285,8 @@ pub struct ProviderClient {
     issuers: identity::Issuers,
     /// What a consent asks for beside an asset's scopes.
     identity_scopes: &'static [&'static str],
+    /// An organisation grant's credential (`None`: a person's consent).
+    app: Option<app::AppCredential>,
 }
 
 impl ProviderClient {
@@ -268,7 +309,13 @@ impl ProviderClient {
                 why,
             }
         })?;
+        let app = app::AppCredential::of(provider).map_err(|why| OAuthError::Setup {
+            provider: provider.name.clone(),
+            what: "its organisation grant",
+            why,
+        })?;
         Ok(ProviderClient {
+            app,
             name: provider.name.clone(),
             authorization_url: provider.authorization_url.clone(),
             auth_params: provider.auth_params.clone(),
@@ -437,6 +484,14 @@ impl ProviderClient {
             Err(e) => Err(DeviceError::OAuth(OAuthError::from_token_error(
                 &self.name, e,
             ))),
+        }
+    }
+
+    /// A new access token for a stored grant, as `renewal` says.
+    pub async fn renew(&self, renewal: &Renewal) -> Result<Grant, OAuthError> {
+        match renewal {
+            Renewal::Refresh(r) => self.refresh(r).await,
+            Renewal::App { mailbox, scopes } => self.app_token(mailbox, scopes).await,
         }
     }
 

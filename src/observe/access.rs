@@ -117,6 +117,12 @@ pub fn access_token(
         t.access_expires_at
             .is_some_and(|at| at > Utc::now() + MARGIN)
     };
+    // An organisation grant is asked for again whenever its token is due
+    // (or was refused: an administrator may have fixed that since).
+    let organisation = config
+        .assets
+        .get(name)
+        .is_some_and(|a| config.provider_of(a).grant.is_organisation());
     let open = |state: &crate::state::State| -> Result<Opened, Error> {
         let record = &state.assets[name];
         let Some(token) = &record.token else {
@@ -124,7 +130,7 @@ pub fn access_token(
         };
         // A grant the provider refused at a live check hands out nothing,
         // however fresh its access token looks by the clock.
-        if let Some(r) = &token.revoked {
+        if let Some(r) = token.revoked.as_ref().filter(|_| !organisation) {
             return Err(consent(format!(
                 "the provider refused its refresh token at the check of {} UTC ({})",
                 r.at.format("%Y-%m-%d %H:%M"),
@@ -138,7 +144,7 @@ pub fn access_token(
             .map_err(|e| consent(format!("the stored tokens cannot be opened ({e})")))?;
         Ok((
             tokens,
-            fresh_enough(token) && !force_refresh,
+            fresh_enough(token) && !force_refresh && token.revoked.is_none(),
             key,
             token.clone(),
         ))
@@ -181,23 +187,24 @@ pub fn access_token(
             state.assets[name].applied.clone(),
         ));
     }
-    let Some(refresh) = tokens.refresh_token.clone() else {
+    let provider = config.provider_of(asset);
+    let Some(renewal) = crate::oauth::Renewal::of(provider, asset, tokens.refresh_token.clone())
+    else {
         return Err(consent(
             "the access token has expired and no refresh token was issued".into(),
         ));
     };
-    let provider = config.provider_of(asset);
-    let network = |e: OAuthError| Error::Network {
-        name: name.to_string(),
-        why: e.to_string(),
-    };
-    let client = ProviderClient::new(provider, provider.client_secret()?).map_err(network)?;
-    let grant = match crate::parallel::runtime()?.block_on(client.refresh(&refresh)) {
-        Ok(grant) => grant,
-        Err(e @ OAuthError::Revoked { .. }) => return Err(consent(e.to_string())),
-        Err(e) => return Err(network(e)),
-    };
-    let tokens = grant.store_in(&mut state, &key, name, Some(refresh), Utc::now());
+    let grant = renew(config, name, &renewal).map_err(|e| match e {
+        Renewed::Consent(why) => consent(why),
+        Renewed::Other(e) => e,
+    })?;
+    let tokens = grant.store_in(
+        &mut state,
+        &key,
+        name,
+        renewal.refresh_token().cloned(),
+        Utc::now(),
+    );
     store.save(&mut state)?;
     let record = state.assets[name].token.clone().unwrap_or(record);
     Ok((
@@ -205,4 +212,43 @@ pub fn access_token(
         record,
         state.assets[name].applied.clone(),
     ))
+}
+
+/// Why a renewal failed: consent is needed, or something else.
+enum Renewed {
+    Consent(String),
+    Other(Error),
+}
+
+/// A new access token for `name`, as `renewal` says. A refused refresh
+/// needs consent; a refused organisation grant needs an administrator.
+fn renew(
+    config: &Config,
+    name: &str,
+    renewal: &crate::oauth::Renewal,
+) -> Result<crate::oauth::Grant, Renewed> {
+    let asset = &config.assets[name];
+    let provider = config.provider_of(asset);
+    let network = |e: OAuthError| {
+        Renewed::Other(Error::Network {
+            name: name.to_string(),
+            why: e.to_string(),
+        })
+    };
+    let secret = provider.client_secret().map_err(Renewed::Other)?;
+    let client = ProviderClient::new(provider, secret).map_err(network)?;
+    let runtime = crate::parallel::runtime().map_err(Renewed::Other)?;
+    match runtime.block_on(client.renew(renewal)) {
+        Ok(grant) => Ok(grant),
+        // An organisation grant the provider refuses: no consent fixes
+        // it, an administrator does.
+        Err(e) if provider.grant.is_organisation() && !e.is_transient() => {
+            Err(Renewed::Other(Error::Network {
+                name: name.to_string(),
+                why: crate::config::grants::refused(provider, asset, &e.to_string()),
+            }))
+        }
+        Err(e @ OAuthError::Revoked { .. }) => Err(Renewed::Consent(e.to_string())),
+        Err(e) => Err(network(e)),
+    }
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::{Endpoints, Failure, LiveChecks, Probe, Refreshed, sealed_tokens};
 use crate::config::Config;
 use crate::error::Error;
-use crate::oauth::{Grant, OAuthError, ProviderClient};
+use crate::oauth::{Grant, OAuthError, ProviderClient, Renewal};
 use crate::plan::{AssetObservation, Observations, SmtpObservation, TokenObservation};
 use crate::secret::Secret;
 use crate::smtp::SmtpError;
@@ -22,8 +22,11 @@ use crate::state::crypto::Key;
 #[derive(Debug)]
 pub struct Job {
     name: String,
-    /// The grant to refresh, and the client to refresh it with.
-    refresh: Option<(Secret, Arc<ProviderClient>)>,
+    /// How the grant is renewed, and the client to renew it with.
+    refresh: Option<(Renewal, Arc<ProviderClient>)>,
+    /// An organisation grant: any refusal of its token request is the
+    /// provider's word on the grant (drift), not only `invalid_grant`.
+    organisation: bool,
     /// The stored access token: probed when there is no refresh token.
     access: Secret,
     probe: Option<Probe>,
@@ -71,8 +74,9 @@ pub fn check_jobs(
             }
             None => None,
         };
-        let refresh = match tokens.refresh_token {
-            Some(r) => match clients.get(config.provider_of(asset)) {
+        let provider = config.provider_of(asset);
+        let refresh = match Renewal::of(provider, asset, tokens.refresh_token) {
+            Some(r) => match clients.get(provider) {
                 Ok(client) => Some((r, client)),
                 Err(e) => {
                     failures.push((name.clone(), e.into()));
@@ -86,6 +90,7 @@ pub fn check_jobs(
         }
         jobs.push(Job {
             name: name.clone(),
+            organisation: provider.grant.is_organisation(),
             refresh,
             access: tokens.access_token,
             probe,
@@ -97,6 +102,7 @@ pub fn check_jobs(
 /// What one job found.
 struct Found {
     old_refresh: Option<Secret>,
+    organisation: bool,
     token: Option<Result<Grant, OAuthError>>,
     smtp: Option<Result<SmtpObservation, SmtpError>>,
 }
@@ -105,12 +111,13 @@ async fn check(job: Job) -> Found {
     if crate::interrupt::requested() {
         return Found {
             old_refresh: None,
+            organisation: job.organisation,
             token: None,
             smtp: None,
         };
     }
     let token = match &job.refresh {
-        Some((refresh, client)) => Some(client.refresh(refresh).await),
+        Some((renewal, client)) => Some(client.renew(renewal).await),
         None => None,
     };
     // The login is proven with the freshest token there is; after a failed
@@ -125,7 +132,8 @@ async fn check(job: Job) -> Found {
         _ => None,
     };
     Found {
-        old_refresh: job.refresh.map(|(r, _)| r),
+        old_refresh: job.refresh.and_then(|(r, _)| r.refresh_token().cloned()),
+        organisation: job.organisation,
         token,
         smtp,
     }
@@ -150,11 +158,11 @@ pub async fn run_checks(
             Some(Ok(mut grant)) => {
                 let access_expires_at = grant.access_expires_at(now);
                 let granted_scopes = grant.scopes.take();
-                let old = found.old_refresh.expect("refreshed with a refresh token");
+                let old = found.old_refresh;
                 let rotated = grant
                     .refresh_token
                     .as_ref()
-                    .is_some_and(|r| r.expose() != old.expose());
+                    .is_some_and(|r| old.as_ref().is_none_or(|o| r.expose() != o.expose()));
                 refreshed(Refreshed {
                     name: name.clone(),
                     grant,
@@ -169,6 +177,13 @@ pub async fn run_checks(
             Some(Err(OAuthError::Revoked {
                 error, description, ..
             })) => seen.token = Some(TokenObservation::Revoked { error, description }),
+            Some(Err(e)) if found.organisation && e.refusal().is_some() => {
+                let (error, description) = e.refusal().expect("a refusal");
+                seen.token = Some(TokenObservation::Revoked {
+                    error: error.to_string(),
+                    description: description.map(ToString::to_string),
+                });
+            }
             Some(Err(e)) => {
                 if e.is_transient() {
                     seen.token = Some(TokenObservation::Transient {
@@ -224,12 +239,16 @@ fn worth_checking(
     targets: &[String],
     smtp: bool,
 ) -> bool {
+    let organisation = config
+        .assets
+        .get(name)
+        .is_some_and(|a| config.provider_of(a).grant.is_organisation());
     (targets.is_empty() || targets.iter().any(|t| t == name))
         && config.assets.contains_key(name)
         && record
             .token
             .as_ref()
-            .is_some_and(|t| smtp || t.has_refresh_token)
+            .is_some_and(|t| smtp || t.has_refresh_token || organisation)
 }
 
 /// What the live checks of plan and apply are given.
@@ -302,7 +321,7 @@ fn live_checks(
             return;
         }
         let rotated = r.rotated;
-        r.grant.store_in(state, key, &r.name, Some(r.old), now);
+        r.grant.store_in(state, key, &r.name, r.old, now);
         changed = true;
         if rotated && let Err(e) = store.record(state, &[r.name.as_str()]) {
             save_error = Some(e);

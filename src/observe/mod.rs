@@ -97,8 +97,8 @@ pub struct Refreshed {
     pub name: String,
     /// The provider's answer to the refresh.
     pub grant: crate::oauth::Grant,
-    /// The refresh token it was made with.
-    pub old: crate::secret::Secret,
+    /// The refresh token it was made with (`None`: an organisation grant's).
+    pub old: Option<crate::secret::Secret>,
     /// Whether the provider issued a new refresh token.
     pub rotated: bool,
 }

@@ -27,6 +27,8 @@ pub struct Probe {
     pub username: String,
     pub granted: Vec<String>,
     pub timeout: Duration,
+    /// The app's client id, when the token is an organisation grant's.
+    pub app_client: Option<String>,
 }
 
 /// SMTP endpoints, made once per server and trust and shared by their assets.
@@ -109,6 +111,10 @@ impl Endpoints {
             username: asset.username.clone(),
             granted: granted.to_vec(),
             timeout,
+            app_client: provider
+                .grant
+                .is_organisation()
+                .then(|| provider.client_id.clone()),
         })
     }
 }
@@ -153,6 +159,7 @@ impl Probe {
                         asset: &self.asset,
                         username: &self.username,
                         granted: &self.granted,
+                        app_client: self.app_client.as_deref(),
                     },
                 );
                 SmtpObservation::Refused {
@@ -175,11 +182,11 @@ impl Probe {
 pub async fn prove_login(
     probe: &Probe,
     token: &Secret,
-    refresh: Option<(&ProviderClient, &Secret)>,
+    refresh: Option<(&ProviderClient, &crate::oauth::Renewal)>,
     stale: bool,
 ) -> (Result<(Outcome, SmtpObservation), Failure>, Option<Grant>) {
     if stale && let Some((client, refresh_token)) = refresh {
-        return match client.refresh(refresh_token).await {
+        return match client.renew(refresh_token).await {
             Ok(grant) => {
                 let result = probe.run(&grant.access_token).await.map_err(Failure::from);
                 (result, Some(grant))
@@ -196,7 +203,7 @@ pub async fn prove_login(
     if !outcome.fresh_token_may_help() {
         return (first.map_err(Failure::from), None);
     }
-    match client.refresh(refresh_token).await {
+    match client.renew(refresh_token).await {
         Ok(grant) => {
             let again = probe.run(&grant.access_token).await.map_err(Failure::from);
             (again, Some(grant))

@@ -44,6 +44,10 @@ pub fn applied(config: &Config, asset: &Asset) -> AppliedAsset {
         smtp_trust: p.ca_digest.clone(),
         forwarding_address: asset.forwarding_address.clone(),
         labels: asset.labels.clone(),
+        grant: p
+            .grant
+            .is_organisation()
+            .then(|| p.grant.as_str().to_string()),
     }
 }
 
@@ -137,6 +141,17 @@ pub enum Reason {
     },
     /// `--reconsent` asked for consent again although the tokens are fine.
     ReconsentRequested,
+    /// Not applied yet, and no person consents: the app asks for its own
+    /// token (an organisation grant).
+    AppGrantNeeded,
+    /// The provider refused the app's own token request (an organisation
+    /// grant): no consent fixes it, an administrator does (`hint`).
+    AppGrantRefused {
+        error: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+        hint: String,
+    },
     /// The SMTP server refused the XOAUTH2 login: now (a live check), or at
     /// the last check recorded in state (`checked_at`).
     SmtpLoginRefused {
@@ -173,6 +188,7 @@ impl Reason {
             self,
             Reason::TokenMissing
                 | Reason::TokenRevoked { .. }
+                | Reason::AppGrantRefused { .. }
                 | Reason::TokenUnreadable { .. }
                 | Reason::TokenExpired { .. }
                 | Reason::ScopesShort { .. }
@@ -191,7 +207,9 @@ impl Reason {
         self.forces_reconsent()
             && !matches!(
                 self,
-                Reason::TokenRevoked { .. } | Reason::SmtpLoginRefused { .. }
+                Reason::TokenRevoked { .. }
+                    | Reason::AppGrantRefused { .. }
+                    | Reason::SmtpLoginRefused { .. }
             )
     }
 }
@@ -387,14 +405,21 @@ pub fn plan(
                     email: asset.email.clone(),
                     provider: asset.provider.clone(),
                     action: Action::Create,
-                    reasons: vec![Reason::NotInState],
+                    reasons: vec![if p.grant.is_organisation() {
+                        Reason::AppGrantNeeded
+                    } else {
+                        Reason::NotInState
+                    }],
                     fields: Vec::new(),
                     warnings,
                 }
             }
             (None, Some(record)) => {
                 let mut warnings = Vec::new();
-                if record.token.is_some() && record.applied.revocation_url.is_none() {
+                if record.token.is_some()
+                    && record.applied.revocation_url.is_none()
+                    && record.applied.grant.is_none()
+                {
                     warnings.push(format!(
                         "provider `{}` has no revocation endpoint: the tokens will only be forgotten; remove the app's access in the account's security settings",
                         record.applied.provider
@@ -411,7 +436,30 @@ pub fn plan(
                 }
             }
             (Some(asset), Some(record)) => {
-                compare(name, &self::applied(config, asset), record, observed, now)
+                let mut change =
+                    compare(name, &self::applied(config, asset), record, observed, now);
+                // An organisation grant refused: the provider's words, and
+                // what an administrator does about them.
+                let p = config.provider_of(asset);
+                if p.grant.is_organisation() {
+                    for r in &mut change.reasons {
+                        if let Reason::TokenRevoked { error, description } = r {
+                            let words = format!(
+                                "{error}{}",
+                                description
+                                    .as_deref()
+                                    .map(|d| format!(": {d}"))
+                                    .unwrap_or_default()
+                            );
+                            *r = Reason::AppGrantRefused {
+                                error: error.clone(),
+                                description: description.clone(),
+                                hint: crate::config::grants::admin_step(p, &asset.username, &words),
+                            };
+                        }
+                    }
+                }
+                change
             }
             (None, None) => unreachable!("name came from one of the maps"),
         };
@@ -510,10 +558,12 @@ fn compare(
                     "token check failed for a passing reason ({detail}); judged from state"
                 ));
             }
+            // An organisation grant's token is asked for again when due.
+            let app = desired.grant.is_some();
             let refresh_dead = token.refresh_expires_at.filter(|at| *at <= now);
             let access_dead = token
                 .access_expires_at
-                .filter(|at| !token.has_refresh_token && *at <= now);
+                .filter(|at| !token.has_refresh_token && !app && *at <= now);
             if let Some(at) = refresh_dead.or(access_dead) {
                 reasons.push(Reason::TokenExpired { at });
             } else if let Some(at) = token.refresh_expires_at {
@@ -526,7 +576,7 @@ fn compare(
                     ));
                 }
             }
-            if !token.has_refresh_token && refresh_dead.is_none() && access_dead.is_none() {
+            if !token.has_refresh_token && !app && refresh_dead.is_none() && access_dead.is_none() {
                 warnings.push(
                     "no refresh token was issued: mail stops when the access token expires".into(),
                 );

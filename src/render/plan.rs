@@ -95,7 +95,9 @@ fn render_change(out: &mut String, c: &Change, width: usize) {
         render_field(out, f);
     }
     for r in &c.reasons {
-        if let Reason::SmtpLoginRefused { hint: Some(h), .. } = r {
+        if let Reason::SmtpLoginRefused { hint: Some(h), .. }
+        | Reason::AppGrantRefused { hint: h, .. } = r
+        {
             let _ = writeln!(out, "      hint: {}", esc(h));
         }
     }
@@ -111,6 +113,13 @@ fn headline(c: &Change) -> String {
         .iter()
         .filter_map(|r| match r {
             Reason::NotInState => Some("consent needed".into()),
+            Reason::AppGrantNeeded => Some("app grant: no consent".into()),
+            Reason::AppGrantRefused {
+                error, description, ..
+            } => Some(match description {
+                Some(d) => format!("the provider refused the app's token request ({error}: {d})"),
+                None => format!("the provider refused the app's token request ({error})"),
+            }),
             Reason::ReconsentRequested => Some("consent again requested (--reconsent)".into()),
             Reason::NotInConfig => Some("tokens revoked at the provider, then forgotten".into()),
             Reason::TokenMissing => Some("no tokens stored".into()),

@@ -12,6 +12,9 @@ pub struct Login<'a> {
     pub username: &'a str,
     /// The scopes the token was granted.
     pub granted: &'a [String],
+    /// The app's client id, when the token is an organisation grant's
+    /// (no person's account: the mailbox must be granted to the app).
+    pub app_client: Option<&'a str>,
 }
 
 /// One row: a reply it recognises (the comment above it says which), and
@@ -57,6 +60,19 @@ fn scope_missing(challenge: Option<&Challenge>, login: &Login<'_>) -> Option<Str
 }
 
 const TABLE: &[Row] = &[
+    // an app's token refused for the mailbox (Microsoft: 535 5.7.3; Gmail: 5.7.8)
+    Row {
+        matches: |r, _, l| l.app_client.is_some() && r.code == 535 && !auth_disabled(r),
+        say: |_, _, l| {
+            format!(
+                "the mailbox {} is not granted to the app (client {}): in Microsoft 365, Add-MailboxPermission -Identity {} -User <the app's service principal> -AccessRights FullAccess; in Google Workspace, check the service account's domain-wide delegation and that the mailbox is in the domain",
+                l.username,
+                l.app_client.unwrap_or_default(),
+                l.username
+            )
+        },
+        consent_fixes: false,
+    },
     // the token lacks the scope the server asks for (its 334 challenge names it)
     Row {
         matches: |_, c, l| scope_missing(c, l).is_some(),
@@ -145,6 +161,7 @@ mod tests {
             asset: "support",
             username,
             granted: &granted,
+            app_client: None,
         };
         for_refusal(&Reply::new(code, text, &[]), challenge, &l)
     }

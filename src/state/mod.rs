@@ -445,6 +445,10 @@ pub struct AppliedAsset {
     pub smtp_trust: Option<String>,
     pub forwarding_address: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// An organisation grant's kind (`client_credentials`,
+    /// `service_account`); `None`: a person's consent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
 }
 
 /// A field of [`AppliedAsset`], as plans name it.
@@ -470,6 +474,7 @@ pub enum Field {
     SmtpTrust,
     ForwardingAddress,
     Labels,
+    Grant,
 }
 
 impl Field {
@@ -493,6 +498,7 @@ impl Field {
             Field::SmtpTrust => "ca_file",
             Field::ForwardingAddress => "forwarding_address",
             Field::Labels => "labels",
+            Field::Grant => "grant",
         }
     }
 
@@ -512,7 +518,8 @@ impl Field {
             | Field::ClientId
             | Field::AuthorizationUrl
             | Field::TokenUrl
-            | Field::Scopes => true,
+            | Field::Scopes
+            | Field::Grant => true,
             Field::Email
             | Field::Provider
             | Field::RevocationUrl
@@ -583,7 +590,7 @@ fn map(m: &BTreeMap<String, String>) -> Option<FieldValue<'_>> {
 impl AppliedAsset {
     /// Every field with its value (`None` when unset). The destructuring has
     /// no `..`, so a new field cannot be forgotten here.
-    pub fn fields(&self) -> [(Field, Option<FieldValue<'_>>); 17] {
+    pub fn fields(&self) -> [(Field, Option<FieldValue<'_>>); 18] {
         let AppliedAsset {
             email,
             username,
@@ -602,6 +609,7 @@ impl AppliedAsset {
             smtp_trust,
             forwarding_address,
             labels,
+            grant,
         } = self;
         [
             (Field::Email, Some(FieldValue::Text(email))),
@@ -630,6 +638,7 @@ impl AppliedAsset {
             (Field::SmtpTrust, opt(smtp_trust.as_ref())),
             (Field::ForwardingAddress, opt(forwarding_address.as_ref())),
             (Field::Labels, map(labels)),
+            (Field::Grant, opt(grant.as_ref())),
         ]
     }
 
@@ -642,8 +651,13 @@ impl AppliedAsset {
 /// [`AppliedAsset::binding_fingerprint`] of fields already listed: SHA-256
 /// of the JSON list of `[field, value]` pairs whose field binds tokens.
 pub fn fingerprint(fields: &[(Field, Option<FieldValue<'_>>)]) -> String {
-    let binding: Vec<&(Field, Option<FieldValue<'_>>)> =
-        fields.iter().filter(|(f, _)| f.binds_tokens()).collect();
+    // Unset binding fields are left out, so a field added later (unset in
+    // every older state) keeps the fingerprints, and the tokens sealed with
+    // them, as they were.
+    let binding: Vec<&(Field, Option<FieldValue<'_>>)> = fields
+        .iter()
+        .filter(|(f, v)| f.binds_tokens() && v.is_some())
+        .collect();
     let json = serde_json::to_vec(&binding).expect("fields serialize");
     crate::digest::sha256_hex(&json)
 }
@@ -714,6 +728,7 @@ pub(crate) mod tests {
             smtp_trust: None,
             forwarding_address: None,
             labels: BTreeMap::new(),
+            grant: None,
         }
     }
 

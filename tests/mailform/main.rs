@@ -8,6 +8,7 @@ mod first_week;
 mod front_door;
 mod live;
 mod oauth;
+mod org_grants;
 mod peers;
 mod postgres;
 mod properties;

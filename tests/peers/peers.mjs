@@ -25,13 +25,13 @@
 // When ready it prints one JSON line describing URLs, ports, clients and users,
 // and it exits when its standard input closes (so it dies with the harness).
 
-import { randomBytes, generateKeyPairSync } from 'node:crypto';
+import { randomBytes, generateKeyPairSync, createPublicKey, verify as verifySignature } from 'node:crypto';
 import { appendFileSync, readFileSync, writeFileSync, renameSync, mkdirSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 import { SMTPServer } from 'smtp-server';
 
 // Stdout carries exactly one line, the ready line; library notices
@@ -120,7 +120,46 @@ const clients = {
   confidential: { client_id: 'mailform-confidential', client_secret: secret() },
   public: { client_id: 'mailform-public' },
   introspector: { client_id: 'smtp-server', client_secret: secret() },
+  // Organisation grants (Microsoft 365 app-only): client credentials with a
+  // secret, and with a certificate's key (RFC 7523 client assertion).
+  app: { client_id: 'mailform-app', client_secret: secret() },
+  app_cert: { client_id: 'mailform-app-cert' },
 };
+
+// ---- organisation grants ----------------------------------------------------
+
+// Exchange's mailbox permissions: the mailboxes each app may send as (its
+// token names no person). The rest are refused in Microsoft's words.
+const appMailbox = (mailbox) => /^app-[\w-]+@example\.test$/.test(mailbox);
+const APP_MAILBOXES = new Map([
+  ['mailform-app', appMailbox],
+  ['mailform-app-cert', appMailbox],
+]);
+// The key whose certificate the app_cert client registered (the harness
+// makes the certificate around it; the server knows only the public key).
+const appCertKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
+clients.app_cert.private_key = appCertKey.privateKey.export({ type: 'pkcs8', format: 'pem' });
+
+// Google Workspace service accounts with domain-wide delegation: each has
+// a key (its downloaded JSON holds the private half), a client id, and the
+// scopes the domain's admin allowed for it (revocable by an admin route).
+// Mailboxes of the Workspace domain: the people, and the app-* boxes.
+const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+const workspaceMailbox = (mailbox) => USERS.has(mailbox) || appMailbox(mailbox);
+const serviceAccounts = ['main', 'revocable'].map((name, i) => {
+  const key = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return {
+    name,
+    client_id: `10485760000000000000${i + 1}`,
+    client_email: `mailform-${name}@peers-test.iam.gserviceaccount.com`,
+    private_key_id: randomBytes(20).toString('hex'),
+    private_key: key.privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    publicKey: key.publicKey,
+    delegated: new Set(['https://mail.google.com/']),
+  };
+});
+const serviceAccountByEmail = new Map(serviceAccounts.map((sa) => [sa.client_email, sa]));
+const serviceAccountById = new Map(serviceAccounts.map((sa) => [sa.client_id, sa]));
 
 // ---- in-memory storage that admin routes can search ------------------------
 
@@ -257,6 +296,34 @@ const provider = new Provider(issuer, {
       response_types: [],
       redirect_uris: [],
     },
+    {
+      ...clients.app,
+      id_token_signed_response_alg: 'ES256',
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+    },
+    {
+      client_id: clients.app_cert.client_id,
+      id_token_signed_response_alg: 'ES256',
+      token_endpoint_auth_method: 'private_key_jwt',
+      token_endpoint_auth_signing_alg: 'RS256',
+      jwks: { keys: [{ ...appCertKey.publicKey.export({ format: 'jwk' }), use: 'sig' }] },
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+    },
+    // Google's service-account requests carry no client authentication:
+    // the client is named by the assertion's issuer (see `handler`).
+    ...serviceAccounts.map((sa) => ({
+      client_id: sa.client_id,
+      id_token_signed_response_alg: 'ES256',
+      token_endpoint_auth_method: 'none',
+      grant_types: [JWT_BEARER],
+      response_types: [],
+      redirect_uris: [],
+    })),
   ],
   async findAccount(ctx, id) {
     if (!USERS.has(id)) return undefined;
@@ -272,6 +339,7 @@ const provider = new Provider(issuer, {
   extraParams: ['access_type'],
   pkce: { required: () => true, methods: ['S256'] },
   features: {
+    clientCredentials: { enabled: true },
     devInteractions: { enabled: false },
     deviceFlow: { enabled: true },
     introspection: { enabled: true },
@@ -292,6 +360,51 @@ const provider = new Provider(issuer, {
     Session: 3600,
   },
 });
+// RFC 7523 §2.1, as Google's token endpoint answers it: the assertion
+// signed RS256 by the service account's key (its `kid`), issued by its
+// address, for this token endpoint, at most an hour long and not from the
+// future; `sub` a mailbox of the domain; every scope delegated.
+const googleError = (Kind, description) => Object.assign(new Kind(description), { error_description: description });
+provider.registerGrantType(JWT_BEARER, async (ctx, next) => {
+  const { assertion } = ctx.oidc.params;
+  const sa = serviceAccountById.get(ctx.oidc.client.clientId);
+  const parts = String(assertion ?? '').split('.');
+  if (!sa || parts.length !== 3) throw googleError(errors.InvalidGrant, 'Invalid JWT: not a JWT.');
+  let header;
+  let claims;
+  try {
+    header = JSON.parse(Buffer.from(parts[0], 'base64url').toString());
+    claims = JSON.parse(Buffer.from(parts[1], 'base64url').toString());
+  } catch {
+    throw googleError(errors.InvalidGrant, 'Invalid JWT: not a JWT.');
+  }
+  const signed = verifySignature('RSA-SHA256', Buffer.from(`${parts[0]}.${parts[1]}`), sa.publicKey, Buffer.from(parts[2], 'base64url'));
+  if (header.alg !== 'RS256' || header.kid !== sa.private_key_id || !signed) {
+    throw googleError(errors.InvalidGrant, 'Invalid JWT Signature.');
+  }
+  const now = Math.floor(Date.now() / 1000);
+  const short = typeof claims.iat === 'number' && typeof claims.exp === 'number'
+    && claims.iat <= now + 60 && claims.exp > now && claims.exp - claims.iat <= 3600;
+  if (!short) {
+    throw googleError(errors.InvalidGrant, 'Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.');
+  }
+  if (claims.iss !== sa.client_email || claims.aud !== `${issuer}/token`) {
+    throw googleError(errors.InvalidGrant, 'Invalid JWT: iss or aud is not this service account or this token endpoint.');
+  }
+  if (typeof claims.sub !== 'string' || !workspaceMailbox(claims.sub)) {
+    throw googleError(errors.InvalidGrant, 'Invalid email or User ID');
+  }
+  const scopes = String(claims.scope ?? '').split(' ').filter(Boolean);
+  if (!scopes.length || !scopes.every((s) => sa.delegated.has(s))) {
+    throw googleError(errors.UnauthorizedClient, 'Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested.');
+  }
+  const token = new ctx.oidc.provider.AccessToken({ client: ctx.oidc.client, accountId: claims.sub, scope: scopes.join(' '), gty: JWT_BEARER });
+  ctx.oidc.entity('AccessToken', token);
+  const value = await token.save();
+  ctx.body = { access_token: value, expires_in: token.expiration, token_type: 'Bearer' };
+  await next();
+}, ['assertion']);
+
 // Quiet: errors are answered to the client; the harness reads stderr only on failure.
 provider.on('server_error', (ctx, err) => process.stderr.write(`peers: oauth server_error: ${err.stack}\n`));
 
@@ -363,7 +476,14 @@ async function admin(req, res, what) {
     res.end(JSON.stringify(body));
   };
   if (req.method !== 'POST' || req.headers.authorization !== `Bearer ${adminToken}`) return json(403, { error: 'forbidden' });
-  const user = (await readBody(req)).get('user') ?? '';
+  const form = await readBody(req);
+  if (what === 'revoke-delegation') {
+    const sa = serviceAccountById.get(form.get('client') ?? '');
+    if (!sa) return json(404, { error: 'no such service account' });
+    sa.delegated.clear();
+    return json(200, { client: sa.client_id, delegated: [] });
+  }
+  const user = form.get('user') ?? '';
   if (!USERS.has(user)) return json(404, { error: `no user ${user}` });
   if (what === 'revoke-grants') return json(200, { user, grants_revoked: revokeGrantsOf(user) });
   if (what === 'expire-access-tokens') return json(200, { user, access_tokens_removed: expireAccessTokensOf(user) });
@@ -412,6 +532,20 @@ handler = async (req, res) => {
     if (m) return await interaction(req, res, m[1], m[2]);
     m = url.pathname.match(/^\/__admin\/([\w-]+)$/);
     if (m) return await admin(req, res, m[1]);
+    if (url.pathname === '/token' && req.method === 'POST') {
+      // A service account's request authenticates no client (Google's
+      // endpoint knows it by the assertion): name the client the
+      // assertion's issuer is, for oidc-provider, which insists on one.
+      const form = await readBody(req);
+      if (form.get('grant_type') === JWT_BEARER && !form.has('client_id') && !req.headers.authorization) {
+        try {
+          const claims = JSON.parse(Buffer.from((form.get('assertion') ?? '').split('.')[1] ?? '', 'base64url').toString());
+          const sa = serviceAccountByEmail.get(claims.iss);
+          if (sa) form.set('client_id', sa.client_id);
+        } catch { /* the grant handler refuses it */ }
+      }
+      req.body = form.toString();
+    }
     return callback(req, res);
   } catch (err) {
     process.stderr.write(`peers: ${err.stack}\n`);
@@ -499,6 +633,14 @@ const smtpOptions = (secure, persona = 'gmail', extra = {}) => ({
     try {
       const info = await introspect(auth.accessToken);
       const scopes = (info.scope ?? '').split(' ');
+      // An app's token (client credentials: no person) logs in only as a
+      // mailbox granted to that app, as Exchange's FullAccess permission.
+      if (info.active && !info.sub && APP_MAILBOXES.has(info.client_id)) {
+        if (APP_MAILBOXES.get(info.client_id)(auth.username) && smtpScopes.some((s) => scopes.includes(s))) {
+          return done(null, { user: auth.username });
+        }
+        return microsoft('5.7.3 Authentication unsuccessful [PEERS01CA0001.peers.prod.outlook.test]');
+      }
       if (info.active && maySendAs(info.sub, auth.username) && smtpScopes.some((s) => scopes.includes(s))) {
         if (persona === 'microsoft') {
           return microsoft('5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information. [PEERS01CA0001.peers.prod.outlook.test]');
@@ -584,7 +726,21 @@ process.stdout.write(`${JSON.stringify({
     introspection: `${issuer}/token/introspection`,
     device_authorization: `${issuer}/device/auth`,
   },
-  admin: { token: adminToken, revoke_grants: `${issuer}/__admin/revoke-grants`, expire_access_tokens: `${issuer}/__admin/expire-access-tokens` },
+  admin: { token: adminToken, revoke_grants: `${issuer}/__admin/revoke-grants`, expire_access_tokens: `${issuer}/__admin/expire-access-tokens`, revoke_delegation: `${issuer}/__admin/revoke-delegation` },
+  // Each service account's key file, as the Cloud console downloads it.
+  service_accounts: Object.fromEntries(serviceAccounts.map((sa) => [sa.name, {
+    type: 'service_account',
+    project_id: 'peers-test',
+    private_key_id: sa.private_key_id,
+    private_key: sa.private_key,
+    client_email: sa.client_email,
+    client_id: sa.client_id,
+    auth_uri: `${issuer}/auth`,
+    token_uri: `${issuer}/token`,
+    auth_provider_x509_cert_url: 'https://www.googleapis.com/oauth2/v1/certs',
+    client_x509_cert_url: `https://www.googleapis.com/robot/v1/metadata/x509/${encodeURIComponent(sa.client_email)}`,
+    universe_domain: 'googleapis.com',
+  }])),
   smtp: { host: HOST, starttls_port: starttlsPort, tls_port: tlsPort, microsoft_port: microsoftPort, no_starttls_port: noStarttlsPort, plain_auth_port: plainAuthPort, stall_port: stallPort, mute_port: mutePort, capture_port: capturePort, capture_log: captureLog, flood_greeting_port: floodGreetingPort, flood_auth_port: floodAuthPort, flaky_port: flakyPort, scopes: smtpScopes },
   clients,
   users: Object.fromEntries([...USERS].map(([email, { password }]) => [email, password])),

@@ -8,6 +8,7 @@
 
 mod assets;
 mod check;
+mod grants;
 mod providers;
 mod spans;
 mod state;

@@ -11,7 +11,7 @@ use url::Url;
 
 use crate::config::model::{Console, Provider, SecretSource, SmtpEndpoint, Span};
 use crate::config::presets::Preset;
-use crate::config::raw::{RawConsole, RawProvider, RawSecret};
+use crate::config::raw::{GrantKind, RawConsole, RawProvider, RawSecret};
 use crate::config::scan;
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean, shown};
 use crate::secret::Secret;
@@ -33,6 +33,8 @@ pub(super) fn resolve_provider(
     let preset = resolve_preset(name, raw.preset.as_ref(), diags).ok()?;
 
     let credentials = read_credentials(name, raw, dir, diags);
+    let grant = super::grants::resolve_grant(name, raw, preset, dir, diags);
+    let organisation = grant.kind.is_organisation();
 
     let client_id = match (&raw.client_id, &credentials) {
         (Some(id), _) if id.get_ref().trim().is_empty() => {
@@ -44,6 +46,13 @@ pub(super) fn resolve_provider(
         (Some(id), _) => id.get_ref().clone(),
         (None, Some(c)) => c.client_id.clone(),
         (None, None) if raw.credentials_file.is_some() => String::new(), // already reported
+        // A service account's client id is its key file's (or the file
+        // was reported).
+        (None, None) if grant.kind == GrantKind::ServiceAccount => grant
+            .identity
+            .as_ref()
+            .map(|(id, _)| id.clone())
+            .unwrap_or_default(),
         (None, None) => {
             diags.push(
                 Diagnostic::error(format!("provider `{name}` has no client_id"))
@@ -54,7 +63,11 @@ pub(super) fn resolve_provider(
         }
     };
 
-    let client_secret = resolve_client_secret(name, raw, credentials.as_ref(), dir, diags);
+    let client_secret = if grant.kind == GrantKind::ServiceAccount {
+        None // refused above when given
+    } else {
+        resolve_client_secret(name, raw, credentials.as_ref(), dir, diags)
+    };
 
     let tenant = resolve_tenant(name, span.as_ref(), raw.tenant.as_ref(), preset, diags);
 
@@ -87,24 +100,35 @@ pub(super) fn resolve_provider(
             }
         }
     };
+    // A service account posts to its key file's token_uri (the
+    // assertion's audience), unless the config names another.
+    let token_url = url_field(
+        "token_url",
+        &raw.token_url,
+        grant
+            .identity
+            .as_ref()
+            .map(|(_, uri)| uri.clone())
+            .or_else(|| defaults.as_ref().map(|d| d.token_url.clone()))
+            .or_else(|| credentials.as_ref().and_then(|c| c.token_uri.clone())),
+        true,
+        diags,
+    );
+    // An organisation grant has no consent, so no authorization endpoint:
+    // the token endpoint stands in for it where one is recorded.
     let authorization_url = url_field(
         "authorization_url",
         &raw.authorization_url,
         defaults
             .as_ref()
             .map(|d| d.authorization_url.clone())
-            .or_else(|| credentials.as_ref().and_then(|c| c.auth_uri.clone())),
-        true,
-        diags,
-    );
-    let token_url = url_field(
-        "token_url",
-        &raw.token_url,
-        defaults
-            .as_ref()
-            .map(|d| d.token_url.clone())
-            .or_else(|| credentials.as_ref().and_then(|c| c.token_uri.clone())),
-        true,
+            .or_else(|| credentials.as_ref().and_then(|c| c.auth_uri.clone()))
+            .or_else(|| {
+                organisation
+                    .then(|| token_url.as_ref().map(ToString::to_string))
+                    .flatten()
+            }),
+        !organisation,
         diags,
     );
     let revocation_url = url_field(
@@ -164,7 +188,14 @@ pub(super) fn resolve_provider(
         }
         None => {
             if let Some(d) = &defaults {
-                d.scopes.clone()
+                match (preset, grant.kind) {
+                    // Microsoft's app-only SMTP scope: the delegated
+                    // SMTP.Send is refused for client credentials.
+                    (Some(Preset::Microsoft), GrantKind::ClientCredentials) => {
+                        vec![crate::config::presets::MICROSOFT_APP_SCOPE.to_string()]
+                    }
+                    _ => d.scopes.clone(),
+                }
             } else {
                 missing("scopes", diags);
                 Vec::new()
@@ -174,6 +205,7 @@ pub(super) fn resolve_provider(
 
     let mut auth_params = defaults
         .as_ref()
+        .filter(|_| !organisation)
         .map(|d| d.auth_params.clone())
         .unwrap_or_default();
     if let Some(p) = &raw.auth_params {
@@ -243,6 +275,9 @@ pub(super) fn resolve_provider(
         ca_digest: ca_file.as_ref().map(|(_, d)| d.clone()),
         ca_file: ca_file.map(|(p, _)| p),
         console,
+        grant: grant.kind,
+        service_account: grant.service_account,
+        client_certificate: grant.certificate,
         span,
         redirect_uri_span: raw.redirect_uri.as_ref().map(Spanned::span),
         scopes_span: raw.scopes.as_ref().map(Spanned::span),
@@ -472,7 +507,7 @@ pub(super) fn check_secret_file(
 
 /// A file holding a secret that group or others may read: a warning with
 /// the `chmod` that fixes it.
-fn loose_mode_warning(
+pub(super) fn loose_mode_warning(
     what: &str,
     written: &str,
     path: &Path,

@@ -40,6 +40,8 @@ pub struct Admin {
     pub token: String,
     pub revoke_grants: String,
     pub expire_access_tokens: String,
+    /// "The admin removed the domain-wide delegation" of a service account.
+    pub revoke_delegation: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,9 +72,13 @@ pub struct Smtp {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[allow(clippy::struct_field_names)] // reason: the peers' JSON names them so
 pub struct Client {
     pub client_id: String,
     pub client_secret: Option<String>,
+    /// The private key of a client that signs its assertions (PEM).
+    #[serde(default)]
+    pub private_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +89,11 @@ pub struct Clients {
     pub public: Client,
     /// What the SMTP server introspects with.
     pub introspector: Client,
+    /// Microsoft 365 app-only: client credentials with a secret.
+    pub app: Client,
+    /// The same with a certificate's key (`private_key`); the server knows
+    /// the public half.
+    pub app_cert: Client,
 }
 
 /// What the peers said when ready, plus what the harness made for them.
@@ -95,6 +106,10 @@ pub struct Ready {
     pub clients: Clients,
     /// email → password
     pub users: BTreeMap<String, String>,
+    /// Google Workspace service accounts, each its key file as downloaded:
+    /// `main` (delegated for good), `revocable` (a test takes its
+    /// delegation away).
+    pub service_accounts: BTreeMap<String, Value>,
     pub mailbox: PathBuf,
     pub latency_ms: u64,
 }
@@ -325,6 +340,23 @@ impl Peers {
             res.status()
         );
         res.json().unwrap()
+    }
+
+    /// "The admin removed the domain-wide delegation" of the service
+    /// account whose client id is `client`.
+    pub fn revoke_delegation(&self, client: &str) {
+        let res = self
+            .http()
+            .post(&self.admin.revoke_delegation)
+            .bearer_auth(&self.admin.token)
+            .form(&[("client", client)])
+            .send()
+            .unwrap();
+        assert!(
+            res.status().is_success(),
+            "admin call failed: {}",
+            res.status()
+        );
     }
 
     /// "The user removed access": revokes every grant of `user`, with its tokens.

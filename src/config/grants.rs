@@ -1,0 +1,32 @@
+//! What an administrator does when a provider refuses an organisation
+//! grant: no person's consent fixes these, an admin console does.
+
+use super::raw::GrantKind;
+use super::{Asset, Provider};
+
+/// A refusal of `asset`'s organisation grant, in the provider's `words`,
+/// with the admin step that fixes it.
+pub fn refused(provider: &Provider, asset: &Asset, words: &str) -> String {
+    format!("{words} — {}", admin_step(provider, &asset.username, words))
+}
+
+/// The admin step for a refusal whose words are `words`.
+pub fn admin_step(provider: &Provider, mailbox: &str, words: &str) -> String {
+    let client = &provider.client_id;
+    match provider.grant {
+        GrantKind::ServiceAccount if words.contains("invalid_grant") => format!(
+            "the service account's assertion was refused: if its key was deleted or disabled, download a new one (Cloud console → IAM → Service accounts → Keys); check that {mailbox} is a user of the Workspace domain"
+        ),
+        GrantKind::ServiceAccount => format!(
+            "domain-wide delegation is not granted for client {client} with scope {} — add it in the Admin console under Security → API controls → Domain-wide delegation (and check that {mailbox} is a mailbox of the Workspace domain)",
+            provider.scopes.join(",")
+        ),
+        GrantKind::ClientCredentials if words.contains("invalid_client") => format!(
+            "the app's credential is refused: check client_id {client} and its client secret or certificate (Entra admin center → App registrations → the app → Certificates & secrets)"
+        ),
+        GrantKind::ClientCredentials => format!(
+            "give the app the application permission SMTP.SendAsApp with admin consent, register it in Exchange (New-ServicePrincipal -AppId {client} -ObjectId <the enterprise application's object id>) and grant it the mailbox (Add-MailboxPermission -Identity {mailbox} -User <that service principal> -AccessRights FullAccess)"
+        ),
+        GrantKind::Consent => "run mailform apply to consent again".to_string(),
+    }
+}
