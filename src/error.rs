@@ -129,6 +129,13 @@ pub enum Error {
     #[error("consent required for {name}: {why} — run `mailform apply` where a person can consent")]
     ConsentRequired { name: String, why: String },
 
+    /// An organisation grant's asset has no token yet: apply obtains one,
+    /// with no person.
+    #[error(
+        "{name} has no app token: {why} — run `mailform apply` (an app grant: no person needs to be present)"
+    )]
+    AppTokenMissing { name: String, why: String },
+
     #[error("{name}: SMTP login refused by {server} — {reply}{}", hint.as_deref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
     SmtpRefused {
         name: String,

@@ -21,6 +21,14 @@ pub fn run(ctx: &Context<'_>, name: &str, from: &Path) -> Result<ExitStatus, Err
     let (config, settings) = ctx.config()?;
     super::known_asset(name, config.assets.keys().map(String::as_str), &config)?;
     let asset = &config.assets[name];
+    let provider = config.provider_of(asset);
+    if provider.grant.is_organisation() {
+        return Err(Error::Usage(format!(
+            "{name}: provider `{}` has grant = \"{}\": there is no grant to import; mailform apply obtains the app's token",
+            provider.name,
+            provider.grant.as_str()
+        )));
+    }
     let refresh = read_token(from)?;
     super::check_secrets(ctx, &config, &[name.to_string()])?;
     let boxed = Context::store(&config)?;

@@ -306,7 +306,7 @@ impl<'a> Run<'a> {
         self.begin(name);
         let asset = &self.config.assets[name];
         if let Some(record) = state.assets.get_mut(name) {
-            record.applied = plan::applied(self.config, asset);
+            record.applied = plan::applied_over(self.config, asset, record);
             record.updated_at = Utc::now();
         }
         let outcome = self.save(state, name).map(|()| "updated".to_string());

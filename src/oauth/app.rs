@@ -76,7 +76,7 @@ impl AppCredential {
                 let sa = provider
                     .service_account
                     .as_ref()
-                    .ok_or("the service account's key file was not read")?;
+                    .ok_or("its service_account_file is not here (mailform validate says more)")?;
                 let key = EncodingKey::from_rsa_pem(sa.private_key.expose().as_bytes()).map_err(
                     |_| "the key file's private_key is not an RSA private key".to_string(),
                 )?;
@@ -241,5 +241,44 @@ impl ProviderClient {
                 ),
             })?;
         self.grant_of(&parsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// Whatever a certificate file holds, reading it ends in a
+        /// credential or a reason that quotes nothing of the file.
+        #[test]
+        fn a_certificate_file_is_read_or_refused_without_quoting_it(
+            blocks in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![
+                        proptest::strategy::Just("CERTIFICATE"),
+                        proptest::strategy::Just("PRIVATE KEY"),
+                        proptest::strategy::Just("RSA PRIVATE KEY"),
+                        proptest::strategy::Just("SENTINEL"),
+                    ],
+                    proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+                ),
+                0..4,
+            ),
+            junk in "[ -~\n]{0,40}",
+        ) {
+            let mut text = junk.replace("SENT", "");
+            for (tag, body) in &blocks {
+                text.push_str(&pem::encode(&pem::Pem::new(*tag, body.clone())));
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("app.pem");
+            std::fs::write(&path, &text).unwrap();
+            if let Err(why) = certificate(&path) {
+                proptest::prop_assert!(!why.contains("SENTINEL"), "{why}");
+            }
+        }
     }
 }

@@ -105,9 +105,22 @@ pub fn access_token(
         config.assets.keys().map(String::as_str).chain(in_state),
         config,
     )?;
-    let consent = |why: String| Error::ConsentRequired {
-        name: name.to_string(),
-        why,
+    let organisation = config
+        .assets
+        .get(name)
+        .is_some_and(|a| config.provider_of(a).grant.is_organisation());
+    let consent = |why: String| {
+        if organisation {
+            Error::AppTokenMissing {
+                name: name.to_string(),
+                why,
+            }
+        } else {
+            Error::ConsentRequired {
+                name: name.to_string(),
+                why,
+            }
+        }
     };
     let Some(mut state) = state.filter(|s| s.assets.contains_key(name)) else {
         return Err(consent("it was never applied".into()));
@@ -119,10 +132,6 @@ pub fn access_token(
     };
     // An organisation grant is asked for again whenever its token is due
     // (or was refused: an administrator may have fixed that since).
-    let organisation = config
-        .assets
-        .get(name)
-        .is_some_and(|a| config.provider_of(a).grant.is_organisation());
     let open = |state: &crate::state::State| -> Result<Opened, Error> {
         let record = &state.assets[name];
         let Some(token) = &record.token else {

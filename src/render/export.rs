@@ -54,6 +54,26 @@ pub fn webex_fields(config: &Config, asset: &Asset) -> (Vec<(&'static str, Strin
             (asset.smtp.port, "TLS (STARTTLS)".to_string())
         }
     };
+    // Webex Connect's form runs its own consent ("Generate Token"): an app
+    // grant serves mailform's proofs and its token broker, not the form.
+    if p.grant.is_organisation() {
+        notes.push(format!(
+            "provider `{}` has grant = \"{}\": mailform needs no person for this mailbox, but Webex Connect's form always runs its own consent (\"Generate Token\") with a person's sign-in; fill it with an OAuth client that allows that consent (its client id and secret), not with this app grant",
+            p.name,
+            p.grant.as_str()
+        ));
+    }
+    let secret = match (&p.service_account, &p.client_certificate) {
+        (Some(sa), _) => format!(
+            "(none: a service account signs with its key in {}, which the form cannot use)",
+            sa.path.display()
+        ),
+        (None, Some(cert)) => format!(
+            "(none: the app authenticates with the certificate in {}, which the form cannot use)",
+            cert.display()
+        ),
+        (None, None) => secret,
+    };
     let fields = vec![
         ("Asset name", asset.name.clone()),
         ("Email ID", asset.email.clone()),
@@ -135,6 +155,22 @@ mod tests {
         );
         let loaded = crate::config::parse(std::path::Path::new("assets.toml"), text);
         loaded.config.expect("a valid config")
+    }
+
+    #[test]
+    fn an_app_grant_says_the_form_runs_its_own_consent() {
+        let c = config(
+            "[providers.p]\npreset = \"microsoft\"\ngrant = \"client_credentials\"\ntenant = \"contoso.example\"\nclient_id = \"app\"\nclient_secret = { env = \"S\" }\n",
+        );
+        let text = webex(&c, &c.assets["support"]);
+        assert!(
+            text.contains("Webex Connect's form always runs its own consent (\"Generate Token\")"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Scope:               https://outlook.office365.com/.default"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -42,12 +42,16 @@ fn service_account_project(p: &Peers, sa: &str, mailboxes: &[&str]) -> tempfile:
         &serde_json::to_string_pretty(&p.service_accounts[sa]).unwrap(),
     );
     let text = format!(
-        "version = 1\n\n[providers.workspace]\ngrant = \"service_account\"\nservice_account_file = \"sa.json\"\nscopes = [\"https://mail.google.com/\"]\nca_file = \"{}\"\nsmtp = {{ host = \"{}\", port = {}, security = \"starttls\" }}\n{}",
+        "version = 1\n\n[providers.workspace]\ngrant = \"service_account\"\nservice_account_file = \"sa.json\"\ntoken_url = \"{}\"\nscopes = [\"https://mail.google.com/\"]\nca_file = \"{}\"\nsmtp = {{ host = \"{}\", port = {}, security = \"starttls\" }}\n{}",
+        p.endpoints.token,
         p.ca_file.display(),
         p.smtp.host,
         p.smtp.starttls_port,
         assets("workspace", mailboxes)
     );
+    // (The token endpoint is the key file's `token_uri`; it is named here
+    // too, as the Google preset names Google's, so that a plan without
+    // the key file still knows it.)
     std::fs::write(dir.path().join("assets.toml"), text).unwrap();
     dir
 }
@@ -129,6 +133,18 @@ fn whole_life(p: &Peers, dir: &Path, asset: &str, mailbox: &str) {
     assert_says(&plan, &format!("+ {asset}"));
     assert_says(&plan, "app grant: no consent");
     assert_no_secrets(p, &plan);
+    let token = mf(p, dir).run(["token", asset]).code(1);
+    assert_says(
+        &token,
+        &format!(
+            "{asset} has no app token: it was never applied — run `mailform apply` (an app grant: no person needs to be present)"
+        ),
+    );
+    let import = mf(p, dir).run(["import", asset]).code(1);
+    assert_says(&import, "there is no grant to import");
+    let export = mf(p, dir).run(["export", asset, "--format", "webex"]).ok();
+    assert_says(&export, "Webex Connect's form always runs its own consent");
+    assert_no_secrets(p, &export);
     let apply = mf(p, dir).run(["apply", "--auto-approve"]).ok();
     assert_says(&apply, "app grant: token obtained and stored (no consent)");
     assert_says(&apply, &format!("{asset}: SMTP login proven by"));
@@ -169,6 +185,16 @@ fn a_service_account_grants_workspace_mailboxes_with_no_person() {
         p.introspect(token.stdout.trim())["sub"],
         "app-sa-one@example.test"
     );
+    // Pull-request CI has no key file: an offline plan judges from state,
+    // and whatever would talk to Google says what is missing.
+    let key = std::fs::read_to_string(dir.path().join("sa.json")).unwrap();
+    std::fs::remove_file(dir.path().join("sa.json")).unwrap();
+    mf(p, dir.path())
+        .run(["plan", "--offline", "--detailed-exitcode"])
+        .code(0);
+    let live = mf(p, dir.path()).run(["plan"]).code(1);
+    assert_says(&live, "its service_account_file is not here");
+    private(&dir.path().join("sa.json"), &key);
     // Delete forgets: there is nothing to revoke.
     std::fs::write(
         dir.path().join("assets.toml"),
@@ -402,6 +428,26 @@ fn validate_names_what_an_organisation_grant_gets_wrong() {
         &run,
         "error: provider `half`: grant = \"client_credentials\" needs client_secret or client_certificate",
     );
+    // Hostile and broken key files: what is wrong is said, never what is in them.
+    for (text, says) in [
+        (
+            "{\"type\": \"service_account\", \"client_email\": \"a@b\", \"client_id\": \"1\", \"token_uri\": \"https://t.example/t\", \"private_key\": \"SENTINEL-SECRET\"}",
+            "its private_key is not a PEM private key",
+        ),
+        (
+            "{\"type\": \"service_account\", \"private_key\": 7, \"client_email\": \"SENTINEL-SECRET\"",
+            "not a service-account key file",
+        ),
+        (
+            "{\"type\": \"service_account\", \"private_key\": [\"SENTINEL-SECRET\"]}",
+            "unexpected content",
+        ),
+    ] {
+        private(&dir.path().join("sa.json"), text);
+        let run = Mailform::new(dir.path()).run(["validate"]).code(1);
+        assert_says(&run, says);
+        assert!(!run.all().contains("SENTINEL"), "{}", run.all());
+    }
     // A key file that is not a service account's, and one that is missing.
     private(
         &dir.path().join("sa.json"),
@@ -413,7 +459,7 @@ fn validate_names_what_an_organisation_grant_gets_wrong() {
     let run = Mailform::new(dir.path()).run(["validate"]).code(1);
     assert_says(
         &run,
-        "provider `workspace`: service_account_file: cannot use `sa.json`",
+        "note: provider `workspace`: service_account_file: `sa.json` does not exist here",
     );
 }
 
