@@ -105,6 +105,13 @@ pub fn human(doc: &ShowDoc<'_>) -> String {
             let _ = writeln!(out, "  username     {}", e(&p.username));
         }
         let _ = writeln!(out, "  client_id    {}", e(&p.client_id));
+        if let Some(g) = &p.grant {
+            let _ = writeln!(
+                out,
+                "  grant        {} (an app grant: no person consents)",
+                e(g)
+            );
+        }
         let _ = writeln!(out, "  scopes       {}", e(&p.scopes.join(" ")));
         match &a.token {
             None => {
@@ -114,7 +121,11 @@ pub fn human(doc: &ShowDoc<'_>) -> String {
                 let _ = writeln!(
                     out,
                     "  token        access {REDACTED}, refresh {}; obtained {}",
-                    t.refresh_token.unwrap_or("none"),
+                    t.refresh_token.unwrap_or(if p.grant.is_some() {
+                        "none (asked for again when due)"
+                    } else {
+                        "none"
+                    }),
                     time(t.obtained_at)
                 );
                 if let Some(at) = t.access_expires_at {
@@ -124,7 +135,18 @@ pub fn human(doc: &ShowDoc<'_>) -> String {
                     let _ = writeln!(out, "  refresh until {}", time(at));
                 }
                 let _ = writeln!(out, "  granted      {}", e(&t.granted_scopes.join(" ")));
-                if let Some(r) = t.revoked {
+                if let Some(r) = t.revoked.filter(|_| p.grant.is_some()) {
+                    let _ = writeln!(
+                        out,
+                        "  REFUSED      the provider refused the app's token request at {} ({}{}): an administrator fixes it (mailform plan --check-smtp says how)",
+                        time(r.at),
+                        e(&r.error),
+                        r.description
+                            .as_deref()
+                            .map(|d| format!(": {}", e(d)))
+                            .unwrap_or_default()
+                    );
+                } else if let Some(r) = t.revoked {
                     let _ = writeln!(
                         out,
                         "  REVOKED      the provider refused the refresh token at {} ({}{}): run mailform apply to consent again",

@@ -164,6 +164,8 @@ fn whole_life(p: &Peers, dir: &Path, asset: &str, mailbox: &str) {
     assert_no_secrets(p, &sent);
     let show = mf(p, dir).run(["show"]).ok();
     assert_no_secrets(p, &show);
+    assert_says(&show, "(an app grant: no person consents)");
+    assert_says(&show, "refresh none (asked for again when due)");
     assert!(
         !show.all().contains(token.stdout.trim()),
         "show printed the token"
@@ -277,6 +279,11 @@ fn a_revoked_delegation_is_drift_in_googles_words_with_the_admin_step() {
     let apply = mf(p, dir.path()).run(["apply", "--auto-approve"]).code(1);
     assert_says(&apply, "apply cannot fix this: an administrator can");
     assert_says(&apply, "Security → API controls → Domain-wide delegation");
+    let show = mf(p, dir.path()).run(["show"]).ok();
+    assert_says(
+        &show,
+        "REFUSED      the provider refused the app's token request",
+    );
     let token = mf(p, dir.path()).run(["token", "app-sa-revoked"]).code(1);
     assert_says(&token, "unauthorized_client");
     assert_no_secrets(p, &token);
