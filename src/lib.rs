@@ -36,6 +36,7 @@ pub mod settings;
 pub mod smtp;
 pub mod state;
 pub mod store;
+pub mod stream;
 pub mod verbose;
 
 use std::ffi::OsString;

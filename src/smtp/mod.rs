@@ -23,7 +23,6 @@
 
 pub mod hints;
 mod reply;
-mod stream;
 
 use std::fmt;
 use std::future::Future;
@@ -43,6 +42,7 @@ pub use reply::{Challenge, Reply};
 use crate::error::chain;
 use crate::secret::Secret;
 use crate::security::Security;
+use crate::stream;
 
 /// TCP connects give up sooner than the other steps.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,5 +1,6 @@
-//! The connection under lettre's SMTP session: TCP, then TLS done here
-//! (implicit, or on STARTTLS), and every byte the server sends counted.
+//! The connection under a mail session (lettre's SMTP, async-imap's IMAP):
+//! TCP, then TLS done here (implicit, or on STARTTLS), and every byte the
+//! server sends counted.
 //!
 //! lettre reads a reply line by line and checks a line's length only once
 //! the line has ended: a server that never sends the line end makes it read
