@@ -21,6 +21,7 @@ pub mod digest;
 pub mod error;
 pub mod execute;
 pub mod files;
+pub mod imap;
 pub mod interrupt;
 pub mod lock;
 pub mod oauth;

@@ -164,6 +164,7 @@ mod tests {
                 port_span: None,
                 security_span: None,
             },
+            imap: None,
             forwarding_address: None,
             consent_as: None,
             labels: std::collections::BTreeMap::new(),

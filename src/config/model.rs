@@ -120,7 +120,7 @@ pub enum SecretSource {
     },
 }
 
-/// An SMTP submission endpoint.
+/// A mail server endpoint: SMTP submission, or IMAP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SmtpEndpoint {
     pub host: String,
@@ -161,6 +161,11 @@ pub struct Provider {
     /// SHA-256 of `ca_file`'s certificates: the trust an apply records.
     pub ca_digest: Option<String>,
     pub console: Option<Console>,
+    /// The IMAP endpoint its assets prove (`imap = true` or a table).
+    pub imap: Option<SmtpEndpoint>,
+    /// The IMAP endpoint an asset's `imap = true` means: the provider's,
+    /// else the preset's.
+    pub imap_base: Option<SmtpEndpoint>,
     /// How its mailboxes are granted (a person's consent, or the app's own).
     pub grant: super::raw::GrantKind,
     /// The service account of `grant = "service_account"`, read at load.
@@ -198,6 +203,8 @@ pub struct Asset {
     pub provider: String,
     pub scopes: Vec<String>,
     pub smtp: SmtpEndpoint,
+    /// The IMAP endpoint whose login is proven too, when declared.
+    pub imap: Option<SmtpEndpoint>,
     pub forwarding_address: Option<String>,
     /// A delegate who consents for the mailbox (`None`: the username does).
     pub consent_as: Option<String>,

@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 use super::raw::Security;
 
 /// A built-in provider.
+/// The delegated scope Microsoft 365's IMAP needs beside SMTP's.
+pub const MICROSOFT_IMAP_SCOPE: &str = "https://outlook.office.com/IMAP.AccessAsUser.All";
+
 /// The one scope Microsoft's client credentials grant for SMTP: the app's
 /// `SMTP.SendAsApp` permission, through `.default`.
 pub const MICROSOFT_APP_SCOPE: &str = "https://outlook.office365.com/.default";
@@ -57,6 +60,14 @@ impl Preset {
     }
 
     /// Whether the preset's endpoints depend on a tenant.
+    /// The provider's IMAP endpoint (host, port, security).
+    pub fn imap(self) -> (&'static str, u16, Security) {
+        match self {
+            Preset::Google => ("imap.gmail.com", 993, Security::Tls),
+            Preset::Microsoft => ("outlook.office365.com", 993, Security::Tls),
+        }
+    }
+
     pub fn needs_tenant(self) -> bool {
         matches!(self, Preset::Microsoft)
     }

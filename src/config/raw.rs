@@ -358,6 +358,16 @@ pub struct RawSmtp {
     pub security: Option<Spanned<Security>>,
 }
 
+/// `imap`: `true` (the preset's IMAP endpoint, or the provider's), `false`
+/// (none), or `{ host, port, security }` (over the preset's or the
+/// provider's).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawImap {
+    On(bool),
+    Endpoint(RawSmtp),
+}
+
 /// Google Cloud console app type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -432,6 +442,9 @@ pub struct RawProvider {
     pub tenant: Option<Spanned<String>>,
     /// SMTP submission endpoint for this provider's mailboxes.
     pub smtp: Option<RawSmtp>,
+    /// IMAP endpoint whose XOAUTH2 login is proven too: `true` (the
+    /// preset's), or `{ host, port, security }`.
+    pub imap: Option<RawImap>,
     /// Extra trusted root certificate (PEM), relative to assets.toml.
     #[schemars(with = "Option<String>")]
     pub ca_file: Option<Spanned<String>>,
@@ -500,6 +513,9 @@ pub struct RawAsset {
     pub scopes: Option<Spanned<Vec<String>>>,
     /// SMTP endpoint overrides (default: the provider's).
     pub smtp: Option<RawSmtp>,
+    /// IMAP login to prove: `true` (the provider's or preset's endpoint),
+    /// `false`, or `{ host, port, security }` (default: the provider's).
+    pub imap: Option<RawImap>,
     /// Informational forwarding address, e.g. for a contact-center inbox.
     #[schemars(with = "Option<String>")]
     pub forwarding_address: Option<Spanned<String>>,

@@ -83,7 +83,7 @@ pub fn sealed_tokens(state: &State, key: &Key, targets: &[String]) -> Observatio
             name,
             AssetObservation {
                 token: Some(TokenObservation::Unreadable { why }),
-                smtp: None,
+                ..AssetObservation::default()
             },
         );
     }

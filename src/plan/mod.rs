@@ -48,6 +48,13 @@ pub fn applied(config: &Config, asset: &Asset) -> AppliedAsset {
             .grant
             .is_organisation()
             .then(|| p.grant.as_str().to_string()),
+        imap: asset.imap.as_ref().map(|e| {
+            format!(
+                "{} ({})",
+                crate::security::server_name(&e.host, e.port),
+                e.security
+            )
+        }),
     }
 }
 
@@ -184,6 +191,25 @@ pub enum Reason {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         reconsent: bool,
     },
+    /// The IMAP server refused the XOAUTH2 login: now (a live check), or
+    /// at the last check recorded in state (`checked_at`).
+    ImapLoginRefused {
+        /// `host:port`.
+        server: String,
+        /// The server's words, e.g. "NO [AUTHENTICATIONFAILED] Authentication failed."
+        reply: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hint: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        checked_at: Option<DateTime<Utc>>,
+    },
+    /// The IMAP login was never proven: apply's proof could not be tried
+    /// to the end (port closed, no STARTTLS, no XOAUTH2, no answer).
+    ImapNotProven {
+        server: String,
+        why: String,
+        checked_at: DateTime<Utc>,
+    },
     /// The SMTP login was never proven: apply's proof could not be tried
     /// to the end (port closed, no STARTTLS, no XOAUTH2, no answer).
     SmtpNotProven {
@@ -239,6 +265,31 @@ pub enum ProofWith {
 }
 
 impl Change {
+    /// Whether apply proves this asset's IMAP login once its change went
+    /// through (when it declares IMAP), and with which tokens: every new
+    /// grant, and every update of the IMAP endpoint or of a login that was
+    /// refused or never proven.
+    pub fn imap_proof(&self) -> Option<ProofWith> {
+        match self.action {
+            Action::Create | Action::Reconsent => Some(ProofWith::NewGrant),
+            Action::Update
+                if self
+                    .fields
+                    .iter()
+                    .any(|f| f.field == Field::Imap || f.field == Field::SmtpTrust)
+                    || self.reasons.iter().any(|r| {
+                        matches!(
+                            r,
+                            Reason::ImapLoginRefused { .. } | Reason::ImapNotProven { .. }
+                        )
+                    }) =>
+            {
+                Some(ProofWith::Stored)
+            }
+            Action::Update | Action::Delete | Action::NoOp => None,
+        }
+    }
+
     /// Whether apply proves this asset's SMTP login once its change went
     /// through, and with which tokens: every new grant, and every update of
     /// the SMTP endpoint or of a login that was refused.
@@ -657,6 +708,52 @@ fn compare(
         }
     }
 
+    // The IMAP login, when declared: the same rules as the SMTP one.
+    if let Some(imap_server) = &desired.imap {
+        let server = imap_server
+            .rsplit_once(" (")
+            .map_or(imap_server.as_str(), |(s, _)| s);
+        match observed.and_then(|o| o.imap.as_ref()) {
+            Some(SmtpObservation::Refused {
+                server,
+                reply,
+                hint,
+                ..
+            }) => reasons.push(Reason::ImapLoginRefused {
+                server: server.clone(),
+                reply: reply.clone(),
+                hint: hint.clone(),
+                checked_at: None,
+            }),
+            Some(SmtpObservation::Accepted { .. }) => {}
+            seen => {
+                if let Some(SmtpObservation::Transient { detail }) = seen {
+                    warnings.push(format!(
+                        "the IMAP login could not be checked now ({detail}); judged from state"
+                    ));
+                }
+                match record
+                    .imap_check
+                    .as_ref()
+                    .filter(|c| !c.ok && c.server == server)
+                {
+                    Some(check) if check.unproven => reasons.push(Reason::ImapNotProven {
+                        server: check.server.clone(),
+                        why: check.detail.clone(),
+                        checked_at: check.at,
+                    }),
+                    Some(check) => reasons.push(Reason::ImapLoginRefused {
+                        server: check.server.clone(),
+                        reply: check.detail.clone(),
+                        hint: check.hint.clone(),
+                        checked_at: Some(check.at),
+                    }),
+                    None => {}
+                }
+            }
+        }
+    }
+
     let other: Vec<Field> = fields
         .iter()
         .filter(|f| !f.forces_reconsent)
@@ -678,6 +775,15 @@ fn compare(
     if action == Action::Update && fields.iter().any(|f| f.field.is_smtp_endpoint()) {
         warnings.push(
             "not proved: the new SMTP endpoint gets a token only after apply (live checks log in where the last apply did)".into(),
+        );
+    }
+    if action == Action::Update
+        && fields
+            .iter()
+            .any(|f| f.field == Field::Imap && f.after.is_some())
+    {
+        warnings.push(
+            "not proved: the new IMAP endpoint gets a token only after apply (live checks log in where the last apply did)".into(),
         );
     }
     Change {

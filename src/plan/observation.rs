@@ -25,6 +25,8 @@ pub struct Observations {
 pub struct AssetObservation {
     pub token: Option<TokenObservation>,
     pub smtp: Option<SmtpObservation>,
+    /// The IMAP login, in the same terms as the SMTP one.
+    pub imap: Option<SmtpObservation>,
 }
 
 /// What the token endpoint said when the refresh token was used.

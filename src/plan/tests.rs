@@ -88,7 +88,15 @@ fn only(plan: &Plan) -> &Change {
 
 fn observe(token: Option<TokenObservation>, smtp: Option<SmtpObservation>) -> Observations {
     Observations {
-        assets: [("support".to_string(), AssetObservation { token, smtp })].into(),
+        assets: [(
+            "support".to_string(),
+            AssetObservation {
+                token,
+                smtp,
+                imap: None,
+            },
+        )]
+        .into(),
         live: true,
     }
 }

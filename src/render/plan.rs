@@ -96,6 +96,7 @@ fn render_change(out: &mut String, c: &Change, width: usize) {
     }
     for r in &c.reasons {
         if let Reason::SmtpLoginRefused { hint: Some(h), .. }
+        | Reason::ImapLoginRefused { hint: Some(h), .. }
         | Reason::AppGrantRefused { hint: h, .. } = r
         {
             let _ = writeln!(out, "      hint: {}", esc(h));
@@ -167,6 +168,26 @@ fn headline(c: &Change) -> String {
                     "SMTP login refused by {server}{when}{whose} — {reply}"
                 ))
             }
+            Reason::ImapLoginRefused {
+                server,
+                reply,
+                checked_at,
+                ..
+            } => Some(match checked_at {
+                None => format!("IMAP login refused by {server} — {reply}"),
+                Some(at) => format!(
+                    "IMAP login refused by {server} at the last check ({} UTC) — {reply}",
+                    at.format("%Y-%m-%d %H:%M")
+                ),
+            }),
+            Reason::ImapNotProven {
+                server,
+                why,
+                checked_at,
+            } => Some(format!(
+                "IMAP login never proven at {server} (apply's check of {} UTC: {why})",
+                checked_at.format("%Y-%m-%d %H:%M")
+            )),
             Reason::SmtpNotProven {
                 server,
                 why,

@@ -242,6 +242,10 @@ pub struct AssetRecord {
     pub token: Option<TokenRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtp_check: Option<SmtpCheck>,
+    /// The last IMAP login proof, when the asset declares IMAP (the same
+    /// shape: server, words, hint, unproven).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imap_check: Option<SmtpCheck>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -312,6 +316,7 @@ impl AssetRecord {
             applied,
             token,
             smtp_check: None,
+            imap_check: None,
             updated_at: now,
         }
     }
@@ -449,6 +454,10 @@ pub struct AppliedAsset {
     /// `service_account`); `None`: a person's consent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<String>,
+    /// The IMAP endpoint whose login is proven too (`host:port (security)`);
+    /// `None`: none declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imap: Option<String>,
 }
 
 /// A field of [`AppliedAsset`], as plans name it.
@@ -475,6 +484,7 @@ pub enum Field {
     ForwardingAddress,
     Labels,
     Grant,
+    Imap,
 }
 
 impl Field {
@@ -499,6 +509,7 @@ impl Field {
             Field::ForwardingAddress => "forwarding_address",
             Field::Labels => "labels",
             Field::Grant => "grant",
+            Field::Imap => "imap",
         }
     }
 
@@ -531,7 +542,8 @@ impl Field {
             | Field::SmtpSecurity
             | Field::SmtpTrust
             | Field::ForwardingAddress
-            | Field::Labels => false,
+            | Field::Labels
+            | Field::Imap => false,
         }
     }
 
@@ -590,7 +602,7 @@ fn map(m: &BTreeMap<String, String>) -> Option<FieldValue<'_>> {
 impl AppliedAsset {
     /// Every field with its value (`None` when unset). The destructuring has
     /// no `..`, so a new field cannot be forgotten here.
-    pub fn fields(&self) -> [(Field, Option<FieldValue<'_>>); 18] {
+    pub fn fields(&self) -> [(Field, Option<FieldValue<'_>>); 19] {
         let AppliedAsset {
             email,
             username,
@@ -610,6 +622,7 @@ impl AppliedAsset {
             forwarding_address,
             labels,
             grant,
+            imap,
         } = self;
         [
             (Field::Email, Some(FieldValue::Text(email))),
@@ -639,6 +652,7 @@ impl AppliedAsset {
             (Field::ForwardingAddress, opt(forwarding_address.as_ref())),
             (Field::Labels, map(labels)),
             (Field::Grant, opt(grant.as_ref())),
+            (Field::Imap, opt(imap.as_ref())),
         ]
     }
 
@@ -729,6 +743,7 @@ pub(crate) mod tests {
             forwarding_address: None,
             labels: BTreeMap::new(),
             grant: None,
+            imap: None,
         }
     }
 

@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use serde_spanned::Spanned;
 
 use crate::config::model::{Asset, Provider, SmtpEndpoint};
-use crate::config::presets::Preset;
-use crate::config::raw::{RawAsset, RawSmtp};
+use crate::config::presets::{MICROSOFT_IMAP_SCOPE, Preset};
+use crate::config::raw::{RawAsset, RawImap, RawSmtp};
 use crate::config::scan;
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean, shown};
 
@@ -95,6 +95,7 @@ pub(super) fn resolve_asset(
     };
 
     let smtp = merge_smtp(&ctx("smtp"), Some(&provider.smtp), raw.smtp.as_ref(), diags);
+    let imap = resolve_imap(name, &raw, provider, diags);
     if diags.error_count() > before {
         return None;
     }
@@ -105,6 +106,19 @@ pub(super) fn resolve_asset(
             .or(s.port.as_ref().map(Spanned::span))
     });
     let scopes_span = raw.scopes.as_ref().map(Spanned::span);
+    let mut scopes = raw
+        .scopes
+        .map_or_else(|| provider.scopes.clone(), Spanned::into_inner);
+    // Microsoft 365's IMAP needs its own delegated scope beside SMTP's: a
+    // preset asset that declares IMAP asks for it (an app grant's
+    // `.default` carries IMAP.AccessAsApp already).
+    if imap.is_some()
+        && provider.preset == Some(Preset::Microsoft)
+        && !provider.grant.is_organisation()
+        && !scopes.iter().any(|s| s == MICROSOFT_IMAP_SCOPE)
+    {
+        scopes.push(MICROSOFT_IMAP_SCOPE.to_string());
+    }
     Some(Asset {
         name: name.to_string(),
         email: raw.email.get_ref().clone(),
@@ -112,10 +126,9 @@ pub(super) fn resolve_asset(
             .username
             .map_or_else(|| raw.email.get_ref().clone(), Spanned::into_inner),
         provider: provider_name.clone(),
-        scopes: raw
-            .scopes
-            .map_or_else(|| provider.scopes.clone(), Spanned::into_inner),
+        scopes,
         smtp: smtp?,
+        imap,
         forwarding_address: raw.forwarding_address.map(Spanned::into_inner),
         consent_as: raw.consent_as.map(Spanned::into_inner),
         labels: raw.labels.map(Spanned::into_inner).unwrap_or_default(),
@@ -123,6 +136,38 @@ pub(super) fn resolve_asset(
         scopes_span,
         smtp_own_span,
     })
+}
+
+/// The asset's IMAP endpoint: the provider's, none (`false`), the
+/// provider's or preset's (`true`), or a table over those.
+fn resolve_imap(
+    name: &str,
+    raw: &RawAsset,
+    provider: &Provider,
+    diags: &mut Diagnostics,
+) -> Option<SmtpEndpoint> {
+    let ctx = |field: &str| format!("asset `{name}`: {field}");
+    match &raw.imap {
+        None => provider.imap.clone(),
+        Some(RawImap::On(false)) => None,
+        Some(RawImap::On(true)) => {
+            if provider.imap_base.is_none() {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "{}: imap = true, but provider `{}` names no IMAP endpoint (and no preset supplies one)",
+                        ctx("imap"),
+                        provider.name
+                    ))
+                    .at(Some(raw.email.span()))
+                    .help("write imap = { host = \"imap.example.com\", port = 993, security = \"tls\" }"),
+                );
+            }
+            provider.imap_base.clone()
+        }
+        Some(RawImap::Endpoint(r)) => {
+            merge_smtp(&ctx("imap"), provider.imap_base.as_ref(), Some(r), diags)
+        }
+    }
 }
 
 /// Layers `over` onto `base`; `None` when a field is missing or invalid.

@@ -11,7 +11,7 @@ use url::Url;
 
 use crate::config::model::{Console, Provider, SecretSource, SmtpEndpoint, Span};
 use crate::config::presets::Preset;
-use crate::config::raw::{GrantKind, RawConsole, RawProvider, RawSecret};
+use crate::config::raw::{GrantKind, RawConsole, RawImap, RawProvider, RawSecret};
 use crate::config::scan;
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean, shown};
 use crate::secret::Secret;
@@ -246,6 +246,8 @@ pub(super) fn resolve_provider(
         }
     }
 
+    let (imap, imap_base) = resolve_imap(name, preset, raw.imap.as_ref(), &span, diags);
+
     let ca_file = raw
         .ca_file
         .as_ref()
@@ -275,6 +277,8 @@ pub(super) fn resolve_provider(
         ca_digest: ca_file.as_ref().map(|(_, d)| d.clone()),
         ca_file: ca_file.map(|(p, _)| p),
         console,
+        imap,
+        imap_base,
         grant: grant.kind,
         service_account: grant.service_account,
         client_certificate: grant.certificate,
@@ -287,6 +291,50 @@ pub(super) fn resolve_provider(
             .map(Spanned::span)
             .or(raw.credentials_file.as_ref().map(Spanned::span)),
     })
+}
+
+/// The provider's IMAP endpoint (`imap = true`: the preset's; a table: over
+/// the preset's), and what an asset's `imap = true` means.
+fn resolve_imap(
+    name: &str,
+    preset: Option<Preset>,
+    raw: Option<&RawImap>,
+    span: &Span,
+    diags: &mut Diagnostics,
+) -> (Option<SmtpEndpoint>, Option<SmtpEndpoint>) {
+    let preset_imap = preset.map(|p| {
+        let (host, port, security) = p.imap();
+        SmtpEndpoint {
+            host: host.to_string(),
+            port,
+            security,
+            port_span: None,
+            security_span: None,
+        }
+    });
+    let imap = match raw {
+        None | Some(RawImap::On(false)) => None,
+        Some(RawImap::On(true)) => {
+            if preset_imap.is_none() {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "provider `{name}`: imap = true, but no preset supplies an IMAP endpoint"
+                    ))
+                    .at(span.clone())
+                    .help("write imap = { host = \"imap.example.com\", port = 993, security = \"tls\" }"),
+                );
+            }
+            preset_imap.clone()
+        }
+        Some(RawImap::Endpoint(r)) => super::merge_smtp(
+            &format!("provider `{name}`: imap"),
+            preset_imap.as_ref(),
+            Some(r),
+            diags,
+        ),
+    };
+    let base = imap.clone().or(preset_imap);
+    (imap, base)
 }
 
 /// The preset a provider starts from: named by `preset`, or implied by the
