@@ -224,6 +224,12 @@ pub struct PlanArgs {
     /// Also prove each SMTP login (live plans only).
     #[arg(long, conflicts_with = "offline")]
     pub check_smtp: bool,
+    /// Also prove each IMAP login an asset declares (live plans only).
+    #[arg(long, conflicts_with = "offline")]
+    pub check_imap: bool,
+    /// Prove every login an asset declares: SMTP, and IMAP where declared.
+    #[arg(long, conflicts_with = "offline")]
+    pub check: bool,
     /// Print the plan as JSON (schema: `mailform schema plan`).
     #[arg(long)]
     pub json: bool,

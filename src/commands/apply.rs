@@ -91,6 +91,7 @@ pub fn run(ctx: &Context<'_>, args: &ApplyArgs) -> Result<ExitStatus, Error> {
                 runtime: &runtime,
                 targets: &args.target,
                 smtp: None,
+                imap: None,
                 parallelism: settings.parallelism(),
                 now,
                 progress: &|what, total| render::progress::tracker(what, total, args.json),

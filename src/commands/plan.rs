@@ -14,7 +14,8 @@ use crate::store::key;
 
 pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
     let (config, settings) = ctx.config()?;
-    let smtp = args.check_smtp.then_some(settings.smtp_timeout);
+    let smtp = (args.check_smtp || args.check).then_some(settings.smtp_timeout);
+    let imap = (args.check_imap || args.check).then_some(settings.smtp_timeout);
     let boxed = Context::store(&config)?;
     let store = &*boxed;
     let mut state = store.load()?;
@@ -41,10 +42,9 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
     let now = Utc::now();
     let (mut observations, failures) = if !args.offline
         && let Some(key) = &key
-        && state
-            .as_ref()
-            .is_some_and(|s| observe::checkable(s, &config, &args.target, smtp.is_some()))
-    {
+        && state.as_ref().is_some_and(|s| {
+            observe::checkable(s, &config, &args.target, smtp.is_some() || imap.is_some())
+        }) {
         // A refresh may rotate the refresh token, which must then be stored
         // at once (the old one is dead): a live plan refreshes as a writer,
         // holding the lock, on the state as it is under the lock.
@@ -64,6 +64,7 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
                 runtime: &runtime,
                 targets: &args.target,
                 smtp,
+                imap,
                 parallelism: settings.parallelism(),
                 now,
                 progress: &|what, total| render::progress::tracker(what, total, args.json),
@@ -114,8 +115,11 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
             })?;
         }
     }
-    if args.check_smtp && !args.json {
+    if smtp.is_some() && !args.json {
         ctx.printer.err(&smtp_summary(&observations, &failures))?;
+    }
+    if imap.is_some() && !args.json {
+        ctx.printer.err(&imap_summary(&observations, &failures))?;
     }
     if !failures.is_empty() {
         let mut text = String::new();
@@ -136,18 +140,45 @@ pub fn run(ctx: &Context<'_>, args: &PlanArgs) -> Result<ExitStatus, Error> {
 
 /// One line on what `--check-smtp` proved.
 fn smtp_summary(observations: &Observations, failures: &[(String, observe::Failure)]) -> String {
+    let failed = failures
+        .iter()
+        .filter(|(_, f)| matches!(f, observe::Failure::Smtp(_) | observe::Failure::Setup(_)))
+        .count();
+    logins_summary(
+        "SMTP",
+        observations.assets.values().filter_map(|a| a.smtp.as_ref()),
+        failed,
+    )
+}
+
+/// One line on what `--check-imap` proved.
+fn imap_summary(observations: &Observations, failures: &[(String, observe::Failure)]) -> String {
+    let failed = failures
+        .iter()
+        .filter(|(_, f)| matches!(f, observe::Failure::Imap(_)))
+        .count();
+    logins_summary(
+        "IMAP",
+        observations.assets.values().filter_map(|a| a.imap.as_ref()),
+        failed,
+    )
+}
+
+fn logins_summary<'a>(
+    what: &str,
+    seen: impl Iterator<Item = &'a crate::plan::SmtpObservation>,
+    failed: usize,
+) -> String {
     use crate::plan::SmtpObservation as S;
     let (mut accepted, mut refused) = (0, 0);
-    for o in observations.assets.values().filter_map(|a| a.smtp.as_ref()) {
+    for o in seen {
         match o {
             S::Accepted { .. } => accepted += 1,
             S::Refused { .. } => refused += 1,
             S::Transient { .. } => {}
         }
     }
-    let failed = failures
-        .iter()
-        .filter(|(_, f)| matches!(f, observe::Failure::Smtp(_) | observe::Failure::Setup(_)))
-        .count();
-    format!("SMTP logins: {accepted} accepted, {refused} refused, {failed} could not be checked.\n")
+    format!(
+        "{what} logins: {accepted} accepted, {refused} refused, {failed} could not be checked.\n"
+    )
 }

@@ -4,10 +4,26 @@
 use super::raw::GrantKind;
 use super::{Asset, Provider};
 
-/// A refusal of `asset`'s organisation grant, in the provider's `words`,
-/// with the admin step that fixes it.
-pub fn refused(provider: &Provider, asset: &Asset, words: &str) -> String {
-    format!("{words} — {}", admin_step(provider, &asset.username, words))
+/// A refusal of `asset`'s organisation grant, in the provider's words
+/// (`error` and `description`), with the admin step that fixes it.
+pub fn refused(
+    provider: &Provider,
+    asset: &Asset,
+    error: &str,
+    description: Option<&str>,
+) -> String {
+    let words = format!(
+        "{}{}",
+        crate::diagnostic::shown(error),
+        description
+            .map(|d| format!(": {}", crate::diagnostic::shown(d)))
+            .unwrap_or_default()
+    );
+    format!(
+        "provider `{}` refused the app's token request ({words}) — {}",
+        provider.name,
+        admin_step(provider, &asset.username, &words)
+    )
 }
 
 /// The admin step for a refusal whose words are `words`.
@@ -22,7 +38,12 @@ pub fn admin_step(provider: &Provider, mailbox: &str, words: &str) -> String {
             provider.scopes.join(",")
         ),
         GrantKind::ClientCredentials if words.contains("invalid_client") => format!(
-            "the app's credential is refused: check client_id {client} and its client secret or certificate (Entra admin center → App registrations → the app → Certificates & secrets)"
+            "the app's credential is refused: check client_id {client} and its {} (Entra admin center → App registrations → the app → Certificates & secrets)",
+            if provider.client_certificate.is_some() {
+                "certificate"
+            } else {
+                "client secret"
+            }
         ),
         GrantKind::ClientCredentials => format!(
             "give the app the application permission SMTP.SendAsApp with admin consent, register it in Exchange (New-ServicePrincipal -AppId {client} -ObjectId <the enterprise application's object id>) and grant it the mailbox (Add-MailboxPermission -Identity {mailbox} -User <that service principal> -AccessRights FullAccess)"

@@ -52,6 +52,20 @@ fn lint_organisation_asset(a: &Asset, p: &Provider, diags: &mut Diagnostics) {
             .help("remove consent_as"),
         );
     }
+    if p.grant == GrantKind::ClientCredentials
+        && p.preset == Some(Preset::Microsoft)
+        && a.scopes_span.is_some()
+        && a.scopes.as_slice() != [super::presets::MICROSOFT_APP_SCOPE]
+    {
+        diags.push(
+            Diagnostic::error(format!(
+                "asset `{name}`: client credentials are granted only the scope {} (the app's SMTP.SendAsApp permission)",
+                super::presets::MICROSOFT_APP_SCOPE
+            ))
+            .at(a.scopes_span.clone())
+            .help("leave scopes out of the asset (the provider's apply)"),
+        );
+    }
     let domain = a
         .username
         .rsplit_once('@')

@@ -18,6 +18,7 @@
 
 mod app;
 mod consent;
+mod imap;
 mod prove;
 
 use std::collections::BTreeMap;
@@ -157,6 +158,26 @@ impl<'a> Run<'a> {
             .collect();
         if !proofs.is_empty() && !crate::interrupt::requested() {
             self.prove(state, &proofs);
+        }
+        // The IMAP logins of assets that declare one, once the SMTP proofs
+        // (and the tokens they may have refreshed) are stored.
+        let imap: Vec<(String, bool)> = plan
+            .changes
+            .iter()
+            .filter(|c| self.succeeded(&c.asset))
+            .filter(|c| {
+                self.config
+                    .assets
+                    .get(&c.asset)
+                    .is_some_and(|a| a.imap.is_some())
+            })
+            .filter_map(|c| {
+                c.imap_proof()
+                    .map(|with| (c.asset.clone(), with == plan::ProofWith::Stored))
+            })
+            .collect();
+        if !imap.is_empty() && !crate::interrupt::requested() {
+            self.prove_imap(state, &imap);
         }
         self.commit(state);
     }

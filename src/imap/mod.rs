@@ -428,6 +428,28 @@ impl Session<'_> {
     }
 }
 
+/// What to do about a refused login, for the replies operators get:
+/// Gmail's `[ALERT] Invalid credentials`, Microsoft 365's `AUTHENTICATE
+/// failed`, and the `[AUTHENTICATIONFAILED]` of Dovecot and others.
+pub fn hint(words: &str, username: &str) -> Option<String> {
+    let lower = words.to_ascii_lowercase();
+    if lower.contains("invalid credentials") {
+        Some(format!(
+            "Gmail refused the token: was consent given as {username}, and is IMAP on for the mailbox (Gmail → Settings → Forwarding and POP/IMAP → IMAP access)?"
+        ))
+    } else if lower.contains("authenticate failed") {
+        Some(format!(
+            "Microsoft 365 refused the token: IMAP may be off for {username} (Exchange admin center → the mailbox → Email apps → IMAP), or the grant lacks https://outlook.office.com/IMAP.AccessAsUser.All (an app grant: IMAP.AccessAsApp and Add-MailboxPermission)"
+        ))
+    } else if lower.contains("authenticationfailed") || lower.starts_with("no") {
+        Some(format!(
+            "the token's account (or scope) does not match username {username}: was consent given while signed in as {username}?"
+        ))
+    } else {
+        None
+    }
+}
+
 /// Logs in as `username` with `token` at `endpoint`, then logs out.
 /// `Ok` whether the server accepted the token or refused it; `Err` when
 /// the login could not be tried to the end.

@@ -2,8 +2,9 @@
 //! with no person and no refresh token.
 //!
 //! - Microsoft 365's client credentials (RFC 6749 §4.4): the client's
-//!   secret, or an RFC 7523 client assertion signed with its certificate's
-//!   key (`x5t` and `x5t#S256` name the certificate, as Entra asks);
+//!   secret, or an RFC 7523 client assertion signed PS256 with its
+//!   certificate's key, `x5t#S256` naming the certificate (Entra's
+//!   certificate credentials);
 //! - Google's service accounts with domain-wide delegation (RFC 7523 §2.1):
 //!   a JWT signed with the service account's key — `iss` its address, `sub`
 //!   the mailbox, `aud` the token endpoint, at most an hour — and nothing
@@ -40,8 +41,7 @@ pub(super) enum AppCredential {
     /// Client credentials with a certificate's key.
     Certificate {
         key: EncodingKey,
-        /// SHA-1 and SHA-256 thumbprints of the certificate, base64url.
-        x5t: String,
+        /// The certificate's SHA-256 thumbprint (of its DER), base64url.
         x5t_s256: String,
     },
     /// A service account's own assertion.
@@ -92,10 +92,12 @@ impl AppCredential {
 
 /// A PEM file's certificate (its thumbprints) and RSA private key.
 fn certificate(path: &std::path::Path) -> Result<AppCredential, String> {
-    let bytes = crate::files::read(path, MAX_CERTIFICATE_FILE, crate::files::Links::Follow)
-        .map_err(|e| format!("client_certificate: {e}"))?;
+    let bytes = zeroize::Zeroizing::new(
+        crate::files::read(path, MAX_CERTIFICATE_FILE, crate::files::Links::Follow)
+            .map_err(|e| format!("client_certificate: {e}"))?,
+    );
     let blocks =
-        pem::parse_many(&bytes).map_err(|_| "client_certificate: not a PEM file".to_string())?;
+        pem::parse_many(&*bytes).map_err(|_| "client_certificate: not a PEM file".to_string())?;
     let cert = blocks
         .iter()
         .find(|b| b.tag() == "CERTIFICATE")
@@ -104,15 +106,13 @@ fn certificate(path: &std::path::Path) -> Result<AppCredential, String> {
         .iter()
         .find(|b| matches!(b.tag(), "PRIVATE KEY" | "RSA PRIVATE KEY"))
         .ok_or("client_certificate: the file holds no PRIVATE KEY (export the certificate with its key)")?;
-    let key = EncodingKey::from_rsa_pem(pem::encode(key).as_bytes())
+    let key_pem = zeroize::Zeroizing::new(pem::encode(key));
+    let key = EncodingKey::from_rsa_pem(key_pem.as_bytes())
         .map_err(|_| "client_certificate: the private key is not an RSA key".to_string())?;
-    let b64 = |d: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d);
     Ok(AppCredential::Certificate {
         key,
-        x5t: b64(
-            ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, cert.contents()).as_ref(),
-        ),
-        x5t_s256: b64(ring::digest::digest(&ring::digest::SHA256, cert.contents()).as_ref()),
+        x5t_s256: base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(ring::digest::digest(&ring::digest::SHA256, cert.contents()).as_ref()),
     })
 }
 
@@ -178,9 +178,8 @@ impl ProviderClient {
                 let mut request = client
                     .exchange_client_credentials()
                     .add_scopes(scopes.iter().map(|s| Scope::new(s.clone())));
-                if let AppCredential::Certificate { key, x5t, x5t_s256 } = credential {
-                    let mut header = Header::new(Algorithm::RS256);
-                    header.x5t = Some(x5t.clone());
+                if let AppCredential::Certificate { key, x5t_s256 } = credential {
+                    let mut header = Header::new(Algorithm::PS256);
                     header.x5t_s256 = Some(x5t_s256.clone());
                     let claims = serde_json::json!({
                         "iss": self.client_id,
@@ -191,9 +190,10 @@ impl ProviderClient {
                         "nbf": now,
                         "exp": now + CLIENT_ASSERTION_LIFETIME,
                     });
+                    let assertion = zeroize::Zeroizing::new(sign(&header, &claims, key)?);
                     request = request
                         .add_extra_param("client_assertion_type", CLIENT_ASSERTION_TYPE)
-                        .add_extra_param("client_assertion", sign(&header, &claims, key)?);
+                        .add_extra_param("client_assertion", assertion.to_string());
                 }
                 let response = request
                     .request_async(&self.transport)
@@ -235,7 +235,7 @@ impl ProviderClient {
         let parsed: TokenResponse =
             serde_json::from_slice(response.body()).map_err(|_| OAuthError::Refused {
                 provider: self.name.clone(),
-                error: "unreadable answer".into(),
+                error: super::error::UNREADABLE.into(),
                 description: Some(
                     "the token endpoint did not answer in OAuth 2.0 JSON; check token_url".into(),
                 ),

@@ -72,6 +72,11 @@ pub enum OAuthError {
 
 pub(super) use super::body::error_body;
 
+/// The `error` of an answer that was not OAuth 2.0 JSON.
+pub(super) const UNREADABLE: &str = "unreadable answer";
+/// The `error` of an answer whose body never came.
+const CUT_OFF: &str = "answer cut off";
+
 /// `: description`, shown safely, or nothing.
 pub(super) fn described(description: Option<&str>) -> String {
     description
@@ -85,8 +90,15 @@ impl OAuthError {
     }
 
     /// The provider's own `error` and `error_description`, when it refused
-    /// the request (revoked, client refused, other refusal).
+    /// the request (revoked, client refused, other refusal) in OAuth's
+    /// terms. Not what mailform says of an answer it could not read (cut
+    /// off, not OAuth JSON, a bare HTTP status): that is no verdict.
     pub fn refusal(&self) -> Option<(&str, Option<&str>)> {
+        if let OAuthError::Refused { error, .. } = self
+            && (error == UNREADABLE || error == CUT_OFF || error.starts_with("HTTP "))
+        {
+            return None;
+        }
         match self {
             OAuthError::Revoked {
                 error, description, ..
@@ -149,14 +161,14 @@ impl OAuthError {
             // may hold anything.
             RequestTokenError::Parse(_, _) => OAuthError::Refused {
                 provider: provider.to_string(),
-                error: "unreadable answer".into(),
+                error: UNREADABLE.into(),
                 description: Some(
                     "the token endpoint did not answer in OAuth 2.0 JSON; check token_url".into(),
                 ),
             },
             RequestTokenError::Other(why) => OAuthError::Refused {
                 provider: provider.to_string(),
-                error: "unreadable answer".into(),
+                error: UNREADABLE.into(),
                 description: Some(shown(&why).into_owned()),
             },
         }
@@ -168,7 +180,7 @@ impl OAuthError {
             // provider used it could look like a replay, and revoke the grant.
             TransportError::AfterAnswer { code, why } => OAuthError::Refused {
                 provider: provider.to_string(),
-                error: "answer cut off".into(),
+                error: CUT_OFF.into(),
                 description: Some(format!(
                     "HTTP {code} came, but not its body ({why}); not retried"
                 )),

@@ -251,10 +251,11 @@ fn renew(
         Ok(grant) => Ok(grant),
         // An organisation grant the provider refuses: no consent fixes
         // it, an administrator does.
-        Err(e) if provider.grant.is_organisation() && !e.is_transient() => {
+        Err(e) if provider.grant.is_organisation() && e.refusal().is_some() => {
+            let (error, description) = e.refusal().expect("a refusal");
             Err(Renewed::Other(Error::Network {
                 name: name.to_string(),
-                why: crate::config::grants::refused(provider, asset, &e.to_string()),
+                why: crate::config::grants::refused(provider, asset, error, description),
             }))
         }
         Err(e @ OAuthError::Revoked { .. }) => Err(Renewed::Consent(e.to_string())),

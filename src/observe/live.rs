@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{Endpoints, Failure, LiveChecks, Probe, Refreshed, sealed_tokens};
+use super::{Endpoints, Failure, ImapProbe, LiveChecks, Probe, Refreshed, sealed_tokens};
 use crate::config::Config;
 use crate::error::Error;
 use crate::oauth::{Grant, OAuthError, ProviderClient, Renewal};
@@ -30,6 +30,8 @@ pub struct Job {
     /// The stored access token: probed when there is no refresh token.
     access: Secret,
     probe: Option<Probe>,
+    /// The IMAP login, where the last apply proved it.
+    imap: Option<ImapProbe>,
 }
 
 /// The live checks of a plan: every targeted, configured asset that holds a
@@ -45,12 +47,19 @@ pub fn check_jobs(
     key: &Key,
     targets: &[String],
     smtp: Option<Duration>,
+    imap: Option<Duration>,
 ) -> (Vec<Job>, Vec<(String, Failure)>) {
     let mut clients = crate::oauth::Clients::default();
     let mut endpoints = Endpoints::default();
     let (mut jobs, mut failures) = (Vec::new(), Vec::new());
     for (name, record) in &state.assets {
-        if !worth_checking(name, record, config, targets, smtp.is_some()) {
+        if !worth_checking(
+            name,
+            record,
+            config,
+            targets,
+            smtp.is_some() || imap.is_some(),
+        ) {
             continue;
         }
         let (Some(asset), Some(token)) = (config.assets.get(name), &record.token) else {
@@ -74,6 +83,14 @@ pub fn check_jobs(
             }
             None => None,
         };
+        let imap_probe = match imap.map(|t| ImapProbe::applied(config, asset, &record.applied, t)) {
+            Some(Ok(p)) => p,
+            Some(Err(why)) => {
+                failures.push((name.clone(), Failure::Setup(why)));
+                None
+            }
+            None => None,
+        };
         let provider = config.provider_of(asset);
         let refresh = match Renewal::of(provider, asset, tokens.refresh_token) {
             Some(r) => match clients.get(provider) {
@@ -85,7 +102,7 @@ pub fn check_jobs(
             },
             None => None,
         };
-        if refresh.is_none() && probe.is_none() {
+        if refresh.is_none() && probe.is_none() && imap_probe.is_none() {
             continue;
         }
         jobs.push(Job {
@@ -94,6 +111,7 @@ pub fn check_jobs(
             refresh,
             access: tokens.access_token,
             probe,
+            imap: imap_probe,
         });
     }
     (jobs, failures)
@@ -105,6 +123,7 @@ struct Found {
     organisation: bool,
     token: Option<Result<Grant, OAuthError>>,
     smtp: Option<Result<SmtpObservation, SmtpError>>,
+    imap: Option<Result<SmtpObservation, crate::imap::ImapError>>,
 }
 
 async fn check(job: Job) -> Found {
@@ -114,6 +133,7 @@ async fn check(job: Job) -> Found {
             organisation: job.organisation,
             token: None,
             smtp: None,
+            imap: None,
         };
     }
     let token = match &job.refresh {
@@ -131,11 +151,16 @@ async fn check(job: Job) -> Found {
         (Some(probe), Some(t)) => Some(probe.run(t).await.map(|(_, seen)| seen)),
         _ => None,
     };
+    let imap = match (&job.imap, fresh) {
+        (Some(probe), Some(t)) => Some(probe.run(t).await.map(|(_, seen)| seen)),
+        _ => None,
+    };
     Found {
         old_refresh: job.refresh.and_then(|(r, _)| r.refresh_token().cloned()),
         organisation: job.organisation,
         token,
         smtp,
+        imap,
     }
 }
 
@@ -206,10 +231,23 @@ pub async fn run_checks(
             }
             None => {}
         }
+        match found.imap {
+            Some(Ok(s)) => seen.imap = Some(s),
+            Some(Err(e)) => {
+                if e.is_transient() {
+                    seen.imap = Some(SmtpObservation::Transient {
+                        detail: e.to_string(),
+                    });
+                }
+                checks.failures.push((name.clone(), e.into()));
+            }
+            None => {}
+        }
         let ok = checks.failures.len() == failures_before
             && !matches!(seen.token, Some(TokenObservation::Revoked { .. }))
-            && !matches!(seen.smtp, Some(SmtpObservation::Refused { .. }));
-        if seen.token.is_some() || seen.smtp.is_some() {
+            && !matches!(seen.smtp, Some(SmtpObservation::Refused { .. }))
+            && !matches!(seen.imap, Some(SmtpObservation::Refused { .. }));
+        if seen.token.is_some() || seen.smtp.is_some() || seen.imap.is_some() {
             checks.observations.assets.insert(name, seen);
         }
         ok
@@ -261,6 +299,8 @@ pub struct LiveRequest<'a> {
     pub targets: &'a [String],
     /// With `--check-smtp`: the bound on each SMTP step.
     pub smtp: Option<Duration>,
+    /// With `--check-imap`: the bound on each IMAP step.
+    pub imap: Option<Duration>,
     /// Checks at once.
     pub parallelism: usize,
     pub now: DateTime<Utc>,
@@ -301,14 +341,15 @@ fn live_checks(
         runtime,
         targets,
         smtp,
+        imap,
         parallelism,
         now,
         progress,
     } = *request;
-    if !checkable(state, config, targets, smtp.is_some()) {
+    if !checkable(state, config, targets, smtp.is_some() || imap.is_some()) {
         return Ok((Observations::default(), Vec::new()));
     }
-    let (jobs, mut failed) = check_jobs(config, state, key, targets, smtp);
+    let (jobs, mut failed) = check_jobs(config, state, key, targets, smtp, imap);
     // A rotated refresh token is stored the moment it arrives: the old one
     // is dead, and a crash before the last refresh must not lose it. Every
     // other fresh access token is stored too (with the state written once
@@ -367,6 +408,12 @@ fn live_checks(
             && !matches!(smtp, SmtpObservation::Transient { .. })
         {
             record.smtp_check = Some(smtp.record("", now));
+            changed = true;
+        }
+        if let Some(imap) = &seen.imap
+            && !matches!(imap, SmtpObservation::Transient { .. })
+        {
+            record.imap_check = Some(imap.record("", now));
             changed = true;
         }
     }

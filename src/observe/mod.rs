@@ -28,10 +28,12 @@
 //!   retry on a fresh token, for tokens that come from storage.
 
 mod access;
+mod imap;
 mod live;
 mod probe;
 
 pub use access::{Access, access_token, moved_endpoint};
+pub use imap::ImapProbe;
 pub use live::{LiveRequest, check_jobs, checkable, observed, run_checks};
 pub use probe::{Endpoints, Probe, prove_login};
 
@@ -110,6 +112,8 @@ pub enum Failure {
     Token(#[from] OAuthError),
     #[error("SMTP check: {0}")]
     Smtp(#[from] SmtpError),
+    #[error("IMAP check: {0}")]
+    Imap(#[from] crate::imap::ImapError),
     #[error("SMTP check: {0}")]
     Setup(String),
 }
@@ -119,6 +123,7 @@ impl Failure {
         match self {
             Failure::Token(e) => e.is_transient(),
             Failure::Smtp(e) => e.is_transient(),
+            Failure::Imap(e) => e.is_transient(),
             Failure::Setup(_) => false,
         }
     }

@@ -333,6 +333,10 @@ pub struct Change {
     pub reasons: Vec<Reason>,
     pub fields: Vec<FieldChange>,
     pub warnings: Vec<String>,
+    /// An organisation grant's kind: no person consents (a "re-consent"
+    /// asks the provider for a new token, a delete revokes nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
 }
 
 /// Counts by action.
@@ -478,6 +482,10 @@ pub fn plan(
                     }],
                     fields: Vec::new(),
                     warnings,
+                    grant: p
+                        .grant
+                        .is_organisation()
+                        .then(|| p.grant.as_str().to_string()),
                 }
             }
             (None, Some(record)) => {
@@ -499,6 +507,7 @@ pub fn plan(
                     reasons: vec![Reason::NotInConfig],
                     fields: Vec::new(),
                     warnings,
+                    grant: record.applied.grant.clone(),
                 }
             }
             (Some(asset), Some(record)) => {
@@ -794,6 +803,7 @@ fn compare(
         reasons,
         fields,
         warnings,
+        grant: desired.grant.clone(),
     }
 }
 

@@ -81,6 +81,7 @@ impl Plan {
             c.email.clone_from(&now.email);
             c.provider.clone_from(&now.provider);
             c.fields.clone_from(&now.fields);
+            c.grant.clone_from(&now.grant);
         }
         Ok(())
     }

@@ -71,6 +71,7 @@ fn render_change(out: &mut String, c: &Change, width: usize) {
     let (mark, verb, st) = match c.action {
         Action::Create => ("+", "create", style::CREATE),
         Action::Update => ("~", "update", style::UPDATE),
+        Action::Reconsent if c.grant.is_some() => ("!", "new token", style::RECONSENT),
         Action::Reconsent => ("!", "re-consent", style::RECONSENT),
         Action::Delete => ("-", "delete", style::DELETE),
         Action::NoOp => (" ", "no change", style::DIM),
@@ -92,7 +93,7 @@ fn render_change(out: &mut String, c: &Change, width: usize) {
         },
     );
     for f in &c.fields {
-        render_field(out, f);
+        render_field(out, f, c.grant.is_some());
     }
     for r in &c.reasons {
         if let Reason::SmtpLoginRefused { hint: Some(h), .. }
@@ -122,6 +123,9 @@ fn headline(c: &Change) -> String {
                 None => format!("the provider refused the app's token request ({error})"),
             }),
             Reason::ReconsentRequested => Some("consent again requested (--reconsent)".into()),
+            Reason::NotInConfig if c.grant.is_some() => {
+                Some("an app grant, forgotten (there is nothing to revoke)".into())
+            }
             Reason::NotInConfig => Some("tokens revoked at the provider, then forgotten".into()),
             Reason::TokenMissing => Some("no tokens stored".into()),
             Reason::TokenRevoked { error, description } => Some(match description {
@@ -202,8 +206,10 @@ fn headline(c: &Change) -> String {
     parts.join("; ")
 }
 
-fn render_field(out: &mut String, f: &FieldChange) {
-    let note = if f.forces_reconsent {
+fn render_field(out: &mut String, f: &FieldChange, app: bool) {
+    let note = if f.forces_reconsent && app {
+        format!("{s}(forces a new token){s:#}", s = style::RECONSENT)
+    } else if f.forces_reconsent {
         format!("{s}(forces re-consent){s:#}", s = style::RECONSENT)
     } else {
         String::new()

@@ -27,6 +27,8 @@ pub struct AssetView<'a> {
     pub applied: &'a AppliedAsset,
     pub token: Option<TokenView<'a>>,
     pub smtp_check: Option<&'a SmtpCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub imap_check: Option<&'a SmtpCheck>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -70,6 +72,7 @@ fn view(r: &AssetRecord) -> AssetView<'_> {
             revoked: t.revoked.as_ref(),
         }),
         smtp_check: r.smtp_check.as_ref(),
+        imap_check: r.imap_check.as_ref(),
         updated_at: r.updated_at,
     }
 }
@@ -160,11 +163,21 @@ pub fn human(doc: &ShowDoc<'_>) -> String {
                 }
             }
         }
-        if let Some(c) = a.smtp_check {
+        if let Some(imap) = &p.imap {
+            let _ = writeln!(out, "  imap         {}", e(imap));
+        }
+        for (what, check) in [("smtp", a.smtp_check), ("imap", a.imap_check)] {
+            let Some(c) = check else { continue };
             let _ = writeln!(
                 out,
-                "  smtp check   {} at {}{}: {}",
-                if c.ok { "accepted" } else { "REFUSED" },
+                "  {what} check   {} at {}{}: {}",
+                if c.ok {
+                    "accepted"
+                } else if c.unproven {
+                    "NOT PROVEN"
+                } else {
+                    "REFUSED"
+                },
                 time(c.at),
                 if c.server.is_empty() {
                     String::new()
@@ -175,7 +188,7 @@ pub fn human(doc: &ShowDoc<'_>) -> String {
                 shown_up_to(&c.detail, 2000)
             );
             if let Some(h) = &c.hint {
-                let _ = writeln!(out, "  smtp hint    {}", shown_up_to(h, 2000));
+                let _ = writeln!(out, "  {what} hint    {}", shown_up_to(h, 2000));
             }
         }
         for (k, v) in &p.labels {

@@ -747,6 +747,17 @@ pub(crate) mod tests {
         }
     }
 
+    /// The binding fingerprint of a person's grant is what it was before
+    /// the organisation grants and IMAP added fields (pinned from the
+    /// mailform of commit 5098598): the tokens sealed with it still open.
+    #[test]
+    fn a_consent_grants_fingerprint_is_unchanged_by_new_fields() {
+        assert_eq!(
+            applied().binding_fingerprint(),
+            "c2ffd365c173473f590b41281a31031248142cd792d6fe8c93040b5406e76cc7"
+        );
+    }
+
     #[test]
     fn fingerprint_moves_with_binding_fields_only() {
         let a = applied();

@@ -125,6 +125,11 @@ fn assert_no_secrets(p: &Peers, run: &Run) {
     let secret = p.clients.app.client_secret.as_deref().unwrap();
     assert!(!all.contains(secret), "the client secret was shown:\n{all}");
     assert!(!all.contains("eyJ"), "a JWT was shown:\n{all}");
+    // No person consents for an app grant: nothing may tell one to.
+    assert!(
+        !all.contains("consent again"),
+        "consent advice for an app grant:\n{all}"
+    );
 }
 
 /// plan → apply (no person) → live plan → token → send-test, for one mailbox.
@@ -170,8 +175,9 @@ fn whole_life(p: &Peers, dir: &Path, asset: &str, mailbox: &str) {
         !show.all().contains(token.stdout.trim()),
         "show printed the token"
     );
-    // A token near its end is asked for again, with no refresh token.
-    let again = mf(p, dir).run(["token", asset, "--refresh"]).ok();
+    // The peers' app tokens live 4 minutes: always within the 5 minutes
+    // in which mailform asks for a new one, with no refresh token.
+    let again = mf(p, dir).run(["token", asset]).ok();
     assert_ne!(again.stdout.trim(), token.stdout.trim());
     assert_eq!(p.introspect(again.stdout.trim())["active"], true);
 }
@@ -225,6 +231,49 @@ fn client_credentials_grant_mailboxes_with_a_secret_or_a_certificate() {
         &["app-cert-one@example.test"],
     );
     whole_life(p, dir.path(), "app-cert-one", "app-cert-one@example.test");
+    // The assertion names the certificate as Entra asks: PS256, and the
+    // SHA-256 thumbprint of its DER.
+    let pem_text = std::fs::read_to_string(dir.path().join("app.pem")).unwrap();
+    let der = pem_text
+        .split("-----")
+        .nth(2)
+        .map(|b| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(b.split_whitespace().collect::<String>())
+                .unwrap()
+        })
+        .unwrap();
+    let thumbprint = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(ring::digest::digest(&ring::digest::SHA256, &der).as_ref())
+    };
+    let header = p.assertion_header(&p.clients.app_cert.client_id);
+    assert_eq!(header["alg"], "PS256", "{header}");
+    assert_eq!(header["x5t#S256"], thumbprint, "{header}");
+}
+
+#[test]
+fn a_provider_that_does_not_answer_is_a_failed_check_not_drift() {
+    let p = peers();
+    let dir = app_project(p, AppCredential::Secret, &["app-cc-down@example.test"]);
+    mf(p, dir.path()).run(["apply", "--auto-approve"]).ok();
+    // The token endpoint moves to a port where nothing listens.
+    let text = std::fs::read_to_string(dir.path().join("assets.toml")).unwrap();
+    let port = crate::apply::free_port();
+    let moved = text.replace(
+        &p.endpoints.token,
+        &format!("https://127.0.0.1:{port}/token"),
+    );
+    std::fs::write(dir.path().join("assets.toml"), moved).unwrap();
+    // (A moved token endpoint binds the token: the plan asks for a new one,
+    // and that request cannot be made now: exit 1, not a verdict.)
+    let apply = mf(p, dir.path()).run(["apply", "--auto-approve"]).code(1);
+    assert_says(&apply, "this is transient, not drift");
+    assert!(!apply.all().contains("administrator"), "{}", apply.all());
+    let show = mf(p, dir.path()).run(["show"]).ok();
+    assert!(!show.all().contains("REFUSED"), "{}", show.all());
 }
 
 #[test]

@@ -138,6 +138,7 @@ const APP_MAILBOXES = new Map([
 // The key whose certificate the app_cert client registered (the harness
 // makes the certificate around it; the server knows only the public key).
 const appCertKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const assertionHeaders = new Map(); // client id → the last client assertion's header
 clients.app_cert.private_key = appCertKey.privateKey.export({ type: 'pkcs8', format: 'pem' });
 
 // Google Workspace service accounts with domain-wide delegation: each has
@@ -308,7 +309,7 @@ const provider = new Provider(issuer, {
       client_id: clients.app_cert.client_id,
       id_token_signed_response_alg: 'ES256',
       token_endpoint_auth_method: 'private_key_jwt',
-      token_endpoint_auth_signing_alg: 'RS256',
+      token_endpoint_auth_signing_alg: 'PS256',
       jwks: { keys: [{ ...appCertKey.publicKey.export({ format: 'jwk' }), use: 'sig' }] },
       grant_types: ['client_credentials'],
       response_types: [],
@@ -337,6 +338,17 @@ const provider = new Provider(issuer, {
   // Google's and Microsoft's do; the spec's default keeps it for userinfo.
   conformIdTokenClaims: false,
   extraParams: ['access_type'],
+  // Entra names the certificate of a client assertion by its SHA-256
+  // thumbprint: the header must carry one (the tests compare it with the
+  // certificate they made), and it is kept for them to read.
+  async assertJwtClientAuthClaimsAndHeader(ctx, claims, header, client) {
+    if (client.clientId === clients.app_cert.client_id) {
+      if (typeof header['x5t#S256'] !== 'string' || !/^[\w-]{43}$/.test(header['x5t#S256'])) {
+        throw new errors.InvalidClientAuth('the assertion names no certificate (x5t#S256)');
+      }
+      assertionHeaders.set(client.clientId, header);
+    }
+  },
   pkce: { required: () => true, methods: ['S256'] },
   features: {
     clientCredentials: { enabled: true },
@@ -351,7 +363,10 @@ const provider = new Provider(issuer, {
       && (code.scopes.has('offline_access') || offlineGrants.has(code.grantId));
   },
   ttl: {
-    AccessToken: accessTtl,
+    // Organisation grants' tokens live under the 5 minutes within which
+    // mailform asks for a new one, so every use renews them.
+    AccessToken: (ctx, token) => (token.gty === JWT_BEARER ? 240 : accessTtl),
+    ClientCredentials: 240,
     AuthorizationCode: 60,
     DeviceCode: 600,
     Grant: 14 * 24 * 3600,
@@ -477,6 +492,9 @@ async function admin(req, res, what) {
   };
   if (req.method !== 'POST' || req.headers.authorization !== `Bearer ${adminToken}`) return json(403, { error: 'forbidden' });
   const form = await readBody(req);
+  if (what === 'assertion-header') {
+    return json(200, assertionHeaders.get(form.get('client') ?? '') ?? {});
+  }
   if (what === 'revoke-delegation') {
     const sa = serviceAccountById.get(form.get('client') ?? '');
     if (!sa) return json(404, { error: 'no such service account' });
@@ -537,6 +555,12 @@ handler = async (req, res) => {
       // endpoint knows it by the assertion): name the client the
       // assertion's issuer is, for oidc-provider, which insists on one.
       const form = await readBody(req);
+      // Google's endpoint takes exactly the grant type and the assertion.
+      if (form.get('grant_type') === JWT_BEARER
+        && ([...form.keys()].some((k) => k !== 'grant_type' && k !== 'assertion') || req.headers.authorization)) {
+        res.writeHead(400, { 'content-type': 'application/json' });
+        return res.end(JSON.stringify({ error: 'invalid_request', error_description: 'a JWT-bearer request carries only grant_type and assertion' }));
+      }
       if (form.get('grant_type') === JWT_BEARER && !form.has('client_id') && !req.headers.authorization) {
         try {
           const claims = JSON.parse(Buffer.from((form.get('assertion') ?? '').split('.')[1] ?? '', 'base64url').toString());
@@ -726,7 +750,7 @@ process.stdout.write(`${JSON.stringify({
     introspection: `${issuer}/token/introspection`,
     device_authorization: `${issuer}/device/auth`,
   },
-  admin: { token: adminToken, revoke_grants: `${issuer}/__admin/revoke-grants`, expire_access_tokens: `${issuer}/__admin/expire-access-tokens`, revoke_delegation: `${issuer}/__admin/revoke-delegation` },
+  admin: { token: adminToken, revoke_grants: `${issuer}/__admin/revoke-grants`, expire_access_tokens: `${issuer}/__admin/expire-access-tokens`, revoke_delegation: `${issuer}/__admin/revoke-delegation`, assertion_header: `${issuer}/__admin/assertion-header` },
   // Each service account's key file, as the Cloud console downloads it.
   service_accounts: Object.fromEntries(serviceAccounts.map((sa) => [sa.name, {
     type: 'service_account',

@@ -76,14 +76,25 @@ pub(super) fn resolve_grant(
     {
         misplaced("client_certificate", c.span(), diags);
     }
+    if kind.is_organisation()
+        && let Some(f) = &raw.credentials_file
+    {
+        diags.push(
+            Diagnostic::error(format!(
+                "provider `{name}`: credentials_file (an OAuth client for a person's consent) cannot serve grant = \"{}\"",
+                kind.as_str()
+            ))
+            .at(Some(f.span()))
+            .help(match kind {
+                GrantKind::ServiceAccount => "name the service account's key in service_account_file instead",
+                _ => "name the app with client_id and client_secret (or client_certificate) instead",
+            }),
+        );
+    }
     if kind.is_organisation() {
         for (field, span) in [
             ("redirect_uri", raw.redirect_uri.as_ref().map(Spanned::span)),
             ("auth_params", raw.auth_params.as_ref().map(Spanned::span)),
-            (
-                "credentials_file",
-                raw.credentials_file.as_ref().map(Spanned::span),
-            ),
         ] {
             if let Some(span) = span {
                 diags.push(
@@ -273,8 +284,10 @@ fn read_key_file(path: &Path) -> Result<(ServiceAccount, String, String), String
         private_key: Option<String>,
         token_uri: Option<String>,
     }
-    let bytes = crate::files::read(path, MAX_KEY_FILE, crate::files::Links::Follow)
-        .map_err(|e| e.to_string())?;
+    let bytes = zeroize::Zeroizing::new(
+        crate::files::read(path, MAX_KEY_FILE, crate::files::Links::Follow)
+            .map_err(|e| e.to_string())?,
+    );
     let file: File = serde_json::from_slice(&bytes).map_err(|e| {
         let what = match e.classify() {
             serde_json::error::Category::Data => "unexpected content",

@@ -100,6 +100,18 @@ pub(super) fn resolve_provider(
             }
         }
     };
+    // An organisation grant has no consent, so no authorization endpoint:
+    // the token endpoint stands in for it where one is recorded (below).
+    let authorization_url = url_field(
+        "authorization_url",
+        &raw.authorization_url,
+        defaults
+            .as_ref()
+            .map(|d| d.authorization_url.clone())
+            .or_else(|| credentials.as_ref().and_then(|c| c.auth_uri.clone())),
+        !organisation,
+        diags,
+    );
     // A service account posts to its key file's token_uri (the
     // assertion's audience), unless the config names another.
     let token_url = url_field(
@@ -114,23 +126,8 @@ pub(super) fn resolve_provider(
         true,
         diags,
     );
-    // An organisation grant has no consent, so no authorization endpoint:
-    // the token endpoint stands in for it where one is recorded.
-    let authorization_url = url_field(
-        "authorization_url",
-        &raw.authorization_url,
-        defaults
-            .as_ref()
-            .map(|d| d.authorization_url.clone())
-            .or_else(|| credentials.as_ref().and_then(|c| c.auth_uri.clone()))
-            .or_else(|| {
-                organisation
-                    .then(|| token_url.as_ref().map(ToString::to_string))
-                    .flatten()
-            }),
-        !organisation,
-        diags,
-    );
+    let authorization_url =
+        authorization_url.or_else(|| token_url.clone().filter(|_| organisation));
     let revocation_url = url_field(
         "revocation_url",
         &raw.revocation_url,

@@ -42,6 +42,8 @@ pub struct Admin {
     pub expire_access_tokens: String,
     /// "The admin removed the domain-wide delegation" of a service account.
     pub revoke_delegation: String,
+    /// The header of the last client assertion a client sent.
+    pub assertion_header: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -357,6 +359,18 @@ impl Peers {
             "admin call failed: {}",
             res.status()
         );
+    }
+
+    /// The header of the last client assertion `client` authenticated with.
+    pub fn assertion_header(&self, client: &str) -> serde_json::Value {
+        self.http()
+            .post(&self.admin.assertion_header)
+            .bearer_auth(&self.admin.token)
+            .form(&[("client", client)])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
     }
 
     /// "The user removed access": revokes every grant of `user`, with its tokens.

@@ -1,0 +1,131 @@
+//! One IMAP login to prove: where the config says (apply, once approved)
+//! or where the last apply recorded (live checks), and what it found, in
+//! the terms the planner reads (the SMTP proof's).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Asset, Config};
+use crate::imap::{self, Endpoint, ImapError, Outcome};
+use crate::plan::SmtpObservation;
+use crate::secret::Secret;
+use crate::security::Security;
+
+/// One IMAP login to prove.
+#[derive(Debug, Clone)]
+pub struct ImapProbe {
+    pub endpoint: Arc<Endpoint>,
+    pub username: String,
+    pub timeout: Duration,
+}
+
+impl ImapProbe {
+    fn at(
+        config: &Config,
+        asset: &Asset,
+        (host, port, security): (&str, u16, Security),
+        timeout: Duration,
+    ) -> Result<ImapProbe, String> {
+        let provider = config.provider_of(asset);
+        Ok(ImapProbe {
+            endpoint: Arc::new(Endpoint::new(
+                host,
+                port,
+                security,
+                &provider.name,
+                provider.ca_file.as_deref(),
+            )?),
+            username: asset.username.clone(),
+            timeout,
+        })
+    }
+
+    /// Where the config says: what `apply` proves. `Ok(None)`: the asset
+    /// declares no IMAP.
+    pub fn configured(
+        config: &Config,
+        asset: &Asset,
+        timeout: Duration,
+    ) -> Result<Option<ImapProbe>, String> {
+        asset
+            .imap
+            .as_ref()
+            .map(|e| Self::at(config, asset, (&e.host, e.port, e.security), timeout))
+            .transpose()
+    }
+
+    /// Where the last apply proved it (`applied.imap`), with the trust it
+    /// recorded. `Ok(None)`: no IMAP was applied, or the trust changed
+    /// since (apply proves the new one).
+    pub fn applied(
+        config: &Config,
+        asset: &Asset,
+        applied: &crate::state::AppliedAsset,
+        timeout: Duration,
+    ) -> Result<Option<ImapProbe>, String> {
+        if config.provider_of(asset).ca_digest != applied.smtp_trust {
+            return Ok(None);
+        }
+        let Some((host, port, security)) = applied.imap.as_deref().and_then(parse_applied) else {
+            return Ok(None);
+        };
+        Self::at(config, asset, (&host, port, security), timeout).map(Some)
+    }
+
+    /// The login, and what the planner makes of it.
+    pub async fn run(&self, token: &Secret) -> Result<(Outcome, SmtpObservation), ImapError> {
+        let outcome = imap::prove(&self.endpoint, &self.username, token, self.timeout).await?;
+        let seen = self.observation(&outcome);
+        Ok((outcome, seen))
+    }
+
+    /// An outcome as the planner sees it (a refusal with its hint).
+    pub fn observation(&self, outcome: &Outcome) -> SmtpObservation {
+        let server = self.endpoint.server();
+        match outcome {
+            Outcome::Accepted(words) => SmtpObservation::Accepted {
+                server,
+                reply: words.clone(),
+            },
+            Outcome::Refused { .. } => SmtpObservation::Refused {
+                server,
+                reply: outcome.words(),
+                hint: imap::hint(&outcome.words(), &self.username),
+                reconsent: false,
+            },
+        }
+    }
+}
+
+/// `host:port (security)`, as [`crate::plan::applied`] records it.
+fn parse_applied(text: &str) -> Option<(String, u16, Security)> {
+    let (server, security) = text.rsplit_once(" (")?;
+    let security = match security.strip_suffix(')')? {
+        "tls" => Security::Tls,
+        "starttls" => Security::Starttls,
+        _ => return None,
+    };
+    let (host, port) = server.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some((host.to_string(), port.parse().ok()?, security))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_applied_endpoint_reads_back_as_recorded() {
+        assert_eq!(
+            parse_applied("imap.gmail.com:993 (tls)"),
+            Some(("imap.gmail.com".into(), 993, Security::Tls))
+        );
+        assert_eq!(
+            parse_applied("[::1]:143 (starttls)"),
+            Some(("::1".into(), 143, Security::Starttls))
+        );
+        for bad in ["", "imap.gmail.com:993", "x:99999 (tls)", "x:1 (plain)"] {
+            assert_eq!(parse_applied(bad), None, "{bad}");
+        }
+    }
+}
