@@ -361,11 +361,36 @@ pub struct RawSmtp {
 /// `imap`: `true` (the preset's IMAP endpoint, or the provider's), `false`
 /// (none), or `{ host, port, security }` (over the preset's or the
 /// provider's).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, JsonSchema)]
 #[serde(untagged)]
 pub enum RawImap {
     On(bool),
     Endpoint(RawSmtp),
+}
+
+impl<'de> Deserialize<'de> for RawImap {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ImapVisitor;
+
+        impl<'de> Visitor<'de> for ImapVisitor {
+            type Value = RawImap;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"true, false, or { host = "…", port = 993, security = "tls" }"#)
+            }
+
+            fn visit_bool<E: de::Error>(self, value: bool) -> Result<RawImap, E> {
+                Ok(RawImap::On(value))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawImap, A::Error> {
+                RawSmtp::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawImap::Endpoint)
+            }
+        }
+
+        deserializer.deserialize_any(ImapVisitor)
+    }
 }
 
 /// Google Cloud console app type.

@@ -6,6 +6,7 @@ mod cli;
 mod corpus;
 mod first_week;
 mod front_door;
+mod imap;
 mod live;
 mod oauth;
 mod org_grants;

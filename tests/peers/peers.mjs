@@ -26,7 +26,7 @@
 // and it exits when its standard input closes (so it dies with the harness).
 
 import { randomBytes, generateKeyPairSync, createPublicKey, verify as verifySignature } from 'node:crypto';
-import { appendFileSync, readFileSync, writeFileSync, renameSync, mkdirSync, rmSync } from 'node:fs';
+import { appendFileSync, chmodSync, readFileSync, writeFileSync, renameSync, mkdirSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
@@ -102,6 +102,11 @@ const USERS = new Map([
   // A login refused as another account's, planned as a re-consent.
   ['eli@example.test', { password: 'eli-password' }],
   ['fay@example.test', { password: 'fay-password' }],
+  // The IMAP proofs (Dovecot serves their mailboxes).
+  ['gus@example.test', { password: 'gus-password' }],
+  ['hana@example.test', { password: 'hana-password' }],
+  ['ivy@example.test', { password: 'ivy-password' }],
+  ['jon@example.test', { password: 'jon-password' }],
 ]);
 
 // Shared mailboxes no one signs in to, and the delegates who may send as them
@@ -694,6 +699,20 @@ const smtpOptions = (secure, persona = 'gmail', extra = {}) => ({
         const file = path.join(mailbox, `${name}.${ext}`);
         writeFileSync(`${file}.tmp`, data);
         renameSync(`${file}.tmp`, file);
+      }
+      // And delivered: each recipient's Maildir under maildir/, which the
+      // IMAP server of the tests serves (it may run as another user, so
+      // the folders are open to it).
+      for (const rcpt of envelope.to) {
+        const box = path.join(mailbox, 'maildir', rcpt.toLowerCase());
+        for (const sub of ['', 'new', 'cur', 'tmp']) {
+          const dir = path.join(box, sub);
+          mkdirSync(dir, { recursive: true });
+          chmodSync(dir, 0o777);
+        }
+        const tmp = path.join(box, 'tmp', `${name}.peers`);
+        writeFileSync(tmp, Buffer.concat(chunks), { mode: 0o644 });
+        renameSync(tmp, path.join(box, 'new', `${name}.peers`));
       }
       done(null, `Ok: queued as ${name}`);
     });

@@ -205,6 +205,7 @@ pub fn project(config: &str) -> tempfile::TempDir {
     std::fs::write(dir.path().join("assets.toml"), config).unwrap();
     dir
 }
+pub mod dovecot;
 pub mod fixtures;
 pub mod peers;
 pub mod postgres;
