@@ -21,6 +21,7 @@ pub mod digest;
 pub mod error;
 pub mod execute;
 pub mod files;
+pub mod gmail;
 pub mod imap;
 pub mod interrupt;
 pub mod lock;

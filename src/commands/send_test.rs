@@ -166,6 +166,7 @@ mod tests {
             },
             imap: None,
             forwarding_address: None,
+            forwarding_disposition: None,
             consent_as: None,
             labels: std::collections::BTreeMap::new(),
             email_span: None,

@@ -28,12 +28,38 @@ pub fn lint(config: &Config) -> Diagnostics {
     for asset in config.assets.values() {
         lint_asset(asset, config.provider_of(asset), &mut diags);
         lint_organisation_asset(asset, config.provider_of(asset), &mut diags);
+        lint_forwarding(asset, config.provider_of(asset), &mut diags);
         if asset.scopes_span.is_some() {
             lint_asset_scopes(asset, &mut diags);
         }
     }
     diags.sort();
     diags
+}
+
+/// Where `forwarding_address` is only a record: Microsoft 365's forwarding
+/// is an Exchange admin setting mailform does not read.
+fn lint_forwarding(a: &Asset, p: &Provider, diags: &mut Diagnostics) {
+    if a.forwarding_address.is_some() && p.preset == Some(Preset::Microsoft) {
+        diags.push(
+            Diagnostic::note(format!(
+                "asset `{}`: forwarding_address is informational for Microsoft 365 (forwarding is an Exchange admin setting mailform does not check)",
+                a.name
+            ))
+            .at(a.email_span.clone())
+            .help("set the forwarding in the Exchange admin center (the mailbox → Mail flow settings → Email forwarding)"),
+        );
+    }
+    if a.forwarding_disposition.is_some() && p.gmail_api_url.is_none() {
+        diags.push(
+            Diagnostic::warning(format!(
+                "asset `{}`: forwarding_disposition is checked only through the Gmail API, which provider `{}` does not name",
+                a.name, p.name
+            ))
+            .at(a.email_span.clone())
+            .help("use the google preset, or set gmail_api_url on the provider"),
+        );
+    }
 }
 
 /// An asset of an organisation grant: no person consents, and Google's

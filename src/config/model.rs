@@ -161,6 +161,8 @@ pub struct Provider {
     /// SHA-256 of `ca_file`'s certificates: the trust an apply records.
     pub ca_digest: Option<String>,
     pub console: Option<Console>,
+    /// The Gmail API, where live plans read forwarding settings.
+    pub gmail_api_url: Option<Url>,
     /// The IMAP endpoint its assets prove (`imap = true` or a table).
     pub imap: Option<SmtpEndpoint>,
     /// The IMAP endpoint an asset's `imap = true` means: the provider's,
@@ -206,6 +208,8 @@ pub struct Asset {
     /// The IMAP endpoint whose login is proven too, when declared.
     pub imap: Option<SmtpEndpoint>,
     pub forwarding_address: Option<String>,
+    /// Gmail's disposition of forwarded mail, when the config checks it.
+    pub forwarding_disposition: Option<super::raw::Disposition>,
     /// A delegate who consents for the mailbox (`None`: the username does).
     pub consent_as: Option<String>,
     pub labels: BTreeMap<String, String>,

@@ -393,6 +393,27 @@ impl<'de> Deserialize<'de> for RawImap {
     }
 }
 
+/// Gmail's `disposition` of a forwarded message (the Gmail API's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Disposition {
+    LeaveInInbox,
+    Archive,
+    Trash,
+    MarkRead,
+}
+
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::LeaveInInbox => "leaveInInbox",
+            Disposition::Archive => "archive",
+            Disposition::Trash => "trash",
+            Disposition::MarkRead => "markRead",
+        }
+    }
+}
+
 /// Google Cloud console app type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -473,6 +494,10 @@ pub struct RawProvider {
     /// Extra trusted root certificate (PEM), relative to assets.toml.
     #[schemars(with = "Option<String>")]
     pub ca_file: Option<Spanned<String>>,
+    /// The Gmail API's base URL, where live plans read an asset's
+    /// forwarding settings (the google preset: `https://gmail.googleapis.com`).
+    #[schemars(with = "Option<String>")]
+    pub gmail_api_url: Option<Spanned<String>>,
     /// What was configured by hand in the provider's console.
     pub console: Option<RawConsole>,
     /// How its mailboxes are granted: `consent` (a person signs in; the
@@ -544,6 +569,10 @@ pub struct RawAsset {
     /// Informational forwarding address, e.g. for a contact-center inbox.
     #[schemars(with = "Option<String>")]
     pub forwarding_address: Option<Spanned<String>>,
+    /// What Gmail does with a message it forwarded: "leaveInInbox",
+    /// "archive", "trash" or "markRead" (checked when given).
+    #[schemars(with = "Option<Disposition>")]
+    pub forwarding_disposition: Option<Spanned<Disposition>>,
     /// The account that consents for this mailbox, when it is not the
     /// mailbox itself: a delegate with access to a shared mailbox (default:
     /// username). A grant given by anyone else is revoked, never stored.

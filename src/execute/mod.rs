@@ -122,7 +122,10 @@ impl<'a> Run<'a> {
             }
             let name = change.asset.as_str();
             match change.action {
-                Action::Update => self.update(state, name),
+                Action::Update => {
+                    self.update(state, name);
+                    self.by_hand(change);
+                }
                 Action::Delete => deletes.push(name.to_string()),
                 // A re-consent's old grant stays until a new one is stored
                 // (see store_grant): a consent that fails or never happens
@@ -332,6 +335,31 @@ impl<'a> Run<'a> {
         }
         let outcome = self.save(state, name).map(|()| "updated".to_string());
         self.record(name, Action::Update, outcome);
+    }
+
+    /// What apply cannot do with a person's grant (Gmail's forwarding is
+    /// changed in Gmail's settings): the asset is reported as needing that
+    /// step, not passed over.
+    fn by_hand(&mut self, change: &plan::Change) {
+        let steps: Vec<String> = change
+            .reasons
+            .iter()
+            .filter_map(|r| match r {
+                plan::Reason::ForwardingDrift { what, hint, .. } => {
+                    Some(format!("{what} — {hint}"))
+                }
+                _ => None,
+            })
+            .collect();
+        if !steps.is_empty() {
+            self.fail(
+                &change.asset,
+                &format!(
+                    "Gmail forwarding needs a step by hand (mailform's grant may read the settings, not change them): {}",
+                    steps.join("; ")
+                ),
+            );
+        }
     }
 
     /// An asset's applied record and its tokens, when it holds tokens that open.

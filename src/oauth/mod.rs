@@ -19,7 +19,7 @@ mod body;
 mod error;
 pub mod identity;
 pub mod loopback;
-mod transport;
+pub mod transport;
 
 use std::time::Duration;
 

@@ -32,6 +32,8 @@ pub struct Job {
     probe: Option<Probe>,
     /// The IMAP login, where the last apply proved it.
     imap: Option<ImapProbe>,
+    /// Gmail's forwarding settings, at the API the last apply recorded.
+    gmail: Option<(crate::oauth::transport::Transport, url::Url)>,
 }
 
 /// The live checks of a plan: every targeted, configured asset that holds a
@@ -51,6 +53,7 @@ pub fn check_jobs(
 ) -> (Vec<Job>, Vec<(String, Failure)>) {
     let mut clients = crate::oauth::Clients::default();
     let mut endpoints = Endpoints::default();
+    let mut transports = std::collections::BTreeMap::new();
     let (mut jobs, mut failures) = (Vec::new(), Vec::new());
     for (name, record) in &state.assets {
         if !worth_checking(
@@ -92,6 +95,13 @@ pub fn check_jobs(
             None => None,
         };
         let provider = config.provider_of(asset);
+        let gmail = match gmail_reader(config, asset, &record.applied, &mut transports) {
+            Ok(g) => g,
+            Err(why) => {
+                failures.push((name.clone(), Failure::Setup(why)));
+                None
+            }
+        };
         let refresh = match Renewal::of(provider, asset, tokens.refresh_token) {
             Some(r) => match clients.get(provider) {
                 Ok(client) => Some((r, client)),
@@ -102,7 +112,7 @@ pub fn check_jobs(
             },
             None => None,
         };
-        if refresh.is_none() && probe.is_none() && imap_probe.is_none() {
+        if refresh.is_none() && probe.is_none() && imap_probe.is_none() && gmail.is_none() {
             continue;
         }
         jobs.push(Job {
@@ -112,9 +122,47 @@ pub fn check_jobs(
             access: tokens.access_token,
             probe,
             imap: imap_probe,
+            gmail,
         });
     }
     (jobs, failures)
+}
+
+/// Where `asset`'s forwarding settings are read: the Gmail API the last
+/// apply recorded, when it forwards and the config still names that API
+/// (a moved one waits for apply, as a moved SMTP endpoint does).
+fn gmail_reader(
+    config: &Config,
+    asset: &crate::config::Asset,
+    applied: &crate::state::AppliedAsset,
+    transports: &mut std::collections::BTreeMap<String, crate::oauth::transport::Transport>,
+) -> Result<Option<(crate::oauth::transport::Transport, url::Url)>, String> {
+    let provider = config.provider_of(asset);
+    let (Some(url), Some(_)) = (&applied.gmail_api_url, &asset.forwarding_address) else {
+        return Ok(None);
+    };
+    if provider
+        .gmail_api_url
+        .as_ref()
+        .map(ToString::to_string)
+        .as_ref()
+        != Some(url)
+        || provider.ca_digest != applied.smtp_trust
+    {
+        return Ok(None);
+    }
+    let url = url::Url::parse(url).map_err(|e| format!("gmail_api_url: {e}"))?;
+    let transport = if let Some(t) = transports.get(&provider.name) {
+        t.clone()
+    } else {
+        let t = crate::oauth::transport::Transport::new(
+            provider.ca_file.as_deref(),
+            crate::oauth::transport::REQUEST_TIMEOUT,
+        )?;
+        transports.insert(provider.name.clone(), t.clone());
+        t
+    };
+    Ok(Some((transport, url)))
 }
 
 /// What one job found.
@@ -124,6 +172,7 @@ struct Found {
     token: Option<Result<Grant, OAuthError>>,
     smtp: Option<Result<SmtpObservation, SmtpError>>,
     imap: Option<Result<SmtpObservation, crate::imap::ImapError>>,
+    forwarding: Option<crate::plan::ForwardingObservation>,
 }
 
 async fn check(job: Job) -> Found {
@@ -134,6 +183,7 @@ async fn check(job: Job) -> Found {
             token: None,
             smtp: None,
             imap: None,
+            forwarding: None,
         };
     }
     let token = match &job.refresh {
@@ -155,12 +205,19 @@ async fn check(job: Job) -> Found {
         (Some(probe), Some(t)) => Some(probe.run(t).await.map(|(_, seen)| seen)),
         _ => None,
     };
+    let forwarding = match (&job.gmail, fresh) {
+        (Some((transport, url)), Some(t)) => {
+            Some(crate::gmail::forwarding(transport, url, t).await)
+        }
+        _ => None,
+    };
     Found {
         old_refresh: job.refresh.and_then(|(r, _)| r.refresh_token().cloned()),
         organisation: job.organisation,
         token,
         smtp,
         imap,
+        forwarding,
     }
 }
 
@@ -243,11 +300,16 @@ pub async fn run_checks(
             }
             None => {}
         }
+        seen.forwarding = found.forwarding;
         let ok = checks.failures.len() == failures_before
             && !matches!(seen.token, Some(TokenObservation::Revoked { .. }))
             && !matches!(seen.smtp, Some(SmtpObservation::Refused { .. }))
             && !matches!(seen.imap, Some(SmtpObservation::Refused { .. }));
-        if seen.token.is_some() || seen.smtp.is_some() || seen.imap.is_some() {
+        if seen.token.is_some()
+            || seen.smtp.is_some()
+            || seen.imap.is_some()
+            || seen.forwarding.is_some()
+        {
             checks.observations.assets.insert(name, seen);
         }
         ok
@@ -414,6 +476,28 @@ fn live_checks(
             && !matches!(imap, SmtpObservation::Transient { .. })
         {
             record.imap_check = Some(imap.record("", now));
+            changed = true;
+        }
+        if let (Some(seen), Some(asset)) = (&seen.forwarding, config.assets.get(name))
+            && let Some(want) = &asset.forwarding_address
+            && let Some(found) = crate::plan::forwarding::findings(
+                want,
+                asset
+                    .forwarding_disposition
+                    .map(crate::config::raw::Disposition::as_str),
+                seen,
+            )
+        {
+            let (what, hint): (Vec<String>, Vec<String>) = found.into_iter().unzip();
+            record.forwarding_check = Some(crate::state::SmtpCheck {
+                at: now,
+                ok: what.is_empty(),
+                server: record.applied.gmail_api_url.clone().unwrap_or_default(),
+                detail: what.join("\n"),
+                hint: (!hint.is_empty()).then(|| hint.join("\n")),
+                unproven: false,
+                reconsent: false,
+            });
             changed = true;
         }
     }

@@ -14,7 +14,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use observation::{AssetObservation, Observations, SmtpObservation, TokenObservation};
+pub use observation::{
+    AssetObservation, ForwardingObservation, Observations, SmtpObservation, TokenObservation,
+};
 
 use crate::config::lints::TESTING_REFRESH_TOKEN_DAYS;
 use crate::config::raw::{PublishingStatus, UserType};
@@ -48,6 +50,13 @@ pub fn applied(config: &Config, asset: &Asset) -> AppliedAsset {
             .grant
             .is_organisation()
             .then(|| p.grant.as_str().to_string()),
+        forwarding_disposition: asset.forwarding_disposition.map(|d| d.as_str().to_string()),
+        // Recorded only where it is used: an asset that forwards.
+        gmail_api_url: p
+            .gmail_api_url
+            .as_ref()
+            .filter(|_| asset.forwarding_address.is_some())
+            .map(ToString::to_string),
         imap: asset.imap.as_ref().map(|e| {
             format!(
                 "{} ({})",
@@ -200,6 +209,15 @@ pub enum Reason {
         reply: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hint: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        checked_at: Option<DateTime<Utc>>,
+    },
+    /// Gmail's forwarding is not as configured: what differs, and the
+    /// step that fixes it (by hand in Gmail's settings). Now (a live
+    /// plan), or at the last reading recorded in state (`checked_at`).
+    ForwardingDrift {
+        what: String,
+        hint: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         checked_at: Option<DateTime<Utc>>,
     },
@@ -717,6 +735,11 @@ fn compare(
         }
     }
 
+    // Gmail's forwarding, when read now or recorded: what differs.
+    if let Some(want) = &desired.forwarding_address {
+        forwarding_reasons(want, desired, record, observed, &mut reasons, &mut warnings);
+    }
+
     // The IMAP login, when declared: the same rules as the SMTP one.
     if let Some(imap_server) = &desired.imap {
         let server = imap_server
@@ -789,6 +812,15 @@ fn compare(
     if action == Action::Update
         && fields
             .iter()
+            .any(|f| f.field == Field::GmailApiUrl && f.after.is_some())
+    {
+        warnings.push(
+            "not read: Gmail's forwarding settings are read at the new gmail_api_url only after apply".into(),
+        );
+    }
+    if action == Action::Update
+        && fields
+            .iter()
             .any(|f| f.field == Field::Imap && f.after.is_some())
     {
         warnings.push(
@@ -807,6 +839,49 @@ fn compare(
     }
 }
 
+/// Gmail's forwarding against `want`: read now (each difference a reason),
+/// else as recorded at the last reading.
+fn forwarding_reasons(
+    want: &str,
+    desired: &AppliedAsset,
+    record: &AssetRecord,
+    observed: Option<&AssetObservation>,
+    reasons: &mut Vec<Reason>,
+    warnings: &mut Vec<String>,
+) {
+    let seen = observed.and_then(|o| o.forwarding.as_ref());
+    if let Some(found) =
+        seen.and_then(|s| forwarding::findings(want, desired.forwarding_disposition.as_deref(), s))
+    {
+        for (what, hint) in found {
+            reasons.push(Reason::ForwardingDrift {
+                what,
+                hint,
+                checked_at: None,
+            });
+        }
+        return;
+    }
+    if let Some(ForwardingObservation::Transient { detail }) = seen {
+        warnings.push(format!(
+            "Gmail's forwarding settings could not be read now ({detail}); judged from state"
+        ));
+    }
+    if let Some(check) = record.forwarding_check.as_ref().filter(|c| !c.ok) {
+        let hints: Vec<&str> = check
+            .hint
+            .as_deref()
+            .map_or(Vec::new(), |h| h.split('\n').collect());
+        for (i, what) in check.detail.split('\n').enumerate() {
+            reasons.push(Reason::ForwardingDrift {
+                what: what.to_string(),
+                hint: hints.get(i).copied().unwrap_or_default().to_string(),
+                checked_at: Some(check.at),
+            });
+        }
+    }
+}
+
 fn plural(n: i64, unit: &str) -> String {
     if n == 1 {
         format!("1 {unit}")
@@ -815,6 +890,7 @@ fn plural(n: i64, unit: &str) -> String {
     }
 }
 
+pub mod forwarding;
 pub mod saved;
 
 #[cfg(test)]

@@ -27,6 +27,27 @@ pub struct AssetObservation {
     pub smtp: Option<SmtpObservation>,
     /// The IMAP login, in the same terms as the SMTP one.
     pub imap: Option<SmtpObservation>,
+    /// Gmail's forwarding settings, when the asset forwards.
+    pub forwarding: Option<ForwardingObservation>,
+}
+
+/// What the Gmail API said of a mailbox's forwarding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ForwardingObservation {
+    /// The settings, as read.
+    Seen {
+        enabled: bool,
+        email_address: Option<String>,
+        disposition: Option<String>,
+        /// Each forwarding address and its `verificationStatus`.
+        addresses: Vec<(String, String)>,
+    },
+    /// The API refused to answer (403: the API disabled in the project; a
+    /// certificate not trusted: code 0), in its words.
+    Refused { code: u16, words: String },
+    /// No answer in time, 5xx, an unreadable answer: says nothing.
+    Transient { detail: String },
 }
 
 /// What the token endpoint said when the refresh token was used.

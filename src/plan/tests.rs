@@ -94,6 +94,7 @@ fn observe(token: Option<TokenObservation>, smtp: Option<SmtpObservation>) -> Ob
                 token,
                 smtp,
                 imap: None,
+                forwarding: None,
             },
         )]
         .into(),

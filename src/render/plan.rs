@@ -98,6 +98,7 @@ fn render_change(out: &mut String, c: &Change, width: usize) {
     for r in &c.reasons {
         if let Reason::SmtpLoginRefused { hint: Some(h), .. }
         | Reason::ImapLoginRefused { hint: Some(h), .. }
+        | Reason::ForwardingDrift { hint: h, .. }
         | Reason::AppGrantRefused { hint: h, .. } = r
         {
             let _ = writeln!(out, "      hint: {}", esc(h));
@@ -181,6 +182,15 @@ fn headline(c: &Change) -> String {
                 None => format!("IMAP login refused by {server} — {reply}"),
                 Some(at) => format!(
                     "IMAP login refused by {server} at the last check ({} UTC) — {reply}",
+                    at.format("%Y-%m-%d %H:%M")
+                ),
+            }),
+            Reason::ForwardingDrift {
+                what, checked_at, ..
+            } => Some(match checked_at {
+                None => format!("Gmail forwarding: {what}"),
+                Some(at) => format!(
+                    "Gmail forwarding: {what} (at the last check, {} UTC)",
                     at.format("%Y-%m-%d %H:%M")
                 ),
             }),

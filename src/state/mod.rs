@@ -246,6 +246,11 @@ pub struct AssetRecord {
     /// shape: server, words, hint, unproven).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imap_check: Option<SmtpCheck>,
+    /// The last reading of Gmail's forwarding settings, when the asset has
+    /// a forwarding address and its provider a Gmail API (`ok`: as
+    /// configured; else `detail` says what differs, `hint` what to do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding_check: Option<SmtpCheck>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -317,6 +322,7 @@ impl AssetRecord {
             token,
             smtp_check: None,
             imap_check: None,
+            forwarding_check: None,
             updated_at: now,
         }
     }
@@ -458,6 +464,13 @@ pub struct AppliedAsset {
     /// `None`: none declared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imap: Option<String>,
+    /// Gmail's disposition of forwarded mail, when the config checks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding_disposition: Option<String>,
+    /// Where live plans read Gmail's forwarding settings (the provider's
+    /// `gmail_api_url`, as applied: a token goes nowhere nobody applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gmail_api_url: Option<String>,
 }
 
 /// A field of [`AppliedAsset`], as plans name it.
@@ -485,6 +498,8 @@ pub enum Field {
     Labels,
     Grant,
     Imap,
+    ForwardingDisposition,
+    GmailApiUrl,
 }
 
 impl Field {
@@ -510,6 +525,8 @@ impl Field {
             Field::Labels => "labels",
             Field::Grant => "grant",
             Field::Imap => "imap",
+            Field::ForwardingDisposition => "forwarding_disposition",
+            Field::GmailApiUrl => "gmail_api_url",
         }
     }
 
@@ -543,7 +560,9 @@ impl Field {
             | Field::SmtpTrust
             | Field::ForwardingAddress
             | Field::Labels
-            | Field::Imap => false,
+            | Field::Imap
+            | Field::ForwardingDisposition
+            | Field::GmailApiUrl => false,
         }
     }
 
@@ -602,7 +621,7 @@ fn map(m: &BTreeMap<String, String>) -> Option<FieldValue<'_>> {
 impl AppliedAsset {
     /// Every field with its value (`None` when unset). The destructuring has
     /// no `..`, so a new field cannot be forgotten here.
-    pub fn fields(&self) -> [(Field, Option<FieldValue<'_>>); 19] {
+    pub fn fields(&self) -> [(Field, Option<FieldValue<'_>>); 21] {
         let AppliedAsset {
             email,
             username,
@@ -623,6 +642,8 @@ impl AppliedAsset {
             labels,
             grant,
             imap,
+            forwarding_disposition,
+            gmail_api_url,
         } = self;
         [
             (Field::Email, Some(FieldValue::Text(email))),
@@ -653,6 +674,11 @@ impl AppliedAsset {
             (Field::Labels, map(labels)),
             (Field::Grant, opt(grant.as_ref())),
             (Field::Imap, opt(imap.as_ref())),
+            (
+                Field::ForwardingDisposition,
+                opt(forwarding_disposition.as_ref()),
+            ),
+            (Field::GmailApiUrl, opt(gmail_api_url.as_ref())),
         ]
     }
 
@@ -744,6 +770,8 @@ pub(crate) mod tests {
             labels: BTreeMap::new(),
             grant: None,
             imap: None,
+            forwarding_disposition: None,
+            gmail_api_url: None,
         }
     }
 

@@ -5,6 +5,7 @@ mod apply;
 mod cli;
 mod corpus;
 mod first_week;
+mod forwarding;
 mod front_door;
 mod imap;
 mod live;

@@ -107,6 +107,9 @@ const USERS = new Map([
   ['hana@example.test', { password: 'hana-password' }],
   ['ivy@example.test', { password: 'ivy-password' }],
   ['jon@example.test', { password: 'jon-password' }],
+  // Gmail forwarding as code.
+  ['kim@example.test', { password: 'kim-password' }],
+  ['lou@example.test', { password: 'lou-password' }],
 ]);
 
 // Shared mailboxes no one signs in to, and the delegates who may send as them
@@ -497,6 +500,17 @@ async function admin(req, res, what) {
   };
   if (req.method !== 'POST' || req.headers.authorization !== `Bearer ${adminToken}`) return json(403, { error: 'forbidden' });
   const form = await readBody(req);
+  if (what === 'gmail-settings') {
+    const user = form.get('user') ?? '';
+    if (!USERS.has(user)) return json(404, { error: `no user ${user}` });
+    const settings = gmailOf(user);
+    if (form.has('enabled')) settings.enabled = form.get('enabled') === 'true';
+    if (form.has('email')) settings.emailAddress = form.get('email') || undefined;
+    if (form.has('disposition')) settings.disposition = form.get('disposition') || undefined;
+    if (form.has('address')) settings.addresses.set(form.get('address'), form.get('status') ?? 'pending');
+    if (form.has('api')) settings.apiDisabled = form.get('api') === 'disabled';
+    return json(200, { user, enabled: settings.enabled });
+  }
   if (what === 'assertion-header') {
     return json(200, assertionHeaders.get(form.get('client') ?? '') ?? {});
   }
@@ -544,6 +558,49 @@ async function hostileDevice(req, res, interval) {
   res.end(out);
 }
 
+// ---- Gmail's settings API (an emulation of a documented contract) ----------
+//
+// No public emulator exists, so this serves the two documented endpoints
+// mailform reads, with the shapes of the Gmail API reference
+// (users.settings.getAutoForwarding: { enabled, emailAddress, disposition };
+// users.settings.forwardingAddresses.list: { forwardingAddresses:
+// [{ forwardingEmail, verificationStatus }] }) and Google's error body
+// ({ error: { code, message, status } }). Each request's bearer token is
+// introspected here (active, a mail scope): `sub` is "me". Admin routes set
+// a user's settings, as a person would in Gmail's settings page.
+const gmailSettings = new Map(); // user → { enabled, emailAddress, disposition, addresses: Map, apiDisabled }
+const gmailOf = (user) => {
+  if (!gmailSettings.has(user)) {
+    gmailSettings.set(user, { enabled: false, emailAddress: undefined, disposition: undefined, addresses: new Map(), apiDisabled: false });
+  }
+  return gmailSettings.get(user);
+};
+async function gmailApi(req, res, what) {
+  const answer = (status, body) => {
+    res.writeHead(status, { 'content-type': 'application/json; charset=UTF-8' });
+    res.end(JSON.stringify(body));
+  };
+  const googleError = (code, message, status) => answer(code, { error: { code, message, status } });
+  const bearer = (req.headers.authorization ?? '').match(/^Bearer (\S+)$/);
+  const info = bearer ? await introspect(bearer[1]) : { active: false };
+  const scopes = (info.scope ?? '').split(' ');
+  if (!info.active || !info.sub || !smtpScopes.some((s) => scopes.includes(s))) {
+    return googleError(401, 'Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.', 'UNAUTHENTICATED');
+  }
+  const settings = gmailOf(info.sub);
+  if (settings.apiDisabled) {
+    return googleError(403, 'Gmail API has not been used in project 104857600000 before or it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/gmail.googleapis.com/overview?project=104857600000 then retry.', 'PERMISSION_DENIED');
+  }
+  if (what === 'autoForwarding') {
+    const body = { enabled: settings.enabled };
+    if (settings.emailAddress) body.emailAddress = settings.emailAddress;
+    if (settings.disposition) body.disposition = settings.disposition;
+    return answer(200, body);
+  }
+  const list = [...settings.addresses].map(([forwardingEmail, verificationStatus]) => ({ forwardingEmail, verificationStatus }));
+  return answer(200, list.length ? { forwardingAddresses: list } : {});
+}
+
 const callback = provider.callback();
 handler = async (req, res) => {
   try {
@@ -555,6 +612,8 @@ handler = async (req, res) => {
     if (m) return await interaction(req, res, m[1], m[2]);
     m = url.pathname.match(/^\/__admin\/([\w-]+)$/);
     if (m) return await admin(req, res, m[1]);
+    m = url.pathname.match(/^\/gmail\/v1\/users\/me\/settings\/(autoForwarding|forwardingAddresses)$/);
+    if (m && req.method === 'GET') return await gmailApi(req, res, m[1]);
     if (url.pathname === '/token' && req.method === 'POST') {
       // A service account's request authenticates no client (Google's
       // endpoint knows it by the assertion): name the client the
@@ -769,7 +828,7 @@ process.stdout.write(`${JSON.stringify({
     introspection: `${issuer}/token/introspection`,
     device_authorization: `${issuer}/device/auth`,
   },
-  admin: { token: adminToken, revoke_grants: `${issuer}/__admin/revoke-grants`, expire_access_tokens: `${issuer}/__admin/expire-access-tokens`, revoke_delegation: `${issuer}/__admin/revoke-delegation`, assertion_header: `${issuer}/__admin/assertion-header` },
+  admin: { token: adminToken, revoke_grants: `${issuer}/__admin/revoke-grants`, expire_access_tokens: `${issuer}/__admin/expire-access-tokens`, revoke_delegation: `${issuer}/__admin/revoke-delegation`, assertion_header: `${issuer}/__admin/assertion-header`, gmail_settings: `${issuer}/__admin/gmail-settings` },
   // Each service account's key file, as the Cloud console downloads it.
   service_accounts: Object.fromEntries(serviceAccounts.map((sa) => [sa.name, {
     type: 'service_account',

@@ -130,6 +130,7 @@ pub(super) fn resolve_asset(
         smtp: smtp?,
         imap,
         forwarding_address: raw.forwarding_address.map(Spanned::into_inner),
+        forwarding_disposition: raw.forwarding_disposition.map(Spanned::into_inner),
         consent_as: raw.consent_as.map(Spanned::into_inner),
         labels: raw.labels.map(Spanned::into_inner).unwrap_or_default(),
         email_span: Some(raw.email.span()),

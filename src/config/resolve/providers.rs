@@ -244,6 +244,13 @@ pub(super) fn resolve_provider(
     }
 
     let (imap, imap_base) = resolve_imap(name, preset, raw.imap.as_ref(), &span, diags);
+    let gmail_api_url = url_field(
+        "gmail_api_url",
+        &raw.gmail_api_url,
+        (preset == Some(Preset::Google)).then(|| GMAIL_API.to_string()),
+        false,
+        diags,
+    );
 
     let ca_file = raw
         .ca_file
@@ -276,6 +283,7 @@ pub(super) fn resolve_provider(
         console,
         imap,
         imap_base,
+        gmail_api_url,
         grant: grant.kind,
         service_account: grant.service_account,
         client_certificate: grant.certificate,
@@ -333,6 +341,9 @@ fn resolve_imap(
     let base = imap.clone().or(preset_imap);
     (imap, base)
 }
+
+/// The Gmail API's public base URL.
+const GMAIL_API: &str = "https://gmail.googleapis.com";
 
 /// The preset a provider starts from: named by `preset`, or implied by the
 /// provider's name (`Ok(None)`: a custom provider). `Err` once reported.

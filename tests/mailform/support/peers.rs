@@ -44,6 +44,8 @@ pub struct Admin {
     pub revoke_delegation: String,
     /// The header of the last client assertion a client sent.
     pub assertion_header: String,
+    /// Sets a user's Gmail settings (the emulated Gmail API's).
+    pub gmail_settings: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -352,6 +354,26 @@ impl Peers {
             .post(&self.admin.revoke_delegation)
             .bearer_auth(&self.admin.token)
             .form(&[("client", client)])
+            .send()
+            .unwrap();
+        assert!(
+            res.status().is_success(),
+            "admin call failed: {}",
+            res.status()
+        );
+    }
+
+    /// Sets `user`'s Gmail forwarding settings, as they would be set in
+    /// Gmail's settings page: `fields` among `enabled`, `email`,
+    /// `disposition`, `address` (with `status`), `api` (`disabled`).
+    pub fn gmail_settings(&self, user: &str, fields: &[(&str, &str)]) {
+        let mut form = vec![("user", user)];
+        form.extend_from_slice(fields);
+        let res = self
+            .http()
+            .post(&self.admin.gmail_settings)
+            .bearer_auth(&self.admin.token)
+            .form(&form)
             .send()
             .unwrap();
         assert!(

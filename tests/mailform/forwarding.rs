@@ -1,0 +1,136 @@
+//! Gmail forwarding as code (issue 20): live plans read the mailbox's
+//! forwarding settings through the Gmail API (the peers' emulation of its
+//! documented contract, each token introspected) and report each
+//! difference from `forwarding_address` as drift, with the step by hand.
+
+use std::path::Path;
+
+use crate::support::peers::{Peers, peers};
+use crate::support::{Mailform, assert_says};
+
+const CONTACT_CENTER: &str = "inbound@contact-center.example";
+
+/// A project whose lab provider reads Gmail's settings at the peers, for
+/// `user`, forwarding to the contact center (`extra`: more asset keys).
+fn project(p: &Peers, user: &str, extra: &str) -> tempfile::TempDir {
+    let smtp = crate::support::peers::LabSmtp {
+        port: p.smtp.starttls_port,
+        security: "starttls",
+        trust_ca: true,
+    };
+    let text = crate::support::peers::lab_provider(
+        p,
+        crate::apply::free_port(),
+        "[\"mail\", \"offline_access\"]",
+        &smtp,
+    ) + &format!(
+        "gmail_api_url = \"{}\"\n\n[assets.support]\nemail = \"{user}\"\nprovider = \"lab\"\nforwarding_address = \"{CONTACT_CENTER}\"\n{extra}",
+        p.issuer
+    );
+    crate::support::project(&text)
+}
+
+fn mf(p: &Peers, dir: &Path) -> Mailform {
+    crate::support::lab(p, dir)
+}
+
+fn plan(p: &Peers, dir: &Path, code: i32) -> crate::support::Run {
+    let run = mf(p, dir).run(["plan", "--detailed-exitcode"]).code(code);
+    let tokens = crate::support::fixtures::stored_tokens(dir, "support");
+    assert!(
+        !run.all().contains(tokens.access_token.expose()),
+        "{}",
+        run.all()
+    );
+    run
+}
+
+#[test]
+fn forwarding_that_is_off_pending_or_elsewhere_is_drift_until_it_is_right() {
+    let p = peers();
+    let user = "jon@example.test";
+    let dir = project(p, user, "forwarding_disposition = \"archive\"\n");
+    mf(p, dir.path()).run(["apply", "--auto-approve"]).ok();
+    // Nothing set up in Gmail yet.
+    let off = plan(p, dir.path(), 2);
+    assert_says(&off, "~ support  update");
+    assert_says(
+        &off,
+        &format!("Gmail forwarding: {CONTACT_CENTER} is not a forwarding address of the mailbox"),
+    );
+    assert_says(&off, "Gmail forwarding: forwarding is off");
+    assert_says(
+        &off,
+        "hint: Gmail → Settings → See all settings → Forwarding and POP/IMAP",
+    );
+    // Found stays found: offline, and apply cannot fix it.
+    let offline = mf(p, dir.path())
+        .run(["plan", "--offline", "--detailed-exitcode"])
+        .code(2);
+    assert_says(
+        &offline,
+        "Gmail forwarding: forwarding is off (at the last check",
+    );
+    let apply = mf(p, dir.path()).run(["apply", "--auto-approve"]).code(1);
+    assert_says(&apply, "Gmail forwarding needs a step by hand");
+    // The address added, not confirmed yet.
+    p.gmail_settings(user, &[("address", CONTACT_CENTER), ("status", "pending")]);
+    let pending = plan(p, dir.path(), 2);
+    assert_says(
+        &pending,
+        &format!("{CONTACT_CENTER} is not confirmed yet (pending)"),
+    );
+    assert_says(
+        &pending,
+        &format!(
+            "Gmail sent a confirmation to {CONTACT_CENTER}: whoever reads it — the contact center — must confirm it"
+        ),
+    );
+    // Confirmed, and forwarding on, but elsewhere and with Gmail's copy kept.
+    p.gmail_settings(
+        user,
+        &[
+            ("address", CONTACT_CENTER),
+            ("status", "accepted"),
+            ("enabled", "true"),
+            ("email", "someone@elsewhere.example"),
+            ("disposition", "leaveInInbox"),
+        ],
+    );
+    let elsewhere = plan(p, dir.path(), 2);
+    assert_says(
+        &elsewhere,
+        &format!("mail is forwarded to someone@elsewhere.example, not {CONTACT_CENTER}"),
+    );
+    assert_says(
+        &elsewhere,
+        "Gmail forwarding: Gmail's copy of forwarded mail is leaveInInbox, not archive",
+    );
+    // Right at last: no drift, and the record says so offline too.
+    p.gmail_settings(
+        user,
+        &[("email", CONTACT_CENTER), ("disposition", "archive")],
+    );
+    plan(p, dir.path(), 0);
+    mf(p, dir.path())
+        .run(["plan", "--offline", "--detailed-exitcode"])
+        .code(0);
+}
+
+#[test]
+fn a_gmail_api_disabled_in_the_project_is_named_with_the_fix() {
+    let p = peers();
+    let user = "kim@example.test";
+    let dir = project(p, user, "");
+    mf(p, dir.path()).run(["apply", "--auto-approve"]).ok();
+    p.gmail_settings(user, &[("api", "disabled")]);
+    let run = plan(p, dir.path(), 2);
+    assert_says(
+        &run,
+        "the Gmail API refused to read the forwarding settings (403: Gmail API has not been used in project",
+    );
+    assert_says(
+        &run,
+        "hint: enable the Gmail API in the OAuth client's Cloud project",
+    );
+}
