@@ -131,11 +131,18 @@ pub enum Command {
         /// The asset.
         name: String,
         /// The recipient.
-        #[arg(long, value_name = "ADDR")]
-        to: String,
+        #[arg(long, value_name = "ADDR", required_unless_present = "round_trip")]
+        to: Option<String>,
         /// The subject (default: "mailform test message from NAME").
         #[arg(long, value_name = "S")]
         subject: Option<String>,
+        /// Send to the asset's own address, then wait until its IMAP login
+        /// sees the message (the asset must declare `imap`).
+        #[arg(long, conflicts_with = "to")]
+        round_trip: bool,
+        /// How long the round trip waits for the message (`30s`, `2m`).
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::config::raw::parse_duration)]
+        timeout: std::time::Duration,
     },
     /// Print the fields an email-asset form asks for.
     Export {

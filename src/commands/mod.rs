@@ -76,9 +76,19 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<ExitStatus, Error> {
         Command::Apply(args) => apply::run(&ctx, args),
         Command::Show { name, json } => show::run(&ctx, name.as_deref(), *json),
         Command::Token { name, refresh } => token::run(&ctx, name, *refresh),
-        Command::SendTest { name, to, subject } => {
-            send_test::run(&ctx, name, to, subject.as_deref())
-        }
+        Command::SendTest {
+            name,
+            to,
+            subject,
+            round_trip,
+            timeout,
+        } => send_test::run(
+            &ctx,
+            name,
+            to.as_deref(),
+            subject.as_deref(),
+            round_trip.then_some(*timeout),
+        ),
         Command::Export { name, format } => export::run(&ctx, name, *format),
         Command::Import { name, from } => import::run(&ctx, name, from),
         Command::Schema { kind } => schema::run(&ctx, *kind),

@@ -16,10 +16,26 @@ use crate::smtp::{self, Endpoint, Sent};
 pub fn run(
     ctx: &Context<'_>,
     name: &str,
-    to: &str,
+    to: Option<&str>,
     subject: Option<&str>,
+    round_trip: Option<std::time::Duration>,
 ) -> Result<ExitStatus, Error> {
     let (config, settings) = ctx.config()?;
+    // The round trip goes to the asset's own address, and needs IMAP to
+    // see it arrive.
+    let own;
+    let to = if let Some(to) = to {
+        to
+    } else {
+        super::known_asset(name, config.assets.keys().map(String::as_str), &config)?;
+        if config.assets[name].imap.is_none() {
+            return Err(Error::Usage(format!(
+                "{name}: a round trip cannot observe arrival: the asset declares no IMAP (imap = true, or imap = {{ host, port, security }})"
+            )));
+        }
+        own = config.assets[name].email.clone();
+        own.as_str()
+    };
     let to: Mailbox = to.parse().map_err(|e| {
         Error::Usage(format!(
             "invalid --to `{}`: {e} (write an address like someone@example.com)",
@@ -53,6 +69,11 @@ pub fn run(
     let endpoint = &*probe.endpoint;
     let message = test_message(name, asset, endpoint, to.clone(), subject)?;
     let envelope = message.envelope().clone();
+    let message_id = message
+        .headers()
+        .get_raw("Message-ID")
+        .unwrap_or_default()
+        .to_string();
     let bytes = message.formatted();
 
     let runtime = super::runtime()?;
@@ -67,11 +88,13 @@ pub fn run(
         ))
     };
     let mut result = send(&token);
+    let mut round_token = token.clone();
     if matches!(&result, Ok(Sent::LoginRefused(o)) if o.fresh_token_may_help())
         && (record.has_refresh_token || config.provider_of(asset).grant.is_organisation())
     {
         let (fresh, _, _) = crate::observe::access_token(&access, name, true)?;
         result = send(&fresh);
+        round_token = fresh;
     }
     match result {
         Ok(Sent::Accepted(reply)) => {
@@ -82,7 +105,24 @@ pub fn run(
                 endpoint.server()
             ))?;
             ctx.printer.out(&format!("{reply}\n"))?;
-            Ok(ExitStatus::Success)
+            match round_trip {
+                None => Ok(ExitStatus::Success),
+                Some(wait) => {
+                    let imap = crate::observe::ImapProbe::applied(
+                        &config,
+                        asset,
+                        &applied,
+                        settings.smtp_timeout,
+                    )
+                    .map_err(|why| Error::Usage(format!("{name}: {why}")))?
+                    .ok_or_else(|| {
+                        Error::Usage(format!(
+                            "{name}: its IMAP endpoint is not applied yet (or its trust changed): run mailform apply"
+                        ))
+                    })?;
+                    arrival(ctx, name, &imap, &round_token, &message_id, wait)
+                }
+            }
         }
         Ok(Sent::LoginRefused(outcome)) => match probe.observation(&outcome) {
             SmtpObservation::Refused {
@@ -101,6 +141,56 @@ pub fn run(
         Err(e) => Err(Error::Network {
             name: name.to_string(),
             why: e.to_string(),
+        }),
+    }
+}
+
+/// Waits until the asset's IMAP login sees the message, and says what
+/// both servers said and how long it took.
+fn arrival(
+    ctx: &Context<'_>,
+    name: &str,
+    imap: &crate::observe::ImapProbe,
+    token: &crate::secret::Secret,
+    message_id: &str,
+    wait: std::time::Duration,
+) -> Result<ExitStatus, Error> {
+    let runtime = super::runtime()?;
+    let server = imap.endpoint.server();
+    let seen = runtime
+        .block_on(crate::imap::wait_for(
+            &imap.endpoint,
+            &imap.username,
+            token,
+            imap.timeout,
+            message_id,
+            wait,
+        ))
+        .map_err(|e| Error::Network {
+            name: name.to_string(),
+            why: e.to_string(),
+        })?;
+    match (&seen.login, seen.after) {
+        (crate::imap::Outcome::Accepted(words), Some(after)) => {
+            ctx.printer.err(&format!(
+                "{server} ({words}) sees it in INBOX after {:.1} s.\n",
+                after.as_secs_f64()
+            ))?;
+            Ok(ExitStatus::Success)
+        }
+        (crate::imap::Outcome::Accepted(words), None) => Err(Error::Network {
+            name: name.to_string(),
+            why: format!(
+                "{server} ({words}) did not see the message {message_id} in INBOX within {}: it was sent, but not (yet) delivered",
+                humantime::format_duration(wait)
+            ),
+        }),
+        (refused, _) => Err(Error::Network {
+            name: name.to_string(),
+            why: format!(
+                "the message was sent, but {server} refused the IMAP login — {}",
+                refused.words()
+            ),
         }),
     }
 }

@@ -459,6 +459,87 @@ pub async fn prove(
     token: &Secret,
     timeout: Duration,
 ) -> Result<Outcome, ImapError> {
+    let (mut session, outcome) = login(endpoint, username, token, timeout).await?;
+    // Nothing more to say; a server that does not answer LOGOUT has
+    // already given its verdict.
+    let _ = session.command("LOGOUT", "logging out").await;
+    Ok(outcome)
+}
+
+/// What the round trip saw: the login, and how long the message took to
+/// appear (`None`: not within the wait).
+#[derive(Debug)]
+pub struct Arrival {
+    pub login: Outcome,
+    pub after: Option<Duration>,
+}
+
+/// Logs in, then looks in INBOX (read-only: EXAMINE) for the message whose
+/// `Message-ID` is `message_id`, every half second for at most `wait`.
+pub async fn wait_for(
+    endpoint: &Endpoint,
+    username: &str,
+    token: &Secret,
+    timeout: Duration,
+    message_id: &str,
+    wait: Duration,
+) -> Result<Arrival, ImapError> {
+    let started = std::time::Instant::now();
+    let (mut session, login) = login(endpoint, username, token, timeout).await?;
+    if !matches!(login, Outcome::Accepted(_)) {
+        return Ok(Arrival { login, after: None });
+    }
+    // A Message-ID is `<…@…>`: only what an IMAP quoted string may hold.
+    let id: String = message_id
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
+        .collect();
+    loop {
+        let (_, status, words) = session.command("EXAMINE INBOX", "opening INBOX").await?;
+        if status != St::Ok {
+            return Err(ImapError::Rejected {
+                server: endpoint.server(),
+                step: "EXAMINE INBOX",
+                words,
+            });
+        }
+        let (lines, status, words) = session
+            .command(
+                &format!("UID SEARCH HEADER Message-ID \"{id}\""),
+                "searching",
+            )
+            .await?;
+        if status != St::Ok {
+            return Err(ImapError::Rejected {
+                server: endpoint.server(),
+                step: "UID SEARCH",
+                words,
+            });
+        }
+        let found = lines.iter().any(|l| {
+            l.trim()
+                .strip_prefix("* SEARCH")
+                .is_some_and(|rest| rest.split_whitespace().next().is_some())
+        });
+        if found || started.elapsed() >= wait {
+            let _ = session.command("LOGOUT", "logging out").await;
+            return Ok(Arrival {
+                login,
+                after: found.then(|| started.elapsed()),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Connects, secures the connection, checks XOAUTH2 is offered, and
+/// authenticates: the session, and what the server said to the token.
+async fn login<'a>(
+    endpoint: &'a Endpoint,
+    username: &str,
+    token: &Secret,
+    timeout: Duration,
+) -> Result<(Session<'a>, Outcome), ImapError> {
     let server = endpoint.server();
     let connect = tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port));
     let tcp = match tokio::time::timeout(timeout.min(CONNECT_TIMEOUT), connect).await {
@@ -538,10 +619,7 @@ pub async fn prove(
         });
     }
     let outcome = session.authenticate(username, token).await?;
-    // Nothing more to say; a server that does not answer LOGOUT has
-    // already given its verdict.
-    let _ = session.command("LOGOUT", "logging out").await;
-    Ok(outcome)
+    Ok((session, outcome))
 }
 
 /// A TLS failure in operators' terms, with what to try.

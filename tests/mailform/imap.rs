@@ -194,3 +194,33 @@ fn microsofts_imap_scope_comes_with_imap() {
         .ok();
     assert_says(&show, "https://outlook.office.com/IMAP.AccessAsUser.All");
 }
+
+#[test]
+fn a_round_trip_is_sent_through_smtp_and_seen_arriving_over_imap() {
+    let p = peers();
+    let d = dovecot(p);
+    let dir = project(p, d, "lou@example.test", &imaps(d));
+    mf(p, dir.path()).run(["apply", "--auto-approve"]).ok();
+    let trip = mf(p, dir.path())
+        .run(["send-test", "support", "--round-trip", "--timeout", "20s"])
+        .ok();
+    assert_says(
+        &trip,
+        "Sent a test message from lou@example.test to lou@example.test",
+    );
+    assert_says(&trip, &format!("127.0.0.1:{} (OK", d.imaps_port));
+    assert_says(&trip, "sees it in INBOX after");
+    assert_no_token(dir.path(), &trip);
+    // Without IMAP, arrival cannot be observed: nothing is sent.
+    let text = std::fs::read_to_string(dir.path().join("assets.toml"))
+        .unwrap()
+        .replace(&format!("imap = {}\n", imaps(d)), "");
+    std::fs::write(dir.path().join("assets.toml"), text).unwrap();
+    let none = mf(p, dir.path())
+        .run(["send-test", "support", "--round-trip"])
+        .code(1);
+    assert_says(
+        &none,
+        "a round trip cannot observe arrival: the asset declares no IMAP",
+    );
+}
