@@ -18,6 +18,7 @@
 
 mod app;
 mod consent;
+mod forwarding;
 mod imap;
 mod prove;
 
@@ -124,7 +125,7 @@ impl<'a> Run<'a> {
             match change.action {
                 Action::Update => {
                     self.update(state, name);
-                    self.by_hand(change);
+                    self.forwarding(state, change);
                 }
                 Action::Delete => deletes.push(name.to_string()),
                 // A re-consent's old grant stays until a new one is stored
@@ -335,31 +336,6 @@ impl<'a> Run<'a> {
         }
         let outcome = self.save(state, name).map(|()| "updated".to_string());
         self.record(name, Action::Update, outcome);
-    }
-
-    /// What apply cannot do with a person's grant (Gmail's forwarding is
-    /// changed in Gmail's settings): the asset is reported as needing that
-    /// step, not passed over.
-    fn by_hand(&mut self, change: &plan::Change) {
-        let steps: Vec<String> = change
-            .reasons
-            .iter()
-            .filter_map(|r| match r {
-                plan::Reason::ForwardingDrift { what, hint, .. } => {
-                    Some(format!("{what} — {hint}"))
-                }
-                _ => None,
-            })
-            .collect();
-        if !steps.is_empty() {
-            self.fail(
-                &change.asset,
-                &format!(
-                    "Gmail forwarding needs a step by hand (mailform's grant may read the settings, not change them): {}",
-                    steps.join("; ")
-                ),
-            );
-        }
     }
 
     /// An asset's applied record and its tokens, when it holds tokens that open.

@@ -134,3 +134,63 @@ fn a_gmail_api_disabled_in_the_project_is_named_with_the_fix() {
         "hint: enable the Gmail API in the OAuth client's Cloud project",
     );
 }
+
+/// A service account's project (the peers' `main`, whose delegation covers
+/// Gmail's settings) for `mailbox`, forwarding to `to`.
+fn service_account_project(p: &Peers, mailbox: &str, to: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("sa.json");
+    std::fs::write(&key, p.service_accounts["main"].to_string()).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let text = format!(
+        "version = 1\n\n[providers.workspace]\ngrant = \"service_account\"\nservice_account_file = \"sa.json\"\ntoken_url = \"{}\"\nscopes = [\"https://mail.google.com/\", \"https://www.googleapis.com/auth/gmail.settings.sharing\"]\nca_file = \"{}\"\ngmail_api_url = \"{}\"\nsmtp = {{ host = \"{}\", port = {}, security = \"starttls\" }}\n\n[assets.desk]\nemail = \"{mailbox}\"\nprovider = \"workspace\"\nforwarding_address = \"{to}\"\nforwarding_disposition = \"archive\"\n",
+        p.endpoints.token,
+        p.ca_file.display(),
+        p.issuer,
+        p.smtp.host,
+        p.smtp.starttls_port,
+    );
+    std::fs::write(dir.path().join("assets.toml"), text).unwrap();
+    dir
+}
+
+#[test]
+fn a_service_account_allowed_to_sets_forwarding_at_apply() {
+    let p = peers();
+    // An address of the domain: Gmail takes it at once.
+    let dir = service_account_project(p, "app-fwd-one@example.test", "desk@example.test");
+    Mailform::new(dir.path())
+        .run(["apply", "--auto-approve"])
+        .ok();
+    let drift = Mailform::new(dir.path())
+        .run(["plan", "--detailed-exitcode"])
+        .code(2);
+    assert_says(&drift, "Gmail forwarding: forwarding is off");
+    let apply = Mailform::new(dir.path())
+        .run(["apply", "--auto-approve"])
+        .ok();
+    assert_says(
+        &apply,
+        "desk: Gmail forwarding to desk@example.test turned on (service account)",
+    );
+    Mailform::new(dir.path())
+        .run(["plan", "--detailed-exitcode"])
+        .code(0);
+    // An address elsewhere waits for its owner's confirmation.
+    let dir = service_account_project(p, "app-fwd-two@example.test", CONTACT_CENTER);
+    Mailform::new(dir.path())
+        .run(["apply", "--auto-approve"])
+        .ok();
+    let apply = Mailform::new(dir.path())
+        .run(["apply", "--auto-approve"])
+        .code(1);
+    assert_says(
+        &apply,
+        &format!(
+            "Gmail sent a confirmation to {CONTACT_CENTER}: whoever reads it — the contact center — must confirm it"
+        ),
+    );
+}

@@ -418,7 +418,7 @@ fn the_peer_checks_every_claim_of_an_assertion() {
             "Invalid email or User ID",
         ),
         (
-            &|c| c["scope"] = "https://www.googleapis.com/auth/gmail.settings.sharing".into(),
+            &|c| c["scope"] = "https://www.googleapis.com/auth/gmail.readonly".into(),
             "unauthorized",
         ),
     ] {

@@ -164,7 +164,10 @@ const serviceAccounts = ['main', 'revocable'].map((name, i) => {
     private_key_id: randomBytes(20).toString('hex'),
     private_key: key.privateKey.export({ type: 'pkcs8', format: 'pem' }),
     publicKey: key.publicKey,
-    delegated: new Set(['https://mail.google.com/']),
+    // The main account may also change Gmail's forwarding settings.
+    delegated: new Set(name === 'main'
+      ? ['https://mail.google.com/', 'https://www.googleapis.com/auth/gmail.settings.sharing']
+      : ['https://mail.google.com/']),
   };
 });
 const serviceAccountByEmail = new Map(serviceAccounts.map((sa) => [sa.client_email, sa]));
@@ -436,6 +439,11 @@ const page = (res, status, title, body) => {
   res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
   res.end(`<!doctype html><html><head><title>${escape(title)}</title></head><body><h1>${escape(title)}</h1>${body}</body></html>`);
 };
+const readRaw = async (req) => {
+  let body = '';
+  for await (const chunk of req) body += chunk;
+  return body;
+};
 const readBody = async (req) => {
   let body = '';
   for await (const chunk of req) body += chunk;
@@ -591,6 +599,33 @@ async function gmailApi(req, res, what) {
   if (settings.apiDisabled) {
     return googleError(403, 'Gmail API has not been used in project 104857600000 before or it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/gmail.googleapis.com/overview?project=104857600000 then retry.', 'PERMISSION_DENIED');
   }
+  const sharing = scopes.includes('https://www.googleapis.com/auth/gmail.settings.sharing');
+  // Writes (users.settings.forwardingAddresses.create, updateAutoForwarding)
+  // need the settings scope, which only a service account with domain-wide
+  // delegation can hold. An address in the mailbox's own domain is accepted
+  // at once; another waits for its owner to confirm (pending).
+  if (req.method !== 'GET') {
+    if (!sharing) {
+      return googleError(403, 'Request had insufficient authentication scopes.', 'PERMISSION_DENIED');
+    }
+    const body = JSON.parse((await readRaw(req)) || '{}');
+    if (what === 'forwardingAddresses' && req.method === 'POST') {
+      const email = String(body.forwardingEmail ?? '');
+      const status = email.split('@')[1] === info.sub.split('@')[1] ? 'accepted' : 'pending';
+      if (!settings.addresses.has(email)) settings.addresses.set(email, status);
+      return answer(200, { forwardingEmail: email, verificationStatus: settings.addresses.get(email) });
+    }
+    if (what === 'autoForwarding' && req.method === 'PUT') {
+      if (body.enabled && settings.addresses.get(body.emailAddress) !== 'accepted') {
+        return googleError(400, 'Unverified forwarding address', 'FAILED_PRECONDITION');
+      }
+      settings.enabled = Boolean(body.enabled);
+      settings.emailAddress = body.emailAddress;
+      settings.disposition = body.disposition;
+      return answer(200, { enabled: settings.enabled, emailAddress: settings.emailAddress, disposition: settings.disposition });
+    }
+    return googleError(405, 'Method not allowed', 'INVALID_ARGUMENT');
+  }
   if (what === 'autoForwarding') {
     const body = { enabled: settings.enabled };
     if (settings.emailAddress) body.emailAddress = settings.emailAddress;
@@ -613,7 +648,7 @@ handler = async (req, res) => {
     m = url.pathname.match(/^\/__admin\/([\w-]+)$/);
     if (m) return await admin(req, res, m[1]);
     m = url.pathname.match(/^\/gmail\/v1\/users\/me\/settings\/(autoForwarding|forwardingAddresses)$/);
-    if (m && req.method === 'GET') return await gmailApi(req, res, m[1]);
+    if (m) return await gmailApi(req, res, m[1]);
     if (url.pathname === '/token' && req.method === 'POST') {
       // A service account's request authenticates no client (Google's
       // endpoint knows it by the assertion): name the client the
