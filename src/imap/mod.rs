@@ -651,3 +651,38 @@ fn tls_failure(tls: &rustls::Error, endpoint: &Endpoint) -> ImapError {
         why,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_big_providers_refusals_get_their_own_advice() {
+        let gmail = hint("NO [ALERT] Invalid credentials (Failure)", "a@example.com").unwrap();
+        assert!(gmail.contains("is IMAP on for the mailbox"), "{gmail}");
+        let microsoft = hint("NO AUTHENTICATE failed.", "a@example.com").unwrap();
+        assert!(microsoft.contains("IMAP.AccessAsUser.All"), "{microsoft}");
+        let dovecot = hint(
+            "NO [AUTHENTICATIONFAILED] Authentication failed.",
+            "a@example.com",
+        );
+        assert!(
+            dovecot
+                .unwrap()
+                .contains("does not match username a@example.com")
+        );
+        assert_eq!(hint("OK Logged in", "a@example.com"), None);
+    }
+
+    #[test]
+    fn a_refusal_keeps_the_challenge_beside_the_servers_words() {
+        let refused = Outcome::Refused {
+            words: "NO [AUTHENTICATIONFAILED] Authentication failed.".into(),
+            challenge: Some("+ {\"status\":\"401\"}".into()),
+        };
+        assert_eq!(
+            refused.words(),
+            "NO [AUTHENTICATIONFAILED] Authentication failed. (+ {\"status\":\"401\"})"
+        );
+    }
+}
