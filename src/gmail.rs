@@ -35,7 +35,9 @@ struct Address {
     verification_status: Option<String>,
 }
 
-/// Google's error body: `{"error": {"code": 403, "message": "…"}}`.
+/// Google's error body: `{"error": {"code": 403, "message": "…",
+/// "status": "PERMISSION_DENIED", "errors": [{"reason": …}], "details":
+/// [{"reason": …}]}}`.
 #[derive(Deserialize)]
 struct ErrorBody {
     error: ErrorDetail,
@@ -44,7 +46,33 @@ struct ErrorBody {
 #[derive(Deserialize)]
 struct ErrorDetail {
     message: Option<String>,
+    #[serde(default)]
+    errors: Vec<Reason>,
+    #[serde(default)]
+    details: Vec<Reason>,
 }
+
+#[derive(Deserialize)]
+struct Reason {
+    reason: Option<String>,
+}
+
+impl ErrorDetail {
+    fn reasons(&self) -> impl Iterator<Item = &str> {
+        self.errors
+            .iter()
+            .chain(&self.details)
+            .filter_map(|r| r.reason.as_deref())
+    }
+}
+
+/// Reasons that say nothing of the settings: try again later.
+const PASSING: [&str; 4] = [
+    "rateLimitExceeded",
+    "userRateLimitExceeded",
+    "RATE_LIMIT_EXCEEDED",
+    "backendError",
+];
 
 /// One GET of the settings API; `Err` is what the planner is told.
 async fn get<T: serde::de::DeserializeOwned>(
@@ -88,20 +116,41 @@ async fn call<T: serde::de::DeserializeOwned>(
     })?;
     let status = response.status().as_u16();
     if !response.status().is_success() {
-        let words = serde_json::from_slice::<ErrorBody>(response.body())
-            .ok()
-            .and_then(|b| b.error.message)
+        let body = serde_json::from_slice::<ErrorBody>(response.body()).ok();
+        let words = body
+            .as_ref()
+            .and_then(|b| b.error.message.as_deref())
             .map_or_else(
                 || format!("HTTP {status}"),
                 |m| {
                     let secret = [token.expose()];
-                    crate::diagnostic::shown_up_to(&crate::secret::redact_echoes(&m, &secret), 400)
+                    crate::diagnostic::shown_up_to(&crate::secret::redact_echoes(m, &secret), 400)
                         .into_owned()
                 },
             );
+        // A rate limit, or a token the API did not take just after the
+        // provider issued it (401): passing; the settings are not known.
+        let passing = status == 401
+            || body
+                .as_ref()
+                .is_some_and(|b| b.error.reasons().any(|r| PASSING.contains(&r)));
+        if passing {
+            return Err(ForwardingObservation::Transient {
+                detail: format!("the Gmail API answered {status}: {words}"),
+            });
+        }
+        let disabled = body.as_ref().is_some_and(|b| {
+            b.error
+                .reasons()
+                .any(|r| r == "accessNotConfigured" || r == "SERVICE_DISABLED")
+        });
         return Err(ForwardingObservation::Refused {
             code: status,
-            words,
+            words: if disabled {
+                format!("the Gmail API is disabled in the project: {words}")
+            } else {
+                words
+            },
         });
     }
     serde_json::from_slice(response.body()).map_err(|_| ForwardingObservation::Transient {
@@ -143,16 +192,29 @@ pub async fn set_forwarding(
         ForwardingObservation::Transient { detail } => detail,
         ForwardingObservation::Seen { .. } => "an unexpected answer".into(),
     };
-    let created: Address = call(
-        transport,
-        oauth2::http::Method::POST,
-        &settings_url(base, "forwardingAddresses"),
-        token,
-        Some(&serde_json::json!({ "forwardingEmail": want })),
-    )
-    .await
-    .map_err(words)?;
-    if created.verification_status.as_deref() != Some("accepted") {
+    // Created only when missing (Gmail refuses to create one twice).
+    let listed: Addresses = get(transport, &settings_url(base, "forwardingAddresses"), token)
+        .await
+        .map_err(words)?;
+    let existing = listed
+        .forwarding_addresses
+        .into_iter()
+        .find(|a| a.forwarding_email.eq_ignore_ascii_case(want));
+    let status = if let Some(existing) = existing {
+        existing.verification_status
+    } else {
+        let created: Address = call(
+            transport,
+            oauth2::http::Method::POST,
+            &settings_url(base, "forwardingAddresses"),
+            token,
+            Some(&serde_json::json!({ "forwardingEmail": want })),
+        )
+        .await
+        .map_err(words)?;
+        created.verification_status
+    };
+    if status.as_deref() != Some("accepted") {
         return Ok(Set::Pending);
     }
     let _: serde_json::Value = call(

@@ -49,6 +49,35 @@ struct Shared {
     line: usize,
     /// Bytes since mailform last wrote.
     reply: usize,
+    /// The last bytes of the current line: an IMAP literal's size
+    /// (`{N}` at a line's end) is read there before its bytes come.
+    tail: [u8; TAIL],
+}
+
+/// How much of a line's end is kept to read a literal's size.
+const TAIL: usize = 24;
+
+/// Whether `tail` (a line's last bytes, line end included) announces an
+/// IMAP literal (`{N}` or `{N+}`) larger than `room`: a reader that sizes
+/// its buffer by it must not be asked to.
+fn announces_too_much(tail: &[u8], room: usize) -> bool {
+    let line = tail
+        .strip_suffix(b"\n")
+        .map_or(tail, |l| l.strip_suffix(b"\r").unwrap_or(l));
+    let Some(inner) = line.strip_suffix(b"}") else {
+        return false;
+    };
+    let inner = inner.strip_suffix(b"+").unwrap_or(inner);
+    let Some(open) = inner.iter().rposition(|b| *b == b'{') else {
+        return false;
+    };
+    let digits = &inner[open + 1..];
+    !digits.is_empty()
+        && digits.iter().all(u8::is_ascii_digit)
+        && std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| d.parse::<usize>().ok())
+            .is_none_or(|n| n > room)
 }
 
 /// The stream lettre reads and writes.
@@ -76,6 +105,7 @@ pub fn capped(tcp: TcpStream) -> io::Result<(Capped, Handle)> {
         layer: Layer::Plain(tcp),
         line: 0,
         reply: 0,
+        tail: [0; TAIL],
     }));
     Ok((
         Capped {
@@ -162,7 +192,19 @@ impl AsyncRead for Capped {
         };
         if let Poll::Ready(Ok(())) = poll {
             let got = limited.filled();
-            for &b in got {
+            for (i, &b) in got.iter().enumerate() {
+                shared.tail.copy_within(1.., 0);
+                shared.tail[TAIL - 1] = b;
+                if b == b'\n' {
+                    let kept = (shared.line + 1).min(TAIL);
+                    let room = MAX_REPLY.saturating_sub(shared.reply + i + 1);
+                    if announces_too_much(&shared.tail[TAIL - kept..], room) {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            OverLong,
+                        )));
+                    }
+                }
                 shared.line = if b == b'\n' { 0 } else { shared.line + 1 };
                 if shared.line > MAX_LINE {
                     return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, OverLong)));
@@ -230,4 +272,22 @@ pub fn is_over_long(e: &(dyn std::error::Error + 'static)) -> bool {
         next = err.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_literal_larger_than_the_answer_may_be_is_refused_before_it_comes() {
+        assert!(announces_too_much(
+            b"* 1 FETCH (BODY[] {400000000}\r\n",
+            64 * 1024
+        ));
+        assert!(announces_too_much(b"y {99999999999999999999999}\r\n", 10));
+        assert!(announces_too_much(b"x {70000+}\r\n", 65_536));
+        assert!(!announces_too_much(b"x {12}\r\n", 65_536));
+        assert!(!announces_too_much(b"250 OK\r\n", 65_536));
+        assert!(!announces_too_much(b"+ {}\r\n", 65_536));
+    }
 }

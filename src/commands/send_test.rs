@@ -72,7 +72,7 @@ pub fn run(
     let message_id = message
         .headers()
         .get_raw("Message-ID")
-        .unwrap_or_default()
+        .ok_or_else(|| Error::Usage(format!("{name}: the test message has no Message-ID")))?
         .to_string();
     let bytes = message.formatted();
 

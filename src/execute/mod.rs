@@ -165,10 +165,12 @@ impl<'a> Run<'a> {
         }
         // The IMAP logins of assets that declare one, once the SMTP proofs
         // (and the tokens they may have refreshed) are stored.
+        // (Proven whether or not the SMTP proof passed: each half is
+        // recorded on its own. An asset with no tokens has nothing to prove.)
         let imap: Vec<(String, bool)> = plan
             .changes
             .iter()
-            .filter(|c| self.succeeded(&c.asset))
+            .filter(|c| self.stored(state, &c.asset).is_some())
             .filter(|c| {
                 self.config
                     .assets

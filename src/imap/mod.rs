@@ -152,6 +152,10 @@ pub enum ImapError {
     },
     #[error("{server}: {why}")]
     Protocol { server: String, why: String },
+    /// A `NO` the server gives when it cannot decide now (RFC 5530's
+    /// `UNAVAILABLE`, `SERVERBUG`, `LIMIT`, `INUSE`): says nothing.
+    #[error("{server} could not check the login now: {words}")]
+    Unavailable { server: String, words: String },
     /// A response past the caps of [`stream`]: a broken or hostile server.
     #[error("{server}: {}", stream::OverLong)]
     OverLong { server: String },
@@ -161,8 +165,21 @@ impl ImapError {
     /// Passing failures: nothing listens, no answer in time. They say
     /// nothing about the token, so they are never drift.
     pub fn is_transient(&self) -> bool {
-        matches!(self, ImapError::Connect { .. } | ImapError::Timeout { .. })
+        matches!(
+            self,
+            ImapError::Connect { .. } | ImapError::Timeout { .. } | ImapError::Unavailable { .. }
+        )
     }
+}
+
+/// The first line of `buffer` (without its line end).
+fn first_line(buffer: &[u8]) -> &[u8] {
+    let end = buffer
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .or_else(|| buffer.iter().position(|b| *b == b'\n' || *b == 0))
+        .unwrap_or(buffer.len());
+    &buffer[..end]
 }
 
 /// One response: its bytes as they came, and what kind it is.
@@ -274,7 +291,9 @@ impl Session<'_> {
                 why: format!("the server closed the connection while {step}"),
             }),
             Ok(Ok(Some(r))) => Ok(Line {
-                raw: r.borrow_owner().to_vec(),
+                // async-imap's owner is its whole read buffer: this
+                // response is the start of it, up to its line end.
+                raw: first_line(r.borrow_owner()).to_vec(),
                 kind: match r.parsed() {
                     Response::Continue(outcome) => {
                         Kind::Continue(outcome.information.as_deref().map(ToString::to_string))
@@ -350,6 +369,29 @@ impl Session<'_> {
             .collect())
     }
 
+    /// The session after STARTTLS: a new client over the stream, after the
+    /// TLS handshake; nothing read in the clear is kept.
+    async fn restart_over_tls(self) -> Result<Self, ImapError> {
+        let Session {
+            endpoint,
+            client,
+            handle,
+            timeout,
+            tags,
+            secrets,
+        } = self;
+        let mut session = Session {
+            endpoint,
+            client: async_imap::Client::new(client.into_inner()),
+            handle,
+            timeout,
+            tags,
+            secrets,
+        };
+        session.upgrade().await?;
+        Ok(session)
+    }
+
     async fn upgrade(&mut self) -> Result<(), ImapError> {
         let handshake = self.handle.upgrade(
             Arc::clone(&self.endpoint.tls),
@@ -396,8 +438,16 @@ impl Session<'_> {
                     let encoded = zeroize::Zeroizing::new(
                         base64::engine::general_purpose::STANDARD.encode(initial.as_bytes()),
                     );
+                    // An echo of the encoded line is as good as the token.
+                    self.secrets.push(encoded.to_string());
                     self.write(&encoded, "sending the token").await?;
                     sent = true;
+                }
+                Kind::Continue(_) if challenge.is_some() => {
+                    return Err(ImapError::Protocol {
+                        server: self.server(),
+                        why: "the server sent a second challenge to AUTHENTICATE XOAUTH2".into(),
+                    });
                 }
                 Kind::Continue(information) => {
                     let text = information.unwrap_or_default();
@@ -414,6 +464,17 @@ impl Session<'_> {
                     let words = self.words(&line.raw);
                     return match status {
                         St::Ok => Ok(Outcome::Accepted(words)),
+                        // RFC 5530: the server could not decide now.
+                        St::No
+                            if ["[UNAVAILABLE]", "[SERVERBUG]", "[LIMIT]", "[INUSE]"]
+                                .iter()
+                                .any(|c| words.to_ascii_uppercase().contains(c)) =>
+                        {
+                            Err(ImapError::Unavailable {
+                                server: self.server(),
+                                words,
+                            })
+                        }
                         St::No => Ok(Outcome::Refused { words, challenge }),
                         _ => Err(ImapError::Rejected {
                             server: self.server(),
@@ -441,7 +502,7 @@ pub fn hint(words: &str, username: &str) -> Option<String> {
         Some(format!(
             "Microsoft 365 refused the token: IMAP may be off for {username} (Exchange admin center → the mailbox → Email apps → IMAP), or the grant lacks https://outlook.office.com/IMAP.AccessAsUser.All (an app grant: IMAP.AccessAsApp and Add-MailboxPermission)"
         ))
-    } else if lower.contains("authenticationfailed") || lower.starts_with("no") {
+    } else if lower.contains("authenticationfailed") {
         Some(format!(
             "the token's account (or scope) does not match username {username}: was consent given while signed in as {username}?"
         ))
@@ -459,7 +520,7 @@ pub async fn prove(
     token: &Secret,
     timeout: Duration,
 ) -> Result<Outcome, ImapError> {
-    let (mut session, outcome) = login(endpoint, username, token, timeout).await?;
+    let (mut session, outcome) = bounded_login(endpoint, username, token, timeout).await?;
     // Nothing more to say; a server that does not answer LOGOUT has
     // already given its verdict.
     let _ = session.command("LOGOUT", "logging out").await;
@@ -485,7 +546,7 @@ pub async fn wait_for(
     wait: Duration,
 ) -> Result<Arrival, ImapError> {
     let started = std::time::Instant::now();
-    let (mut session, login) = login(endpoint, username, token, timeout).await?;
+    let (mut session, login) = bounded_login(endpoint, username, token, timeout).await?;
     if !matches!(login, Outcome::Accepted(_)) {
         return Ok(Arrival { login, after: None });
     }
@@ -530,6 +591,24 @@ pub async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The whole login within four steps' time, however a server trickles
+/// its answers (each step is bounded by `timeout` already).
+async fn bounded_login<'a>(
+    endpoint: &'a Endpoint,
+    username: &str,
+    token: &Secret,
+    timeout: Duration,
+) -> Result<(Session<'a>, Outcome), ImapError> {
+    let overall = timeout.saturating_mul(4);
+    tokio::time::timeout(overall, login(endpoint, username, token, timeout))
+        .await
+        .unwrap_or(Err(ImapError::Timeout {
+            server: endpoint.server(),
+            step: "logging in (all steps)",
+            after: overall,
+        }))
 }
 
 /// Connects, secures the connection, checks XOAUTH2 is offered, and
@@ -601,7 +680,10 @@ async fn login<'a>(
                 words,
             });
         }
-        session.upgrade().await?;
+        // Whatever came in the clear after the server's OK (a man in the
+        // middle's "responses") stays in the old client's buffer, which
+        // goes: what is read from now on came over TLS.
+        session = session.restart_over_tls().await?;
     }
     let caps = session.capabilities().await?;
     if !caps.iter().any(|c| c == "AUTH=XOAUTH2") {

@@ -17,10 +17,18 @@ pub fn findings(
 ) -> Option<Vec<(String, String)>> {
     let (enabled, email, have_disposition, addresses) = match seen {
         ForwardingObservation::Transient { .. } => return None,
-        ForwardingObservation::Refused { code: 403, words } => {
+        ForwardingObservation::Refused { code: 403, words }
+            if words.starts_with("the Gmail API is disabled") =>
+        {
             return Some(vec![(
                 format!("the Gmail API refused to read the forwarding settings (403: {words})"),
                 "enable the Gmail API in the OAuth client's Cloud project (APIs & Services → Library → Gmail API → Enable)".into(),
+            )]);
+        }
+        ForwardingObservation::Refused { code: 0, words } => {
+            return Some(vec![(
+                format!("the Gmail API could not be reached safely ({words})"),
+                "if the provider's gmail_api_url uses a private CA, set ca_file on the provider; otherwise check gmail_api_url".into(),
             )]);
         }
         ForwardingObservation::Refused { code, words } => {

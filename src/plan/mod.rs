@@ -809,14 +809,16 @@ fn compare(
             "not proved: the new SMTP endpoint gets a token only after apply (live checks log in where the last apply did)".into(),
         );
     }
-    if action == Action::Update
-        && fields
-            .iter()
-            .any(|f| f.field == Field::GmailApiUrl && f.after.is_some())
+    if let Some(f) = fields
+        .iter()
+        .find(|f| f.field == Field::GmailApiUrl && f.after.is_some())
+        .filter(|_| action == Action::Update)
     {
-        warnings.push(
-            "not read: Gmail's forwarding settings are read at the new gmail_api_url only after apply".into(),
-        );
+        warnings.push(if f.before.is_none() {
+            "first recorded: live plans read Gmail's forwarding settings at this API once apply records it (apply changes nothing at Google)".into()
+        } else {
+            "not read: Gmail's forwarding settings are read at the new gmail_api_url only after apply".into()
+        });
     }
     if action == Action::Update
         && fields

@@ -621,3 +621,147 @@ proptest::proptest! {
         }
     }
 }
+
+/// BASE with IMAP and forwarding read through a Gmail API.
+const INBOUND: &str = r#"version = 1
+[providers.lab]
+authorization_url = "https://idp.example/authorize"
+token_url = "https://idp.example/token"
+client_id = "mailform"
+scopes = ["mail", "offline_access"]
+smtp = { host = "smtp.example", port = 587, security = "starttls" }
+imap = { host = "imap.example", port = 993, security = "tls" }
+gmail_api_url = "https://gmail.example"
+
+[assets.support]
+email = "support@example.com"
+provider = "lab"
+forwarding_address = "cc@contact.example"
+"#;
+
+fn inbound(
+    imap: Option<SmtpObservation>,
+    forwarding: Option<ForwardingObservation>,
+) -> Observations {
+    Observations {
+        assets: [(
+            "support".to_string(),
+            AssetObservation {
+                token: None,
+                smtp: None,
+                imap,
+                forwarding,
+            },
+        )]
+        .into(),
+        live: true,
+    }
+}
+
+#[test]
+fn an_imap_refusal_is_drift_live_and_from_state_until_a_check_passes() {
+    let mut state = state_for(INBOUND);
+    let refused = SmtpObservation::Refused {
+        server: "imap.example:993".into(),
+        reply: "NO [AUTHENTICATIONFAILED] Authentication failed.".into(),
+        hint: None,
+        reconsent: false,
+    };
+    let c = only(&plan_of(
+        INBOUND,
+        &state,
+        &inbound(Some(refused.clone()), None),
+    ))
+    .clone();
+    assert_eq!(c.action, Action::Update);
+    assert!(matches!(
+        &c.reasons[0],
+        Reason::ImapLoginRefused {
+            checked_at: None,
+            ..
+        }
+    ));
+    record_of(&mut state).imap_check = Some(refused.record("imap.example:993", now()));
+    let c = only(&plan_of(INBOUND, &state, &Observations::default())).clone();
+    assert!(matches!(
+        &c.reasons[0],
+        Reason::ImapLoginRefused {
+            checked_at: Some(_),
+            ..
+        }
+    ));
+    // A check at another server (the endpoint moved) says nothing of it.
+    record_of(&mut state).imap_check.as_mut().unwrap().server = "old.example:993".into();
+    assert_eq!(
+        only(&plan_of(INBOUND, &state, &Observations::default())).action,
+        Action::NoOp
+    );
+    // Not tried to the end: unproven, in its own words.
+    let unproven = SmtpObservation::Transient {
+        detail: "no answer".into(),
+    };
+    record_of(&mut state).imap_check = Some(unproven.record("imap.example:993", now()));
+    let c = only(&plan_of(INBOUND, &state, &Observations::default())).clone();
+    assert!(matches!(&c.reasons[0], Reason::ImapNotProven { .. }));
+    let accepted = SmtpObservation::Accepted {
+        server: "imap.example:993".into(),
+        reply: "OK Logged in".into(),
+    };
+    assert_eq!(
+        only(&plan_of(INBOUND, &state, &inbound(Some(accepted), None))).action,
+        Action::NoOp
+    );
+}
+
+#[test]
+fn forwarding_drift_is_read_live_replayed_from_state_and_never_from_a_passing_failure() {
+    let mut state = state_for(INBOUND);
+    let off = ForwardingObservation::Seen {
+        enabled: false,
+        email_address: None,
+        disposition: None,
+        addresses: vec![("cc@contact.example".into(), "accepted".into())],
+    };
+    let c = only(&plan_of(INBOUND, &state, &inbound(None, Some(off)))).clone();
+    assert_eq!(c.action, Action::Update);
+    assert!(
+        matches!(&c.reasons[..], [Reason::ForwardingDrift { what, checked_at: None, .. }] if what == "forwarding is off")
+    );
+    // As live checks record it: offline, the same drift, dated.
+    record_of(&mut state).forwarding_check = Some(SmtpCheck {
+        at: now(),
+        ok: false,
+        server: "https://gmail.example/".into(),
+        detail: "forwarding is off\nmail is forwarded elsewhere".into(),
+        hint: Some("turn it on\npoint it back".into()),
+        unproven: false,
+        reconsent: false,
+    });
+    let c = only(&plan_of(INBOUND, &state, &Observations::default())).clone();
+    assert_eq!(c.reasons.len(), 2, "{:?}", c.reasons);
+    assert!(
+        matches!(&c.reasons[1], Reason::ForwardingDrift { what, hint, checked_at: Some(_) } if what == "mail is forwarded elsewhere" && hint == "point it back")
+    );
+    // A passing failure of the API keeps the recorded drift, with a warning.
+    let busy = ForwardingObservation::Transient {
+        detail: "503".into(),
+    };
+    let c = only(&plan_of(INBOUND, &state, &inbound(None, Some(busy)))).clone();
+    assert_eq!(c.reasons.len(), 2);
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("could not be read now"))
+    );
+    // Read right: no drift.
+    let right = ForwardingObservation::Seen {
+        enabled: true,
+        email_address: Some("cc@contact.example".into()),
+        disposition: Some("leaveInInbox".into()),
+        addresses: vec![("cc@contact.example".into(), "accepted".into())],
+    };
+    assert_eq!(
+        only(&plan_of(INBOUND, &state, &inbound(None, Some(right)))).action,
+        Action::NoOp
+    );
+}

@@ -127,11 +127,40 @@ fn a_gmail_api_disabled_in_the_project_is_named_with_the_fix() {
     let run = plan(p, dir.path(), 2);
     assert_says(
         &run,
-        "the Gmail API refused to read the forwarding settings (403: Gmail API has not been used in project",
+        "the Gmail API refused to read the forwarding settings (403: the Gmail API is disabled in the project: Gmail API has not been used in project",
     );
     assert_says(
         &run,
         "hint: enable the Gmail API in the OAuth client's Cloud project",
+    );
+}
+
+#[test]
+fn an_unapplied_gmail_api_url_gets_no_token() {
+    let p = peers();
+    let user = "lou@example.test";
+    let dir = project(p, user, "");
+    mf(p, dir.path()).run(["apply", "--auto-approve"]).ok();
+    // A pull request points the Gmail API elsewhere: until apply, the
+    // settings are read only at the recorded one (and nothing is sent to
+    // the new one, where nothing would answer).
+    let elsewhere = format!("https://127.0.0.1:{}", crate::apply::free_port());
+    let text = std::fs::read_to_string(dir.path().join("assets.toml"))
+        .unwrap()
+        .replace(
+            &format!("gmail_api_url = \"{}\"", p.issuer),
+            &format!("gmail_api_url = \"{elsewhere}\""),
+        );
+    std::fs::write(dir.path().join("assets.toml"), text).unwrap();
+    let run = mf(p, dir.path()).run(["plan"]).ok();
+    assert_says(
+        &run,
+        "not read: Gmail's forwarding settings are read at the new gmail_api_url only after apply",
+    );
+    assert!(
+        !run.all().contains("could not be read now"),
+        "{}",
+        run.all()
     );
 }
 

@@ -153,7 +153,7 @@ fn a_token_of_another_account_is_refused_in_the_servers_words() {
 }
 
 #[test]
-fn a_server_that_never_greets_is_a_failed_check_not_drift() {
+fn a_server_that_never_greets_is_bounded_and_reported() {
     let p = peers();
     let d = dovecot(p);
     let dir = project(p, d, "ivy@example.test", &imaps(d));
@@ -181,6 +181,58 @@ fn a_server_that_never_greets_is_a_failed_check_not_drift() {
         &live,
         "IMAP logins: 0 accepted, 0 refused, 1 could not be checked.",
     );
+    // Not a refusal: the plan judges from what apply recorded, and says so.
+    assert_says(&live, "the IMAP login could not be checked now");
+    assert_says(&live, "IMAP login never proven at 127.0.0.1:");
+    assert!(!live.all().contains("IMAP login refused"), "{}", live.all());
+}
+
+#[test]
+fn an_unapplied_imap_endpoint_gets_no_token() {
+    let p = peers();
+    let d = dovecot(p);
+    let dir = project(p, d, "jon@example.test", &imaps(d));
+    mf(p, dir.path()).run(["apply", "--auto-approve"]).ok();
+    // A pull request points IMAP at a server that never answers: the live
+    // check still logs in where the last apply did, and only there.
+    let mute = format!(
+        "{{ host = \"127.0.0.1\", port = {}, security = \"tls\" }}",
+        p.smtp.mute_port
+    );
+    let text = std::fs::read_to_string(dir.path().join("assets.toml"))
+        .unwrap()
+        .replace(&imaps(d), &mute);
+    std::fs::write(dir.path().join("assets.toml"), text).unwrap();
+    let live = mf(p, dir.path())
+        .env("MAILFORM_SMTP_TIMEOUT", "1s")
+        .run(["plan", "--check-imap", "--detailed-exitcode"])
+        .code(2);
+    assert_says(
+        &live,
+        "not proved: the new IMAP endpoint gets a token only after apply",
+    );
+    assert_says(
+        &live,
+        "IMAP logins: 1 accepted, 0 refused, 0 could not be checked.",
+    );
+}
+
+#[test]
+fn a_round_trip_that_never_arrives_fails_after_its_wait() {
+    let p = peers();
+    let d = dovecot(p);
+    // The asset's address is another mailbox than the one its login
+    // reads: the message goes there, and never shows in this INBOX.
+    let dir = project(p, d, "elsewhere@example.test", &imaps(d));
+    let text = std::fs::read_to_string(dir.path().join("assets.toml")).unwrap()
+        + "username = \"kim@example.test\"\n";
+    std::fs::write(dir.path().join("assets.toml"), text).unwrap();
+    mf(p, dir.path()).run(["apply", "--auto-approve"]).ok();
+    let trip = mf(p, dir.path())
+        .run(["send-test", "support", "--round-trip", "--timeout", "2s"])
+        .code(1);
+    assert_says(&trip, "did not see the message");
+    assert_says(&trip, "within 2s: it was sent, but not (yet) delivered");
 }
 
 #[test]

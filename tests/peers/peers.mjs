@@ -588,16 +588,18 @@ async function gmailApi(req, res, what) {
     res.writeHead(status, { 'content-type': 'application/json; charset=UTF-8' });
     res.end(JSON.stringify(body));
   };
-  const googleError = (code, message, status) => answer(code, { error: { code, message, status } });
+  const googleError = (code, message, status, reason) => answer(code, {
+    error: { code, message, status, errors: [{ message, domain: 'global', reason }] },
+  });
   const bearer = (req.headers.authorization ?? '').match(/^Bearer (\S+)$/);
   const info = bearer ? await introspect(bearer[1]) : { active: false };
   const scopes = (info.scope ?? '').split(' ');
   if (!info.active || !info.sub || !smtpScopes.some((s) => scopes.includes(s))) {
-    return googleError(401, 'Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.', 'UNAUTHENTICATED');
+    return googleError(401, 'Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.', 'UNAUTHENTICATED', 'authError');
   }
   const settings = gmailOf(info.sub);
   if (settings.apiDisabled) {
-    return googleError(403, 'Gmail API has not been used in project 104857600000 before or it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/gmail.googleapis.com/overview?project=104857600000 then retry.', 'PERMISSION_DENIED');
+    return googleError(403, 'Gmail API has not been used in project 104857600000 before or it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/gmail.googleapis.com/overview?project=104857600000 then retry.', 'PERMISSION_DENIED', 'accessNotConfigured');
   }
   const sharing = scopes.includes('https://www.googleapis.com/auth/gmail.settings.sharing');
   // Writes (users.settings.forwardingAddresses.create, updateAutoForwarding)
@@ -606,25 +608,28 @@ async function gmailApi(req, res, what) {
   // at once; another waits for its owner to confirm (pending).
   if (req.method !== 'GET') {
     if (!sharing) {
-      return googleError(403, 'Request had insufficient authentication scopes.', 'PERMISSION_DENIED');
+      return googleError(403, 'Request had insufficient authentication scopes.', 'PERMISSION_DENIED', 'insufficientPermissions');
     }
     const body = JSON.parse((await readRaw(req)) || '{}');
     if (what === 'forwardingAddresses' && req.method === 'POST') {
       const email = String(body.forwardingEmail ?? '');
       const status = email.split('@')[1] === info.sub.split('@')[1] ? 'accepted' : 'pending';
-      if (!settings.addresses.has(email)) settings.addresses.set(email, status);
-      return answer(200, { forwardingEmail: email, verificationStatus: settings.addresses.get(email) });
+      if (settings.addresses.has(email)) {
+        return googleError(409, 'Requested entity already exists', 'ALREADY_EXISTS', 'duplicate');
+      }
+      settings.addresses.set(email, status);
+      return answer(200, { forwardingEmail: email, verificationStatus: status });
     }
     if (what === 'autoForwarding' && req.method === 'PUT') {
       if (body.enabled && settings.addresses.get(body.emailAddress) !== 'accepted') {
-        return googleError(400, 'Unverified forwarding address', 'FAILED_PRECONDITION');
+        return googleError(400, 'Unverified forwarding address', 'FAILED_PRECONDITION', 'failedPrecondition');
       }
       settings.enabled = Boolean(body.enabled);
       settings.emailAddress = body.emailAddress;
       settings.disposition = body.disposition;
       return answer(200, { enabled: settings.enabled, emailAddress: settings.emailAddress, disposition: settings.disposition });
     }
-    return googleError(405, 'Method not allowed', 'INVALID_ARGUMENT');
+    return googleError(405, 'Method not allowed', 'INVALID_ARGUMENT', 'badRequest');
   }
   if (what === 'autoForwarding') {
     const body = { enabled: settings.enabled };

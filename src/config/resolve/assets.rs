@@ -34,6 +34,17 @@ pub(super) fn resolve_asset(
                 .help("leave username out to log in as the email address"),
         );
     }
+    // The login name travels inside XOAUTH2's `user=…\x01auth=…` string:
+    // a control character would end it and start another field.
+    if let Some(u) = &raw.username
+        && u.get_ref().chars().any(char::is_control)
+    {
+        diags.push(
+            Diagnostic::error(format!("{} has a control character", ctx("username")))
+                .at(Some(u.span()))
+                .help("write the mailbox's login name as it is, e.g. \"support@example.com\""),
+        );
+    }
     if let Some(f) = &raw.forwarding_address {
         check_email(&ctx("forwarding_address"), f, diags);
     }
