@@ -155,7 +155,12 @@ fn smtp_summary(observations: &Observations, failures: &[(String, observe::Failu
 fn imap_summary(observations: &Observations, failures: &[(String, observe::Failure)]) -> String {
     let failed = failures
         .iter()
-        .filter(|(_, f)| matches!(f, observe::Failure::Imap(_)))
+        .filter(|(_, f)| {
+            matches!(
+                f,
+                observe::Failure::Imap(_) | observe::Failure::ImapSetup(_)
+            )
+        })
         .count();
     logins_summary(
         "IMAP",

@@ -89,7 +89,7 @@ pub fn check_jobs(
         let imap_probe = match imap.map(|t| ImapProbe::applied(config, asset, &record.applied, t)) {
             Some(Ok(p)) => p,
             Some(Err(why)) => {
-                failures.push((name.clone(), Failure::Setup(why)));
+                failures.push((name.clone(), Failure::ImapSetup(why)));
                 None
             }
             None => None,
@@ -98,7 +98,7 @@ pub fn check_jobs(
         let gmail = match gmail_reader(config, asset, &record.applied, &mut transports) {
             Ok(g) => g,
             Err(why) => {
-                failures.push((name.clone(), Failure::Setup(why)));
+                failures.push((name.clone(), Failure::ForwardingSetup(why)));
                 None
             }
         };

@@ -116,6 +116,10 @@ pub enum Failure {
     Imap(#[from] crate::imap::ImapError),
     #[error("SMTP check: {0}")]
     Setup(String),
+    #[error("IMAP check: {0}")]
+    ImapSetup(String),
+    #[error("Gmail forwarding check: {0}")]
+    ForwardingSetup(String),
 }
 
 impl Failure {
@@ -124,7 +128,7 @@ impl Failure {
             Failure::Token(e) => e.is_transient(),
             Failure::Smtp(e) => e.is_transient(),
             Failure::Imap(e) => e.is_transient(),
-            Failure::Setup(_) => false,
+            Failure::Setup(_) | Failure::ImapSetup(_) | Failure::ForwardingSetup(_) => false,
         }
     }
 }
