@@ -16,8 +16,78 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::security::Security;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
+
+/// Where to log in: one mail server (SMTP or IMAP), with the trust it is
+/// checked against.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    /// The provider whose `ca_file` is trusted (for hints).
+    pub provider: String,
+    pub ca_file: Option<std::path::PathBuf>,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) server_name: rustls::pki_types::ServerName<'static>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("server", &self.server())
+            .field("security", &self.security)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// The endpoint, trusting the web's roots and the certificates in `ca_file`.
+    pub fn new(
+        host: &str,
+        port: u16,
+        security: Security,
+        provider: &str,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Endpoint, String> {
+        let tls = crate::security::verifying_tls_config(ca_file, "ca_file")?;
+        let server_name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| format!("TLS settings for {}: {e}", crate::diagnostic::shown(host)))?;
+        Ok(Endpoint {
+            host: host.to_string(),
+            port,
+            security,
+            provider: provider.to_string(),
+            ca_file: ca_file.map(std::path::Path::to_path_buf),
+            tls: Arc::new(tls),
+            server_name,
+        })
+    }
+
+    /// `host:port`, as operators write it.
+    pub fn server(&self) -> String {
+        crate::security::server_name(&self.host, self.port)
+    }
+
+    /// What to try when the port and the security setting may not match:
+    /// `setting` is the config key (`smtp.security`), `starttls_port` and
+    /// `tls_port` the protocol's usual ports.
+    pub fn port_hint(&self, setting: &str, starttls_port: u16, tls_port: u16) -> String {
+        match self.security {
+            Security::Tls => format!(
+                "port {} may expect STARTTLS (usually {starttls_port}): try {setting} = \"starttls\"",
+                self.port
+            ),
+            Security::Starttls => format!(
+                "if port {} expects TLS from the first byte (implicit TLS, usually {tls_port}), set {setting} = \"tls\"",
+                self.port
+            ),
+        }
+    }
+}
 
 /// The longest line a server may send (RFC 5321 §4.5.3.1.5 allows 512
 /// bytes; real servers stay far below this).

@@ -12,8 +12,6 @@
 //! into its own. Every step is bounded by the timeout, including a server
 //! that never greets. Trust: the web's roots plus the provider's `ca_file`.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,69 +29,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest server text kept (a refusal's words).
 const MAX_WORDS: usize = 400;
 
-/// Where to log in: one IMAP server, with the trust it is checked against.
-#[derive(Clone)]
-pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
-    pub security: Security,
-    /// The provider whose `ca_file` is trusted (for hints).
-    pub provider: String,
-    pub ca_file: Option<PathBuf>,
-    tls: Arc<rustls::ClientConfig>,
-    server_name: rustls::pki_types::ServerName<'static>,
-}
+pub use crate::stream::Endpoint;
 
-impl fmt::Debug for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("imap::Endpoint")
-            .field("server", &self.server())
-            .field("security", &self.security)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Endpoint {
-    /// The endpoint, trusting the web's roots and the certificates in `ca_file`.
-    pub fn new(
-        host: &str,
-        port: u16,
-        security: Security,
-        provider: &str,
-        ca_file: Option<&Path>,
-    ) -> Result<Endpoint, String> {
-        let tls = crate::security::verifying_tls_config(ca_file, "ca_file")?;
-        let server_name = rustls::pki_types::ServerName::try_from(host.to_string())
-            .map_err(|e| format!("TLS settings for {}: {e}", crate::diagnostic::shown(host)))?;
-        Ok(Endpoint {
-            host: host.to_string(),
-            port,
-            security,
-            provider: provider.to_string(),
-            ca_file: ca_file.map(Path::to_path_buf),
-            tls: Arc::new(tls),
-            server_name,
-        })
-    }
-
-    /// `host:port`, as operators write it.
-    pub fn server(&self) -> String {
-        crate::security::server_name(&self.host, self.port)
-    }
-
-    /// What to try when the port and the security setting may not match.
-    fn port_hint(&self) -> String {
-        match self.security {
-            Security::Tls => format!(
-                "port {} may expect STARTTLS (usually 143): try imap.security = \"starttls\"",
-                self.port
-            ),
-            Security::Starttls => format!(
-                "if port {} expects TLS from the first byte (usually 993), set imap.security = \"tls\"",
-                self.port
-            ),
-        }
-    }
+/// What to try when the port and the security setting may not match.
+fn port_hint(endpoint: &Endpoint) -> String {
+    endpoint.port_hint("imap.security", 143, 993)
 }
 
 /// The login and what the server said to it.
@@ -256,7 +196,7 @@ impl Session<'_> {
                     server,
                     why: format!(
                         "the server closed the connection: {}",
-                        self.endpoint.port_hint()
+                        port_hint(self.endpoint)
                     ),
                 }
             }
@@ -350,18 +290,30 @@ impl Session<'_> {
         }
     }
 
-    /// The capabilities the server lists now (`CAPABILITY`), upper-cased.
-    async fn capabilities(&mut self) -> Result<Vec<String>, ImapError> {
-        let (lines, status, words) = self
-            .command("CAPABILITY", "asking for capabilities")
-            .await?;
+    /// Sends `command`, which must be answered OK (else the server's
+    /// words to `name`); its untagged lines.
+    async fn command_ok(
+        &mut self,
+        command: &str,
+        step: &'static str,
+        name: &'static str,
+    ) -> Result<Vec<String>, ImapError> {
+        let (lines, status, words) = self.command(command, step).await?;
         if status != St::Ok {
             return Err(ImapError::Rejected {
                 server: self.server(),
-                step: "CAPABILITY",
+                step: name,
                 words,
             });
         }
+        Ok(lines)
+    }
+
+    /// The capabilities the server lists now (`CAPABILITY`), upper-cased.
+    async fn capabilities(&mut self) -> Result<Vec<String>, ImapError> {
+        let lines = self
+            .command_ok("CAPABILITY", "asking for capabilities", "CAPABILITY")
+            .await?;
         Ok(lines
             .iter()
             .flat_map(|l| l.split_whitespace())
@@ -556,27 +508,16 @@ pub async fn wait_for(
         .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
         .collect();
     loop {
-        let (_, status, words) = session.command("EXAMINE INBOX", "opening INBOX").await?;
-        if status != St::Ok {
-            return Err(ImapError::Rejected {
-                server: endpoint.server(),
-                step: "EXAMINE INBOX",
-                words,
-            });
-        }
-        let (lines, status, words) = session
-            .command(
+        session
+            .command_ok("EXAMINE INBOX", "opening INBOX", "EXAMINE INBOX")
+            .await?;
+        let lines = session
+            .command_ok(
                 &format!("UID SEARCH HEADER Message-ID \"{id}\""),
                 "searching",
+                "UID SEARCH",
             )
             .await?;
-        if status != St::Ok {
-            return Err(ImapError::Rejected {
-                server: endpoint.server(),
-                step: "UID SEARCH",
-                words,
-            });
-        }
         let found = lines.iter().any(|l| {
             l.trim()
                 .strip_prefix("* SEARCH")
@@ -672,14 +613,9 @@ async fn login<'a>(
         if !caps.iter().any(|c| c == "STARTTLS") {
             return Err(ImapError::NoStartTls { server });
         }
-        let (_, status, words) = session.command("STARTTLS", "starting TLS").await?;
-        if status != St::Ok {
-            return Err(ImapError::Rejected {
-                server,
-                step: "STARTTLS",
-                words,
-            });
-        }
+        session
+            .command_ok("STARTTLS", "starting TLS", "STARTTLS")
+            .await?;
         // Whatever came in the clear after the server's OK (a man in the
         // middle's "responses") stays in the old client's buffer, which
         // goes: what is read from now on came over TLS.
@@ -724,7 +660,7 @@ fn tls_failure(tls: &rustls::Error, endpoint: &Endpoint) -> ImapError {
             endpoint.host
         ),
         R::InvalidMessage(_) => {
-            format!("the server did not answer in TLS: {}", endpoint.port_hint())
+            format!("the server did not answer in TLS: {}", port_hint(endpoint))
         }
         other => crate::diagnostic::shown(&other.to_string()).into_owned(),
     };

@@ -690,49 +690,37 @@ fn compare(
         }
     }
 
-    match observed.and_then(|o| o.smtp.as_ref()) {
-        Some(SmtpObservation::Refused {
+    let smtp_server = crate::security::server_name(&desired.smtp_host, desired.smtp_port);
+    match login_verdict(
+        "SMTP",
+        observed.and_then(|o| o.smtp.as_ref()),
+        record.smtp_check.as_ref(),
+        &smtp_server,
+        &mut warnings,
+    ) {
+        Some(Verdict::Refused {
             server,
             reply,
             hint,
+            checked_at,
             reconsent,
         }) => reasons.push(Reason::SmtpLoginRefused {
-            server: server.clone(),
-            reply: reply.clone(),
-            hint: hint.clone(),
-            checked_at: None,
-            reconsent: *reconsent,
+            server,
+            reply,
+            hint,
+            checked_at,
+            reconsent,
         }),
-        Some(SmtpObservation::Accepted { .. }) => {}
-        // Not checked now (or not to the end): the last refusal recorded for
-        // this server stands until a check passes.
-        seen => {
-            if let Some(SmtpObservation::Transient { detail }) = seen {
-                warnings.push(format!(
-                    "the SMTP login could not be checked now ({detail}); judged from state"
-                ));
-            }
-            let server = crate::security::server_name(&desired.smtp_host, desired.smtp_port);
-            match record
-                .smtp_check
-                .as_ref()
-                .filter(|c| !c.ok && c.server == server)
-            {
-                Some(check) if check.unproven => reasons.push(Reason::SmtpNotProven {
-                    server: check.server.clone(),
-                    why: check.detail.clone(),
-                    checked_at: check.at,
-                }),
-                Some(check) => reasons.push(Reason::SmtpLoginRefused {
-                    server: check.server.clone(),
-                    reply: check.detail.clone(),
-                    hint: check.hint.clone(),
-                    checked_at: Some(check.at),
-                    reconsent: check.reconsent,
-                }),
-                None => {}
-            }
-        }
+        Some(Verdict::NotProven {
+            server,
+            why,
+            checked_at,
+        }) => reasons.push(Reason::SmtpNotProven {
+            server,
+            why,
+            checked_at,
+        }),
+        None => {}
     }
 
     // Gmail's forwarding, when read now or recorded: what differs.
@@ -745,44 +733,35 @@ fn compare(
         let server = imap_server
             .rsplit_once(" (")
             .map_or(imap_server.as_str(), |(s, _)| s);
-        match observed.and_then(|o| o.imap.as_ref()) {
-            Some(SmtpObservation::Refused {
+        match login_verdict(
+            "IMAP",
+            observed.and_then(|o| o.imap.as_ref()),
+            record.imap_check.as_ref(),
+            server,
+            &mut warnings,
+        ) {
+            Some(Verdict::Refused {
                 server,
                 reply,
                 hint,
+                checked_at,
                 ..
             }) => reasons.push(Reason::ImapLoginRefused {
-                server: server.clone(),
-                reply: reply.clone(),
-                hint: hint.clone(),
-                checked_at: None,
+                server,
+                reply,
+                hint,
+                checked_at,
             }),
-            Some(SmtpObservation::Accepted { .. }) => {}
-            seen => {
-                if let Some(SmtpObservation::Transient { detail }) = seen {
-                    warnings.push(format!(
-                        "the IMAP login could not be checked now ({detail}); judged from state"
-                    ));
-                }
-                match record
-                    .imap_check
-                    .as_ref()
-                    .filter(|c| !c.ok && c.server == server)
-                {
-                    Some(check) if check.unproven => reasons.push(Reason::ImapNotProven {
-                        server: check.server.clone(),
-                        why: check.detail.clone(),
-                        checked_at: check.at,
-                    }),
-                    Some(check) => reasons.push(Reason::ImapLoginRefused {
-                        server: check.server.clone(),
-                        reply: check.detail.clone(),
-                        hint: check.hint.clone(),
-                        checked_at: Some(check.at),
-                    }),
-                    None => {}
-                }
-            }
+            Some(Verdict::NotProven {
+                server,
+                why,
+                checked_at,
+            }) => reasons.push(Reason::ImapNotProven {
+                server,
+                why,
+                checked_at,
+            }),
+            None => {}
         }
     }
 
@@ -839,6 +818,73 @@ fn compare(
         warnings,
         grant: desired.grant.clone(),
     }
+}
+
+/// What a login (SMTP or IMAP, `what`) comes to: refused now, or as the
+/// check recorded for `server` says (refused, or never proven) when it was
+/// not checked now or not to the end; `None` when it passed or nothing is
+/// known against it.
+enum Verdict {
+    Refused {
+        server: String,
+        reply: String,
+        hint: Option<String>,
+        checked_at: Option<DateTime<Utc>>,
+        reconsent: bool,
+    },
+    NotProven {
+        server: String,
+        why: String,
+        checked_at: DateTime<Utc>,
+    },
+}
+
+fn login_verdict(
+    what: &str,
+    seen: Option<&SmtpObservation>,
+    recorded: Option<&state::SmtpCheck>,
+    server: &str,
+    warnings: &mut Vec<String>,
+) -> Option<Verdict> {
+    match seen {
+        Some(SmtpObservation::Refused {
+            server,
+            reply,
+            hint,
+            reconsent,
+        }) => {
+            return Some(Verdict::Refused {
+                server: server.clone(),
+                reply: reply.clone(),
+                hint: hint.clone(),
+                checked_at: None,
+                reconsent: *reconsent,
+            });
+        }
+        Some(SmtpObservation::Accepted { .. }) => return None,
+        Some(SmtpObservation::Transient { detail }) => warnings.push(format!(
+            "the {what} login could not be checked now ({detail}); judged from state"
+        )),
+        None => {}
+    }
+    // Not checked now (or not to the end): the last refusal recorded for
+    // this server stands until a check passes.
+    let check = recorded.filter(|c| !c.ok && c.server == server)?;
+    Some(if check.unproven {
+        Verdict::NotProven {
+            server: check.server.clone(),
+            why: check.detail.clone(),
+            checked_at: check.at,
+        }
+    } else {
+        Verdict::Refused {
+            server: check.server.clone(),
+            reply: check.detail.clone(),
+            hint: check.hint.clone(),
+            checked_at: Some(check.at),
+            reconsent: check.reconsent,
+        }
+    })
 }
 
 /// Gmail's forwarding against `want`: read now (each difference a reason),

@@ -138,21 +138,23 @@ pub fn human(doc: &ShowDoc<'_>) -> String {
                     let _ = writeln!(out, "  refresh until {}", time(at));
                 }
                 let _ = writeln!(out, "  granted      {}", e(&t.granted_scopes.join(" ")));
-                if let Some(r) = t.revoked.filter(|_| p.grant.is_some()) {
+                if let Some(r) = t.revoked {
+                    let (label, what, fix) = if p.grant.is_some() {
+                        (
+                            "REFUSED",
+                            "the app's token request",
+                            "an administrator fixes it (mailform plan --check-smtp says how)",
+                        )
+                    } else {
+                        (
+                            "REVOKED",
+                            "the refresh token",
+                            "run mailform apply to consent again",
+                        )
+                    };
                     let _ = writeln!(
                         out,
-                        "  REFUSED      the provider refused the app's token request at {} ({}{}): an administrator fixes it (mailform plan --check-smtp says how)",
-                        time(r.at),
-                        e(&r.error),
-                        r.description
-                            .as_deref()
-                            .map(|d| format!(": {}", e(d)))
-                            .unwrap_or_default()
-                    );
-                } else if let Some(r) = t.revoked {
-                    let _ = writeln!(
-                        out,
-                        "  REVOKED      the provider refused the refresh token at {} ({}{}): run mailform apply to consent again",
+                        "  {label:<12} the provider refused {what} at {} ({}{}): {fix}",
                         time(r.at),
                         e(&r.error),
                         r.description

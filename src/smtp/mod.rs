@@ -26,7 +26,7 @@ mod reply;
 
 use std::fmt;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -47,69 +47,11 @@ use crate::stream;
 /// TCP connects give up sooner than the other steps.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where to log in: one server, with the trust it is checked against.
-#[derive(Clone)]
-pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
-    pub security: Security,
-    /// The provider whose `ca_file` is trusted (for hints).
-    pub provider: String,
-    pub ca_file: Option<PathBuf>,
-    tls: std::sync::Arc<rustls::ClientConfig>,
-    server_name: rustls::pki_types::ServerName<'static>,
-}
+pub use crate::stream::Endpoint;
 
-impl fmt::Debug for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Endpoint")
-            .field("server", &self.server())
-            .field("security", &self.security)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Endpoint {
-    /// The endpoint, trusting the web's roots and the certificates in `ca_file`.
-    pub fn new(
-        host: &str,
-        port: u16,
-        security: Security,
-        provider: &str,
-        ca_file: Option<&Path>,
-    ) -> Result<Endpoint, String> {
-        let tls = crate::security::verifying_tls_config(ca_file, "ca_file")?;
-        let server_name = rustls::pki_types::ServerName::try_from(host.to_string())
-            .map_err(|e| format!("TLS settings for {}: {e}", crate::diagnostic::shown(host)))?;
-        Ok(Endpoint {
-            host: host.to_string(),
-            port,
-            security,
-            provider: provider.to_string(),
-            ca_file: ca_file.map(Path::to_path_buf),
-            tls: std::sync::Arc::new(tls),
-            server_name,
-        })
-    }
-
-    /// `host:port`, as operators write it.
-    pub fn server(&self) -> String {
-        crate::security::server_name(&self.host, self.port)
-    }
-
-    /// What to try when the port and the security setting may not match.
-    fn port_hint(&self) -> String {
-        match self.security {
-            Security::Tls => format!(
-                "port {} may expect STARTTLS (usually 587): try smtp.security = \"starttls\"",
-                self.port
-            ),
-            Security::Starttls => format!(
-                "if port {} expects TLS from the first byte (implicit TLS, usually 465), set smtp.security = \"tls\"",
-                self.port
-            ),
-        }
-    }
+/// What to try when the port and the security setting may not match.
+fn port_hint(endpoint: &Endpoint) -> String {
+    endpoint.port_hint("smtp.security", 587, 465)
 }
 
 /// The login and what the server said to it.
@@ -246,7 +188,7 @@ fn classify(
             SmtpError::Tls {
                 server,
                 why: "the server closed the connection during the TLS handshake".into(),
-                hint: format!(": {}", endpoint.port_hint()),
+                hint: format!(": {}", port_hint(endpoint)),
             }
         }
         Some(_) if step == "connecting" => SmtpError::Connect { server, why: why() },
@@ -290,7 +232,7 @@ fn handshake_failure(e: &std::io::Error, endpoint: &Endpoint) -> SmtpError {
         server: endpoint.server(),
         why,
         hint: if endpoint.security == Security::Tls {
-            format!(": {}", endpoint.port_hint())
+            format!(": {}", port_hint(endpoint))
         } else {
             String::new()
         },
@@ -329,7 +271,7 @@ fn tls_failure(tls: &rustls::Error, endpoint: &Endpoint, secrets: &[&str]) -> Sm
         ),
         R::InvalidMessage(_) => (
             "the server did not answer in TLS (it sent plain text)".to_string(),
-            format!(": {}", endpoint.port_hint()),
+            format!(": {}", port_hint(endpoint)),
         ),
         other => (clean(&other.to_string(), secrets), String::new()),
     };
@@ -410,14 +352,14 @@ impl<'a> Session<'a> {
                 "waiting for the TLS handshake, the greeting and the answer to EHLO",
                 format!(
                     " (connected, but nothing came back; {})",
-                    endpoint.port_hint()
+                    port_hint(endpoint)
                 ),
             ),
             Security::Starttls => (
                 "waiting for the greeting and the answer to EHLO",
                 format!(
                     " (connected, but the server did not answer; {})",
-                    endpoint.port_hint()
+                    port_hint(endpoint)
                 ),
             ),
         };
