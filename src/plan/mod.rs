@@ -288,40 +288,42 @@ impl Change {
     /// grant, and every update of the IMAP endpoint or of a login that was
     /// refused or never proven.
     pub fn imap_proof(&self) -> Option<ProofWith> {
-        match self.action {
-            Action::Create | Action::Reconsent => Some(ProofWith::NewGrant),
-            Action::Update
-                if self
-                    .fields
-                    .iter()
-                    .any(|f| f.field == Field::Imap || f.field == Field::SmtpTrust)
-                    || self.reasons.iter().any(|r| {
-                        matches!(
-                            r,
-                            Reason::ImapLoginRefused { .. } | Reason::ImapNotProven { .. }
-                        )
-                    }) =>
-            {
-                Some(ProofWith::Stored)
-            }
-            Action::Update | Action::Delete | Action::NoOp => None,
-        }
+        self.proof(
+            |f| f == Field::Imap || f == Field::SmtpTrust,
+            |r| {
+                matches!(
+                    r,
+                    Reason::ImapLoginRefused { .. } | Reason::ImapNotProven { .. }
+                )
+            },
+        )
     }
 
     /// Whether apply proves this asset's SMTP login once its change went
     /// through, and with which tokens: every new grant, and every update of
     /// the SMTP endpoint or of a login that was refused.
     pub fn smtp_proof(&self) -> Option<ProofWith> {
+        self.proof(Field::is_smtp_endpoint, |r| {
+            matches!(
+                r,
+                Reason::SmtpLoginRefused { .. } | Reason::SmtpNotProven { .. }
+            )
+        })
+    }
+
+    /// A login proof after this change: with the new grant, or with the
+    /// stored tokens when an update moved the `endpoint` or the login was
+    /// `refused` (or never proven).
+    fn proof(
+        &self,
+        endpoint: impl Fn(Field) -> bool,
+        refused: impl Fn(&Reason) -> bool,
+    ) -> Option<ProofWith> {
         match self.action {
             Action::Create | Action::Reconsent => Some(ProofWith::NewGrant),
             Action::Update
-                if self.fields.iter().any(|f| f.field.is_smtp_endpoint())
-                    || self.reasons.iter().any(|r| {
-                        matches!(
-                            r,
-                            Reason::SmtpLoginRefused { .. } | Reason::SmtpNotProven { .. }
-                        )
-                    }) =>
+                if self.fields.iter().any(|f| endpoint(f.field))
+                    || self.reasons.iter().any(refused) =>
             {
                 Some(ProofWith::Stored)
             }

@@ -331,11 +331,16 @@ impl Peers {
     }
 
     fn admin(&self, url: &str, user: &str) -> serde_json::Value {
+        self.admin_form(url, &[("user", user)])
+    }
+
+    /// An admin route's answer to `form`, which must be a success.
+    fn admin_form(&self, url: &str, form: &[(&str, &str)]) -> serde_json::Value {
         let res = self
             .http()
             .post(url)
             .bearer_auth(&self.admin.token)
-            .form(&[("user", user)])
+            .form(form)
             .send()
             .unwrap();
         assert!(
@@ -349,18 +354,7 @@ impl Peers {
     /// "The admin removed the domain-wide delegation" of the service
     /// account whose client id is `client`.
     pub fn revoke_delegation(&self, client: &str) {
-        let res = self
-            .http()
-            .post(&self.admin.revoke_delegation)
-            .bearer_auth(&self.admin.token)
-            .form(&[("client", client)])
-            .send()
-            .unwrap();
-        assert!(
-            res.status().is_success(),
-            "admin call failed: {}",
-            res.status()
-        );
+        self.admin_form(&self.admin.revoke_delegation, &[("client", client)]);
     }
 
     /// Sets `user`'s Gmail forwarding settings, as they would be set in
@@ -369,30 +363,12 @@ impl Peers {
     pub fn gmail_settings(&self, user: &str, fields: &[(&str, &str)]) {
         let mut form = vec![("user", user)];
         form.extend_from_slice(fields);
-        let res = self
-            .http()
-            .post(&self.admin.gmail_settings)
-            .bearer_auth(&self.admin.token)
-            .form(&form)
-            .send()
-            .unwrap();
-        assert!(
-            res.status().is_success(),
-            "admin call failed: {}",
-            res.status()
-        );
+        self.admin_form(&self.admin.gmail_settings, &form);
     }
 
     /// The header of the last client assertion `client` authenticated with.
     pub fn assertion_header(&self, client: &str) -> serde_json::Value {
-        self.http()
-            .post(&self.admin.assertion_header)
-            .bearer_auth(&self.admin.token)
-            .form(&[("client", client)])
-            .send()
-            .unwrap()
-            .json()
-            .unwrap()
+        self.admin_form(&self.admin.assertion_header, &[("client", client)])
     }
 
     /// "The user removed access": revokes every grant of `user`, with its tokens.
