@@ -310,9 +310,11 @@ fn read_key_file(path: &Path) -> Result<(ServiceAccount, String, String), String
             .ok_or_else(|| format!("it has no {name}"))
     };
     let private_key = field(file.private_key, "private_key")?;
-    if !private_key.contains("-----BEGIN PRIVATE KEY-----")
-        && !private_key.contains("-----BEGIN RSA PRIVATE KEY-----")
-    {
+    // Read as PEM (the same crate the signer's reader uses), not matched
+    // as text: a key block, PKCS#8 or PKCS#1.
+    let is_key = pem::parse(private_key.as_bytes())
+        .is_ok_and(|block| matches!(block.tag(), "PRIVATE KEY" | "RSA PRIVATE KEY"));
+    if !is_key {
         return Err("its private_key is not a PEM private key".into());
     }
     Ok((
@@ -348,7 +350,13 @@ mod tests {
                     Just("\"SENTINEL\"".to_string()),
                     Just("[\"SENTINEL\"]".to_string()),
                     Just("7".to_string()),
-                    Just("\"-----BEGIN PRIVATE KEY-----SENTINEL\"".to_string()),
+                    // A key block holding the sentinel, made by the PEM
+                    // encoder (JSON-escaped): read as a key, never quoted.
+                    Just(serde_json::to_string(&pem::encode(&pem::Pem::new(
+                        "PRIVATE KEY",
+                        b"SENTINEL".to_vec(),
+                    )))
+                    .unwrap()),
                 ]),
                 0..8,
             ),
