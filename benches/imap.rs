@@ -18,37 +18,11 @@ mod peers;
 #[path = "../tests/mailform/support/tls.rs"]
 mod tls;
 
-use std::fmt::Write as _;
+#[path = "support/lab.rs"]
+mod lab;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-use mailform::secret::Secret;
-use mailform::state::Tokens;
-
-fn project(dir: &Path, p: &peers::Peers, d: &dovecot::Dovecot, n: usize) {
-    let client = &p.clients.confidential;
-    let mut text = format!(
-        "version = 1\n[providers.lab]\nauthorization_url = \"{}\"\ntoken_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = {{ env = \"LAB_CLIENT_SECRET\" }}\nscopes = [\"mail\", \"offline_access\"]\nca_file = \"{}\"\nsmtp = {{ host = \"127.0.0.1\", port = {}, security = \"starttls\" }}\nimap = {{ host = \"127.0.0.1\", port = {}, security = \"tls\" }}\n",
-        p.endpoints.authorization,
-        p.endpoints.token,
-        client.client_id,
-        d.ca_file.display(),
-        p.smtp.starttls_port,
-        d.imaps_port,
-    );
-    for i in 0..n {
-        let _ = write!(
-            text,
-            "\n[assets.box-{i:03}]\nemail = \"box-{i:03}@example.test\"\nusername = \"alice@example.test\"\nprovider = \"lab\"\n"
-        );
-    }
-    std::fs::write(dir.join("assets.toml"), &text).unwrap();
-    let granted = peers::offline_tokens(p, client, "alice@example.test");
-    fixtures::applied_state(dir, &text, |_| Tokens {
-        access_token: Secret::new(granted["access_token"].as_str().unwrap()),
-        refresh_token: Some(Secret::new(granted["refresh_token"].as_str().unwrap())),
-    });
-}
 
 fn plan_once(dir: &Path, secret: &str, flag: &str) -> Duration {
     let started = Instant::now();
@@ -70,11 +44,6 @@ fn plan_once(dir: &Path, secret: &str, flag: &str) -> Duration {
     took
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn main() {
     let n: usize = std::env::args()
         .skip(1)
@@ -83,7 +52,11 @@ fn main() {
     let p = peers::Peers::start(0).unwrap();
     let d = dovecot::dovecot(&p);
     let dir = tempfile::tempdir().unwrap();
-    project(dir.path(), &p, d, n);
+    let imap = format!(
+        "imap = {{ host = \"127.0.0.1\", port = {}, security = \"tls\" }}\n",
+        d.imaps_port
+    );
+    lab::project(dir.path(), &p, n, &d.ca_file, &imap);
     let secret = p.clients.confidential.client_secret.clone().unwrap();
     // The first plan records the applied IMAP endpoint's proofs; warm both.
     plan_once(dir.path(), &secret, "--check-smtp");
@@ -93,7 +66,7 @@ fn main() {
         smtp.push(plan_once(dir.path(), &secret, "--check-smtp"));
         both.push(plan_once(dir.path(), &secret, "--check"));
     }
-    let (smtp, both) = (median(smtp), median(both));
+    let (smtp, both) = (lab::median(smtp), lab::median(both));
     let per =
         |t: Duration, proofs: usize| t.as_secs_f64() / f64::from(u32::try_from(proofs).unwrap());
     println!(

@@ -21,36 +21,11 @@ mod fixtures;
 #[path = "../tests/mailform/support/tls.rs"]
 mod tls;
 
-use std::fmt::Write as _;
+#[path = "support/lab.rs"]
+mod lab;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-use mailform::secret::Secret;
-use mailform::state::Tokens;
-
-fn project(dir: &Path, p: &peers::Peers, n: usize) {
-    let client = &p.clients.confidential;
-    let mut text = format!(
-        "version = 1\n[providers.lab]\nauthorization_url = \"{}\"\ntoken_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = {{ env = \"LAB_CLIENT_SECRET\" }}\nscopes = [\"mail\", \"offline_access\"]\nca_file = \"{}\"\nsmtp = {{ host = \"127.0.0.1\", port = {}, security = \"starttls\" }}\n",
-        p.endpoints.authorization,
-        p.endpoints.token,
-        client.client_id,
-        p.ca_file.display(),
-        p.smtp.starttls_port
-    );
-    for i in 0..n {
-        let _ = write!(
-            text,
-            "\n[assets.box-{i:03}]\nemail = \"box-{i:03}@example.test\"\nusername = \"alice@example.test\"\nprovider = \"lab\"\n"
-        );
-    }
-    std::fs::write(dir.join("assets.toml"), &text).unwrap();
-    let granted = peers::offline_tokens(p, client, "alice@example.test");
-    fixtures::applied_state(dir, &text, |_| Tokens {
-        access_token: Secret::new(granted["access_token"].as_str().unwrap()),
-        refresh_token: Some(Secret::new(granted["refresh_token"].as_str().unwrap())),
-    });
-}
 
 /// The peak resident memory seen so far of a running process, in KiB
 /// (`VmHWM` of /proc; Linux only, else 0).
@@ -97,11 +72,6 @@ fn plan_once(dir: &Path, secret: &str, parallelism: usize, smtp: bool) -> (Durat
     (took, peak)
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn main() {
     let n: usize = std::env::args()
         .skip(1)
@@ -111,7 +81,7 @@ fn main() {
     for latency in [0, 20] {
         let p = peers::Peers::start(latency).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        project(dir.path(), &p, n);
+        lab::project(dir.path(), &p, n, &p.ca_file, "");
         let secret = p.clients.confidential.client_secret.clone().unwrap();
         for smtp in [false, true] {
             let what = if smtp { "tokens + SMTP" } else { "tokens" };
@@ -126,7 +96,7 @@ fn main() {
                         took
                     })
                     .collect();
-                at.push((parallelism, median(runs)));
+                at.push((parallelism, lab::median(runs)));
             }
             println!(
                 "  {what:<13} latency {latency:>2} ms: peak memory {:.1} MiB",
