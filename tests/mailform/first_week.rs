@@ -80,6 +80,21 @@ fn lab_text(p: &Peers, port: u16, user: &str, trust_ca: bool) -> String {
     ) + &format!("\n[assets.support]\nemail = \"{user}\"\nprovider = \"lab\"\n")
 }
 
+/// The SMTP check state records for `support` in the project in `dir`.
+fn smtp_check(dir: &Path) -> mailform::state::SmtpCheck {
+    crate::support::fixtures::stored_state(dir).assets["support"]
+        .smtp_check
+        .clone()
+        .expect("an SMTP check is recorded")
+}
+
+/// `plan --offline --detailed-exitcode` in `dir`, which must exit `code`.
+fn offline_plan(p: &Peers, dir: &Path, code: i32) -> crate::support::Run {
+    crate::support::lab(p, dir)
+        .run(["plan", "--offline", "--detailed-exitcode"])
+        .code(code)
+}
+
 /// mailform in `dir` with the headless person as `$BROWSER`.
 fn mf(p: &Peers, dir: &Path) -> Mailform {
     Mailform::new(dir)
@@ -348,9 +363,7 @@ fn a_login_apply_could_not_prove_is_drift_until_a_proof_passes() {
         .code(1);
     assert_says(&apply, "does not offer STARTTLS");
     // Not "No changes": the login was never proven.
-    let plan = crate::support::lab(p, dir.path())
-        .run(["plan", "--offline", "--detailed-exitcode"])
-        .code(2);
+    let plan = offline_plan(p, dir.path(), 2);
     assert_says(&plan, "~ support  update");
     assert_says(&plan, "SMTP login never proven at 127.0.0.1:");
     assert_says(&plan, "does not offer STARTTLS");
@@ -360,9 +373,7 @@ fn a_login_apply_could_not_prove_is_drift_until_a_proof_passes() {
         .run(["apply", "--auto-approve"])
         .ok();
     assert_says(&apply, "support: SMTP login proven by");
-    crate::support::lab(p, dir.path())
-        .run(["plan", "--offline", "--detailed-exitcode"])
-        .code(0);
+    offline_plan(p, dir.path(), 0);
 }
 
 #[test]
@@ -545,25 +556,17 @@ fn a_login_refused_as_another_accounts_is_planned_as_a_reconsent_that_apply_runs
     let apply = as_fay(&["apply", "--auto-approve"]).code(1);
     assert_says(&apply, "SMTP login refused by");
     assert_says(&apply, "mailform plan now asks for a new consent");
-    let plan = crate::support::lab(p, dir.path())
-        .run(["plan", "--offline", "--detailed-exitcode"])
-        .code(2);
+    let plan = offline_plan(p, dir.path(), 2);
     assert_says(&plan, "! support  re-consent");
     assert_says(&plan, "as not this mailbox's token");
     assert_says(&plan, "consent again signed in as that account");
     // A live check finds the same, and records when.
-    let before = crate::support::fixtures::stored_state(dir.path()).assets["support"]
-        .smtp_check
-        .clone()
-        .unwrap();
+    let before = smtp_check(dir.path());
     let live = crate::support::lab(p, dir.path())
         .run(["plan", "--check-smtp", "--detailed-exitcode"])
         .code(2);
     assert_says(&live, "! support  re-consent");
-    let after = crate::support::fixtures::stored_state(dir.path()).assets["support"]
-        .smtp_check
-        .clone()
-        .unwrap();
+    let after = smtp_check(dir.path());
     assert!(after.reconsent && after.at > before.at, "{after:?}");
     // A plain apply runs that consent (eli signs in this time), and the
     // login is proven.
@@ -604,21 +607,14 @@ fn a_passing_live_check_clears_a_recorded_refusal() {
     check.detail = "535 5.7.8 Username and Password not accepted".into();
     check.reconsent = true;
     store.save(&mut state).unwrap();
-    let plan = crate::support::lab(p, dir.path())
-        .run(["plan", "--offline", "--detailed-exitcode"])
-        .code(2);
+    let plan = offline_plan(p, dir.path(), 2);
     assert_says(&plan, "! support  re-consent");
     // A live check that passes says otherwise, and state keeps its word.
     crate::support::lab(p, dir.path())
         .run(["plan", "--check-smtp", "--detailed-exitcode"])
         .code(0);
-    crate::support::lab(p, dir.path())
-        .run(["plan", "--offline", "--detailed-exitcode"])
-        .code(0);
-    let check = crate::support::fixtures::stored_state(dir.path()).assets["support"]
-        .smtp_check
-        .clone()
-        .unwrap();
+    offline_plan(p, dir.path(), 0);
+    let check = smtp_check(dir.path());
     assert!(check.ok && !check.reconsent, "{check:?}");
 }
 
