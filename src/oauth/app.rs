@@ -220,11 +220,7 @@ impl ProviderClient {
             .header(oauth2::http::header::ACCEPT, "application/json")
             .body(body)
             .expect("a POST with a form body is a valid request");
-        let response = self
-            .transport
-            .send(request)
-            .await
-            .map_err(|e| OAuthError::from_transport(&self.name, &e))?;
+        let response = self.send(request).await?;
         if !response.status().is_success() {
             return Err(OAuthError::from_error_body(
                 &self.name,
@@ -232,14 +228,8 @@ impl ProviderClient {
                 response.body(),
             ));
         }
-        let parsed: TokenResponse =
-            serde_json::from_slice(response.body()).map_err(|_| OAuthError::Refused {
-                provider: self.name.clone(),
-                error: super::error::UNREADABLE.into(),
-                description: Some(
-                    "the token endpoint did not answer in OAuth 2.0 JSON; check token_url".into(),
-                ),
-            })?;
+        let parsed: TokenResponse = serde_json::from_slice(response.body())
+            .map_err(|_| OAuthError::not_oauth_json(&self.name))?;
         self.grant_of(&parsed)
     }
 }

@@ -159,18 +159,24 @@ impl OAuthError {
             // Not retried: a 200 that does not parse may have used (and
             // rotated) the refresh token already. Neither body is quoted: it
             // may hold anything.
-            RequestTokenError::Parse(_, _) => OAuthError::Refused {
-                provider: provider.to_string(),
-                error: UNREADABLE.into(),
-                description: Some(
-                    "the token endpoint did not answer in OAuth 2.0 JSON; check token_url".into(),
-                ),
-            },
+            RequestTokenError::Parse(_, _) => Self::not_oauth_json(provider),
             RequestTokenError::Other(why) => OAuthError::Refused {
                 provider: provider.to_string(),
                 error: UNREADABLE.into(),
                 description: Some(shown(&why).into_owned()),
             },
+        }
+    }
+
+    /// A token endpoint's answer that is not OAuth 2.0 JSON (not quoted:
+    /// it may hold anything).
+    pub(super) fn not_oauth_json(provider: &str) -> Self {
+        OAuthError::Refused {
+            provider: provider.to_string(),
+            error: UNREADABLE.into(),
+            description: Some(
+                "the token endpoint did not answer in OAuth 2.0 JSON; check token_url".into(),
+            ),
         }
     }
 

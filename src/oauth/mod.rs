@@ -557,11 +557,7 @@ impl ProviderClient {
         let request = request
             .body(body)
             .expect("a POST with a form body is a valid request");
-        let response = self
-            .transport
-            .send(request)
-            .await
-            .map_err(|e| OAuthError::from_transport(&self.name, &e))?;
+        let response = self.send(request).await?;
         // RFC 7009 §2.2: 200 whether or not the token was valid. Some
         // providers (Google) answer 400 `invalid_token` for one already
         // revoked or expired: it is gone either way.
@@ -578,6 +574,14 @@ impl ProviderClient {
             response.status().as_u16(),
             response.body(),
         ))
+    }
+
+    /// Sends a request of ours (not oauth2's) over the transport.
+    async fn send(&self, request: oauth2::HttpRequest) -> Result<oauth2::HttpResponse, OAuthError> {
+        self.transport
+            .send(request)
+            .await
+            .map_err(|e| OAuthError::from_transport(&self.name, &e))
     }
 
     /// What a token response granted; its ID token, if any, read for the
