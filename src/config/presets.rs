@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 
 use super::raw::Security;
 
-/// A built-in provider.
 /// The delegated scope Microsoft 365's IMAP needs beside SMTP's.
 pub const MICROSOFT_IMAP_SCOPE: &str = "https://outlook.office.com/IMAP.AccessAsUser.All";
 
@@ -21,6 +20,11 @@ pub const MICROSOFT_IMAP_SCOPE: &str = "https://outlook.office.com/IMAP.AccessAs
 /// `SMTP.SendAsApp` permission, through `.default`.
 pub const MICROSOFT_APP_SCOPE: &str = "https://outlook.office365.com/.default";
 
+/// The scope with which a Google service account (domain-wide delegation)
+/// may change a mailbox's forwarding settings.
+pub const GMAIL_SETTINGS_SCOPE: &str = "https://www.googleapis.com/auth/gmail.settings.sharing";
+
+/// A built-in provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preset {
     Google,
@@ -59,7 +63,6 @@ impl Preset {
         }
     }
 
-    /// Whether the preset's endpoints depend on a tenant.
     /// The provider's IMAP endpoint (host, port, security).
     pub fn imap(self) -> (&'static str, u16, Security) {
         match self {
@@ -68,6 +71,7 @@ impl Preset {
         }
     }
 
+    /// Whether the preset's endpoints depend on a tenant.
     pub fn needs_tenant(self) -> bool {
         matches!(self, Preset::Microsoft)
     }

@@ -170,12 +170,11 @@ impl<'a> Run<'a> {
         let imap: Vec<(String, bool)> = plan
             .changes
             .iter()
-            .filter(|c| self.stored(state, &c.asset).is_some())
             .filter(|c| {
-                self.config
+                state
                     .assets
                     .get(&c.asset)
-                    .is_some_and(|a| a.imap.is_some())
+                    .is_some_and(|r| r.token.is_some())
             })
             .filter_map(|c| {
                 c.imap_proof()

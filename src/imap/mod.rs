@@ -133,7 +133,6 @@ struct Line {
 enum St {
     Ok,
     No,
-    Bad,
     Other,
 }
 
@@ -142,7 +141,6 @@ impl St {
         match status {
             Status::Ok => St::Ok,
             Status::No => St::No,
-            Status::Bad => St::Bad,
             _ => St::Other,
         }
     }
@@ -428,7 +426,7 @@ impl Session<'_> {
                             })
                         }
                         St::No => Ok(Outcome::Refused { words, challenge }),
-                        _ => Err(ImapError::Rejected {
+                        St::Other => Err(ImapError::Rejected {
                             server: self.server(),
                             step: "AUTHENTICATE XOAUTH2",
                             words,

@@ -24,9 +24,6 @@ pub struct Job {
     name: String,
     /// How the grant is renewed, and the client to renew it with.
     refresh: Option<(Renewal, Arc<ProviderClient>)>,
-    /// An organisation grant: any refusal of its token request is the
-    /// provider's word on the grant (drift), not only `invalid_grant`.
-    organisation: bool,
     /// The stored access token: probed when there is no refresh token.
     access: Secret,
     probe: Option<Probe>,
@@ -117,7 +114,6 @@ pub fn check_jobs(
         }
         jobs.push(Job {
             name: name.clone(),
-            organisation: provider.grant.is_organisation(),
             refresh,
             access: tokens.access_token,
             probe,
@@ -165,9 +161,18 @@ fn gmail_reader(
     Ok(Some((transport, url)))
 }
 
+impl Job {
+    /// Whether its grant is an organisation's (renewed by the app itself).
+    fn is_organisation(&self) -> bool {
+        matches!(self.refresh, Some((Renewal::App { .. }, _)))
+    }
+}
+
 /// What one job found.
 struct Found {
     old_refresh: Option<Secret>,
+    /// An organisation grant: any refusal of its token request is the
+    /// provider's word on the grant (drift), not only `invalid_grant`.
     organisation: bool,
     token: Option<Result<Grant, OAuthError>>,
     smtp: Option<Result<SmtpObservation, SmtpError>>,
@@ -179,7 +184,7 @@ async fn check(job: Job) -> Found {
     if crate::interrupt::requested() {
         return Found {
             old_refresh: None,
-            organisation: job.organisation,
+            organisation: job.is_organisation(),
             token: None,
             smtp: None,
             imap: None,
@@ -212,8 +217,8 @@ async fn check(job: Job) -> Found {
         _ => None,
     };
     Found {
+        organisation: job.is_organisation(),
         old_refresh: job.refresh.and_then(|(r, _)| r.refresh_token().cloned()),
-        organisation: job.organisation,
         token,
         smtp,
         imap,

@@ -47,34 +47,32 @@ pub(super) fn resolve_grant(
         identity: None,
         certificate: None,
     };
-    let misplaced = |field: &str, span, diags: &mut Diagnostics| {
-        diags.push(
-            Diagnostic::error(format!(
-                "provider `{name}`: {field} is for grant = \"{}\"",
-                match field {
-                    "service_account_file" => "service_account",
-                    _ => "client_credentials",
-                }
-            ))
-            .at(Some(span))
-            .help(format!(
-                "set grant = \"{}\" on the provider, or remove {field}",
-                match field {
-                    "service_account_file" => "service_account",
-                    _ => "client_credentials",
-                }
-            )),
-        );
-    };
-    if kind != GrantKind::ServiceAccount
-        && let Some(f) = &raw.service_account_file
-    {
-        misplaced("service_account_file", f.span(), diags);
-    }
-    if kind != GrantKind::ClientCredentials
-        && let Some(c) = &raw.client_certificate
-    {
-        misplaced("client_certificate", c.span(), diags);
+    // A key that belongs to the other grant.
+    for (field, span, belongs) in [
+        (
+            "service_account_file",
+            raw.service_account_file.as_ref().map(Spanned::span),
+            GrantKind::ServiceAccount,
+        ),
+        (
+            "client_certificate",
+            raw.client_certificate.as_ref().map(Spanned::span),
+            GrantKind::ClientCredentials,
+        ),
+    ] {
+        if let Some(span) = span.filter(|_| kind != belongs) {
+            diags.push(
+                Diagnostic::error(format!(
+                    "provider `{name}`: {field} is for grant = \"{}\"",
+                    belongs.as_str()
+                ))
+                .at(Some(span))
+                .help(format!(
+                    "set grant = \"{}\" on the provider, or remove {field}",
+                    belongs.as_str()
+                )),
+            );
+        }
     }
     if kind.is_organisation()
         && let Some(f) = &raw.credentials_file
