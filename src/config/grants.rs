@@ -22,22 +22,22 @@ pub fn refused(
     format!(
         "provider `{}` refused the app's token request ({words}) — {}",
         provider.name,
-        admin_step(provider, &asset.username, &words)
+        admin_step(provider, &asset.username, error)
     )
 }
 
-/// The admin step for a refusal whose words are `words`.
-pub fn admin_step(provider: &Provider, mailbox: &str, words: &str) -> String {
+/// The admin step for a refusal whose OAuth `error` code is `error`.
+pub fn admin_step(provider: &Provider, mailbox: &str, error: &str) -> String {
     let client = &provider.client_id;
     match provider.grant {
-        GrantKind::ServiceAccount if words.contains("invalid_grant") => format!(
+        GrantKind::ServiceAccount if error == "invalid_grant" => format!(
             "the service account's assertion was refused: if its key was deleted or disabled, download a new one (Cloud console → IAM → Service accounts → Keys); check that {mailbox} is a user of the Workspace domain"
         ),
         GrantKind::ServiceAccount => format!(
             "domain-wide delegation is not granted for client {client} with scope {} — add it in the Admin console under Security → API controls → Domain-wide delegation (and check that {mailbox} is a mailbox of the Workspace domain)",
             provider.scopes.join(",")
         ),
-        GrantKind::ClientCredentials if words.contains("invalid_client") => format!(
+        GrantKind::ClientCredentials if error == "invalid_client" => format!(
             "the app's credential is refused: check client_id {client} and its {} (Entra admin center → App registrations → the app → Certificates & secrets)",
             if provider.client_certificate.is_some() {
                 "certificate"

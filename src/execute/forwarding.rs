@@ -7,12 +7,8 @@
 use chrono::Utc;
 
 use super::Run;
-use crate::config::raw::GrantKind;
 use crate::plan;
 use crate::state::State;
-
-/// The scope with which a service account may change Gmail's forwarding.
-const GMAIL_SETTINGS_SCOPE: &str = "https://www.googleapis.com/auth/gmail.settings.sharing";
 
 impl Run<'_> {
     pub(super) fn forwarding(&mut self, state: &mut State, change: &plan::Change) {
@@ -32,8 +28,8 @@ impl Run<'_> {
         let name = change.asset.as_str();
         let asset = &self.config.assets[name];
         let provider = self.config.provider_of(asset);
-        let may_set = provider.grant == GrantKind::ServiceAccount
-            && asset.scopes.iter().any(|s| s == GMAIL_SETTINGS_SCOPE);
+        // The plan decided who makes the change (its hint says so).
+        let may_set = plan::forwarding::apply_sets(&plan::applied(self.config, asset));
         let (true, Some(want), Some(base)) = (
             may_set,
             asset.forwarding_address.clone(),

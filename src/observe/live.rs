@@ -491,6 +491,7 @@ fn live_checks(
                     .forwarding_disposition
                     .map(crate::config::raw::Disposition::as_str),
                 seen,
+                crate::plan::forwarding::apply_sets(&record.applied),
             )
         {
             let (what, hint): (Vec<String>, Vec<String>) = found.into_iter().unzip();

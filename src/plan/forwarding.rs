@@ -1,16 +1,49 @@
 //! Gmail's forwarding against the config: each difference a reason in
-//! words, with the step that fixes it (by hand in Gmail's settings: a
-//! person's grant may read them, not change them).
+//! words, with the step that fixes it: by hand in Gmail's settings (a
+//! person's grant may read them, not change them), or by `mailform apply`
+//! where a service account may change them ([`apply_sets`]).
 
 use super::ForwardingObservation;
+use crate::config::presets::GMAIL_SETTINGS_SCOPE;
+use crate::state::AppliedAsset;
+
+/// Whether `mailform apply` sets the forwarding of an asset applied as
+/// `applied`: a service account delegated Gmail's settings scope.
+pub fn apply_sets(applied: &AppliedAsset) -> bool {
+    applied.grant.as_deref() == Some("service_account")
+        && applied.scopes.iter().any(|s| s == GMAIL_SETTINGS_SCOPE)
+}
+
+/// The step when `mailform apply` makes the change.
+const APPLY_SETS: &str =
+    "mailform apply sets it (the service account may change Gmail's forwarding settings)";
 
 /// Where the settings live, for the steps.
 const SETTINGS: &str = "Gmail → Settings → See all settings → Forwarding and POP/IMAP";
 
 /// What differs between `want` (the forwarding address, and the
 /// disposition when the config names one) and what Gmail said: (what,
-/// what to do). Empty: as configured; `None`: nothing was learned.
+/// what to do — `by_apply`: apply sets it, where it can). Empty: as
+/// configured; `None`: nothing was learned.
 pub fn findings(
+    want: &str,
+    disposition: Option<&str>,
+    seen: &ForwardingObservation,
+    by_apply: bool,
+) -> Option<Vec<(String, String)>> {
+    let mut found = read(want, disposition, seen)?;
+    if by_apply {
+        for (_, hint) in &mut found {
+            if hint.starts_with(SETTINGS) {
+                *hint = APPLY_SETS.to_string();
+            }
+        }
+    }
+    Some(found)
+}
+
+/// [`findings`], each with the step by hand.
+fn read(
     want: &str,
     disposition: Option<&str>,
     seen: &ForwardingObservation,
@@ -103,24 +136,36 @@ mod tests {
     fn each_difference_is_one_finding() {
         let want = "cc@contact.example";
         assert_eq!(
-            findings(want, None, &seen(true, Some(want), "accepted")),
+            findings(want, None, &seen(true, Some(want), "accepted"), false),
             Some(vec![])
         );
-        let off = findings(want, None, &seen(false, None, "accepted")).unwrap();
+        let off = findings(want, None, &seen(false, None, "accepted"), false).unwrap();
         assert_eq!(off.len(), 1);
         assert_eq!(off[0].0, "forwarding is off");
-        let elsewhere = findings(want, None, &seen(true, Some("x@y.example"), "accepted")).unwrap();
+        let elsewhere = findings(
+            want,
+            None,
+            &seen(true, Some("x@y.example"), "accepted"),
+            false,
+        )
+        .unwrap();
         assert_eq!(
             elsewhere[0].0,
             "mail is forwarded to x@y.example, not cc@contact.example"
         );
-        let pending = findings(want, None, &seen(true, Some(want), "pending")).unwrap();
+        let pending = findings(want, None, &seen(true, Some(want), "pending"), false).unwrap();
         assert!(
             pending[0]
                 .1
                 .contains("the contact center — must confirm it")
         );
-        let archive = findings(want, Some("archive"), &seen(true, Some(want), "accepted")).unwrap();
+        let archive = findings(
+            want,
+            Some("archive"),
+            &seen(true, Some(want), "accepted"),
+            false,
+        )
+        .unwrap();
         assert_eq!(
             archive[0].0,
             "Gmail's copy of forwarded mail is leaveInInbox, not archive"
@@ -129,6 +174,7 @@ mod tests {
             "other@contact.example",
             None,
             &seen(false, None, "accepted"),
+            false,
         )
         .unwrap();
         assert_eq!(missing.len(), 2);
@@ -136,9 +182,18 @@ mod tests {
             findings(
                 want,
                 None,
-                &ForwardingObservation::Transient { detail: "t".into() }
+                &ForwardingObservation::Transient { detail: "t".into() },
+                false
             ),
             None
         );
+    }
+
+    #[test]
+    fn where_apply_sets_it_the_step_says_so_but_a_confirmation_stays_a_persons() {
+        let want = "cc@contact.example";
+        let by_apply = findings(want, None, &seen(false, None, "pending"), true).unwrap();
+        assert!(by_apply[0].1.contains("must confirm it"), "{by_apply:?}");
+        assert_eq!(by_apply[1].1, APPLY_SETS);
     }
 }

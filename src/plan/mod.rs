@@ -539,17 +539,10 @@ pub fn plan(
                 if p.grant.is_organisation() {
                     for r in &mut change.reasons {
                         if let Reason::TokenRevoked { error, description } = r {
-                            let words = format!(
-                                "{error}{}",
-                                description
-                                    .as_deref()
-                                    .map(|d| format!(": {d}"))
-                                    .unwrap_or_default()
-                            );
                             *r = Reason::AppGrantRefused {
+                                hint: crate::config::grants::admin_step(p, &asset.username, error),
                                 error: error.clone(),
                                 description: description.clone(),
-                                hint: crate::config::grants::admin_step(p, &asset.username, &words),
                             };
                         }
                     }
@@ -900,9 +893,14 @@ fn forwarding_reasons(
     warnings: &mut Vec<String>,
 ) {
     let seen = observed.and_then(|o| o.forwarding.as_ref());
-    if let Some(found) =
-        seen.and_then(|s| forwarding::findings(want, desired.forwarding_disposition.as_deref(), s))
-    {
+    if let Some(found) = seen.and_then(|s| {
+        forwarding::findings(
+            want,
+            desired.forwarding_disposition.as_deref(),
+            s,
+            forwarding::apply_sets(desired),
+        )
+    }) {
         for (what, hint) in found {
             reasons.push(Reason::ForwardingDrift {
                 what,

@@ -198,6 +198,10 @@ fn a_service_account_allowed_to_sets_forwarding_at_apply() {
         .run(["plan", "--detailed-exitcode"])
         .code(2);
     assert_says(&drift, "Gmail forwarding: forwarding is off");
+    assert_says(
+        &drift,
+        "hint: mailform apply sets it (the service account may change Gmail's forwarding settings)",
+    );
     let apply = Mailform::new(dir.path())
         .run(["apply", "--auto-approve"])
         .ok();
