@@ -66,7 +66,7 @@ impl ImapProbe {
         if config.provider_of(asset).ca_digest != applied.smtp_trust {
             return Ok(None);
         }
-        let Some((host, port, security)) = applied.imap.as_deref().and_then(parse_applied) else {
+        let Some((host, port, security)) = applied.imap_endpoint() else {
             return Ok(None);
         };
         Self::at(config, asset, (&host, port, security), timeout).map(Some)
@@ -93,39 +93,6 @@ impl ImapProbe {
                 hint: imap::hint(&outcome.words(), &self.username),
                 reconsent: false,
             },
-        }
-    }
-}
-
-/// `host:port (security)`, as [`crate::plan::applied`] records it.
-fn parse_applied(text: &str) -> Option<(String, u16, Security)> {
-    let (server, security) = text.rsplit_once(" (")?;
-    let security = match security.strip_suffix(')')? {
-        "tls" => Security::Tls,
-        "starttls" => Security::Starttls,
-        _ => return None,
-    };
-    let (host, port) = server.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Some((host.to_string(), port.parse().ok()?, security))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_applied_endpoint_reads_back_as_recorded() {
-        assert_eq!(
-            parse_applied("imap.gmail.com:993 (tls)"),
-            Some(("imap.gmail.com".into(), 993, Security::Tls))
-        );
-        assert_eq!(
-            parse_applied("[::1]:143 (starttls)"),
-            Some(("::1".into(), 143, Security::Starttls))
-        );
-        for bad in ["", "imap.gmail.com:993", "x:99999 (tls)", "x:1 (plain)"] {
-            assert_eq!(parse_applied(bad), None, "{bad}");
         }
     }
 }

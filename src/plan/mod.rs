@@ -57,13 +57,10 @@ pub fn applied(config: &Config, asset: &Asset) -> AppliedAsset {
             .as_ref()
             .filter(|_| asset.forwarding_address.is_some())
             .map(ToString::to_string),
-        imap: asset.imap.as_ref().map(|e| {
-            format!(
-                "{} ({})",
-                crate::security::server_name(&e.host, e.port),
-                e.security
-            )
-        }),
+        imap: asset
+            .imap
+            .as_ref()
+            .map(|e| state::imap_record(&e.host, e.port, e.security)),
     }
 }
 
@@ -724,15 +721,13 @@ fn compare(
     }
 
     // The IMAP login, when declared: the same rules as the SMTP one.
-    if let Some(imap_server) = &desired.imap {
-        let server = imap_server
-            .rsplit_once(" (")
-            .map_or(imap_server.as_str(), |(s, _)| s);
+    if let Some((host, port, _)) = desired.imap_endpoint() {
+        let server = crate::security::server_name(&host, port);
         match login_verdict(
             "IMAP",
             observed.and_then(|o| o.imap.as_ref()),
             record.imap_check.as_ref(),
-            server,
+            &server,
             &mut warnings,
         ) {
             Some(Verdict::Refused {

@@ -682,6 +682,12 @@ impl AppliedAsset {
         ]
     }
 
+    /// The IMAP endpoint applied (host, port, security), read back from
+    /// its `host:port (security)` record.
+    pub fn imap_endpoint(&self) -> Option<(String, u16, Security)> {
+        parse_imap(self.imap.as_deref()?)
+    }
+
     /// A hash of the token-binding fields ([`Field::binds_tokens`]).
     pub fn binding_fingerprint(&self) -> String {
         fingerprint(&self.fields())
@@ -690,6 +696,25 @@ impl AppliedAsset {
 
 /// [`AppliedAsset::binding_fingerprint`] of fields already listed: SHA-256
 /// of the JSON list of `[field, value]` pairs whose field binds tokens.
+/// An IMAP endpoint as [`AppliedAsset::imap`] records it:
+/// `host:port (security)` (one field, shown whole in plans).
+pub fn imap_record(host: &str, port: u16, security: Security) -> String {
+    format!("{} ({security})", crate::security::server_name(host, port))
+}
+
+/// [`imap_record`]'s text, read back.
+fn parse_imap(text: &str) -> Option<(String, u16, Security)> {
+    let (server, security) = text.rsplit_once(" (")?;
+    let security = match security.strip_suffix(')')? {
+        "tls" => Security::Tls,
+        "starttls" => Security::Starttls,
+        _ => return None,
+    };
+    let (host, port) = server.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some((host.to_string(), port.parse().ok()?, security))
+}
+
 pub fn fingerprint(fields: &[(Field, Option<FieldValue<'_>>)]) -> String {
     // Unset binding fields are left out, so a field added later (unset in
     // every older state) keeps the fingerprints, and the tokens sealed with
@@ -772,6 +797,30 @@ pub(crate) mod tests {
             imap: None,
             forwarding_disposition: None,
             gmail_api_url: None,
+        }
+    }
+
+    #[test]
+    fn the_applied_imap_endpoint_reads_back_as_recorded() {
+        assert_eq!(
+            parse_imap("imap.gmail.com:993 (tls)"),
+            Some(("imap.gmail.com".into(), 993, Security::Tls))
+        );
+        assert_eq!(
+            parse_imap("[::1]:143 (starttls)"),
+            Some(("::1".into(), 143, Security::Starttls))
+        );
+        for bad in ["", "imap.gmail.com:993", "x:99999 (tls)", "x:1 (plain)"] {
+            assert_eq!(parse_imap(bad), None, "{bad}");
+        }
+        for (host, port, security) in [
+            ("::1", 143, Security::Starttls),
+            ("a.example", 993, Security::Tls),
+        ] {
+            assert_eq!(
+                parse_imap(&imap_record(host, port, security)),
+                Some((host.to_string(), port, security))
+            );
         }
     }
 
