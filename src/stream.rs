@@ -72,21 +72,94 @@ impl Endpoint {
         crate::security::server_name(&self.host, self.port)
     }
 
-    /// What to try when the port and the security setting may not match:
-    /// `setting` is the config key (`smtp.security`), `starttls_port` and
-    /// `tls_port` the protocol's usual ports.
-    pub fn port_hint(&self, setting: &str, starttls_port: u16, tls_port: u16) -> String {
+    /// What to try when the port and the security setting may not match.
+    pub fn port_hint(&self, protocol: &Protocol) -> String {
+        let (key, starttls_port, tls_port) =
+            (protocol.key, protocol.starttls_port, protocol.tls_port);
         match self.security {
             Security::Tls => format!(
-                "port {} may expect STARTTLS (usually {starttls_port}): try {setting} = \"starttls\"",
+                "port {} may expect STARTTLS (usually {starttls_port}): try {key}.security = \"starttls\"",
                 self.port
             ),
             Security::Starttls => format!(
-                "if port {} expects TLS from the first byte (implicit TLS, usually {tls_port}), set {setting} = \"tls\"",
+                "if port {} expects TLS from the first byte (implicit TLS, usually {tls_port}), set {key}.security = \"tls\"",
                 self.port
             ),
         }
     }
+
+    /// A TLS failure in operators' terms: what happened, and what to try
+    /// (`": …"`, or nothing).
+    pub fn tls_words(&self, tls: &rustls::Error, protocol: &Protocol) -> (String, String) {
+        use rustls::{CertificateError as C, Error as R};
+        match tls {
+            R::InvalidCertificate(C::UnknownIssuer) => (
+                "the server's certificate is not signed by an authority mailform trusts"
+                    .to_string(),
+                match &self.ca_file {
+                    Some(f) => format!(
+                        " (nor by provider `{}`'s ca_file {}): is it the right server?",
+                        self.provider,
+                        f.display()
+                    ),
+                    None => format!(
+                        ": if the server uses a private CA, set ca_file on provider `{}`",
+                        self.provider
+                    ),
+                },
+            ),
+            R::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => (
+                format!(
+                    "the server's certificate is not valid for the name {}",
+                    self.host
+                ),
+                format!(
+                    ": set {}.host to a name the certificate carries",
+                    protocol.key
+                ),
+            ),
+            R::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => (
+                "the server's certificate has expired".to_string(),
+                String::new(),
+            ),
+            R::InvalidMessage(_) => (
+                "the server did not answer in TLS (it sent plain text)".to_string(),
+                format!(": {}", self.port_hint(protocol)),
+            ),
+            other => (other.to_string(), String::new()),
+        }
+    }
+}
+
+/// A mail protocol, for the words of hints: its config key and its
+/// usual ports.
+pub struct Protocol {
+    pub key: &'static str,
+    pub starttls_port: u16,
+    pub tls_port: u16,
+}
+
+pub const SMTP: Protocol = Protocol {
+    key: "smtp",
+    starttls_port: 587,
+    tls_port: 465,
+};
+
+pub const IMAP: Protocol = Protocol {
+    key: "imap",
+    starttls_port: 143,
+    tls_port: 993,
+};
+
+/// XOAUTH2's initial client response (`user=…^Aauth=Bearer …^A^A`),
+/// base64: as secret as the token it holds.
+pub fn xoauth2(username: &str, token: &crate::secret::Secret) -> zeroize::Zeroizing<String> {
+    use base64::Engine as _;
+    let initial = zeroize::Zeroizing::new(format!(
+        "user={username}\x01auth=Bearer {}\x01\x01",
+        token.expose()
+    ));
+    zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(initial.as_bytes()))
 }
 
 /// The longest line a server may send (RFC 5321 §4.5.3.1.5 allows 512

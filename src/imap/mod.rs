@@ -33,7 +33,7 @@ pub use crate::stream::Endpoint;
 
 /// What to try when the port and the security setting may not match.
 fn port_hint(endpoint: &Endpoint) -> String {
-    endpoint.port_hint("imap.security", 143, 993)
+    endpoint.port_hint(&stream::IMAP)
 }
 
 /// The login and what the server said to it.
@@ -381,13 +381,7 @@ impl Session<'_> {
             let line = self.next("authenticating").await?;
             match line.kind {
                 Kind::Continue(_) if !sent => {
-                    let initial = zeroize::Zeroizing::new(format!(
-                        "user={username}\x01auth=Bearer {}\x01\x01",
-                        token.expose()
-                    ));
-                    let encoded = zeroize::Zeroizing::new(
-                        base64::engine::general_purpose::STANDARD.encode(initial.as_bytes()),
-                    );
+                    let encoded = stream::xoauth2(username, token);
                     // An echo of the encoded line is as good as the token.
                     self.secrets.push(encoded.to_string());
                     self.write(&encoded, "sending the token").await?;
@@ -640,31 +634,10 @@ async fn login<'a>(
 
 /// A TLS failure in operators' terms, with what to try.
 fn tls_failure(tls: &rustls::Error, endpoint: &Endpoint) -> ImapError {
-    use rustls::{CertificateError as C, Error as R};
-    let why = match tls {
-        R::InvalidCertificate(C::UnknownIssuer) => match &endpoint.ca_file {
-            Some(f) => format!(
-                "the server's certificate is not signed by an authority mailform trusts (nor by provider `{}`'s ca_file {}): is it the right server?",
-                endpoint.provider,
-                f.display()
-            ),
-            None => format!(
-                "the server's certificate is not signed by an authority mailform trusts: if the server uses a private CA, set ca_file on provider `{}`",
-                endpoint.provider
-            ),
-        },
-        R::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => format!(
-            "the server's certificate is not valid for the name {}: set imap.host to a name the certificate carries",
-            endpoint.host
-        ),
-        R::InvalidMessage(_) => {
-            format!("the server did not answer in TLS: {}", port_hint(endpoint))
-        }
-        other => crate::diagnostic::shown(&other.to_string()).into_owned(),
-    };
+    let (why, hint) = endpoint.tls_words(tls, &stream::IMAP);
     ImapError::Tls {
         server: endpoint.server(),
-        why,
+        why: format!("{}{hint}", crate::diagnostic::shown(&why)),
     }
 }
 

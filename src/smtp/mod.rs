@@ -29,7 +29,6 @@ use std::future::Future;
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Mechanism;
 use lettre::transport::smtp::client::AsyncSmtpConnection;
@@ -51,7 +50,7 @@ pub use crate::stream::Endpoint;
 
 /// What to try when the port and the security setting may not match.
 fn port_hint(endpoint: &Endpoint) -> String {
-    endpoint.port_hint("smtp.security", 587, 465)
+    endpoint.port_hint(&stream::SMTP)
 }
 
 /// The login and what the server said to it.
@@ -241,41 +240,12 @@ fn handshake_failure(e: &std::io::Error, endpoint: &Endpoint) -> SmtpError {
 
 /// A TLS failure in operators' terms, with what to try.
 fn tls_failure(tls: &rustls::Error, endpoint: &Endpoint, secrets: &[&str]) -> SmtpError {
-    use rustls::{CertificateError as C, Error as R};
-    let server = endpoint.server();
-    let (why, hint) = match tls {
-        R::InvalidCertificate(C::UnknownIssuer) => (
-            "the server's certificate is not signed by an authority mailform trusts".to_string(),
-            match &endpoint.ca_file {
-                Some(f) => format!(
-                    " (nor by provider `{}`'s ca_file {}): is it the right server?",
-                    endpoint.provider,
-                    f.display()
-                ),
-                None => format!(
-                    ": if the server uses a private CA, set ca_file on provider `{}`",
-                    endpoint.provider
-                ),
-            },
-        ),
-        R::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => (
-            format!(
-                "the server's certificate is not valid for the name {}",
-                endpoint.host
-            ),
-            ": set smtp.host to a name the certificate carries".to_string(),
-        ),
-        R::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => (
-            "the server's certificate has expired".to_string(),
-            String::new(),
-        ),
-        R::InvalidMessage(_) => (
-            "the server did not answer in TLS (it sent plain text)".to_string(),
-            format!(": {}", port_hint(endpoint)),
-        ),
-        other => (clean(&other.to_string(), secrets), String::new()),
-    };
-    SmtpError::Tls { server, why, hint }
+    let (why, hint) = endpoint.tls_words(tls, &stream::SMTP);
+    SmtpError::Tls {
+        server: endpoint.server(),
+        why: clean(&why, secrets),
+        hint,
+    }
 }
 
 /// `AUTH XOAUTH2 <initial response>`; its text is the secret.
@@ -452,12 +422,7 @@ impl<'a> Session<'a> {
                 },
             });
         }
-        let initial = zeroize::Zeroizing::new(format!(
-            "user={username}\x01auth=Bearer {}\x01\x01",
-            token.expose()
-        ));
-        let command =
-            AuthXoauth2(base64::engine::general_purpose::STANDARD.encode(initial.as_bytes()));
+        let command = AuthXoauth2(stream::xoauth2(username, token).to_string());
         let encoded = zeroize::Zeroizing::new(command.0.clone());
         let secrets = [token.expose(), encoded.as_str()];
         let first = bounded(
