@@ -82,12 +82,9 @@ impl Run<'_> {
         base: &url::Url,
     ) -> Result<crate::gmail::Set, String> {
         let asset = &self.config.assets[name];
-        let provider = self.config.provider_of(asset);
-        let transport = crate::oauth::transport::Transport::new(
-            provider.ca_file.as_deref(),
-            crate::oauth::transport::REQUEST_TIMEOUT,
-        )?;
         let client = self.client(&asset.provider)?;
+        // The provider client's own transport (its trust, its timeouts).
+        let transport = client.transport().clone();
         let (mailbox, scopes) = (asset.username.clone(), asset.scopes.clone());
         let disposition = asset
             .forwarding_disposition

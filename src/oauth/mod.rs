@@ -576,6 +576,12 @@ impl ProviderClient {
         ))
     }
 
+    /// The provider's HTTPS transport (its `ca_file`, timeouts, no
+    /// redirects), for its other APIs (Gmail's settings).
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
     /// Sends a request of ours (not oauth2's) over the transport.
     async fn send(&self, request: oauth2::HttpRequest) -> Result<oauth2::HttpResponse, OAuthError> {
         self.transport

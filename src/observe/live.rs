@@ -50,7 +50,6 @@ pub fn check_jobs(
 ) -> (Vec<Job>, Vec<(String, Failure)>) {
     let mut clients = crate::oauth::Clients::default();
     let mut endpoints = Endpoints::default();
-    let mut transports = std::collections::BTreeMap::new();
     let (mut jobs, mut failures) = (Vec::new(), Vec::new());
     for (name, record) in &state.assets {
         if !worth_checking(
@@ -92,7 +91,7 @@ pub fn check_jobs(
             None => None,
         };
         let provider = config.provider_of(asset);
-        let gmail = match gmail_reader(config, asset, &record.applied, &mut transports) {
+        let gmail = match gmail_reader(config, asset, &record.applied, &mut clients) {
             Ok(g) => g,
             Err(why) => {
                 failures.push((name.clone(), Failure::ForwardingSetup(why)));
@@ -131,7 +130,7 @@ fn gmail_reader(
     config: &Config,
     asset: &crate::config::Asset,
     applied: &crate::state::AppliedAsset,
-    transports: &mut std::collections::BTreeMap<String, crate::oauth::transport::Transport>,
+    clients: &mut crate::oauth::Clients,
 ) -> Result<Option<(crate::oauth::transport::Transport, url::Url)>, String> {
     let provider = config.provider_of(asset);
     let (Some(url), Some(_)) = (&applied.gmail_api_url, &asset.forwarding_address) else {
@@ -148,17 +147,9 @@ fn gmail_reader(
         return Ok(None);
     }
     let url = url::Url::parse(url).map_err(|e| format!("gmail_api_url: {e}"))?;
-    let transport = if let Some(t) = transports.get(&provider.name) {
-        t.clone()
-    } else {
-        let t = crate::oauth::transport::Transport::new(
-            provider.ca_file.as_deref(),
-            crate::oauth::transport::REQUEST_TIMEOUT,
-        )?;
-        transports.insert(provider.name.clone(), t.clone());
-        t
-    };
-    Ok(Some((transport, url)))
+    // The provider client's own transport (its trust, its timeouts).
+    let client = clients.get(provider).map_err(|e| e.to_string())?;
+    Ok(Some((client.transport().clone(), url)))
 }
 
 impl Job {
