@@ -51,6 +51,19 @@ pub enum OAuthError {
         error: String,
         description: Option<String>,
     },
+    /// An answer mailform could not read (not OAuth JSON, cut off, a bare
+    /// HTTP status): said as a refusal, but it is no verdict on the grant.
+    #[error(
+        "provider `{provider}` refused the request ({}{})",
+        shown(what),
+        described(description.as_deref())
+    )]
+    Unreadable {
+        provider: String,
+        /// What was wrong with it, e.g. "unreadable answer", "HTTP 404".
+        what: String,
+        description: Option<String>,
+    },
     /// A grant whose access token could not travel as a bearer token: it is
     /// never stored, printed or sent to a server.
     #[error(
@@ -72,10 +85,8 @@ pub enum OAuthError {
 
 pub(super) use super::body::error_body;
 
-/// The `error` of an answer that was not OAuth 2.0 JSON.
-pub(super) const UNREADABLE: &str = "unreadable answer";
-/// The `error` of an answer whose body never came.
-const CUT_OFF: &str = "answer cut off";
+/// What is said of an answer that was not OAuth 2.0 JSON.
+const UNREADABLE: &str = "unreadable answer";
 
 /// `: description`, shown safely, or nothing.
 pub(super) fn described(description: Option<&str>) -> String {
@@ -94,11 +105,6 @@ impl OAuthError {
     /// terms. Not what mailform says of an answer it could not read (cut
     /// off, not OAuth JSON, a bare HTTP status): that is no verdict.
     pub fn refusal(&self) -> Option<(&str, Option<&str>)> {
-        if let OAuthError::Refused { error, .. } = self
-            && (error == UNREADABLE || error == CUT_OFF || error.starts_with("HTTP "))
-        {
-            return None;
-        }
         match self {
             OAuthError::Revoked {
                 error, description, ..
@@ -160,9 +166,9 @@ impl OAuthError {
             // rotated) the refresh token already. Neither body is quoted: it
             // may hold anything.
             RequestTokenError::Parse(_, _) => Self::not_oauth_json(provider),
-            RequestTokenError::Other(why) => OAuthError::Refused {
+            RequestTokenError::Other(why) => OAuthError::Unreadable {
                 provider: provider.to_string(),
-                error: UNREADABLE.into(),
+                what: UNREADABLE.into(),
                 description: Some(shown(&why).into_owned()),
             },
         }
@@ -171,9 +177,9 @@ impl OAuthError {
     /// A token endpoint's answer that is not OAuth 2.0 JSON (not quoted:
     /// it may hold anything).
     pub(super) fn not_oauth_json(provider: &str) -> Self {
-        OAuthError::Refused {
+        OAuthError::Unreadable {
             provider: provider.to_string(),
-            error: UNREADABLE.into(),
+            what: UNREADABLE.into(),
             description: Some(
                 "the token endpoint did not answer in OAuth 2.0 JSON; check token_url".into(),
             ),
@@ -184,9 +190,9 @@ impl OAuthError {
         match e {
             // Not retried: sending the same refresh token again after the
             // provider used it could look like a replay, and revoke the grant.
-            TransportError::AfterAnswer { code, why } => OAuthError::Refused {
+            TransportError::AfterAnswer { code, why } => OAuthError::Unreadable {
                 provider: provider.to_string(),
-                error: CUT_OFF.into(),
+                what: "answer cut off".into(),
                 description: Some(format!(
                     "HTTP {code} came, but not its body ({why}); not retried"
                 )),
@@ -206,9 +212,9 @@ impl OAuthError {
     pub(super) fn from_error_body(provider: &str, status: u16, body: &[u8]) -> Self {
         match error_body(body) {
             Some((error, description)) => Self::classify(provider, &error, description),
-            None => OAuthError::Refused {
+            None => OAuthError::Unreadable {
                 provider: provider.to_string(),
-                error: format!("HTTP {status}"),
+                what: format!("HTTP {status}"),
                 description: None,
             },
         }

@@ -247,18 +247,20 @@ fn renew(
     let secret = provider.client_secret().map_err(Renewed::Other)?;
     let client = ProviderClient::new(provider, secret).map_err(network)?;
     let runtime = crate::parallel::runtime().map_err(Renewed::Other)?;
-    match runtime.block_on(client.renew(renewal)) {
-        Ok(grant) => Ok(grant),
-        // An organisation grant the provider refuses: no consent fixes
-        // it, an administrator does.
-        Err(e) if provider.grant.is_organisation() && e.refusal().is_some() => {
-            let (error, description) = e.refusal().expect("a refusal");
-            Err(Renewed::Other(Error::Network {
-                name: name.to_string(),
-                why: crate::config::grants::refused(provider, asset, error, description),
-            }))
-        }
-        Err(e @ OAuthError::Revoked { .. }) => Err(Renewed::Consent(e.to_string())),
-        Err(e) => Err(network(e)),
+    let e = match runtime.block_on(client.renew(renewal)) {
+        Ok(grant) => return Ok(grant),
+        Err(e) => e,
+    };
+    // An organisation grant the provider refuses: no consent fixes it, an
+    // administrator does.
+    if let (true, Some((error, description))) = (provider.grant.is_organisation(), e.refusal()) {
+        return Err(Renewed::Other(Error::Network {
+            name: name.to_string(),
+            why: crate::config::grants::refused(provider, asset, error, description),
+        }));
+    }
+    match e {
+        e @ OAuthError::Revoked { .. } => Err(Renewed::Consent(e.to_string())),
+        e => Err(network(e)),
     }
 }

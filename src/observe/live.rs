@@ -255,20 +255,22 @@ pub async fn run_checks(
             Some(Err(OAuthError::Revoked {
                 error, description, ..
             })) => seen.token = Some(TokenObservation::Revoked { error, description }),
-            Some(Err(e)) if found.organisation && e.refusal().is_some() => {
-                let (error, description) = e.refusal().expect("a refusal");
-                seen.token = Some(TokenObservation::Revoked {
-                    error: error.to_string(),
-                    description: description.map(ToString::to_string),
-                });
-            }
             Some(Err(e)) => {
-                if e.is_transient() {
-                    seen.token = Some(TokenObservation::Transient {
-                        detail: e.to_string(),
+                // An organisation grant's refusal, in any of OAuth's
+                // words, is the provider's verdict on the grant.
+                if let (true, Some((error, description))) = (found.organisation, e.refusal()) {
+                    seen.token = Some(TokenObservation::Revoked {
+                        error: error.to_string(),
+                        description: description.map(ToString::to_string),
                     });
+                } else {
+                    if e.is_transient() {
+                        seen.token = Some(TokenObservation::Transient {
+                            detail: e.to_string(),
+                        });
+                    }
+                    checks.failures.push((name.clone(), e.into()));
                 }
-                checks.failures.push((name.clone(), e.into()));
             }
             None => {}
         }
