@@ -109,6 +109,7 @@ pub fn run(
                 None => Ok(ExitStatus::Success),
                 Some(wait) => {
                     let imap = crate::observe::ImapProbe::applied(
+                        &mut crate::observe::Endpoints::default(),
                         &config,
                         asset,
                         &applied,

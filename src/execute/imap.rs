@@ -48,9 +48,15 @@ impl Run<'_> {
     /// outcome; a refused or unproven login fails the asset.
     pub(super) fn prove_imap(&mut self, state: &mut State, names: &[(String, bool)]) {
         let mut proofs = Vec::new();
+        let mut endpoints = crate::observe::Endpoints::default();
         for (name, stored) in names {
             let asset = &self.config.assets[name];
-            let probe = match ImapProbe::configured(self.config, asset, self.smtp_timeout) {
+            let probe = match ImapProbe::configured(
+                &mut endpoints,
+                self.config,
+                asset,
+                self.smtp_timeout,
+            ) {
                 Ok(Some(p)) => p,
                 Ok(None) => continue,
                 Err(why) => {

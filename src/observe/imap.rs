@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::Endpoints;
 use crate::config::{Asset, Config};
 use crate::imap::{self, Endpoint, ImapError, Outcome};
 use crate::plan::SmtpObservation;
@@ -21,20 +22,14 @@ pub struct ImapProbe {
 
 impl ImapProbe {
     fn at(
+        endpoints: &mut Endpoints,
         config: &Config,
         asset: &Asset,
-        (host, port, security): (&str, u16, Security),
+        at: (&str, u16, Security),
         timeout: Duration,
     ) -> Result<ImapProbe, String> {
-        let provider = config.provider_of(asset);
         Ok(ImapProbe {
-            endpoint: Arc::new(Endpoint::new(
-                host,
-                port,
-                security,
-                &provider.name,
-                provider.ca_file.as_deref(),
-            )?),
+            endpoint: endpoints.endpoint(config.provider_of(asset), at)?,
             username: asset.username.clone(),
             timeout,
         })
@@ -43,6 +38,7 @@ impl ImapProbe {
     /// Where the config says: what `apply` proves. `Ok(None)`: the asset
     /// declares no IMAP.
     pub fn configured(
+        endpoints: &mut Endpoints,
         config: &Config,
         asset: &Asset,
         timeout: Duration,
@@ -50,7 +46,15 @@ impl ImapProbe {
         asset
             .imap
             .as_ref()
-            .map(|e| Self::at(config, asset, (&e.host, e.port, e.security), timeout))
+            .map(|e| {
+                Self::at(
+                    endpoints,
+                    config,
+                    asset,
+                    (&e.host, e.port, e.security),
+                    timeout,
+                )
+            })
             .transpose()
     }
 
@@ -58,6 +62,7 @@ impl ImapProbe {
     /// recorded. `Ok(None)`: no IMAP was applied, or the trust changed
     /// since (apply proves the new one).
     pub fn applied(
+        endpoints: &mut Endpoints,
         config: &Config,
         asset: &Asset,
         applied: &crate::state::AppliedAsset,
@@ -69,7 +74,7 @@ impl ImapProbe {
         let Some((host, port, security)) = applied.imap_endpoint() else {
             return Ok(None);
         };
-        Self::at(config, asset, (&host, port, security), timeout).map(Some)
+        Self::at(endpoints, config, asset, (&host, port, security), timeout).map(Some)
     }
 
     /// The login, and what the planner makes of it.

@@ -82,7 +82,9 @@ pub fn check_jobs(
             }
             None => None,
         };
-        let imap_probe = match imap.map(|t| ImapProbe::applied(config, asset, &record.applied, t)) {
+        let imap_probe = match imap
+            .map(|t| ImapProbe::applied(&mut endpoints, config, asset, &record.applied, t))
+        {
             Some(Ok(p)) => p,
             Some(Err(why)) => {
                 failures.push((name.clone(), Failure::ImapSetup(why)));

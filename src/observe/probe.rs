@@ -77,6 +77,34 @@ impl Endpoints {
         self.probe_at(config, asset, at, granted, timeout).map(Some)
     }
 
+    /// The endpoint of `provider`'s server at `host`, `port`, `security`
+    /// (SMTP or IMAP alike), made once: its `ca_file` read, its TLS
+    /// settings built.
+    pub fn endpoint(
+        &mut self,
+        provider: &crate::config::Provider,
+        (host, port, security): (&str, u16, crate::security::Security),
+    ) -> Result<Arc<Endpoint>, String> {
+        let key = (
+            host.to_string(),
+            port,
+            security.to_string(),
+            provider.name.clone(),
+        );
+        if let Some(e) = self.0.get(&key) {
+            return Ok(Arc::clone(e));
+        }
+        let e = Arc::new(Endpoint::new(
+            host,
+            port,
+            security,
+            &provider.name,
+            provider.ca_file.as_deref(),
+        )?);
+        self.0.insert(key, Arc::clone(&e));
+        Ok(e)
+    }
+
     fn probe_at(
         &mut self,
         config: &Config,
@@ -86,25 +114,7 @@ impl Endpoints {
         timeout: Duration,
     ) -> Result<Probe, String> {
         let provider = config.provider_of(asset);
-        let key = (
-            host.to_string(),
-            port,
-            security.to_string(),
-            provider.name.clone(),
-        );
-        let endpoint = if let Some(e) = self.0.get(&key) {
-            Arc::clone(e)
-        } else {
-            let e = Arc::new(Endpoint::new(
-                host,
-                port,
-                security,
-                &provider.name,
-                provider.ca_file.as_deref(),
-            )?);
-            self.0.insert(key, Arc::clone(&e));
-            e
-        };
+        let endpoint = self.endpoint(provider, (host, port, security))?;
         Ok(Probe {
             asset: asset.name.clone(),
             endpoint,
