@@ -112,25 +112,7 @@ impl Run<'_> {
                     },
                 };
                 let ok = matches!(seen, SmtpObservation::Accepted { .. });
-                match &seen {
-                    SmtpObservation::Accepted { reply, .. } => {
-                        let _ = self.printer.err(&format!(
-                            "{name}: IMAP login proven by {server} ({reply})\n"
-                        ));
-                    }
-                    SmtpObservation::Refused { reply, hint, .. } => self.fail(
-                        &name,
-                        &format!(
-                            "IMAP login refused by {server} — {reply}{}",
-                            hint.as_deref()
-                                .map(|h| format!("; hint: {h}"))
-                                .unwrap_or_default()
-                        ),
-                    ),
-                    SmtpObservation::Transient { detail } => {
-                        self.fail(&name, &format!("IMAP check: {detail}"));
-                    }
-                }
+                self.report("IMAP", &name, &server, &seen);
                 if let Some(record) = state.assets.get_mut(&name) {
                     record.imap_check = Some(seen.record(&server, now));
                 }

@@ -142,7 +142,7 @@ impl Run<'_> {
         // beside the asset's failure.
         let seen = match result {
             Ok((_, seen)) => {
-                self.report(name, server, &seen);
+                self.report("SMTP", name, server, &seen);
                 seen
             }
             Err(e) => {
@@ -160,11 +160,11 @@ impl Run<'_> {
 
     /// Says what the server answered to one proof: proven, or the asset's
     /// failure in the server's words.
-    fn report(&mut self, name: &str, server: &str, seen: &SmtpObservation) {
+    pub(super) fn report(&mut self, what: &str, name: &str, server: &str, seen: &SmtpObservation) {
         match seen {
             SmtpObservation::Accepted { reply, .. } => {
                 let _ = self.printer.err(&format!(
-                    "{name}: SMTP login proven by {server} ({reply})\n"
+                    "{name}: {what} login proven by {server} ({reply})\n"
                 ));
             }
             SmtpObservation::Refused {
@@ -175,7 +175,7 @@ impl Run<'_> {
             } => self.fail(
                 name,
                 &format!(
-                    "SMTP login refused by {server} — {reply}{}{}",
+                    "{what} login refused by {server} — {reply}{}{}",
                     hint.as_deref()
                         .map(|h| format!("; hint: {h}"))
                         .unwrap_or_default(),
@@ -189,7 +189,7 @@ impl Run<'_> {
             // Not tried to the end: the login is not proven, and state says
             // so (drift until a proof passes), beside the asset's failure.
             SmtpObservation::Transient { detail } => {
-                self.fail(name, &format!("SMTP check: {detail}"));
+                self.fail(name, &format!("{what} check: {detail}"));
             }
         }
     }
