@@ -683,37 +683,16 @@ fn compare(
     }
 
     let smtp_server = crate::security::server_name(&desired.smtp_host, desired.smtp_port);
-    match login_verdict(
-        "SMTP",
-        observed.and_then(|o| o.smtp.as_ref()),
-        record.smtp_check.as_ref(),
-        &smtp_server,
-        &mut warnings,
-    ) {
-        Some(Verdict::Refused {
-            server,
-            reply,
-            hint,
-            checked_at,
-            reconsent,
-        }) => reasons.push(Reason::SmtpLoginRefused {
-            server,
-            reply,
-            hint,
-            checked_at,
-            reconsent,
-        }),
-        Some(Verdict::NotProven {
-            server,
-            why,
-            checked_at,
-        }) => reasons.push(Reason::SmtpNotProven {
-            server,
-            why,
-            checked_at,
-        }),
-        None => {}
-    }
+    reasons.extend(
+        login_verdict(
+            "SMTP",
+            observed.and_then(|o| o.smtp.as_ref()),
+            record.smtp_check.as_ref(),
+            &smtp_server,
+            &mut warnings,
+        )
+        .map(Verdict::smtp),
+    );
 
     // Gmail's forwarding, when read now or recorded: what differs.
     if let Some(want) = &desired.forwarding_address {
@@ -723,36 +702,16 @@ fn compare(
     // The IMAP login, when declared: the same rules as the SMTP one.
     if let Some((host, port, _)) = desired.imap_endpoint() {
         let server = crate::security::server_name(&host, port);
-        match login_verdict(
-            "IMAP",
-            observed.and_then(|o| o.imap.as_ref()),
-            record.imap_check.as_ref(),
-            &server,
-            &mut warnings,
-        ) {
-            Some(Verdict::Refused {
-                server,
-                reply,
-                hint,
-                checked_at,
-                ..
-            }) => reasons.push(Reason::ImapLoginRefused {
-                server,
-                reply,
-                hint,
-                checked_at,
-            }),
-            Some(Verdict::NotProven {
-                server,
-                why,
-                checked_at,
-            }) => reasons.push(Reason::ImapNotProven {
-                server,
-                why,
-                checked_at,
-            }),
-            None => {}
-        }
+        reasons.extend(
+            login_verdict(
+                "IMAP",
+                observed.and_then(|o| o.imap.as_ref()),
+                record.imap_check.as_ref(),
+                &server,
+                &mut warnings,
+            )
+            .map(Verdict::imap),
+        );
     }
 
     let other: Vec<Field> = fields
@@ -827,6 +786,64 @@ enum Verdict {
         why: String,
         checked_at: DateTime<Utc>,
     },
+}
+
+impl Verdict {
+    /// As an SMTP login's reason.
+    fn smtp(self) -> Reason {
+        match self {
+            Verdict::Refused {
+                server,
+                reply,
+                hint,
+                checked_at,
+                reconsent,
+            } => Reason::SmtpLoginRefused {
+                server,
+                reply,
+                hint,
+                checked_at,
+                reconsent,
+            },
+            Verdict::NotProven {
+                server,
+                why,
+                checked_at,
+            } => Reason::SmtpNotProven {
+                server,
+                why,
+                checked_at,
+            },
+        }
+    }
+
+    /// As an IMAP login's reason (never a re-consent: the SMTP proof
+    /// decides account questions).
+    fn imap(self) -> Reason {
+        match self {
+            Verdict::Refused {
+                server,
+                reply,
+                hint,
+                checked_at,
+                ..
+            } => Reason::ImapLoginRefused {
+                server,
+                reply,
+                hint,
+                checked_at,
+            },
+            Verdict::NotProven {
+                server,
+                why,
+                checked_at,
+            } => Reason::ImapNotProven {
+                server,
+                why,
+                checked_at,
+            },
+        }
+    }
 }
 
 fn login_verdict(
